@@ -1,0 +1,1 @@
+"""Gradient inversion. Sees only what an attacker sees: no Flower, no data loading."""

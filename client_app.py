@@ -1,0 +1,42 @@
+"""fedsnn ClientApp: trains the global model on this node's partition and evaluates it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from clients.node import NodeSetup, local_train_reply
+from clients.training import evaluate as evaluate_model
+
+
+def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
+    """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        """Local training on this node's partition; reply with the update and metrics."""
+        node = NodeSetup.from_context(context, overrides)
+        server_round = int(msg.content["config"].get("server-round", 0))
+        model = node.model_with(msg.content["arrays"], encoder_seed=node.round_seed(server_round))
+        arrays, metrics = local_train_reply(node, model, server_round)
+        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        """Loss and accuracy of the global model on this node's local test split."""
+        node = NodeSetup.from_context(context, overrides)
+        model = node.model_with(msg.content["arrays"])
+        loss, accuracy = evaluate_model(model, node.data.test_x, node.data.test_y)
+        metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy,
+                                "num-examples": len(node.data.test_x),
+                                "partition-id": node.partition_id})
+        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+    return app
+
+
+app = create_client_app()

@@ -1,0 +1,186 @@
+"""The run configuration: one typed, validated, frozen view of `[tool.flwr.app.config]`.
+
+Only the Flower entry points read the raw run config; everything below them takes plain
+arguments or a `RunConfig`. Every invalid value stops the run before training with a
+`ConfigError` whose message names the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A run-config value that cannot work; the message names the key and the accepted values."""
+
+
+MODEL_NAMES = ("lenet", "lenet5", "lenet-snn", "lenet5-snn")
+NEURONS = ("if", "lif")
+SURROGATES = ("atan", "sigmoid", "piecewise-quadratic", "soft-sign", "erf")
+ENCODINGS = ("direct", "poisson", "frames")
+PARTITIONERS = ("iid", "dirichlet")
+OPTIMIZERS = ("adam", "sgd")
+UPDATE_MODES = ("fedavg", "gradient")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every knob of a run. Field names are the config keys with '-' replaced by '_'."""
+
+    seed: int = 0
+    num_server_rounds: int = 10
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    min_available_nodes: int = 2
+    # data
+    dataset: str = "digits"
+    image_size: int = 28
+    partitioner: str = "iid"
+    dirichlet_alpha: float = 0.5
+    local_test_fraction: float = 0.2
+    # model
+    model: str = "lenet"
+    dlg_init: bool = True
+    time_steps: int = 4
+    neuron: str = "if"
+    surrogate: str = "atan"
+    tau: float = 2.0
+    v_threshold: float = 1.0
+    detach_reset: bool = False
+    encoding: str = "direct"
+    # local training
+    update_mode: str = "fedavg"
+    local_epochs: int = 2
+    batch_size: int = 16
+    optimizer: str = "adam"
+    learning_rate: float = 0.003
+    momentum: float = 0.0
+    # outputs
+    output_dir: str = "fedsnn-runs"
+    run_name: str = ""
+
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_spiking(self) -> bool:
+        """True for the spiking twins."""
+        return self.model.endswith("-snn")
+
+    def resolved_output_dir(self) -> Path:
+        """The output folder as an absolute path (relative paths are taken from the home folder,
+        because the Flower app runs from a copy of itself in an unrelated working directory)."""
+        path = Path(self.output_dir).expanduser()
+        return path if path.is_absolute() else Path.home() / path
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config with its kebab-case keys, as written to results.json."""
+        out = {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_mapping(cls, run_config: Mapping[str, Any]) -> RunConfig:
+        """Build and validate from Flower's run config (kebab-case keys).
+
+        Keys this class does not know are kept in `extra` for the components that own them
+        (attack, defense and aggregation settings); they validate their own keys.
+
+        Raises:
+            ConfigError: a value has the wrong type or is out of range.
+        """
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in run_config.items():
+            name = key.replace("-", "_")
+            if name in known:
+                values[name] = _coerce(key, value, known[name].type)
+            else:
+                extra[key] = value
+        config = cls(**values, extra=extra)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check every value; raise `ConfigError` on the first bad one."""
+        _one_of("model", self.model, MODEL_NAMES)
+        _one_of("neuron", self.neuron, NEURONS)
+        _one_of("surrogate", self.surrogate, SURROGATES)
+        _one_of("encoding", self.encoding, ENCODINGS)
+        _one_of("partitioner", self.partitioner, PARTITIONERS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("update-mode", self.update_mode, UPDATE_MODES)
+        _positive_int("num-server-rounds", self.num_server_rounds)
+        _positive_int("time-steps", self.time_steps)
+        _positive_int("local-epochs", self.local_epochs)
+        _positive_int("batch-size", self.batch_size)
+        _positive_int("min-available-nodes", self.min_available_nodes)
+        if self.image_size < 8:
+            raise ConfigError(f"image-size: expected an integer >= 8, got {self.image_size}")
+        _fraction("fraction-train", self.fraction_train)
+        _fraction("fraction-evaluate", self.fraction_evaluate)
+        if not 0.0 <= self.local_test_fraction < 1.0:
+            raise ConfigError(
+                f"local-test-fraction: expected a number in [0, 1), got {self.local_test_fraction}")
+        _positive_float("learning-rate", self.learning_rate)
+        _positive_float("dirichlet-alpha", self.dirichlet_alpha)
+        _positive_float("tau", self.tau)
+        _positive_float("v-threshold", self.v_threshold)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum: expected a number in [0, 1), got {self.momentum}")
+        if self.encoding != "direct" and not self.is_spiking:
+            raise ConfigError(
+                f"encoding: {self.encoding!r} needs a spiking model (*-snn); "
+                f"the ANN {self.model!r} takes images directly (use 'direct')")
+        if not self.dataset:
+            raise ConfigError("dataset: expected 'digits', 'mnist:<dir>' or 'hf:<name>', got ''")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Convert a run-config scalar to the field's type, or say which key is wrong."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {kind}, got {value!r}") from None
+    return value
+
+
+def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ConfigError(f"{key}: unknown value {value!r}; expected one of {', '.join(accepted)}")
+
+
+def _positive_int(key: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value}")
+
+
+def _positive_float(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: expected a positive number, got {value}")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{key}: expected a fraction in (0, 1], got {value}")

@@ -1,0 +1,68 @@
+"""Split a dataset's train split across clients with Flower Datasets' partitioners.
+
+Partitioners work on a small index table (sample id + label), so every source (embedded,
+local files, Hugging Face) is partitioned by the same code, deterministically for a seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from datasets import Dataset
+from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, Partitioner
+
+from fedsnn.data.sources import ImageData, load_dataset
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One client's data: ids (indices into the dataset's train split) and tensors."""
+
+    train_ids: torch.Tensor
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_ids: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def make_partitioner(kind: str, num_partitions: int, *, alpha: float = 0.5,
+                     seed: int = 0) -> Partitioner:
+    """An IID or Dirichlet (label-skew, concentration `alpha`) partitioner."""
+    if kind == "iid":
+        return IidPartitioner(num_partitions=num_partitions)
+    if kind == "dirichlet":
+        return DirichletPartitioner(num_partitions=num_partitions, partition_by="label",
+                                    alpha=alpha, seed=seed, min_partition_size=0,
+                                    self_balancing=True)
+    raise ValueError(f"Unknown partitioner {kind!r}; expected one of ['dirichlet', 'iid']")
+
+
+def partition_ids(labels: torch.Tensor, partition_id: int, num_partitions: int, *,
+                  kind: str = "iid", alpha: float = 0.5, seed: int = 0) -> torch.Tensor:
+    """The train-split ids that belong to `partition_id` (sorted)."""
+    if not 0 <= partition_id < num_partitions:
+        raise ValueError(f"partition-id {partition_id} is outside [0, {num_partitions})")
+    table = Dataset.from_dict({"id": list(range(len(labels))), "label": labels.tolist()})
+    # IidPartitioner shards contiguously: shuffle first, with the run's seed.
+    partitioner = make_partitioner(kind, num_partitions, alpha=alpha, seed=seed)
+    partitioner.dataset = table.shuffle(seed=seed) if kind == "iid" else table
+    ids = partitioner.load_partition(partition_id)["id"]
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+@lru_cache(maxsize=8)
+def load_client_data(dataset: str, image_size: int, partition_id: int, num_partitions: int, *,
+                     kind: str = "iid", alpha: float = 0.5, seed: int = 0,
+                     local_test_fraction: float = 0.2) -> ClientData:
+    """A client's partition, split into local train and local test by a seeded permutation."""
+    data: ImageData = load_dataset(dataset, image_size)
+    ids = partition_ids(data.train_y, partition_id, num_partitions, kind=kind, alpha=alpha,
+                        seed=seed)
+    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed + partition_id))
+    n_test = int(len(ids) * local_test_fraction)
+    test_ids, train_ids = ids[order[:n_test]].sort().values, ids[order[n_test:]].sort().values
+    return ClientData(train_ids, data.train_x[train_ids], data.train_y[train_ids],
+                      test_ids, data.train_x[test_ids], data.train_y[test_ids])

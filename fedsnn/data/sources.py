@@ -1,0 +1,190 @@
+"""Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `hf:<name>`.
+
+Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W], integer labels, a train
+and a test split, and a note saying what was loaded. Sample ids are indices into the train split;
+clients report them and the auditor looks the ground truth up with them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_FORMS = "'digits', 'mnist:<dir with IDX files>', 'hf:<hugging face dataset name>'"
+SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
+
+
+class DatasetError(ValueError):
+    """A dataset spec or file that cannot be loaded; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A labelled image dataset with a train and a test split."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    note: str = ""
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[-3])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0.0, 1.0)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[torch.Tensor, ...]:
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = int(round(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def load_digits(image_size: int = 28) -> ImageData:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, scaled to [0, 1] and resized; 80/20 split."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    x = _resize(x, image_size)
+    train_x, train_y, test_x, test_y = _split(x, y, 0.2)
+    return ImageData("digits", train_x, train_y, test_x, test_y, 10,
+                     note=f"scikit-learn digits: {len(train_x)} train / {len(test_x)} test, "
+                          f"8x8 resized to {image_size}x{image_size}")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        return array.reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError) as error:
+        raise DatasetError(f"mnist: cannot read IDX file {path}: {error}") from None
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}.gz", stem.replace("-idx", ".idx"), f"{stem.replace('-idx', '.idx')}.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
+    """Real MNIST from the standard IDX files (gzipped or not) in `folder`.
+
+    Uses whichever splits are there: both; or only one, which is then split 80/20 into
+    train and test (the note says so).
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"mnist: folder {folder} does not exist; expected IDX files such as "
+                           "t10k-images-idx3-ubyte.gz in it")
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
+        labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
+        if images and labels:
+            x = torch.from_numpy(_read_idx(images).copy()).float().unsqueeze(1) / 255.0
+            y = torch.from_numpy(_read_idx(labels).astype(np.int64))
+            if len(x) != len(y):
+                raise DatasetError(f"mnist: {images.name} has {len(x)} images but "
+                                   f"{labels.name} has {len(y)} labels")
+            splits[split] = (_resize(x, image_size), y)
+    if not splits:
+        raise DatasetError(f"mnist: no IDX image/label pair in {folder}; expected "
+                           "train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz] and/or "
+                           "t10k-images-idx3-ubyte[.gz] + t10k-labels-idx1-ubyte[.gz]")
+    if len(splits) == 2:
+        (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+        note = f"MNIST from {folder}: train {len(train_x)} / test {len(test_x)} (standard splits)"
+    else:
+        (only,) = splits
+        train_x, train_y, test_x, test_y = _split(*splits[only], 0.2)
+        note = (f"MNIST from {folder}: only the {only} split is present ({len(splits[only][0])} "
+                f"images); split 80/20 into train {len(train_x)} / test {len(test_x)}")
+    log.info(note)
+    return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, 10, note=note)
+
+
+def load_hf(name: str, image_size: int = 28) -> ImageData:
+    """A Hugging Face image-classification dataset through Flower Datasets (needs the hub)."""
+    from flwr_datasets import FederatedDataset
+    from flwr_datasets.partitioner import IidPartitioner
+
+    try:
+        fds = FederatedDataset(dataset=name, partitioners={"train": IidPartitioner(1)})
+        train, test = fds.load_split("train"), fds.load_split("test")
+    except Exception as error:  # noqa: BLE001 - any hub/network/format failure is one message
+        raise DatasetError(f"hf:{name}: could not load through Flower Datasets ({error})") from None
+    image_key = next((k for k in ("image", "img", "pixel_values") if k in train.column_names), None)
+    label_key = next((k for k in ("label", "fine_label", "labels") if k in train.column_names), None)
+    if image_key is None or label_key is None:
+        raise DatasetError(f"hf:{name}: expected an image column and a label column, got "
+                           f"{train.column_names}")
+
+    def to_tensors(split: object) -> tuple[torch.Tensor, torch.Tensor]:
+        arrays = [np.asarray(img, dtype=np.float32) / 255.0 for img in split[image_key]]
+        x = torch.from_numpy(np.stack(arrays))
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        return _resize(x, image_size), torch.tensor(split[label_key], dtype=torch.long)
+
+    train_x, train_y = to_tensors(train)
+    test_x, test_y = to_tensors(test)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    return ImageData(f"hf:{name}", train_x, train_y, test_x, test_y, num_classes,
+                     note=f"{name} via Flower Datasets: train {len(train_x)} / test {len(test_x)}")
+
+
+SOURCES: dict[str, Callable[[str, int], ImageData]] = {
+    "digits": lambda _arg, size: load_digits(size),
+    "mnist": load_mnist,
+    "hf": load_hf,
+}
+
+
+@lru_cache(maxsize=4)
+def load_dataset(spec: str, image_size: int = 28) -> ImageData:
+    """Load the dataset named by `spec` (cached per process).
+
+    Raises:
+        DatasetError: unknown form, missing folder or unreadable files, in one line.
+
+    Example:
+        >>> load_dataset("digits").train_x.shape
+        torch.Size([1438, 1, 28, 28])
+    """
+    kind, _, argument = spec.partition(":")
+    if kind not in SOURCES or (kind != "digits" and not argument) or (kind == "digits" and argument):
+        raise DatasetError(f"Unknown dataset {spec!r}; expected one of {ACCEPTED_FORMS}")
+    return SOURCES[kind](argument, image_size)

@@ -1,0 +1,1 @@
+"""Flower strategy wrappers: the curious server, DP, spike-level DP, robust rules."""
