@@ -62,6 +62,10 @@ class RunConfig:
     # outputs
     output_dir: str = "fedsnn-runs"
     run_name: str = ""
+    # -- in-line audit (curious server) --
+    # -- defenses (DP) --
+    # -- robust aggregation / Byzantine clients --
+    # -- deployment (failures, checkpoints) --
 
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
