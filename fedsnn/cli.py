@@ -8,6 +8,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="fedsnn: privacy audits of federated learning with ANNs and SNNs.")
 
 
+@app.callback()
+def main() -> None:
+    """fedsnn: privacy audits of federated learning with ANNs and SNNs."""
+
+
 @app.command()
 def version() -> None:
     """Print the fedsnn version."""
