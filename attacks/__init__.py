@@ -1,1 +1,44 @@
-"""Gradient inversion. Sees only what an attacker sees: no Flower, no data loading."""
+"""Gradient inversion. Sees only what an attacker sees: no Flower, no data loading.
+
+Entry point:
+
+    invert(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]
+
+An attack function (a value of `ATTACKS`) runs one restart:
+`attack(observation, settings, *, seed, deadline=None) -> Reconstruction`.
+
+One reconstruction per observation, in order. Each observation is attacked independently,
+`settings.restarts` times; the restart with the lowest gradient-matching loss is kept (the
+attacker's own criterion: ground truth has no way in). `invert` never raises for a failing
+attack: the reconstruction's `status` says FAILED / DIVERGED / TIMEOUT and `message` says why.
+
+Example:
+    >>> from attacks import AttackSettings, invert
+    >>> recs = invert(observations, AttackSettings(attack="idlg", iterations=100))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attacks.dlg import dlg
+from attacks.grnn import grnn
+from attacks.idlg import idlg, infer_labels
+from attacks.runner import AttackFn, invert_one
+from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
+from attacks.types import Observation, Reconstruction, Status
+
+ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn}
+
+
+def invert(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]:
+    """Attack each observation independently; see the module docstring."""
+    if settings.attack not in ATTACKS:
+        raise AttackSettingsError(
+            f"Unknown attack {settings.attack!r}; expected one of {sorted(ATTACKS)}")
+    return [invert_one(ATTACKS[settings.attack], observation, settings)
+            for observation in observations]
+
+
+__all__ = ["ATTACKS", "AttackFn", "AttackSettings", "AttackSettingsError", "Observation",
+           "Reconstruction", "Status", "infer_labels", "invert", "spike_modality"]

@@ -1,0 +1,198 @@
+"""Gradient matching: the victim rebuilt from an observation, gradient distances, the TV prior,
+and the optimization loop every attack shares (best-so-far, non-finite and time-budget handling).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks.settings import AttackSettings
+from attacks.spiking import model_logits
+from attacks.types import Observation, Status
+from fedsnn.models import build_model
+
+S = TypeVar("S")
+
+# L-BFGS "stall" rule: stop when the loss has not changed at all for this many steps (it happens on
+# IF networks, where the matching loss is piecewise constant in the input; PLATFORM.md).
+STALL_STEPS = 3
+
+
+@dataclass
+class Victim:
+    """The attacked model as the attacker rebuilds it, with the observed gradients in the order of
+    its parameters."""
+
+    model: nn.Module
+    parameters: list[torch.Tensor]
+    observed: list[torch.Tensor]
+    batch_size: int
+
+
+def rebuild_victim(observation: Observation) -> Victim:
+    """The model of `observation.model_spec` with the weights the server sent.
+
+    Raises:
+        ValueError: the observation has no gradient for any parameter of the model, or a gradient
+            of the wrong shape.
+    """
+    model = build_model(observation.model_spec)
+    model.load_state_dict(observation.global_state)
+    model.train()
+    parameters, observed = [], []
+    for name, parameter in model.named_parameters():
+        if name not in observation.gradients:
+            parameter.requires_grad_(False)
+            continue
+        gradient = observation.gradients[name].detach().to(parameter.dtype)
+        if gradient.shape != parameter.shape:
+            raise ValueError(f"observation {observation.target_id!r}: gradient {name!r} has shape "
+                             f"{tuple(gradient.shape)}, the model's parameter {tuple(parameter.shape)}")
+        parameters.append(parameter)
+        observed.append(gradient)
+    if not parameters:
+        raise ValueError(f"observation {observation.target_id!r}: none of its gradients "
+                         f"{sorted(observation.gradients)[:4]}… names a parameter of "
+                         f"{observation.model_spec.name!r}")
+    return Victim(model, parameters, observed, observation.batch_size)
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_c t_c log softmax(logits)_c, where t are probabilities (the
+    client's mean reduction; DLG's soft labels)."""
+    return torch.mean(torch.sum(-soft_targets * F.log_softmax(logits, dim=-1), dim=-1))
+
+
+def l2_distance(dummy: Sequence[torch.Tensor], observed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of the squared L2 distance (DLG's objective, no 0.5 factor)."""
+    return sum(((d - o) ** 2).sum() for d, o in zip(dummy, observed, strict=True))  # type: ignore[return-value]
+
+
+def cosine_distance(dummy: Sequence[torch.Tensor], observed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """1 - cosine similarity of all layers' gradients taken as one vector."""
+    dot = sum((d * o).sum() for d, o in zip(dummy, observed, strict=True))
+    dummy_norm = torch.sqrt(sum((d ** 2).sum() for d in dummy))  # type: ignore[arg-type]
+    observed_norm = torch.sqrt(sum((o ** 2).sum() for o in observed))  # type: ignore[arg-type]
+    return 1.0 - dot / (dummy_norm * observed_norm + 1e-12)
+
+
+DISTANCES: dict[str, Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], torch.Tensor]] = {
+    "l2": l2_distance,
+    "cosine": cosine_distance,
+}
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """GRNN's TV prior on a [B, C, H, W] or [T, B, C, H, W] tensor: per image, 2 * (mean squared
+    vertical + mean squared horizontal neighbour difference), summed over images, divided by B."""
+    images = x.reshape(-1, *x.shape[-3:])
+    dh = (images[:, :, 1:, :] - images[:, :, :-1, :]).pow(2).sum() / images[0, :, 1:, :].numel()
+    dw = (images[:, :, :, 1:] - images[:, :, :, :-1]).pow(2).sum() / images[0, :, :, 1:].numel()
+    return 2.0 * (dh + dw) / x.shape[-4]
+
+
+def matching_loss(victim: Victim, inputs: torch.Tensor, loss_of_logits: Callable[[torch.Tensor], torch.Tensor],
+                  settings: AttackSettings, image_for_prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Gradient distance between the victim's gradient on `inputs` and the observed one, plus the
+    TV prior on `image_for_prior` (default: `inputs`). Differentiable in `inputs` (and in whatever
+    produced `loss_of_logits`'s targets)."""
+    loss = loss_of_logits(model_logits(victim.model, inputs))
+    dummy_grads = torch.autograd.grad(loss, victim.parameters, create_graph=True)
+    objective = DISTANCES[settings.distance](dummy_grads, victim.observed)
+    if settings.tv_weight > 0:
+        objective = objective + settings.tv_weight * total_variation(
+            inputs if image_for_prior is None else image_for_prior)
+    return objective
+
+
+@dataclass
+class Outcome(Generic[S]):
+    """What the optimization loop returns: the best iterate's snapshot and its loss."""
+
+    best: S
+    best_loss: float
+    history: list[float] = field(default_factory=list)
+    status: Status = Status.OK
+    message: str = ""
+
+
+OPTIMIZER_FACTORIES: dict[str, Callable[[list[torch.Tensor], AttackSettings], torch.optim.Optimizer]] = {
+    "lbfgs": lambda v, s: torch.optim.LBFGS(v, lr=s.effective_lr, max_iter=s.lbfgs_max_eval),
+    "adam": lambda v, s: torch.optim.Adam(v, lr=s.effective_lr),
+    "rmsprop": lambda v, s: torch.optim.RMSprop(v, lr=s.effective_lr, momentum=0.99),
+}
+
+
+def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.Tensor, S]],
+             settings: AttackSettings, *, project: Callable[[], None] | None = None,
+             deadline: float | None = None) -> Outcome[S]:
+    """Minimize `objective` over `variables`, keeping the best finite iterate.
+
+    Args:
+        variables: leaf tensors the optimizer moves (dummy inputs/labels, or generator weights).
+        objective: returns (loss, snapshot), where snapshot is a detached copy of what the attack
+            would return at the current point; it is kept whenever the loss is the lowest so far.
+        settings: iterations, optimizer and learning rate.
+        project: applies constraints in place after every step (clamp, non-negativity).
+        deadline: `time.monotonic()` value after which the loop stops with TIMEOUT.
+
+    Returns:
+        The best snapshot and its loss, the loss per step, and a status: DIVERGED when the loss
+        became non-finite (the best earlier iterate is kept), TIMEOUT when the deadline passed.
+    """
+    optimizer = OPTIMIZER_FACTORIES[settings.effective_optimizer](variables, settings)
+    best: list[tuple[float, S]] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss, snapshot = objective()
+        value = float(loss.detach())
+        if math.isfinite(value) and (not best or value < best[0][0]):
+            best[:] = [(value, snapshot)]
+        if loss.requires_grad:
+            loss.backward()
+        return loss
+
+    history: list[float] = []
+    status, message, unchanged = Status.OK, "", 0
+    for step in range(settings.iterations):
+        if deadline is not None and time.monotonic() > deadline:
+            status, message = Status.TIMEOUT, f"time budget ran out after {step} steps"
+            break
+        loss = optimizer.step(closure)
+        value = float(loss.detach()) if loss is not None else math.nan
+        history.append(value)
+        if not math.isfinite(value) or not all(torch.isfinite(v).all() for v in variables):
+            status, message = Status.DIVERGED, f"non-finite loss at step {step}; kept the best iterate"
+            break
+        if project is not None:
+            project()
+        unchanged = unchanged + 1 if len(history) > 1 and history[-1] == history[-2] else 0
+        if settings.effective_optimizer == "lbfgs" and unchanged >= STALL_STEPS:
+            message = f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step {step}"
+            break
+        if value == 0.0:
+            break
+    if not best:  # never a finite loss: evaluate once more for a snapshot of the current point
+        with torch.enable_grad():
+            _, snapshot = objective()
+        return Outcome(snapshot, math.inf, history, Status.DIVERGED,
+                       message or "the loss was never finite")
+    return Outcome(best[0][1], best[0][0], history, status, message)
+
+
+def final_loss(victim: Victim, inputs: torch.Tensor,
+               loss_of_logits: Callable[[torch.Tensor], torch.Tensor], settings: AttackSettings) -> float:
+    """The matching objective of what an attack returns (inf when it is not finite); restarts are
+    ranked by it."""
+    with torch.enable_grad():
+        value = float(matching_loss(victim, inputs, loss_of_logits, settings).detach())
+    return value if math.isfinite(value) else math.inf

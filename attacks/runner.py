@@ -1,0 +1,51 @@
+"""Restarts, time budget and failure containment around one attack on one observation."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+
+import torch
+
+from attacks.settings import AttackSettings
+from attacks.spiking import dummy_shape
+from attacks.types import Observation, Reconstruction, Status
+
+AttackFn = Callable[..., Reconstruction]  # (observation, settings, *, seed, deadline)
+
+
+def _failed(observation: Observation, settings: AttackSettings, message: str) -> Reconstruction:
+    shape = dummy_shape(observation.model_spec, observation.batch_size, settings)
+    return Reconstruction(target_id=observation.target_id, attack=settings.attack,
+                          inputs=torch.zeros(shape),
+                          labels=torch.full((observation.batch_size,), -1, dtype=torch.long),
+                          matching_loss=math.inf, status=Status.FAILED, message=message)
+
+
+def _rank(reconstruction: Reconstruction) -> tuple[int, float]:
+    """Lower is better: any run with a result beats a failed one, then the matching loss."""
+    return (reconstruction.status == Status.FAILED, reconstruction.matching_loss)
+
+
+def invert_one(attack: AttackFn, observation: Observation, settings: AttackSettings) -> Reconstruction:
+    """Run `settings.restarts` restarts (seeds seed, seed+1, …) and keep the one with the lowest
+    gradient-matching loss. Never raises: an exception becomes a FAILED reconstruction."""
+    started = time.monotonic()
+    deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
+    best: Reconstruction | None = None
+    for restart in range(settings.restarts):
+        if best is not None and deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            candidate = attack(observation, settings, seed=settings.seed + restart, deadline=deadline)
+        except Exception as error:  # noqa: BLE001 - a failing attack must never stop the caller
+            detail = traceback.format_exception_only(type(error), error)[-1].strip()
+            candidate = _failed(observation, settings, f"restart {restart}: {detail}")
+        candidate.restart = restart
+        if best is None or _rank(candidate) < _rank(best):
+            best = candidate
+    assert best is not None
+    best.seconds = time.monotonic() - started
+    return best

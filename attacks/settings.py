@@ -1,0 +1,140 @@
+"""Public settings of a gradient-inversion attack: one frozen, validated dataclass.
+
+Everything here is the attacker's own choice (optimizer, iterations, priors, spike-domain
+options). Nothing here describes the victim: that is the `Observation`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+ATTACK_NAMES = ("dlg", "idlg", "grnn")
+OPTIMIZERS = ("lbfgs", "adam")
+GENERATOR_OPTIMIZERS = ("rmsprop", "adam", "lbfgs")
+DISTANCES = ("l2", "cosine")
+INITS = ("gray", "normal", "randn")
+TIME_MODES = ("shared", "per-step")
+THRESHOLD_MODES = ("none", "post", "in")
+
+# Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
+# DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
+DEFAULT_LR = {("lbfgs", False): 1.0, ("adam", False): 0.1,
+              ("rmsprop", True): 1e-4, ("adam", True): 1e-4, ("lbfgs", True): 1.0}
+
+
+class AttackSettingsError(ValueError):
+    """An attack setting that cannot work; the message names the field and the accepted values."""
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How to attack (never what is attacked).
+
+    Attributes:
+        attack: "dlg" | "idlg" | "grnn".
+        iterations: optimizer steps per restart (for L-BFGS each step makes up to
+            `lbfgs_max_eval` loss evaluations).
+        optimizer: optimizer of the dummy inputs (DLG, iDLG): "lbfgs" (default) or "adam" (moves
+            on IF networks where L-BFGS stalls). GRNN uses `grnn_optimizer` instead.
+        lr: learning rate; None picks the usual one (L-BFGS 1.0, Adam 0.1, GRNN's RMSprop 1e-4).
+        lbfgs_max_eval: loss evaluations per L-BFGS step (torch's `max_iter`; 20 in DLG's code).
+        distance: gradient distance, "l2" (sum over layers of squared differences, no 0.5 factor)
+            or "cosine" (1 - cosine similarity of all gradients concatenated).
+        tv_weight: weight of the total-variation prior on the reconstruction (0 disables it).
+        restarts: independent starts; the one with the lowest gradient-matching loss is kept.
+        seed: seeds every starting point (restart r uses seed + r).
+        time_budget_s: wall-clock budget per observation (all restarts); None = unlimited.
+        init: dummy initialisation: "gray" (0.5 + N(0, init_std) clipped to [0, 1], the study's
+            near-uniform gray), "normal" (N(init_mean, init_std), the spike modality's small
+            positive init) or "randn" (N(0, 1), the original DLG code).
+        init_mean: mean of the "normal" init (spike modality).
+        init_std: standard deviation of the "gray" and "normal" inits.
+        time_mode: spiking models only: "shared" optimizes one [B,C,H,W] dummy replicated over the T
+            steps (direct encoding); "per-step" optimizes a [T,B,C,H,W] dummy.
+        threshold_mode: "none"; "post" binarizes at `threshold` after the optimization; "in"
+            binarizes on every step with a straight-through gradient.
+        threshold: the binarization threshold theta.
+        clamp: keep the dummy in the pixel range [0, 1] after every step (image modality).
+        non_negative: keep the dummy >= 0 after every step (spike modality, no upper clamp).
+        grnn_noise_dim: size of GRNN's fixed noise vector.
+        grnn_optimizer: optimizer of GRNN's generator: "rmsprop" (momentum 0.99, as in its code),
+            "adam" or "lbfgs".
+    """
+
+    attack: str = "dlg"
+    iterations: int = 300
+    optimizer: str = "lbfgs"
+    lr: float | None = None
+    lbfgs_max_eval: int = 20
+    distance: str = "l2"
+    tv_weight: float = 0.0
+    restarts: int = 1
+    seed: int = 0
+    time_budget_s: float | None = None
+    init: str = "gray"
+    init_mean: float = 0.1
+    init_std: float = 0.01
+    time_mode: str = "shared"
+    threshold_mode: str = "none"
+    threshold: float = 0.5
+    clamp: bool = True
+    non_negative: bool = False
+    grnn_noise_dim: int = 128
+    grnn_optimizer: str = "rmsprop"
+
+    def __post_init__(self) -> None:
+        for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
+                                      ("optimizer", self.optimizer, OPTIMIZERS),
+                                      ("grnn_optimizer", self.grnn_optimizer, GENERATOR_OPTIMIZERS),
+                                      ("distance", self.distance, DISTANCES),
+                                      ("init", self.init, INITS),
+                                      ("time_mode", self.time_mode, TIME_MODES),
+                                      ("threshold_mode", self.threshold_mode, THRESHOLD_MODES)):
+            if value not in accepted:
+                raise AttackSettingsError(
+                    f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
+        for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim"):
+            if int(getattr(self, name)) < 1:
+                raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise AttackSettingsError(f"Expected `lr` to be > 0 or None but got {self.lr}")
+        if self.tv_weight < 0 or self.init_std < 0:
+            raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
+                                      f"{self.tv_weight} and {self.init_std}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise AttackSettingsError(
+                f"Expected `time_budget_s` to be > 0 or None but got {self.time_budget_s}")
+
+    @property
+    def effective_optimizer(self) -> str:
+        """The optimizer that actually runs (GRNN's generator has its own)."""
+        return self.grnn_optimizer if self.attack == "grnn" else self.optimizer
+
+    @property
+    def effective_lr(self) -> float:
+        """`lr`, or the usual learning rate of the optimizer that runs."""
+        if self.lr is not None:
+            return float(self.lr)
+        return DEFAULT_LR[(self.effective_optimizer, self.attack == "grnn")]
+
+    def with_(self, **changes: Any) -> AttackSettings:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, e.g. for results.json."""
+        return asdict(self)
+
+
+def spike_modality(settings: AttackSettings | None = None, **changes: Any) -> AttackSettings:
+    """The study's spike-modality preset (Table III): per-step dummy, small positive normal init,
+    no pixel clamp, non-negative. `changes` override any field.
+
+    Example:
+        >>> spike_modality(threshold_mode="post", threshold=0.5).time_mode
+        'per-step'
+    """
+    base = settings or AttackSettings()
+    preset = dict(init="normal", time_mode="per-step", clamp=False, non_negative=True)
+    return replace(base, **{**preset, **changes})
