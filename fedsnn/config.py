@@ -8,7 +8,7 @@ arguments or a `RunConfig`. Every invalid value stops the run before training wi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,14 @@ class RunConfig:
     # -- in-line audit (curious server) --
     # -- defenses (DP) --
     # -- robust aggregation / Byzantine clients --
+    aggregator: str = "fedavg"
+    num_malicious: int = 0
+    trimmed_beta: float = 0.2
+    multikrum_select: int = 0
+    norm_filter: float = 0.0
+    byzantine_attack: str = "none"
+    num_byzantine: int = 0
+    byzantine_scale: float = 0.0
     # -- deployment (failures, checkpoints) --
 
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -143,6 +151,7 @@ class RunConfig:
                 f"the ANN {self.model!r} takes images directly (use 'direct')")
         if not self.dataset:
             raise ConfigError("dataset: expected 'digits', 'mnist:<dir>' or 'hf:<name>', got ''")
+        _validate_robust(self)
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -188,3 +197,51 @@ def _positive_float(key: str, value: float) -> None:
 def _fraction(key: str, value: float) -> None:
     if not 0.0 < value <= 1.0:
         raise ConfigError(f"{key}: expected a fraction in (0, 1], got {value}")
+
+
+# -- robust aggregation / Byzantine clients --
+AGGREGATORS = ("fedavg", "median", "krum", "multikrum", "trimmed-mean", "bulyan")
+BYZANTINE_ATTACKS = ("none", "sign-flip", "constant", "gaussian", "label-flip", "alie", "ipm",
+                     "min-max", "min-sum", "gradient-suppression", "stealth-suppression")
+# Fewest updates per round with which an aggregator tolerates f Byzantine ones.
+MIN_UPDATES: dict[str, Callable[[int], int]] = {
+    "fedavg": lambda f: 1,
+    "median": lambda f: 2 * f + 1,
+    "krum": lambda f: 2 * f + 3,
+    "multikrum": lambda f: 2 * f + 3,
+    "trimmed-mean": lambda f: 1,
+    "bulyan": lambda f: 4 * f + 3,
+}
+
+
+def _validate_robust(config: RunConfig) -> None:
+    """Aggregator and Byzantine settings; an aggregator that cannot tolerate `num-malicious` with
+    the fewest nodes a round can have (`min-available-nodes`) stops the run here."""
+    _one_of("aggregator", config.aggregator, AGGREGATORS)
+    _one_of("byzantine-attack", config.byzantine_attack, BYZANTINE_ATTACKS)
+    for key, value in (("num-malicious", config.num_malicious),
+                       ("num-byzantine", config.num_byzantine),
+                       ("multikrum-select", config.multikrum_select)):
+        if value < 0:
+            raise ConfigError(f"{key}: expected an integer >= 0, got {value}")
+    if not 0.0 <= config.trimmed_beta < 0.5:
+        raise ConfigError(f"trimmed-beta: expected a number in [0, 0.5), got {config.trimmed_beta}")
+    if config.norm_filter != 0.0 and not config.norm_filter >= 1.0:
+        raise ConfigError(f"norm-filter: expected 0 (off) or a factor >= 1 over the round's median "
+                          f"update norm, got {config.norm_filter}")
+    if not config.byzantine_scale >= 0.0:
+        raise ConfigError(f"byzantine-scale: expected a number >= 0 (0: the attack's default), "
+                          f"got {config.byzantine_scale}")
+    n, f = config.min_available_nodes, config.num_malicious
+    needed = MIN_UPDATES[config.aggregator](f)
+    if n < needed:
+        raise ConfigError(f"aggregator: {config.aggregator!r} with num-malicious={f} needs at least "
+                          f"{needed} nodes per round, but min-available-nodes={n}; raise "
+                          f"min-available-nodes to {needed} or lower num-malicious")
+    if config.aggregator == "trimmed-mean" and int(config.trimmed_beta * n) < f:
+        raise ConfigError(f"trimmed-beta: {config.trimmed_beta} trims {int(config.trimmed_beta * n)} "
+                          f"of {n} updates per side, fewer than num-malicious={f}; raise "
+                          f"trimmed-beta to at least {f / n:.3g}")
+    if config.aggregator == "multikrum" and config.multikrum_select > n - f:
+        raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds min-available-nodes "
+                          f"- num-malicious = {n - f}; use 0 (n - f) or a smaller number")

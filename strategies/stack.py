@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import Strategy
 
 from fedsnn.config import RunConfig
 from strategies.metrics import mean_scalar_metrics
+from strategies.robust import build_aggregator
 
 
 def build_strategy(config: RunConfig) -> Strategy:
-    """FedAvg weighted by `num-examples`, with per-client metrics kept out of the averages."""
-    return FedAvg(
+    """The configured aggregator (FedAvg by default; robust rules in `strategies.robust`),
+    weighted by `num-examples`, with per-client metrics kept out of the averages."""
+    return build_aggregator(
+        config.aggregator,
+        num_malicious=config.num_malicious,
+        trimmed_beta=config.trimmed_beta,
+        multikrum_select=config.multikrum_select,
+        norm_filter=config.norm_filter,
         fraction_train=config.fraction_train,
         fraction_evaluate=config.fraction_evaluate,
         min_train_nodes=config.min_available_nodes,

@@ -1,0 +1,86 @@
+"""A strategy wrapper that drops replies whose update norm is far above the round's median.
+
+It sits in front of any strategy (FedAvg, median, Krum, ...), in the style of Flower's DP
+wrappers: it inspects the replies before delegating, because some inner strategies
+(FedTrimmedAvg, Bulyan, FedMedian) consume the replies' arrays in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from logging import INFO
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from strategies.robust_updates import stack_updates
+
+
+def norm_filter_mask(norms: np.ndarray, factor: float) -> np.ndarray:
+    """True for each update kept: norm <= factor x the median norm."""
+    return norms <= factor * float(np.median(norms))
+
+
+class UpdateNormFilter(Strategy):
+    """Drop replies with ‖w_i - w_global‖ > factor x the round's median, then delegate.
+
+    Args:
+        strategy: the strategy that aggregates what is kept.
+        factor: multiple of the median update norm above which a reply is dropped (>= 1, so
+            at least half of the replies are always kept).
+
+    Example:
+        >>> from flwr.serverapp.strategy import FedMedian
+        >>> strategy = UpdateNormFilter(FedMedian(), factor=3.0)
+    """
+
+    def __init__(self, strategy: Strategy, *, factor: float) -> None:
+        if not factor >= 1.0:
+            raise ValueError(f"Expected argument `factor` to be >= 1 but got {factor}")
+        self.strategy = strategy
+        self.factor = factor
+        self.round_global: ArrayRecord | None = None
+        self.dropped: dict[int, list[int]] = {}
+
+    def summary(self) -> None:
+        """Log this wrapper's setting, then the wrapped strategy's."""
+        log(INFO, "\t├──> Update-norm filter: drop norms > %s x median", self.factor)
+        self.strategy.summary()
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Remember the global arrays of this round, then delegate."""
+        self.round_global = arrays
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Drop the outlying updates (logged with their source node), aggregate the rest."""
+        replies = list(replies)
+        valid = [msg for msg in replies if not msg.has_error()]
+        if not valid:
+            return self.strategy.aggregate_train(server_round, replies)
+        norms = np.linalg.norm(stack_updates([m.content for m in valid], self.round_global), axis=1)
+        keep = norm_filter_mask(norms, self.factor)
+        dropped = [msg for msg, kept in zip(valid, keep, strict=True) if not kept]
+        self.dropped[server_round] = [msg.metadata.src_node_id for msg in dropped]
+        if dropped:
+            log(INFO, "norm filter: round %d drops %d of %d replies (norms %s > %.3g)",
+                server_round, len(dropped), len(valid),
+                ", ".join(f"{n:.3g}" for n in norms[~keep]), self.factor * np.median(norms))
+        dropped_ids = {id(msg) for msg in dropped}
+        kept = [msg for msg in replies if id(msg) not in dropped_ids]
+        return self.strategy.aggregate_train(server_round, kept)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """Delegate."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
+                           ) -> MetricRecord | None:
+        """Delegate."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
