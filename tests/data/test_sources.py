@@ -1,0 +1,77 @@
+"""Dataset sources: embedded digits, MNIST IDX files, bad specs."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedsnn.data import DatasetError, load_dataset
+from fedsnn.data.sources import load_mnist
+
+
+def test_digits_is_real_scaled_resized_and_split_the_same_way_every_time() -> None:
+    data = load_dataset("digits")
+    assert data.train_x.shape == (1438, 1, 28, 28) and data.test_x.shape == (359, 1, 28, 28)
+    assert data.train_x.min() >= 0 and data.train_x.max() <= 1 and data.num_classes == 10
+    assert set(data.train_y.unique().tolist()) == set(range(10))
+    load_dataset.cache_clear()
+    again = load_dataset("digits")
+    assert torch.equal(data.test_y, again.test_y)
+
+
+def test_digits_size_is_configurable() -> None:
+    assert load_dataset("digits", 16).train_x.shape[-2:] == (16, 16)
+
+
+def test_shared_mnist_test_set_is_split_and_reported(mnist_dir: Path) -> None:
+    data = load_mnist(mnist_dir)
+    assert len(data.train_x) + len(data.test_x) == 10_000
+    assert "only the test split" in data.note
+    assert data.train_x.shape[1:] == (1, 28, 28) and 0.0 <= float(data.train_x.mean()) <= 0.2
+
+
+def _write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(payload))
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_with_both_splits_uses_the_standard_split(tmp_path: Path, compress: bool) -> None:
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)), compress)
+    data = load_mnist(tmp_path)
+    assert len(data.train_x) == 30 and len(data.test_x) == 10 and "standard splits" in data.note
+
+
+def test_mnist_missing_folder_or_files_fail_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_mnist(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no IDX image/label pair"):
+        load_mnist(tmp_path)
+
+
+def test_corrupt_idx_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"garbage!")
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"garbage!")
+    with pytest.raises(DatasetError, match="cannot read IDX file"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["mnist", "cifar10", "digits:extra", "hf:", ""])
+def test_bad_spec_names_the_accepted_forms(spec: str) -> None:
+    with pytest.raises(DatasetError) as info:
+        load_dataset(spec)
+    message = str(info.value)
+    assert "\n" not in message and "'digits'" in message and "mnist:<dir" in message

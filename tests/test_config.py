@@ -1,0 +1,55 @@
+"""Run config: defaults agree with pyproject.toml; bad values stop the run with a clear message."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from fedsnn.config import ConfigError, RunConfig
+from tests.conftest import REPO
+
+
+def test_pyproject_defaults_equal_the_dataclass_defaults() -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert declared == RunConfig().to_dict()
+    assert RunConfig.from_mapping(declared) == RunConfig()
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("time-steps", 0, "time-steps: expected a positive integer"),
+    ("time-steps", -3, "time-steps"),
+    ("model", "resnet", "model: unknown value 'resnet'; expected one of lenet"),
+    ("neuron", "izhikevich", "neuron: unknown value 'izhikevich'; expected one of if, lif"),
+    ("surrogate", "relu", "surrogate: unknown value"),
+    ("fraction-train", 0.0, "fraction-train: expected a fraction in (0, 1]"),
+    ("fraction-evaluate", 1.5, "fraction-evaluate"),
+    ("learning-rate", -0.1, "learning-rate: expected a positive number"),
+    ("batch-size", 2.5, "batch-size: expected int"),
+    ("dlg-init", "maybe", "dlg-init: expected bool"),
+    ("optimizer", "rmsprop", "optimizer: unknown value"),
+    ("update-mode", "fedprox", "update-mode"),
+    ("partitioner", "shards", "partitioner"),
+    ("image-size", 4, "image-size"),
+])
+def test_invalid_values_name_the_key_and_the_accepted_values(key: str, value: object,
+                                                             fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({key: value})
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_poisson_encoding_needs_a_spiking_model() -> None:
+    with pytest.raises(ConfigError, match="encoding: 'poisson' needs a spiking model"):
+        RunConfig.from_mapping({"model": "lenet", "encoding": "poisson"})
+    assert RunConfig.from_mapping({"model": "lenet-snn", "encoding": "poisson"}).is_spiking
+
+
+def test_unknown_keys_are_kept_for_their_owners() -> None:
+    config = RunConfig.from_mapping({"some-plugin-key": 3})
+    assert config.extra == {"some-plugin-key": 3}
+
+
+def test_relative_output_dir_resolves_to_an_absolute_path() -> None:
+    assert RunConfig(output_dir="runs").resolved_output_dir().is_absolute()
+    assert str(RunConfig(output_dir="/tmp/x").resolved_output_dir()) == "/tmp/x"
