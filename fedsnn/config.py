@@ -64,6 +64,23 @@ class RunConfig:
     run_name: str = ""
     # -- in-line audit (curious server) --
     # -- defenses (DP) --
+    defenses: str = ""
+    dp_delta: float = 1e-5
+    dp_accountant: str = "rdp"
+    central_dp_clipping: str = "server-fixed"
+    central_dp_clipping_norm: float = 1.0
+    central_dp_noise_multiplier: float = 1.0
+    central_dp_target_epsilon: float = 0.0
+    local_dp_clipping_norm: float = 1.0
+    local_dp_noise_multiplier: float = 1.0
+    local_dp_target_epsilon: float = 0.0
+    dp_sgd_max_grad_norm: float = 1.0
+    dp_sgd_noise_multiplier: float = 1.0
+    dp_sgd_target_epsilon: float = 0.0
+    spike_dp_mechanism: str = "randomized-response"
+    spike_dp_epsilon_bit: float = 1.0
+    spike_dp_keep_probability: float = 0.5
+    spike_dp_budget: float = 0.0
     # -- robust aggregation / Byzantine clients --
     aggregator: str = "fedavg"
     num_malicious: int = 0
@@ -152,6 +169,7 @@ class RunConfig:
         if not self.dataset:
             raise ConfigError("dataset: expected 'digits', 'mnist:<dir>' or 'hf:<name>', got ''")
         _validate_robust(self)
+        _validate_defenses(self)
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -197,6 +215,56 @@ def _positive_float(key: str, value: float) -> None:
 def _fraction(key: str, value: float) -> None:
     if not 0.0 < value <= 1.0:
         raise ConfigError(f"{key}: expected a fraction in (0, 1], got {value}")
+
+
+
+# -- defenses (DP) --
+DEFENSES = ("central-dp", "local-dp", "dp-sgd", "spike-dp")
+DP_ACCOUNTANTS = ("rdp", "pld")
+CENTRAL_DP_CLIPPING = ("server-fixed", "client-fixed", "server-adaptive", "client-adaptive")
+SPIKE_DP_MECHANISMS = ("randomized-response", "subsample")
+
+
+def defense_names(config: RunConfig) -> tuple[str, ...]:
+    """The defenses a run composes, from the comma-separated `defenses` key."""
+    return tuple(name.strip() for name in config.defenses.split(",") if name.strip())
+
+
+def _value(config: RunConfig, key: str) -> Any:
+    return getattr(config, key.replace("-", "_"))
+
+
+def _validate_defenses(config: RunConfig) -> None:
+    """DP settings; central DP around anything but the plain mean stops the run here (its noise
+    z*C/m bounds the sensitivity of a mean of m clipped updates, not of a median or Krum)."""
+    names = defense_names(config)
+    for name in names:
+        _one_of("defenses", name, DEFENSES)
+    if not 0.0 < config.dp_delta < 1.0:
+        raise ConfigError(f"dp-delta: expected a number in (0, 1), got {config.dp_delta}")
+    _one_of("dp-accountant", config.dp_accountant, DP_ACCOUNTANTS)
+    _one_of("central-dp-clipping", config.central_dp_clipping, CENTRAL_DP_CLIPPING)
+    _one_of("spike-dp-mechanism", config.spike_dp_mechanism, SPIKE_DP_MECHANISMS)
+    for prefix, norm_key in (("central-dp", "central-dp-clipping-norm"),
+                             ("local-dp", "local-dp-clipping-norm"),
+                             ("dp-sgd", "dp-sgd-max-grad-norm")):
+        _positive_float(norm_key, _value(config, norm_key))
+        noise = _value(config, f"{prefix}-noise-multiplier")
+        target = _value(config, f"{prefix}-target-epsilon")
+        if target < 0 or (target == 0 and not noise > 0):
+            raise ConfigError(f"{prefix}-noise-multiplier: expected a positive number (or a "
+                              f"positive {prefix}-target-epsilon), got {noise}")
+    _positive_float("spike-dp-epsilon-bit", config.spike_dp_epsilon_bit)
+    if not 0.0 <= config.spike_dp_keep_probability < 1.0:
+        raise ConfigError(f"spike-dp-keep-probability: expected a number in [0, 1), got "
+                          f"{config.spike_dp_keep_probability}")
+    if config.spike_dp_budget < 0:
+        raise ConfigError(f"spike-dp-budget: expected 0 (none) or a positive epsilon, got "
+                          f"{config.spike_dp_budget}")
+    if "central-dp" in names and (config.aggregator != "fedavg" or config.norm_filter):
+        raise ConfigError(f"defenses: central-dp needs aggregator 'fedavg' without norm-filter "
+                          f"(its noise z*C/m is sized for the mean of m clipped updates; "
+                          f"{config.aggregator!r} has another sensitivity)")
 
 
 # -- robust aggregation / Byzantine clients --
