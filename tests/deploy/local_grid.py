@@ -1,0 +1,83 @@
+"""An in-process Grid for testing the server's round loop without Flower's runtime.
+
+Each node is a `ClientApp` with its own `Context`; `send_and_receive` calls it directly. Nodes
+can go offline (they stop replying and leave `get_node_ids`), as a killed SuperNode does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from flwr.app import Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+# (message, context) -> reply; a ClientApp is one
+Handler = Callable[[Message, Context], Message]
+
+
+@contextmanager
+def server_identity(run_id: int = 1) -> Iterator[None]:
+    """Set what Flower's runtime sets for a ServerApp process (Message() needs it)."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, 0, 1
+    try:
+        yield
+    finally:
+        TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+class LocalGrid(Grid):
+    """Nodes `1..n`, each served by `handlers[i]` with node config `node_configs[i]`."""
+
+    def __init__(self, handlers: list[Handler], node_configs: list[dict[str, Any]],
+                 run_config: Mapping[str, Any]) -> None:
+        self.nodes = {i + 1: (handler, Context(run_id=1, node_id=i + 1, node_config=dict(cfg),
+                                               state=RecordDict(), run_config=dict(run_config)))
+                      for i, (handler, cfg) in enumerate(zip(handlers, node_configs, strict=True))}
+        self.offline: set[int] = set()
+        self.sent: list[Message] = []
+        # called with each message before it is delivered (tests take nodes offline here)
+        self.before_delivery: Callable[[Message], None] = lambda message: None
+
+    def get_node_ids(self) -> Iterable[int]:
+        """The nodes that are online."""
+        return [node for node in self.nodes if node not in self.offline]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
+                         ) -> Iterable[Message]:
+        """Deliver each message to its node and collect the replies of the nodes still online."""
+        replies = []
+        for message in messages:
+            self.sent.append(message)
+            self.before_delivery(message)
+            node = message.metadata.dst_node_id
+            if node in self.offline:
+                continue
+            handler, context = self.nodes[node]
+            replies.append(handler(message, context))
+        return replies
+
+    def set_run(self, run: Any) -> None:
+        """Not needed in-process."""
+
+    @property
+    def run(self) -> Any:
+        """Not needed in-process."""
+        raise NotImplementedError
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
+                       group_id: str, ttl: float | None = None) -> Message:
+        """A message to `dst_node_id`."""
+        return Message(content, dst_node_id=dst_node_id, message_type=message_type,
+                       group_id=group_id, ttl=ttl)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Use send_and_receive."""
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Use send_and_receive."""
+        raise NotImplementedError

@@ -1,0 +1,106 @@
+"""Reply validation: each kind of bad reply is caught, the aggregate of the rest is exactly the
+inner strategy's, and the wrapper composes (generators in, in-place inner strategies)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg
+
+from strategies.validation import ArraySpec, ValidatingStrategy, check_arrays, norm_outliers
+from tests.deploy.local_grid import server_identity
+
+SPEC = {"w": ArraySpec((2, 3), "f"), "steps": ArraySpec((), "i")}
+GOOD = {"w": np.zeros((2, 3), np.float32), "steps": np.array(3, np.int64)}
+
+
+@pytest.mark.parametrize("change,kind", [
+    ({"w": np.full((2, 3), np.nan, np.float32)}, "non-finite"),
+    ({"w": np.array([[0, 0, np.inf]] * 2, np.float64)}, "non-finite"),
+    ({"w": np.zeros((3, 2), np.float32)}, "shape"),
+    ({"w": np.zeros((2, 3), np.int32)}, "dtype"),
+    ({"steps": np.array(3.5)}, "dtype"),
+    ({"extra": np.zeros(1, np.float32)}, "extra-arrays"),
+])
+def test_check_arrays_names_the_problem(change: dict, kind: str) -> None:
+    problem = check_arrays(GOOD | change, SPEC)
+    assert problem is not None and problem[0] == kind and "\n" not in problem[1]
+
+
+def test_check_arrays_accepts_a_well_formed_reply_and_catches_a_missing_array() -> None:
+    assert check_arrays(GOOD, SPEC) is None
+    assert check_arrays({"w": GOOD["w"].astype(np.float64), "steps": GOOD["steps"]}, SPEC) is None
+    assert check_arrays({"w": GOOD["w"]}, SPEC) == ("missing-arrays", "missing arrays ['steps']")
+
+
+def test_norm_outliers_compare_each_norm_with_the_median_of_the_others() -> None:
+    assert norm_outliers([1.0, 1.5, 0.8, 200.0], factor=10) == [False, False, False, True]
+    assert norm_outliers([1.0, 200.0], factor=10) == [False, True]
+    assert norm_outliers([5.0], factor=10) == [False]
+    assert norm_outliers([1.0, 200.0], factor=0) == [False, False]
+
+
+def reply(node: int, weights: np.ndarray, num_examples: float = 10, **arrays: np.ndarray
+          ) -> Message:
+    content = RecordDict({
+        "arrays": ArrayRecord({"w": Array(weights), **{k: Array(v) for k, v in arrays.items()}}),
+        "metrics": MetricRecord({"num-examples": num_examples, "train-loss": 0.5})})
+    message = Message(content, dst_node_id=0, message_type="train")
+    message.metadata.__dict__["_src_node_id"] = node
+    return message
+
+
+@pytest.fixture(autouse=True)
+def identity() -> Iterator[None]:
+    with server_identity():
+        yield
+
+
+def replies() -> list[Message]:
+    rng = np.random.default_rng(0)
+    good = [reply(i, rng.normal(size=4).astype(np.float32)) for i in range(1, 5)]
+    bad = [reply(5, np.array([np.nan, 0, 0, 0], np.float32)),
+           reply(6, np.zeros(5, np.float32)),
+           reply(7, np.zeros(4, np.float32), extra=np.zeros(1)),
+           reply(8, np.full(4, 1e6, np.float32)),
+           reply(9, np.zeros(4, np.float32), num_examples=float("nan"))]
+    return good + bad
+
+
+def aggregate(strategy: ValidatingStrategy | FedAvg, messages: list[Message]) -> np.ndarray:
+    arrays, _ = strategy.aggregate_train(1, (m for m in messages))  # a generator, as Flower may pass
+    return arrays["w"].numpy()
+
+
+def test_the_aggregate_equals_the_inner_strategy_on_the_valid_replies_alone() -> None:
+    messages = replies()
+    strategy = ValidatingStrategy(FedAvg(), norm_factor=10)
+    reference = aggregate(FedAvg(), replies()[:4])
+    assert np.allclose(aggregate(strategy, messages), reference)
+    arrays, metrics = strategy.aggregate_train(1, iter(replies()))
+    assert metrics["rejected-replies"] == 5
+    assert sorted(metrics["rejected-node-ids"]) == [5, 6, 7, 8, 9]
+    assert (metrics["rejected-non-finite"], metrics["rejected-shape"], metrics["rejected-norm"],
+            metrics["rejected-extra-arrays"], metrics["rejected-malformed"]) == (1, 1, 1, 1, 1)
+    assert {r.node_id: r.kind for r in strategy.rejections[1]}[8] == "norm"
+
+
+def test_it_inspects_replies_before_an_inner_strategy_that_changes_them_in_place() -> None:
+    strategy = ValidatingStrategy(FedTrimmedAvg(beta=0.2), norm_factor=10)
+    arrays, metrics = strategy.aggregate_train(1, iter(replies()))
+    assert np.isfinite(arrays["w"].numpy()).all()
+    assert metrics["rejected-replies"] == 5
+
+
+def test_all_replies_rejected_gives_no_aggregate_but_counts() -> None:
+    strategy = ValidatingStrategy(FedAvg())
+    arrays, metrics = strategy.aggregate_train(1, replies()[4:5])
+    assert arrays is None and metrics["rejected-replies"] == 1
+
+
+def test_the_norm_factor_is_checked() -> None:
+    with pytest.raises(ValueError, match="norm_factor"):
+        ValidatingStrategy(FedAvg(), norm_factor=0.5)
