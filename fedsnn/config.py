@@ -91,6 +91,11 @@ class RunConfig:
     num_byzantine: int = 0
     byzantine_scale: float = 0.0
     # -- deployment (failures, checkpoints) --
+    round_timeout: float = 600.0
+    node_wait_timeout: float = 300.0
+    min_train_replies: int = 1
+    reject_norm_factor: float = 100.0
+    resume_from: str = ""
 
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -170,6 +175,7 @@ class RunConfig:
             raise ConfigError("dataset: expected 'digits', 'mnist:<dir>' or 'hf:<name>', got ''")
         _validate_robust(self)
         _validate_defenses(self)
+        _validate_deployment(self)
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -313,3 +319,15 @@ def _validate_robust(config: RunConfig) -> None:
     if config.aggregator == "multikrum" and config.multikrum_select > n - f:
         raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds min-available-nodes "
                           f"- num-malicious = {n - f}; use 0 (n - f) or a smaller number")
+
+
+# -- deployment (failures, checkpoints) --
+def _validate_deployment(config: RunConfig) -> None:
+    """Timeouts, the minimum of replies per round and the norm factor of reply validation.
+    `resume-from` is checked by the ServerApp, the only one that reads it."""
+    _positive_float("round-timeout", config.round_timeout)
+    _positive_float("node-wait-timeout", config.node_wait_timeout)
+    _positive_int("min-train-replies", config.min_train_replies)
+    if config.reject_norm_factor != 0.0 and not config.reject_norm_factor > 1.0:
+        raise ConfigError("reject-norm-factor: expected 0 (off) or a number > 1, "
+                          f"got {config.reject_norm_factor}")
