@@ -12,7 +12,7 @@ from torch import nn
 
 from clients.training import batch_gradient, train_epochs
 from fedsnn.config import RunConfig
-from fedsnn.data import ClientData, load_client_data, load_dataset
+from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
 
 
@@ -30,6 +30,9 @@ class NodeSetup:
     def from_context(cls, context: Context, overrides: Mapping[str, Any] | None = None) -> NodeSetup:
         config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
         node_config = context.node_config
+        if "data-path" in node_config:
+            return cls.with_own_data(config, str(node_config["data-path"]),
+                                     int(node_config.get("partition-id", -1)))
         if "partition-id" not in node_config or "num-partitions" not in node_config:
             raise ValueError("node config needs 'partition-id' and 'num-partitions' "
                              "(e.g. --node-config \"partition-id=0 num-partitions=2\")")
@@ -41,6 +44,23 @@ class NodeSetup:
                                 seed=config.seed, local_test_fraction=config.local_test_fraction)
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, num_partitions, data, spec)
+
+    @classmethod
+    def with_own_data(cls, config: RunConfig, data_path: str, partition_id: int = -1) -> NodeSetup:
+        """An edge node with its own dataset (node config `data-path`: a folder of MNIST IDX
+        files, an .npz file or any dataset spec) instead of a partition of the run's `dataset`,
+        which still fixes the model's shape. `partition-id` is only this node's label."""
+        dataset = load_dataset(config.dataset, config.image_size)
+        data = load_local_data(dataset_spec(data_path), config.image_size, seed=config.seed,
+                               local_test_fraction=config.local_test_fraction)
+        if data.train_x.shape[1:] != dataset.train_x.shape[1:]:
+            raise ValueError(f"data-path {data_path}: images of shape {tuple(data.train_x.shape[1:])}"
+                             f", but the run's model takes {tuple(dataset.train_x.shape[1:])}")
+        if len(data.train_y) and int(data.train_y.max()) >= dataset.num_classes:
+            raise ValueError(f"data-path {data_path}: label {int(data.train_y.max())} is outside "
+                             f"the run's {dataset.num_classes} classes")
+        spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
+        return cls(config, partition_id, 1, data, spec)
 
     def round_seed(self, server_round: int) -> int:
         """This node's seed for a round: batches, shuffling and Poisson spikes derive from it."""
@@ -79,13 +99,14 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int
                      if name in gradients else state[name] for name in state}
         arrays = ArrayRecord({k: v.numpy() for k, v in new_state.items()})
         metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1,
-                   "sample-ids": data.train_ids[batch].tolist()}
+                   "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
     else:
         result = train_epochs(model, data.train_x, data.train_y, epochs=cfg.local_epochs,
                               batch_size=cfg.batch_size, lr=cfg.learning_rate,
                               optimizer=cfg.optimizer, momentum=cfg.momentum, seed=seed)
         arrays = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
-                   "local-steps": result.steps, "sample-ids": data.train_ids.tolist()}
+                   "local-steps": result.steps,
+                   "sample-ids": data.train_ids.tolist() if data.shared_ids else []}
     metrics["partition-id"] = node.partition_id
     return arrays, MetricRecord(metrics)

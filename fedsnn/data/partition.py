@@ -6,6 +6,7 @@ local files, Hugging Face) is partitioned by the same code, deterministically fo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,7 +19,11 @@ from fedsnn.data.sources import ImageData, load_dataset
 
 @dataclass(frozen=True)
 class ClientData:
-    """One client's data: ids (indices into the dataset's train split) and tensors."""
+    """One client's data: ids (indices into the dataset's train split) and tensors.
+
+    `shared_ids` is False for a node's own data (`load_local_data`): its ids index the node's
+    file, which the server cannot look up, so the node does not report them.
+    """
 
     train_ids: torch.Tensor
     train_x: torch.Tensor
@@ -26,6 +31,7 @@ class ClientData:
     test_ids: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    shared_ids: bool = True
 
 
 def make_partitioner(kind: str, num_partitions: int, *, alpha: float = 0.5,
@@ -61,7 +67,29 @@ def load_client_data(dataset: str, image_size: int, partition_id: int, num_parti
     data: ImageData = load_dataset(dataset, image_size)
     ids = partition_ids(data.train_y, partition_id, num_partitions, kind=kind, alpha=alpha,
                         seed=seed)
-    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed + partition_id))
+    return _split_locally(data, ids, seed + partition_id, local_test_fraction)
+
+
+@lru_cache(maxsize=2)
+def load_local_data(spec: str, image_size: int, *, seed: int = 0,
+                    local_test_fraction: float = 0.2) -> ClientData:
+    """A node's own dataset (node config `data-path`): every sample of its train split, divided
+    into local train and local test like a partition.
+
+    Example:
+        >>> load_local_data("npz:/data/node3.npz", 28).train_x.shape  # doctest: +SKIP
+        torch.Size([480, 1, 28, 28])
+    """
+    data = load_dataset(spec, image_size)
+    ids = torch.arange(len(data.train_y))
+    return dataclasses.replace(_split_locally(data, ids, seed, local_test_fraction),
+                               shared_ids=False)
+
+
+def _split_locally(data: ImageData, ids: torch.Tensor, seed: int, local_test_fraction: float
+                   ) -> ClientData:
+    """Split `ids` (of `data`'s train split) into local train and test by a seeded permutation."""
+    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))
     n_test = int(len(ids) * local_test_fraction)
     test_ids, train_ids = ids[order[:n_test]].sort().values, ids[order[n_test:]].sort().values
     return ClientData(train_ids, data.train_x[train_ids], data.train_y[train_ids],

@@ -1,4 +1,4 @@
-"""Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `hf:<name>`.
+"""Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`.
 
 Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W], integer labels, a train
 and a test split, and a note saying what was loaded. Sample ids are indices into the train split;
@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-ACCEPTED_FORMS = "'digits', 'mnist:<dir with IDX files>', 'hf:<hugging face dataset name>'"
+ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
+                  "'hf:<hugging face dataset name>'")
 SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
 
 
@@ -166,9 +167,67 @@ def load_hf(name: str, image_size: int = 28) -> ImageData:
                      note=f"{name} via Flower Datasets: train {len(train_x)} / test {len(test_x)}")
 
 
+def _npz_images(archive: Mapping[str, np.ndarray], x_key: str, y_key: str, path: Path,
+                image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = np.asarray(archive[x_key]), np.asarray(archive[y_key])
+    if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y):
+        raise DatasetError(f"npz: {path}: expected {x_key} [N, H, W] or [N, C, H, W] and {y_key} "
+                           f"[N], got shapes {x.shape} and {y.shape}")
+    images = torch.from_numpy(x.astype(np.float32))
+    if x.dtype == np.uint8:
+        images /= 255.0
+    images = images.unsqueeze(1) if images.dim() == 3 else images
+    return _resize(images, image_size), torch.from_numpy(y.astype(np.int64))
+
+
+def load_npz(path: str | Path, image_size: int = 28) -> ImageData:
+    """Images and labels from a NumPy .npz file: `x` ([N, H, W] or [N, C, H, W]; uint8 0-255 or
+    floats in [0, 1]) and `y` ([N] integer labels), optionally `x_test` and `y_test`.
+
+    Without test arrays every sample is in the train split and the test split is empty (the
+    form for an edge node's own data, `data-path`).
+    """
+    path = Path(path).expanduser()
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive or "y" not in archive:
+                raise DatasetError(f"npz: {path} has arrays {sorted(archive.files)}; expected 'x' "
+                                   "(images) and 'y' (labels), optionally 'x_test' and 'y_test'")
+            train_x, train_y = _npz_images(archive, "x", "y", path, image_size)
+            if "x_test" in archive and "y_test" in archive:
+                test_x, test_y = _npz_images(archive, "x_test", "y_test", path, image_size)
+            else:
+                test_x, test_y = train_x[:0], train_y[:0]
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"npz: cannot read {path}: {error}") from None
+    labels = torch.cat([train_y, test_y])
+    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    return ImageData(f"npz:{path}", train_x, train_y, test_x, test_y, num_classes,
+                     note=f"{path}: train {len(train_x)} / test {len(test_x)}")
+
+
+def dataset_spec(location: str) -> str:
+    """A dataset spec for a node's `data-path`: a spec as is, a folder as `mnist:<folder>`, a
+    .npz file as `npz:<file>`.
+
+    Example:
+        >>> dataset_spec("/data/node3.npz")
+        'npz:/data/node3.npz'
+    """
+    kind = location.partition(":")[0]
+    if kind in SOURCES:
+        return location
+    if location.endswith(".npz"):
+        return f"npz:{location}"
+    return f"mnist:{location}"
+
+
 SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "digits": lambda _arg, size: load_digits(size),
     "mnist": load_mnist,
+    "npz": load_npz,
     "hf": load_hf,
 }
 
