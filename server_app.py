@@ -12,11 +12,16 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from clients.training import evaluate
+from fedsnn.audit.auditor import Auditor
+from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
 from fedsnn.models import build_model, spec_for
 from fedsnn.results import RunRecord, create_run_dir
+from strategies.curious import attach_audit
+from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
+from strategies.validation import ValidatingStrategy
 
 
 def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
@@ -29,16 +34,18 @@ def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
         try:
             config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
             data = load_dataset(config.dataset, config.image_size)
-        except (ConfigError, DatasetError) as error:
+            resume = load_checkpoint(config.resume_from) if config.resume_from else None
+        except (ConfigError, DatasetError, CheckpointError) as error:
             log(ERROR, "fedsnn: %s", error)
             raise SystemExit(f"fedsnn: {error}") from None
-        run(grid, config, data)
+        run(grid, config, data, resume)
 
     return app
 
 
-def run(grid: Grid, config: RunConfig, data: Any) -> RunRecord:
-    """Train for `num-server-rounds` with central evaluation after every round."""
+def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = None) -> RunRecord:
+    """Train for `num-server-rounds` with central evaluation and a checkpoint after every round
+    (from `resume`'s next round when given); a run that cannot go on stops with its reason."""
     spec = spec_for(config, data.in_channels, data.num_classes, data.image_size)
     run_dir = create_run_dir(config.resolved_output_dir(), config.run_name or config.model)
     record = RunRecord(run_dir, config.to_dict(), {"seed": config.seed, "model-spec": spec.to_dict(),
@@ -46,6 +53,11 @@ def run(grid: Grid, config: RunConfig, data: Any) -> RunRecord:
     log(INFO, "fedsnn: %s on %s; results -> %s", config.model, data.note, run_dir)
 
     model = build_model(spec, dlg_init=config.dlg_init, seed=config.seed)
+    try:
+        first_round = resume_into(resume, model, record) if resume else 1
+    except CheckpointError as error:
+        record.finish("failed")
+        raise SystemExit(f"fedsnn: {error}") from None
 
     def central_evaluation(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict({k: v.float() for k, v in arrays.to_torch_state_dict().items()})
@@ -56,20 +68,33 @@ def run(grid: Grid, config: RunConfig, data: Any) -> RunRecord:
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     strategy = build_strategy(config)
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(model.state_dict()),
-        num_rounds=config.num_server_rounds,
-        train_config=ConfigRecord({"lr": config.learning_rate}),
-        evaluate_fn=central_evaluation,
-    )
-    for server_round, metrics in result.train_metrics_clientapp.items():
-        record.update_round(server_round, "train", dict(metrics))
-    for server_round, metrics in result.evaluate_metrics_clientapp.items():
-        record.update_round(server_round, "client-eval", dict(metrics))
+    curious = attach_audit(strategy, config, spec) if config.audit_enabled else None
+    stopped: RunStopped | None = None
+    try:  # bad replies are rejected before the curious server or any aggregator sees them
+        result = run_rounds(
+            ValidatingStrategy(curious or strategy, norm_factor=config.reject_norm_factor),
+            grid, initial_arrays=ArrayRecord(model.state_dict()),
+            num_rounds=config.num_server_rounds, first_round=first_round,
+            policy=RoundPolicy(config.round_timeout, config.node_wait_timeout,
+                               config.min_train_replies),
+            train_config=ConfigRecord({"lr": config.learning_rate}),
+            evaluate_fn=central_evaluation, report=record.update_round,
+            on_round_end=lambda server_round, arrays: save_checkpoint(
+                run_dir, server_round=server_round, results=record.data,
+                model_state=arrays.to_torch_state_dict()))
+    except RunStopped as error:
+        stopped = error
+    if curious is not None:
+        record.set("audit", curious.finish(run_dir, Auditor(data.train_x, data.train_y)))
+        log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
+    if stopped is not None:
+        record.set("stop-reason", str(stopped))
+        record.finish("stopped")
+        log(ERROR, "fedsnn: %s; resume with resume-from=%s", stopped, run_dir)
+        raise SystemExit(f"fedsnn: {stopped} (resume with resume-from={run_dir})")
     torch.save(result.arrays.to_torch_state_dict(), run_dir / "model.pt")
-    missing = [r for r in range(1, config.num_server_rounds + 1)
-               if r not in result.train_metrics_clientapp]
+    missing = [e["round"] for e in record.data["rounds"]
+               if e["round"] > 0 and not e.get("participation", {}).get("aggregated", True)]
     record.set("rounds-without-training", missing)
     record.finish("completed" if not missing else "completed-with-failed-rounds")
     log(INFO, "fedsnn: finished; final test accuracy %.4f; results in %s",

@@ -10,7 +10,7 @@ import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from torch import nn
 
-from clients.training import batch_gradient, train_epochs
+from clients.privacy import TrainingHooks
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
@@ -36,8 +36,13 @@ class NodeSetup:
         if "partition-id" not in node_config or "num-partitions" not in node_config:
             raise ValueError("node config needs 'partition-id' and 'num-partitions' "
                              "(e.g. --node-config \"partition-id=0 num-partitions=2\")")
-        partition_id = int(node_config["partition-id"])
-        num_partitions = int(node_config["num-partitions"])
+        return cls.for_partition(config, int(node_config["partition-id"]),
+                                 int(node_config["num-partitions"]))
+
+    @classmethod
+    def for_partition(cls, config: RunConfig, partition_id: int, num_partitions: int) -> NodeSetup:
+        """The setup of the node that holds `partition_id` (also how colluders stand in for a
+        peer's side channel: see `clients.malicious`)."""
         dataset = load_dataset(config.dataset, config.image_size)
         data = load_client_data(config.dataset, config.image_size, partition_id, num_partitions,
                                 kind=config.partitioner, alpha=config.dirichlet_alpha,
@@ -74,8 +79,8 @@ class NodeSetup:
         return model
 
 
-def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int
-                      ) -> tuple[ArrayRecord, MetricRecord]:
+def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
+                      hooks: TrainingHooks | None = None) -> tuple[ArrayRecord, MetricRecord]:
     """Train per the run's update mode and build the reply's arrays and metrics.
 
     - `fedavg`: E local epochs; reply with the updated weights.
@@ -85,7 +90,11 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int
 
     The metrics carry `sample-ids` (dataset ids of the samples used, never pixels) so that the
     auditor can find the ground truth; attacks never read them.
+
+    `hooks` (`clients.privacy`) run the inputs, gradient and training through the round's
+    defenses (DP-SGD, spike-level DP); plain training without them.
     """
+    hooks = hooks or TrainingHooks()
     cfg = node.config
     seed = node.round_seed(server_round)
     data = node.data
@@ -93,20 +102,22 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int
         generator = torch.Generator().manual_seed(seed)
         batch = torch.randperm(len(data.train_x), generator=generator)[:cfg.batch_size]
         batch = batch.sort().values
-        loss, gradients = batch_gradient(model, data.train_x[batch], data.train_y[batch])
+        loss, gradients = hooks.gradient(model, hooks.inputs(model, data.train_x[batch]),
+                                         data.train_y[batch])
         state = model.state_dict()
         new_state = {name: (state[name].double() - cfg.learning_rate * gradients[name].double())
                      if name in gradients else state[name] for name in state}
-        arrays = ArrayRecord({k: v.numpy() for k, v in new_state.items()})
+        arrays = ArrayRecord(new_state)
         metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1,
                    "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
     else:
-        result = train_epochs(model, data.train_x, data.train_y, epochs=cfg.local_epochs,
-                              batch_size=cfg.batch_size, lr=cfg.learning_rate,
+        result = hooks.train(model, hooks.inputs(model, data.train_x), data.train_y,
+                             epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
                               optimizer=cfg.optimizer, momentum=cfg.momentum, seed=seed)
         arrays = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
                    "local-steps": result.steps,
                    "sample-ids": data.train_ids.tolist() if data.shared_ids else []}
     metrics["partition-id"] = node.partition_id
+    metrics.update(hooks.metrics())
     return arrays, MetricRecord(metrics)

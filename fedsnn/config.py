@@ -63,6 +63,17 @@ class RunConfig:
     output_dir: str = "fedsnn-runs"
     run_name: str = ""
     # -- in-line audit (curious server) --
+    audit_enabled: bool = True
+    audit_attack: str = "idlg"
+    audit_rounds: str = "1"
+    audit_max_clients: int = 2
+    audit_max_batch: int = 512
+    audit_iterations: int = 50
+    audit_optimizer: str = "lbfgs"
+    audit_restarts: int = 1
+    audit_tv_weight: float = 0.0
+    audit_time_budget_s: float = 30.0
+    audit_workers: int = 1
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5

@@ -1,0 +1,101 @@
+"""Run attacks off the training's critical path: worker processes (or one background thread).
+
+The queue keeps each job's ground-truth handle (the sample ids a client reported) on the server
+side; workers receive only the observation and the attack settings.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import threading
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import torch
+
+from attacks import AttackSettings, Observation, Reconstruction, Status, invert
+
+
+@dataclass
+class AuditJob:
+    """One attack on one client reply. `sample_ids` never leave the server process."""
+
+    server_round: int
+    partition_id: int
+    observation: Observation
+    settings: AttackSettings
+    sample_ids: list[int]
+    submitted: float = field(default_factory=time.monotonic)
+
+
+def _limit_threads() -> None:
+    torch.set_num_threads(1)
+
+
+def run_attack(observation: Observation, settings: AttackSettings) -> Reconstruction:
+    """What a worker runs: the attack on the observation alone."""
+    return invert([observation], settings)[0]
+
+
+class AuditQueue:
+    """Submit attacks as rounds go on; `drain` waits for them (bounded) at the end of the run."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._executor: Executor | None = None
+        self._lock = threading.Lock()
+        self.pending: list[tuple[AuditJob, Future[Reconstruction]]] = []
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            if self.workers == 0:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+            else:
+                # spawn: the server process has gRPC/Ray threads, which fork would copy badly.
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_limit_threads)
+        return self._executor
+
+    def submit(self, job: AuditJob) -> None:
+        with self._lock:
+            future = self._pool().submit(run_attack, job.observation, job.settings)
+            self.pending.append((job, future))
+
+    def drain(self, timeout_s: float | None) -> list[tuple[AuditJob, Reconstruction]]:
+        """Wait for every job (at most `timeout_s` in all); unfinished ones are recorded as
+        timed out, failures as failed. Shuts the workers down."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        results = []
+        for job, future in self.pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                reconstruction = future.result(timeout=remaining)
+            except FutureTimeout:
+                future.cancel()
+                reconstruction = _placeholder(job, Status.TIMEOUT,
+                                              "not finished when the server stopped waiting")
+            except Exception as error:  # noqa: BLE001 - a worker crash is a failed attack
+                reconstruction = _placeholder(job, Status.FAILED, f"worker error: {error!r}")
+            results.append((job, reconstruction))
+        self.close()
+        return results
+
+    def close(self) -> None:
+        if self._executor is not None:
+            if isinstance(self._executor, ProcessPoolExecutor):
+                for process in list(getattr(self._executor, "_processes", {}).values()):
+                    process.terminate()  # a stuck attack must not keep the server alive
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _placeholder(job: AuditJob, status: Status, message: str) -> Reconstruction:
+    batch = job.observation.batch_size
+    return Reconstruction(target_id=job.observation.target_id, attack=job.settings.attack,
+                          inputs=torch.full((batch, 1, 1, 1), math.nan),
+                          labels=torch.full((batch,), -1, dtype=torch.long),
+                          matching_loss=math.inf, status=status, message=message)

@@ -1,0 +1,247 @@
+"""The audit's outputs: audit.json, pictures of originals next to reconstructions, the leakage plot,
+and report.md / report.html (self-contained), for one run or several side by side."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+LEAKAGE_KEYS = ("psnr", "ssim", "asr")
+
+
+def save_pair_grid(path: Path, originals: torch.Tensor, reconstructions: torch.Tensor,
+                   title: str, max_items: int = 8) -> None:
+    """Originals (top row) above their matched reconstructions (bottom row), as a PNG."""
+    count = min(len(originals), max_items)
+    fig, axes = plt.subplots(2, max(count, 1), figsize=(max(1.4 * count + 0.6, 3.6), 3.4),
+                             squeeze=False)
+    for column in range(max(count, 1)):
+        for row, images in enumerate((originals, reconstructions)):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column < count:
+                image = images[column]
+                image = image.permute(1, 2, 0) if image.shape[0] == 3 else image[0]
+                axis.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+    axes[0][0].set_title("original", fontsize=8, loc="left")
+    axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def per_round_leakage(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Mean PSNR / SSIM / ASR over the scored attacks of each round."""
+    by_round: dict[int, dict[str, list[float]]] = {}
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        bucket = by_round.setdefault(int(row["round"]), {k: [] for k in LEAKAGE_KEYS})
+        for key in LEAKAGE_KEYS:
+            value = row.get(key)
+            if value is not None and math.isfinite(value):
+                bucket[key].append(float(value))
+    return {r: {k: (sum(v) / len(v) if v else math.nan) for k, v in values.items()}
+            for r, values in sorted(by_round.items())}
+
+
+def save_leakage_plot(path: Path, audit: dict[str, Any], results: dict[str, Any]) -> None:
+    """Leakage (PSNR, SSIM, ASR) per attacked round beside the global model's test accuracy."""
+    leakage = per_round_leakage(audit["attacks"])
+    accuracy = {r["round"]: r["central"]["accuracy"] for r in results.get("rounds", [])
+                if "central" in r}
+    fig, (ax_psnr, ax_rate) = plt.subplots(1, 2, figsize=(9, 3.2))
+    rounds = list(leakage)
+    ax_psnr.plot(rounds, [leakage[r]["psnr"] for r in rounds], "o-", label="PSNR (dB)")
+    baseline = audit.get("baselines", {}).get("mean-image", {}).get("psnr")
+    if baseline is not None:
+        ax_psnr.axhline(baseline, ls="--", c="gray", label="mean-image guess")
+    ax_psnr.set_xlabel("round")
+    ax_psnr.set_ylabel("PSNR (dB)")
+    ax_psnr.legend(fontsize=7)
+    ax_rate.plot(rounds, [leakage[r]["ssim"] for r in rounds], "s-", label="SSIM")
+    ax_rate.plot(rounds, [leakage[r]["asr"] for r in rounds], "^-", label="judge ASR")
+    ax_rate.plot(list(accuracy), list(accuracy.values()), "-", c="k", alpha=0.6,
+                 label="test accuracy")
+    ax_rate.set_xlabel("round")
+    ax_rate.set_ylim(-0.05, 1.05)
+    ax_rate.legend(fontsize=7)
+    fig.suptitle("What the curious server recovered, per round", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1e}" if 0 < abs(value) < 10 ** -digits else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean(values: Sequence[Any]) -> float:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _summary(run_dir: Path) -> dict[str, Any]:
+    audit = json.loads((run_dir / "audit.json").read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    attacks = audit["attacks"]
+    scored = [row for row in attacks if row["status"] == "ok"]
+    mean = {k: _mean([r.get(k) for r in scored])
+            for k in ("mse", "psnr", "ssim", "asr", "label-accuracy")}
+    rounds = [r for r in results.get("rounds", []) if "central" in r]
+    return {"run": run_dir.name, "model": results["config"].get("model"),
+            "dataset": results["config"].get("dataset"),
+            "update-mode": results["config"].get("update-mode"),
+            "attack": audit["plan"]["attack"], "attacked": len(attacks), "scored": len(scored),
+            "skipped": len(audit.get("skipped", [])),
+            "accuracy": rounds[-1]["central"]["accuracy"] if rounds else math.nan, **mean}
+
+
+SUMMARY_COLUMNS = ("run", "model", "update-mode", "attack", "attacked", "scored", "accuracy",
+                   "mse", "psnr", "ssim", "asr", "label-accuracy")
+
+
+def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
+             "|" + "---|" * len(SUMMARY_COLUMNS)]
+    for summary in summaries:
+        lines.append("| " + " | ".join(_fmt(summary[c]) for c in SUMMARY_COLUMNS) + " |")
+    return lines
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    """(Re)build report.md and report.html of one run from its audit.json and results.json."""
+    audit = json.loads((run_dir / "audit.json").read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    save_leakage_plot(run_dir / "leakage.png", audit, results)
+    summary = _summary(run_dir)
+    baselines = audit.get("baselines", {})
+    md = [f"# Privacy audit of run `{run_dir.name}`", "",
+          f"Model `{summary['model']}` on `{summary['dataset']}`, update mode "
+          f"`{summary['update-mode']}`. An honest-but-curious server ran `{summary['attack']}` on "
+          f"{summary['attacked']} client updates ({summary['scored']} scored, "
+          f"{summary['skipped']} skipped). Final test accuracy "
+          f"{_fmt(summary['accuracy'])}.", "",
+          "## How much leaked", "", *_markdown_table([summary]), "",
+          "Scores are means over the attacked updates; each reconstruction is matched to the "
+          "client's true samples (looked up by the ids the client reported) by an optimal "
+          "assignment. ASR: fraction of reconstructions the judge model classifies as the true "
+          "label.", "",
+          "## What a guess without the update scores", "",
+          "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]
+    for name, scores in baselines.items():
+        md.append(f"| {name} | {_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
+                  f"{_fmt(scores.get('ssim'))} | {_fmt(scores.get('asr'))} |")
+    md += ["", "## Per attacked update", "",
+           "| round | partition | status | true labels | inferred | MSE | PSNR | SSIM | ASR | "
+           "time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in audit["attacks"]:
+        md.append(f"| {row['round']} | {row['partition-id']} | {row['status']} | "
+                  f"{_short(row.get('true-labels'))} | {_short(row.get('inferred-labels'))} | "
+                  f"{_fmt(row.get('mse'))} | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
+                  f"{_fmt(row.get('asr'))} | {_fmt(row.get('seconds'), 1)} |")
+    for skipped in audit.get("skipped", []):
+        md.append(f"| {skipped['round']} | {skipped['partition-id']} | skipped: "
+                  f"{skipped['reason']} | | | | | | | |")
+    md += ["", "## Leakage per round", "", "![leakage per round](leakage.png)", "",
+           "## Originals and reconstructions", ""]
+    for row in audit["attacks"]:
+        if row.get("image"):
+            md += [f"Round {row['round']}, partition {row['partition-id']} ({row['status']}):", "",
+                   f"![round {row['round']} partition {row['partition-id']}]({row['image']})", ""]
+    md_path = run_dir / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+    html_path = run_dir / "report.html"
+    html_path.write_text(markdown_to_html("\n".join(md), run_dir, title=f"fedsnn audit {run_dir.name}"))
+    return md_path, html_path
+
+
+def _short(labels: Any, limit: int = 8) -> str:
+    if not labels:
+        return "–"
+    text = ",".join(str(v) for v in labels[:limit])
+    return text + ("…" if len(labels) > limit else "")
+
+
+def write_comparison(run_dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path]:
+    """Several runs side by side (e.g. ANN vs SNN, same data, same attack)."""
+    summaries = [_summary(run_dir) for run_dir in run_dirs]
+    md = ["# Audit comparison", "", *_markdown_table(summaries), ""]
+    for run_dir in run_dirs:
+        audit = json.loads((run_dir / "audit.json").read_text())
+        first = next((row for row in audit["attacks"] if row.get("image")), None)
+        if first:
+            rel = Path(run_dir.name) / first["image"]
+            md += [f"## {run_dir.name}", "", f"![{run_dir.name}]({rel})", ""]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / "comparison.md"
+    md_path.write_text("\n".join(md) + "\n")
+    html_path = out_dir / "comparison.html"
+    html_path.write_text(markdown_to_html("\n".join(md), out_dir, title="fedsnn audit comparison",
+                                          image_roots=[d.parent for d in run_dirs]))
+    return md_path, html_path
+
+
+def markdown_to_html(markdown: str, base: Path, *, title: str,
+                     image_roots: Sequence[Path] = ()) -> str:
+    """A small, self-contained HTML rendering of the report's Markdown (headings, paragraphs,
+    tables, images inlined as base64)."""
+    body: list[str] = []
+    table: list[list[str]] = []
+
+    def flush_table() -> None:
+        if not table:
+            return
+        head, *rest = table
+        body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" +
+                    "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
+                            for row in rest) + "</table>")
+        table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= {"-"} for c in cells):
+                table.append(cells)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("![") and "](" in line:
+            alt, src = line[2:].split("](", 1)
+            body.append(_inline_image(src.rstrip(")"), alt, [base, *image_roots]))
+        elif line.strip():
+            body.append(f"<p>{html.escape(line).replace('`', '')}</p>")
+    flush_table()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+             "padding:3px 7px}th{background:#f3f3f3}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _inline_image(src: str, alt: str, roots: Sequence[Path]) -> str:
+    for root in roots:
+        path = root / src
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode()
+            return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
+    return f"<p>[missing image {html.escape(src)}]</p>"

@@ -1,0 +1,61 @@
+"""End of an in-line audit: wait for the attacks, score them, write audit.json and the report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.queue import AuditQueue
+from fedsnn.audit.report import save_pair_grid, write_report
+from fedsnn.results import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def drain_timeout(plan: AuditPlan, pending: int) -> float | None:
+    """How long the server waits for outstanding attacks: their time budgets, run by the
+    workers in parallel, plus a minute for starting workers and scoring."""
+    budget = plan.settings.time_budget_s
+    if budget is None:
+        return None
+    return budget * math.ceil(pending / max(plan.workers, 1)) + 60.0
+
+
+def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
+                   skipped: Sequence[dict[str, Any]], auditor: Auditor,
+                   judge_accuracy: float | None = None) -> dict[str, Any]:
+    """Drain the queue, score every attack, write audit.json, pictures and the report.
+
+    Returns the audit's summary (also stored in audit.json)."""
+    finished = queue.drain(drain_timeout(plan, len(queue.pending)))
+    rows = []
+    for job, reconstruction in finished:
+        row = auditor.score(job, reconstruction)
+        images = row.pop("_images", None)
+        if images is not None:
+            name = f"audit/round-{job.server_round}-partition-{job.partition_id}.png"
+            save_pair_grid(run_dir / name, *images,
+                           title=f"{row['attack']}, round {job.server_round}, partition "
+                                 f"{job.partition_id}\nPSNR {row['psnr']:.1f} dB, "
+                                 f"SSIM {row['ssim']:.2f}")
+            row["image"] = name
+        rows.append(row)
+    audit = {
+        "plan": {"attack": plan.settings.attack, "rounds": "all" if plan.rounds is None
+                 else sorted(plan.rounds), "max-clients": plan.max_clients,
+                 "max-batch": plan.max_batch, "settings": plan.settings.to_dict()},
+        "judge-test-accuracy": judge_accuracy,
+        "baselines": auditor.baselines([i for job, _ in finished for i in job.sample_ids]),
+        "attacks": rows,
+        "skipped": list(skipped),
+    }
+    write_json_atomic(run_dir / "audit.json", audit)
+    _, html_path = write_report(run_dir)
+    log.info("audit: %d attacks scored, report at %s", len(rows), html_path)
+    return {"attacked": len(rows), "scored": sum(r["status"] == "ok" for r in rows),
+            "skipped": len(skipped), "report": str(html_path)}

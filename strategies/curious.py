@@ -1,0 +1,131 @@
+"""The honest-but-curious server: it aggregates exactly like the strategy it wraps, and on the side
+copies what it observes from client replies and attacks it with gradient inversion.
+
+Invariant: the aggregate is the inner strategy's, unchanged. The wrapper only reads replies (and
+copies their arrays) before delegating, because some inner strategies change replies in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from logging import INFO, WARNING
+
+from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp.strategy import Strategy
+
+from fedsnn.audit.observe import observe_update
+from fedsnn.config import RunConfig
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.queue import AuditJob, AuditQueue
+from fedsnn.audit.session import complete_audit
+from fedsnn.models import ModelSpec
+from strategies.base import StrategyWrapper
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A reply the curious server chose not to (or could not) attack, and why."""
+
+    server_round: int
+    partition_id: int
+    reason: str
+
+
+class CuriousServer(StrategyWrapper):
+    """Wrap any Flower strategy; attack selected replies in `queue` while training goes on.
+
+    Args:
+        strategy: the strategy that aggregates (FedAvg, FedMedian, Krum, a DP wrapper, ...).
+        plan: which rounds and clients are attacked, and with which attack settings.
+        queue: where attacks run (worker processes).
+        spec: the model's public hyper-parameters.
+        learning_rate: the clients' learning rate (public: the server configured it).
+    """
+
+    label = "curious server (in-line gradient inversion)"
+
+    def __init__(self, strategy: Strategy, *, plan: AuditPlan, queue: AuditQueue, spec: ModelSpec,
+                 learning_rate: float) -> None:
+        super().__init__(strategy)
+        self.plan = plan
+        self.queue = queue
+        self.spec = spec
+        self.learning_rate = learning_rate
+        self.skipped: list[Skipped] = []
+        self.submitted = 0
+
+    def describe(self) -> str:
+        rounds = "all" if self.plan.rounds is None else sorted(self.plan.rounds)
+        return (f"{self.label}: {self.plan.settings.attack} on <= {self.plan.max_clients} "
+                f"clients in rounds {rounds}")
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Observe (copy) the selected replies, submit attacks, then delegate unchanged."""
+        replies = list(replies)
+        if self.plan.attacks_round(server_round) and self.round_arrays is not None:
+            self._observe(server_round, replies)
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def _observe(self, server_round: int, replies: list[Message]) -> None:
+        candidates = []
+        for msg in replies:
+            if msg.has_error() or "metrics" not in msg.content:
+                continue
+            metrics = msg.content["metrics"]
+            candidates.append((int(metrics.get("partition-id", -1)), msg))
+        candidates.sort(key=lambda item: item[0])
+        sent = self.round_arrays.to_torch_state_dict()
+        for partition_id, msg in candidates[:self.plan.max_clients]:
+            self._observe_one(server_round, partition_id, msg, sent)
+
+    def _observe_one(self, server_round: int, partition_id: int, msg: Message,
+                     sent: dict) -> None:
+        metrics = msg.content["metrics"]
+        batch = int(metrics.get("num-examples", 0))
+        steps = int(metrics.get("local-steps", 1))
+        sample_ids = [int(i) for i in metrics.get("sample-ids", [])]
+        if batch > self.plan.max_batch:
+            self._skip(server_round, partition_id,
+                       f"update computed on {batch} samples > audit-max-batch {self.plan.max_batch}")
+            return
+        try:
+            arrays = next(iter(msg.content.array_records.values()))
+            observation = observe_update(
+                f"round-{server_round}/partition-{partition_id}", self.spec, sent,
+                arrays.to_torch_state_dict(), lr=self.learning_rate, steps=steps, batch_size=batch)
+        except (KeyError, ValueError, StopIteration) as error:
+            self._skip(server_round, partition_id, f"unusable reply: {error}")
+            return
+        self.queue.submit(AuditJob(server_round, partition_id, observation, self.plan.settings,
+                                   sample_ids))
+        self.submitted += 1
+        log(INFO, "curious server: round %d, partition %d: %s attack submitted (batch %d, %d "
+            "local step%s)", server_round, partition_id, self.plan.settings.attack, batch, steps,
+            "" if steps == 1 else "s")
+
+    def finish(self, run_dir: Path, auditor: Auditor, judge_accuracy: float | None = None
+               ) -> dict[str, object]:
+        """Wait for the outstanding attacks (bounded), score them, write audit.json and the
+        report; returns the audit summary."""
+        skipped = [{"round": s.server_round, "partition-id": s.partition_id, "reason": s.reason}
+                   for s in self.skipped]
+        return complete_audit(run_dir, queue=self.queue, plan=self.plan, skipped=skipped,
+                              auditor=auditor, judge_accuracy=judge_accuracy)
+
+    def _skip(self, server_round: int, partition_id: int, reason: str) -> None:
+        self.skipped.append(Skipped(server_round, partition_id, reason))
+        log(WARNING, "curious server: round %d, partition %d not attacked: %s", server_round,
+            partition_id, reason)
+
+
+def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec) -> CuriousServer:
+    """Wrap `strategy` (outermost, so it sees replies as clients sent them) with the curious
+    server configured by the `audit-*` keys."""
+    plan = AuditPlan.from_config(config)
+    return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers), spec=spec,
+                         learning_rate=config.learning_rate)
