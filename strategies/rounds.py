@@ -141,8 +141,9 @@ def run_rounds(strategy: Strategy, grid: Grid, *, initial_arrays: ArrayRecord, n
         if len(ok) < policy.min_train_replies:
             report(server_round, "participation", participation | {"aggregated": False})
             raise RunStopped(
-                f"round {server_round}: {len(ok)} of {sent} nodes replied without error within "
-                f"{policy.round_timeout:g} s (round-timeout); min-train-replies is "
+                f"round {server_round}: {len(ok)} of {sent} nodes replied without error "
+                f"({participation['failed']} failed, {participation['no-reply']} sent nothing "
+                f"within round-timeout={policy.round_timeout:g} s); min-train-replies is "
                 f"{policy.min_train_replies}; stopping")
         if len(ok) < sent:
             log(WARNING, "round %d: continuing with %d of %d replies (%d failed, %d no reply)",
