@@ -35,7 +35,7 @@ class Generator(nn.Module):
     """
 
     def __init__(self, noise_dim: int, num_classes: int, out_channels: int, size: int,
-                 width: int = 32) -> None:
+                 width: int = 16) -> None:
         super().__init__()
         blocks = max(1, math.ceil(math.log2(size / 4)))
         channels = width * 2 ** blocks

@@ -141,7 +141,10 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         objective: returns (loss, snapshot), where snapshot is a detached copy of what the attack
             would return at the current point; it is kept whenever the loss is the lowest so far.
         settings: iterations, optimizer and learning rate.
-        project: applies constraints in place after every step (clamp, non-negativity).
+        project: applies constraints in place after every step (clamp, non-negativity) of a
+            first-order optimizer. L-BFGS is not projected between steps: moving its iterate
+            behind its back corrupts its curvature memory (on LeNet iDLG it turned converging runs
+            into oscillating ones), so its result is projected once, at the end, by the caller.
         deadline: `time.monotonic()` value after which the loop stops with TIMEOUT.
 
     Returns:
@@ -173,7 +176,7 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         if not math.isfinite(value) or not all(torch.isfinite(v).all() for v in variables):
             status, message = Status.DIVERGED, f"non-finite loss at step {step}; kept the best iterate"
             break
-        if project is not None:
+        if project is not None and settings.effective_optimizer != "lbfgs":
             project()
         unchanged = unchanged + 1 if len(history) > 1 and history[-1] == history[-2] else 0
         if settings.effective_optimizer == "lbfgs" and unchanged >= STALL_STEPS:

@@ -29,9 +29,20 @@ def _rank(reconstruction: Reconstruction) -> tuple[int, float]:
     return (reconstruction.status == Status.FAILED, reconstruction.matching_loss)
 
 
+def relative_loss(reconstruction: Reconstruction, observation: Observation,
+                  settings: AttackSettings) -> float:
+    """The matching loss on a scale that does not depend on the gradient's size: divided by the
+    squared norm of the observed gradient for "l2" (the loss of an all-zero dummy gradient)."""
+    if settings.distance != "l2":
+        return reconstruction.matching_loss
+    scale = sum(float((g.double() ** 2).sum()) for g in observation.gradients.values())
+    return reconstruction.matching_loss / scale if scale > 0 else reconstruction.matching_loss
+
+
 def invert_one(attack: AttackFn, observation: Observation, settings: AttackSettings) -> Reconstruction:
     """Run `settings.restarts` restarts (seeds seed, seed+1, …) and keep the one with the lowest
-    gradient-matching loss. Never raises: an exception becomes a FAILED reconstruction."""
+    gradient-matching loss; stop early once one is good enough (`settings.accept_loss`). Never
+    raises: an exception becomes a FAILED reconstruction."""
     started = time.monotonic()
     deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
     best: Reconstruction | None = None
@@ -46,6 +57,9 @@ def invert_one(attack: AttackFn, observation: Observation, settings: AttackSetti
         candidate.restart = restart
         if best is None or _rank(candidate) < _rank(best):
             best = candidate
+        if (settings.accept_loss is not None and best.status != Status.FAILED
+                and relative_loss(best, observation, settings) <= settings.accept_loss):
+            break
     assert best is not None
     best.seconds = time.monotonic() - started
     return best

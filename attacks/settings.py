@@ -43,6 +43,9 @@ class AttackSettings:
             or "cosine" (1 - cosine similarity of all gradients concatenated).
         tv_weight: weight of the total-variation prior on the reconstruction (0 disables it).
         restarts: independent starts; the one with the lowest gradient-matching loss is kept.
+        accept_loss: stop restarting as soon as a restart's matching loss, divided by the squared
+            norm of the observed gradient for "l2" (as is for "cosine"), is at or below this; None
+            runs every restart. An attacker-side criterion: it needs no ground truth.
         seed: seeds every starting point (restart r uses seed + r).
         time_budget_s: wall-clock budget per observation (all restarts); None = unlimited.
         init: dummy initialisation: "gray" (0.5 + N(0, init_std) clipped to [0, 1], the study's
@@ -70,6 +73,7 @@ class AttackSettings:
     distance: str = "l2"
     tv_weight: float = 0.0
     restarts: int = 1
+    accept_loss: float | None = None
     seed: int = 0
     time_budget_s: float | None = None
     init: str = "gray"
@@ -102,6 +106,8 @@ class AttackSettings:
         if self.tv_weight < 0 or self.init_std < 0:
             raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
                                       f"{self.tv_weight} and {self.init_std}")
+        if self.accept_loss is not None and self.accept_loss < 0:
+            raise AttackSettingsError(f"Expected `accept_loss` to be >= 0 or None but got {self.accept_loss}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise AttackSettingsError(
                 f"Expected `time_budget_s` to be > 0 or None but got {self.time_budget_s}")
