@@ -37,5 +37,27 @@ def summary(run_dirs: list[Path]) -> None:
         raise typer.Exit(code=1)
 
 
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="run folders with results.json + audit.json"),
+    out: Path = typer.Option(Path("."), help="where a comparison of several runs is written"),
+) -> None:
+    """Rebuild each run's audit report; with several runs, also write them side by side
+    (comparison.md / comparison.html in --out)."""
+    from fedsnn.audit.report import write_comparison, write_report
+
+    missing = [d for d in run_dirs if not (d / "audit.json").is_file()]
+    if missing:
+        typer.echo(f"fedsnn report: no audit.json in {', '.join(map(str, missing))} "
+                   "(was the run made with audit-enabled=true?)", err=True)
+        raise typer.Exit(code=2)
+    for run_dir in run_dirs:
+        _, html_path = write_report(run_dir)
+        typer.echo(f"report: {html_path}")
+    if len(run_dirs) > 1:
+        _, html_path = write_comparison(run_dirs, out)
+        typer.echo(f"comparison: {html_path}")
+
+
 if __name__ == "__main__":
     app()

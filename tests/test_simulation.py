@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from flwr.simulation import run_simulation
 
-from client_app import create_client_app
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from fedsnn.models import build_model, spec_for
-from server_app import create_server_app
+from tests.helpers import simulate
 
 pytestmark = pytest.mark.slow
-
-
-def simulate(tmp_path: Path, server: dict[str, Any], client: dict[str, Any] | None = None,
-             nodes: int = 3) -> dict[str, Any]:
-    """Run a simulation and return its results.json."""
-    run_simulation(create_server_app(server), create_client_app(client or server),
-                   num_supernodes=nodes,
-                   backend_config={"client_resources": {"num_cpus": 1},
-                                   "init_args": {"num_cpus": 2, "include_dashboard": False}})
-    (run_dir,) = [p.parent for p in tmp_path.glob("*/results.json")]
-    return json.loads((run_dir / "results.json").read_text()) | {"run-dir": str(run_dir)}
 
 
 def problems(results: dict[str, Any], rounds: int, nodes: int) -> list[str]:
@@ -45,7 +31,8 @@ def problems(results: dict[str, Any], rounds: int, nodes: int) -> list[str]:
 
 
 def test_two_rounds_train_the_global_model_and_record_every_round(tmp_path: Path) -> None:
-    overrides = {"num-server-rounds": 2, "output-dir": str(tmp_path), "model": "lenet"}
+    overrides = {"num-server-rounds": 2, "output-dir": str(tmp_path), "model": "lenet",
+                 "audit-enabled": False}
     results = simulate(tmp_path, overrides)
     assert problems(results, rounds=2, nodes=3) == []
     assert results["seed"] == 0 and results["config"]["model"] == "lenet"
@@ -61,7 +48,7 @@ def test_two_rounds_train_the_global_model_and_record_every_round(tmp_path: Path
 
 
 def test_a_run_whose_clients_all_fail_is_detected(tmp_path: Path) -> None:
-    server = {"num-server-rounds": 1, "output-dir": str(tmp_path)}
+    server = {"num-server-rounds": 1, "output-dir": str(tmp_path), "audit-enabled": False}
     results = simulate(tmp_path, server, client=server | {"dataset": "mnist:/nonexistent"},
                        nodes=2)
     assert results["status"] == "stopped"  # fewer replies than min-train-replies stop the run

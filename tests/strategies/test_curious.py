@@ -1,0 +1,150 @@
+"""The curious server: the aggregate is the inner strategy's, unchanged; failing attacks are
+recorded and never stop the run; what it observes is exactly the client's gradient."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg, FedMedian, Strategy
+
+from attacks import AttackSettings, Observation, Reconstruction, Status
+from clients.training import batch_gradient
+from fedsnn.audit import queue as audit_queue
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.observe import gradient_from_update, observe_update
+from fedsnn.audit.plan import AuditPlan, parse_rounds
+from fedsnn.audit.queue import AuditQueue
+from fedsnn.config import ConfigError
+from fedsnn.data import load_dataset
+from fedsnn.models import ModelSpec, build_model
+from strategies.curious import CuriousServer
+from tests.deploy.local_grid import server_identity
+
+SPEC = ModelSpec("lenet")
+FAST = AttackSettings(attack="idlg", iterations=2, lbfgs_max_eval=2)
+
+
+def _plan(settings: AttackSettings = FAST) -> AuditPlan:
+    return AuditPlan(rounds=None, max_clients=2, max_batch=8, settings=settings, workers=0)
+
+
+def _replies(sent: dict[str, torch.Tensor], count: int = 4) -> list[Message]:
+    """Replies of `count` clients that each took one SGD step on one digit (FedSGD)."""
+    data = load_dataset("digits")
+    model = build_model(SPEC)
+    replies = []
+    for client in range(count):
+        model.load_state_dict(sent)
+        _, grads = batch_gradient(model, data.train_x[client:client + 1],
+                                  data.train_y[client:client + 1])
+        state = {k: sent[k].double() - 0.1 * grads[k].double() for k in sent}
+        instruction = Message(RecordDict(), dst_node_id=client + 1, message_type="train")
+        metrics = MetricRecord({"num-examples": 1 + client, "partition-id": count - 1 - client,
+                                "local-steps": 1, "sample-ids": [client]})
+        replies.append(Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}),
+                               reply_to=instruction))
+    return replies
+
+
+def _aggregate(strategy: Strategy, sent: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    arrays, _ = strategy.aggregate_train(1, iter(_replies(sent)))  # a generator, as Flower may pass
+    return {k: v.numpy() for k, v in arrays.to_torch_state_dict().items()}
+
+
+@pytest.mark.parametrize("inner", [FedAvg, FedMedian])
+def test_wrapping_leaves_the_aggregate_unchanged(inner: type[Strategy]) -> None:
+    sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
+    with server_identity():
+        plain = _aggregate(inner(), sent)
+        queue = AuditQueue(workers=0)
+        curious = CuriousServer(inner(), plan=_plan(), queue=queue, spec=SPEC, learning_rate=0.1)
+        curious.round_arrays = ArrayRecord(sent)
+        wrapped = _aggregate(curious, sent)
+        queue.drain(timeout_s=120)
+    assert plain.keys() == wrapped.keys()
+    assert all(np.array_equal(plain[k], wrapped[k]) for k in plain)
+    assert curious.submitted == 2  # max-clients
+
+
+def test_lowest_partition_ids_are_attacked_and_large_batches_skipped(tmp_path: Path) -> None:
+    sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
+    plan = AuditPlan(rounds=frozenset({1}), max_clients=3, max_batch=3, settings=FAST, workers=0)
+    with server_identity():
+        queue = AuditQueue(workers=0)
+        curious = CuriousServer(FedAvg(), plan=plan, queue=queue, spec=SPEC, learning_rate=0.1)
+        curious.round_arrays = ArrayRecord(sent)
+        curious.aggregate_train(1, _replies(sent))
+        curious.aggregate_train(2, _replies(sent))  # not an audited round
+        jobs = [job for job, _ in queue.pending]
+        queue.drain(timeout_s=120)
+    # partition ids 3, 2, 1, 0 carry batches 1, 2, 3, 4: partition 0 (batch 4) is skipped
+    assert sorted(job.partition_id for job in jobs) == [1, 2]
+    assert [(s.partition_id, s.server_round) for s in curious.skipped] == [(0, 1)]
+
+
+def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: object) -> dict:
+    import json
+
+    monkeypatch.setattr(audit_queue, "run_attack", fake_attack)
+    sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
+    data = load_dataset("digits")
+    with server_identity():
+        curious = CuriousServer(FedAvg(), plan=_plan(), queue=AuditQueue(workers=0), spec=SPEC,
+                                learning_rate=0.1)
+        curious.round_arrays = ArrayRecord(sent)
+        arrays, _ = curious.aggregate_train(1, _replies(sent))
+    assert arrays is not None  # training goes on
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"model": "lenet"}, "rounds": []}))
+    curious.finish(tmp_path, Auditor(data.train_x, data.train_y))
+    return json.loads((tmp_path / "audit.json").read_text())
+
+
+def test_an_attack_that_raises_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    def boom(observation: Observation, settings: AttackSettings) -> Reconstruction:
+        raise RuntimeError("diverged badly")
+
+    audit = _finish_with(monkeypatch, tmp_path, boom)
+    assert [row["status"] for row in audit["attacks"]] == ["failed", "failed"]
+    assert "diverged badly" in audit["attacks"][0]["message"]
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_an_attack_that_returns_nan_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    def nan_attack(observation: Observation, settings: AttackSettings) -> Reconstruction:
+        return Reconstruction(observation.target_id, "idlg", torch.full((1, 1, 28, 28), math.nan),
+                              torch.zeros(1, dtype=torch.long), math.nan, status=Status.OK)
+
+    audit = _finish_with(monkeypatch, tmp_path, nan_attack)
+    assert {row["status"] for row in audit["attacks"]} == {"failed"}
+    assert audit["attacks"][0]["message"] == "non-finite reconstruction"
+
+
+def test_fedsgd_reply_gives_back_the_clients_exact_gradient() -> None:
+    data = load_dataset("digits")
+    model = build_model(SPEC, seed=1, dlg_init=True)
+    sent = {k: v.double() for k, v in model.state_dict().items()}  # a float64 global, as FedAvg
+    _, grads = batch_gradient(model, data.train_x[:1], data.train_y[:1])
+    returned = {k: sent[k].float().double() - 0.003 * grads[k].double() for k in sent}
+    estimate = gradient_from_update(sent, returned, list(grads), lr=0.003, steps=1)
+    assert all(torch.allclose(estimate[k], grads[k], rtol=1e-6, atol=1e-9) for k in grads)
+    observation = observe_update("t", SPEC, sent, returned, lr=0.003, steps=5, batch_size=4)
+    assert not observation.exact_gradient and observation.batch_size == 4
+    assert not hasattr(observation, "sample_ids")  # ground truth has no way in
+
+
+@pytest.mark.parametrize("text,expected", [("all", None), ("1", {1}), ("1, 5,10", {1, 5, 10})])
+def test_parse_rounds(text: str, expected: set[int] | None) -> None:
+    assert parse_rounds(text) == (None if expected is None else frozenset(expected))
+
+
+@pytest.mark.parametrize("text", ["", "0", "first", "1;2"])
+def test_parse_rounds_rejects_bad_values(text: str) -> None:
+    with pytest.raises(ConfigError, match="audit-rounds"):
+        parse_rounds(text)
