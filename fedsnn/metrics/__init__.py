@@ -3,8 +3,8 @@ label accuracy and rates with Wilson confidence intervals."""
 
 from fedsnn.metrics.images import image_scores, per_sample_scores
 from fedsnn.metrics.matching import match_by_mse
-from fedsnn.metrics.rates import wilson_interval
+from fedsnn.metrics.rates import label_accuracy, mean_interval, wilson_interval
 from fedsnn.metrics.spikes import spike_l1, spike_l2
 
-__all__ = ["image_scores", "match_by_mse", "per_sample_scores", "spike_l1", "spike_l2",
-           "wilson_interval"]
+__all__ = ["image_scores", "label_accuracy", "match_by_mse", "mean_interval", "per_sample_scores",
+           "spike_l1", "spike_l2", "wilson_interval"]

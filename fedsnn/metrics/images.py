@@ -1,6 +1,7 @@
 """Image similarity between reconstructions and originals (torchmetrics), per sample and mean.
 
-Images are [B, C, H, W] in [0, 1] (data range 1)."""
+Images are [B, C, H, W] in [0, 1] (data range 1). PSNR is capped at `PSNR_CAP_DB` (an MSE floor of
+1e-10), so an exact reconstruction scores a finite number that can be averaged and written to JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+
+PSNR_CAP_DB = 100.0
 
 
 def _check(reconstruction: torch.Tensor, truth: torch.Tensor) -> None:
@@ -24,6 +27,7 @@ def per_sample_scores(reconstruction: torch.Tensor, truth: torch.Tensor) -> dict
     y = truth.detach().float()
     mse = ((x - y) ** 2).flatten(1).mean(1)
     psnr = peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    psnr = psnr.nan_to_num(posinf=PSNR_CAP_DB).clamp(max=PSNR_CAP_DB)
     side = min(x.shape[-2:])
     kernel = min(11, side if side % 2 else side - 1)
     ssim = structural_similarity_index_measure(x, y, data_range=1.0, reduction="none",

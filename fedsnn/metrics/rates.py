@@ -1,8 +1,11 @@
-"""Rates with confidence intervals."""
+"""Rates and means with 95 % confidence intervals."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import torch
 
 
 def wilson_interval(successes: int, trials: int, *, z: float = 1.959964) -> tuple[float, float]:
@@ -21,3 +24,36 @@ def wilson_interval(successes: int, trials: int, *, z: float = 1.959964) -> tupl
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: Sequence[float], *, z: float = 1.959964) -> tuple[float, float, float]:
+    """Mean of `values` and its normal-approximation interval mean ± z·sd/sqrt(n) (non-finite
+    values are left out; NaNs for no values).
+
+    Example:
+        >>> tuple(round(v, 3) for v in mean_interval([1.0, 2.0, 3.0]))
+        (2.0, 0.868, 3.132)
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return (math.nan, math.nan, math.nan)
+    mean = sum(finite) / len(finite)
+    if len(finite) == 1:
+        return (mean, mean, mean)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    half = z * sd / math.sqrt(len(finite))
+    return (mean, mean - half, mean + half)
+
+
+def label_accuracy(predicted: Sequence[int] | torch.Tensor, truth: Sequence[int] | torch.Tensor) -> float:
+    """Fraction of predicted labels equal to the true ones (NaN for none).
+
+    Example:
+        >>> label_accuracy([1, 2, 3, 4], [1, 2, 0, 4])
+        0.75
+    """
+    predicted, truth = torch.as_tensor(predicted).flatten(), torch.as_tensor(truth).flatten()
+    if predicted.shape != truth.shape:
+        raise ValueError(f"Expected as many predicted labels as true ones, got {len(predicted)} "
+                         f"and {len(truth)}")
+    return float((predicted == truth).float().mean()) if len(truth) else math.nan
