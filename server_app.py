@@ -16,6 +16,7 @@ from fedsnn.audit.auditor import Auditor
 from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
+from fedsnn.judges import load_judge
 from fedsnn.models import build_model, spec_for
 from fedsnn.results import RunRecord, create_run_dir
 from strategies.curious import attach_audit
@@ -85,7 +86,9 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
     except RunStopped as error:
         stopped = error
     if curious is not None:
-        record.set("audit", curious.finish(run_dir, Auditor(data.train_x, data.train_y)))
+        judge = load_judge(data)
+        record.set("audit", curious.finish(run_dir, Auditor(data.train_x, data.train_y, judge.model),
+                                           judge_accuracy=judge.test_accuracy))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
     if stopped is not None:
         record.set("stop-reason", str(stopped))

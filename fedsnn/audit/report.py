@@ -143,7 +143,8 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "Scores are means over the attacked updates; each reconstruction is matched to the "
           "client's true samples (looked up by the ids the client reported) by an optimal "
           "assignment. ASR: fraction of reconstructions the judge model classifies as the true "
-          "label.", "",
+          f"label (judge: a LeNet-5 trained on the dataset's train split, clean test accuracy "
+          f"{_fmt(audit.get('judge-test-accuracy'))}).", "",
           "## What a guess without the update scores", "",
           "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]
     for name, scores in baselines.items():
