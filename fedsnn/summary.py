@@ -19,4 +19,8 @@ def summarize(run_dir: Path) -> tuple[str, bool]:
     line = (f"{config.get('model', '?'):>12}  rounds {len(rounds) - 1 if rounds else 0:>3}  "
             f"test accuracy {final:.4f}  wall {data.get('wall-time-s', float('nan')):7.1f} s  "
             f"status {data.get('status')}  -> {run_dir}")
+    audit = data.get("audit")
+    if audit:
+        line += (f"\n{'':>12}  audit: {audit['scored']} of {audit['attacked']} attacks scored, "
+                 f"{audit['skipped']} skipped; report {audit['report']}")
     return line, ok
