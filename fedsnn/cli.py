@@ -59,5 +59,14 @@ def report(
         typer.echo(f"comparison: {html_path}")
 
 
+def _register_bench() -> None:
+    from fedsnn.bench.command import bench
+
+    app.command("bench")(bench)
+
+
+_register_bench()
+
+
 if __name__ == "__main__":
     app()

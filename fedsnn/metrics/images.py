@@ -20,6 +20,13 @@ def _check(reconstruction: torch.Tensor, truth: torch.Tensor) -> None:
                          f"{tuple(reconstruction.shape)} and {tuple(truth.shape)}")
 
 
+def to_images(inputs: torch.Tensor) -> torch.Tensor:
+    """A reconstruction as [B, C, H, W] images: a per-time-step dummy [T, B, C, H, W] is averaged
+    over time (the image a direct or rate encoding would have come from)."""
+    inputs = inputs.detach().float()
+    return inputs.mean(0) if inputs.dim() == 5 else inputs
+
+
 def per_sample_scores(reconstruction: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
     """MSE, PSNR (dB) and SSIM of each pair (reconstructions are clipped to [0, 1] first)."""
     _check(reconstruction, truth)

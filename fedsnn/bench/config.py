@@ -1,0 +1,99 @@
+"""What a benchmark run is: its settings, its rows (attack x model x optimizer), and the attack
+settings each row uses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from attacks import ATTACKS, AttackSettings
+from attacks.settings import OPTIMIZERS
+from fedsnn.models import MODELS
+
+# Fields that decide what a finished row contains: a re-run into the same folder must keep them.
+# (attacks, models and optimizers may change: they only add or leave out rows.)
+ROW_SELECTION_FIELDS = ("attacks", "models", "optimizers", "grid")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: an attack on a model with an optimizer (GRNN: its generator's)."""
+
+    attack: str
+    model: str
+    optimizer: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.attack}/{self.model}/{self.optimizer}"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Settings of `fedsnn bench`; see the command's help for each."""
+
+    dataset: str
+    attacks: tuple[str, ...] = ("dlg", "idlg", "grnn")
+    models: tuple[str, ...] = ("lenet", "lenet-snn")
+    optimizers: tuple[str, ...] = ("lbfgs",)
+    samples: int = 100
+    batch_size: int = 1
+    seed: int = 0
+    iters: int = 300
+    adam_iters: int | None = None
+    grnn_iters: int = 1000
+    restarts: int = 1
+    accept_loss: float = 1e-4
+    lbfgs_max_eval: int = 20
+    adam_lr: float | None = None
+    grnn_tv_weight: float = 1e-3
+    time_steps: int = 4
+    judge_epochs: int = 8
+    grid: int = 8
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, values, accepted in (("attacks", self.attacks, sorted(ATTACKS)),
+                                       ("models", self.models, list(MODELS)),
+                                       ("optimizers", self.optimizers, list(OPTIMIZERS))):
+            unknown = [v for v in values if v not in accepted]
+            if unknown or not values:
+                raise ValueError(f"--{name}: unknown {unknown or 'empty list'}; expected a "
+                                 f"comma-separated list from {accepted}")
+        if self.samples < 1 or self.batch_size < 1 or self.samples % self.batch_size:
+            raise ValueError(f"--samples ({self.samples}) must be a positive multiple of "
+                             f"--batch-size ({self.batch_size})")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        return data
+
+    def row_defining(self) -> dict[str, Any]:
+        """The settings a finished row depends on (compared when resuming)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ROW_SELECTION_FIELDS}
+
+
+def variants(config: BenchConfig) -> list[Variant]:
+    """The table's rows in display order: attack, then model, then optimizer. GRNN trains a
+    generator with its own optimizer (RMSprop, as in its code), so it has one row per model."""
+    rows = []
+    for attack in config.attacks:
+        for model in config.models:
+            optimizers = ("rmsprop",) if attack == "grnn" else config.optimizers
+            rows += [Variant(attack, model, optimizer) for optimizer in optimizers]
+    return rows
+
+
+def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
+    """The attacker of one row (image modality: gray init, shared over T, pixel clamp)."""
+    if variant.attack == "grnn":
+        return AttackSettings(attack="grnn", iterations=config.grnn_iters,
+                              tv_weight=config.grnn_tv_weight, restarts=config.restarts,
+                              accept_loss=config.accept_loss, seed=config.seed)
+    adam = variant.optimizer == "adam"
+    return AttackSettings(
+        attack=variant.attack, optimizer=variant.optimizer,
+        iterations=(config.adam_iters or config.iters) if adam else config.iters,
+        lr=config.adam_lr if adam else None, lbfgs_max_eval=config.lbfgs_max_eval,
+        restarts=config.restarts, accept_loss=config.accept_loss, seed=config.seed)

@@ -1,0 +1,167 @@
+"""The benchmark's outputs: the per-row summary with 95 % intervals, the guess baselines, the
+Markdown table in the layout of the study's Table IV, and a picture per attack (Figs. 3-4)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fedsnn.bench.config import BenchConfig, variants  # noqa: E402
+from fedsnn.data.sources import ImageData  # noqa: E402
+from fedsnn.judges import Judge  # noqa: E402
+from fedsnn.metrics import mean_interval, per_sample_scores, wilson_interval  # noqa: E402
+
+SCORE_KEYS = ("mse", "ssim", "psnr")
+MODEL_LABEL = {False: "ANN", True: "SNN"}
+
+
+def _rate(successes: int, trials: int) -> dict[str, float]:
+    low, high = wilson_interval(successes, trials)
+    return {"value": successes / trials if trials else math.nan, "low": low, "high": high}
+
+
+def _mean(values: Sequence[float]) -> dict[str, float]:
+    mean, low, high = mean_interval(values)
+    return {"value": mean, "low": low, "high": high}
+
+
+def baselines(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, dict[str, Any]]:
+    """Scores of guesses made without any update on the attacked samples: the train split's mean
+    image, an all-black image and mid-gray 0.5."""
+    index = torch.tensor(list(ids))
+    truth, labels = data.test_x[index], data.test_y[index]
+    guesses = {"mean-image": data.train_x.mean(0, keepdim=True),
+               "black": torch.zeros_like(truth[:1]), "gray-0.5": torch.full_like(truth[:1], 0.5)}
+    out = {}
+    for name, guess in guesses.items():
+        images = guess.expand_as(truth)
+        scores = per_sample_scores(images, truth)
+        hits = int((judge.predict(images) == labels).sum())
+        out[name] = {"asr": _rate(hits, len(ids)),
+                     **{k: _mean(scores[k].tolist()) for k in SCORE_KEYS}}
+    return out
+
+
+def summarize(rows: Sequence[dict[str, Any]], config: BenchConfig) -> list[dict[str, Any]]:
+    """One entry per (attack, model, optimizer) with n, ASR, label accuracy (Wilson intervals),
+    MSE / SSIM / PSNR means (normal intervals), statuses and time per batch."""
+    summary = []
+    for variant in variants(config):
+        mine = [r for r in rows if r["variant"] == variant.key]
+        if not mine:
+            continue
+        statuses: dict[str, int] = {}
+        for r in mine:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        per_batch = {r["batch"]: r["seconds"] for r in mine}
+        summary.append({
+            "variant": variant.key, "attack": variant.attack, "model": variant.model,
+            "optimizer": variant.optimizer, "n": len(mine),
+            "asr": _rate(sum(r["success"] for r in mine), len(mine)),
+            "label-accuracy": _rate(sum(r["label-correct"] for r in mine), len(mine)),
+            **{k: _mean([r[k] for r in mine]) for k in SCORE_KEYS},
+            "statuses": statuses,
+            "seconds-per-batch": sum(per_batch.values()) / len(per_batch),
+        })
+    return summary
+
+
+def _pct(stat: dict[str, float]) -> str:
+    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
+
+
+def _num(stat: dict[str, float], digits: int) -> str:
+    if stat["value"] is None or not math.isfinite(stat["value"]):
+        return "–"
+    return f"{stat['value']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The Table IV layout: attack x model with ASR, MSE, SSIM, PSNR and label accuracy, each with
+    its 95 % interval; then the guess baselines and the settings."""
+    config = results["config"]
+    judge = results.get("judge", {})
+    lines = [
+        f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
+        f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']};"
+        f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
+        f"{judge.get('architecture')} with clean test accuracy "
+        f"{100 * judge.get('test-accuracy', math.nan):.2f} %. Intervals: 95 % (Wilson for rates, "
+        f"normal for means). PSNR is the mean of per-sample PSNR, capped at 100 dB.",
+        "",
+        "| Attack | Model | Attacker | n | ASR (%) | MSE | SSIM | PSNR (dB) | Label acc. (%) | s/batch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results.get("summary", []):
+        spiking = row["model"].endswith("-snn")
+        attacker = {"lbfgs": "L-BFGS", "adam": "Adam", "rmsprop": "RMSprop (generator)"}.get(
+            row["optimizer"], row["optimizer"])
+        lines.append(
+            f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} | "
+            f"{row['n']} | {_pct(row['asr'])} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
+            f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
+            f"{row['seconds-per-batch']:.1f} |")
+    lines += ["", "Guesses without the update (same attack set):", "",
+              "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
+    for name, scores in results.get("baselines", {}).items():
+        lines.append(f"| {name} | {_pct(scores['asr'])} | {_num(scores['mse'], 3)} | "
+                     f"{_num(scores['ssim'], 3)} | {_num(scores['psnr'], 2)} |")
+    statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
+    odd = {k: v for k, v in statuses.items() if set(v) - {"ok"}}
+    if odd:
+        lines += ["", "Runs not ending `ok`: " + "; ".join(f"{k}: {v}" for k, v in odd.items())]
+    return "\n".join(lines) + "\n"
+
+
+def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, attack: str,
+              config: BenchConfig) -> bool:
+    """Ground truth (first row) above each model's reconstructions, for the first `grid` batches
+    of the attack set; False when there is nothing to draw."""
+    rows = [v for v in variants(config) if v.attack == attack]
+    ids = results["attack-set"]
+    columns = min(config.grid * config.batch_size, len(ids))
+    pictures: list[tuple[str, list[np.ndarray | None]]] = [
+        ("ground truth", [data.test_x[i, 0].numpy() for i in ids[:columns]])]
+    for variant in rows:
+        folder = out / "reconstructions" / variant.key.replace("/", "_")
+        images: list[np.ndarray | None] = []
+        for batch in range(config.grid):
+            file = folder / f"{batch}.npy"
+            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * config.batch_size
+        label = f"{MODEL_LABEL[variant.model.endswith('-snn')]} ({variant.model}, {variant.optimizer})"
+        pictures.append((label, images[:columns]))
+    if len(pictures) == 1 or columns == 0:
+        return False
+    fig, axes = plt.subplots(len(pictures), columns, figsize=(1.1 * columns + 1.6, 1.2 * len(pictures)),
+                             squeeze=False)
+    for r, (label, images) in enumerate(pictures):
+        for c in range(columns):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            image = images[c] if c < len(images) else None
+            if image is not None:
+                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(f"{attack.upper()} on {config.dataset.split(':')[0]}: ground truth | ANN | SNN",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(out: Path, results: dict[str, Any], data: ImageData, config: BenchConfig) -> None:
+    """table.md and grid-<attack>.png in `out` (results.json is written by the run loop)."""
+    (out / "table.md").write_text(markdown(results))
+    for attack in config.attacks:
+        save_grid(out / f"grid-{attack}.png", data, results, out, attack, config)
