@@ -8,6 +8,7 @@ from typing import Any
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from clients.malicious import byzantine_role, malicious_train_reply
 from clients.node import NodeSetup, local_train_reply
 from clients.training import evaluate as evaluate_model
 
@@ -21,8 +22,13 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         """Local training on this node's partition; reply with the update and metrics."""
         node = NodeSetup.from_context(context, overrides)
         server_round = int(msg.content["config"].get("server-round", 0))
-        model = node.model_with(msg.content["arrays"], encoder_seed=node.round_seed(server_round))
-        arrays, metrics = local_train_reply(node, model, server_round)
+        role = byzantine_role(node, context.node_config)
+        if role is not None:  # a Byzantine node: clients/malicious.py
+            arrays, metrics = malicious_train_reply(node, role, msg.content["arrays"], server_round)
+        else:
+            model = node.model_with(msg.content["arrays"],
+                                    encoder_seed=node.round_seed(server_round))
+            arrays, metrics = local_train_reply(node, model, server_round)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

@@ -312,24 +312,26 @@ def _validate_robust(config: RunConfig) -> None:
     if not 0.0 <= config.trimmed_beta < 0.5:
         raise ConfigError(f"trimmed-beta: expected a number in [0, 0.5), got {config.trimmed_beta}")
     if config.norm_filter != 0.0 and not config.norm_filter >= 1.0:
-        raise ConfigError(f"norm-filter: expected 0 (off) or a factor >= 1 over the round's median "
-                          f"update norm, got {config.norm_filter}")
+        raise ConfigError(f"norm-filter: expected 0 (off) or a factor >= 1 over the other "
+                          f"updates' median norm, got {config.norm_filter}")
     if not config.byzantine_scale >= 0.0:
         raise ConfigError(f"byzantine-scale: expected a number >= 0 (0: the attack's default), "
                           f"got {config.byzantine_scale}")
     n, f = config.min_available_nodes, config.num_malicious
     needed = MIN_UPDATES[config.aggregator](f)
     if n < needed:
-        raise ConfigError(f"aggregator: {config.aggregator!r} with num-malicious={f} needs at least "
-                          f"{needed} nodes per round, but min-available-nodes={n}; raise "
+        raise ConfigError(f"aggregator: {config.aggregator!r} with num-malicious={f} needs at "
+                          f"least {needed} nodes per round, but min-available-nodes={n}; raise "
                           f"min-available-nodes to {needed} or lower num-malicious")
     if config.aggregator == "trimmed-mean" and int(config.trimmed_beta * n) < f:
-        raise ConfigError(f"trimmed-beta: {config.trimmed_beta} trims {int(config.trimmed_beta * n)} "
-                          f"of {n} updates per side, fewer than num-malicious={f}; raise "
-                          f"trimmed-beta to at least {f / n:.3g}")
+        trimmed = int(config.trimmed_beta * n)
+        raise ConfigError(f"trimmed-beta: {config.trimmed_beta} trims {trimmed} of {n} updates "
+                          f"per side, fewer than num-malicious={f}; raise trimmed-beta to at least "
+                          f"{f / n:.3g}")
     if config.aggregator == "multikrum" and config.multikrum_select > n - f:
-        raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds min-available-nodes "
-                          f"- num-malicious = {n - f}; use 0 (n - f) or a smaller number")
+        raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds "
+                          f"min-available-nodes - num-malicious = {n - f}; use 0 (n - f) or a "
+                          f"smaller number")
 
 
 # -- deployment (failures, checkpoints) --

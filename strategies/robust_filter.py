@@ -1,8 +1,13 @@
-"""A strategy wrapper that drops replies whose update norm is far above the round's median.
+"""A Byzantine defense that drops replies whose update norm is far above the others'.
 
-It sits in front of any strategy (FedAvg, median, Krum, ...), in the style of Flower's DP
+It sits in front of any aggregator (FedAvg, median, Krum, ...), in the style of Flower's DP
 wrappers: it inspects the replies before delegating, because some inner strategies
 (FedTrimmedAvg, Bulyan, FedMedian) consume the replies' arrays in place.
+
+The outlier rule is the reply validator's (`strategies.validation.norm_outliers`: norm >
+factor x the median of the *other* norms). The ServerApp's validator applies it with
+`reject-norm-factor` (default 100) to catch broken replies; this wrapper is the tight setting
+(`norm-filter`, e.g. 3) used as a defense, placed right in front of the aggregator.
 """
 
 from __future__ import annotations
@@ -17,20 +22,16 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from strategies.robust_updates import stack_updates
-
-
-def norm_filter_mask(norms: np.ndarray, factor: float) -> np.ndarray:
-    """True for each update kept: norm <= factor x the median norm."""
-    return norms <= factor * float(np.median(norms))
+from strategies.validation import norm_outliers
 
 
 class UpdateNormFilter(Strategy):
-    """Drop replies with ‖w_i - w_global‖ > factor x the round's median, then delegate.
+    """Drop replies with ‖w_i - w_global‖ > factor x the others' median norm, then delegate.
 
     Args:
         strategy: the strategy that aggregates what is kept.
-        factor: multiple of the median update norm above which a reply is dropped (>= 1, so
-            at least half of the replies are always kept).
+        factor: multiple of the other replies' median update norm above which a reply is
+            dropped (>= 1).
 
     Example:
         >>> from flwr.serverapp.strategy import FedMedian
@@ -47,7 +48,8 @@ class UpdateNormFilter(Strategy):
 
     def summary(self) -> None:
         """Log this wrapper's setting, then the wrapped strategy's."""
-        log(INFO, "\t├──> Update-norm filter: drop norms > %s x median", self.factor)
+        log(INFO, "\t├──> Update-norm filter: drop norms > %s x the others' median",
+            self.factor)
         self.strategy.summary()
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -64,13 +66,13 @@ class UpdateNormFilter(Strategy):
         if not valid:
             return self.strategy.aggregate_train(server_round, replies)
         norms = np.linalg.norm(stack_updates([m.content for m in valid], self.round_global), axis=1)
-        keep = norm_filter_mask(norms, self.factor)
+        keep = ~np.asarray(norm_outliers(norms.tolist(), self.factor), dtype=bool)
         dropped = [msg for msg, kept in zip(valid, keep, strict=True) if not kept]
         self.dropped[server_round] = [msg.metadata.src_node_id for msg in dropped]
         if dropped:
-            log(INFO, "norm filter: round %d drops %d of %d replies (norms %s > %.3g)",
+            log(INFO, "norm filter: round %d drops %d of %d replies (norms %s; median %.3g)",
                 server_round, len(dropped), len(valid),
-                ", ".join(f"{n:.3g}" for n in norms[~keep]), self.factor * np.median(norms))
+                ", ".join(f"{n:.3g}" for n in norms[~keep]), np.median(norms))
         dropped_ids = {id(msg) for msg in dropped}
         kept = [msg for msg in replies if id(msg) not in dropped_ids]
         return self.strategy.aggregate_train(server_round, kept)

@@ -1,8 +1,8 @@
 """Krum, Multi-Krum and Bulyan (Flower's classes) with distances on float64 updates.
 
-Flower's `compute_distances` uses ‖x‖² + ‖y‖² - 2 x·y on the float32 weights: late in training
-the updates are small next to the weights and that difference cancels catastrophically, so
-Krum's choice becomes noise. Here the same rule (score = sum of squared distances to the
+Flower's `compute_distances` uses ‖x‖² + ‖y‖² - 2 x·y on the float32 weights: late in
+training the updates are small next to the weights and that difference cancels
+catastrophically, so Krum's choice becomes noise. Here the same rule (score = sum of squared distances to the
 n - f - 2 nearest others) is computed on updates in float64. Everything else is Flower's.
 """
 
