@@ -18,7 +18,7 @@ class ConfigError(ValueError):
     """A run-config value that cannot work; the message names the key and the accepted values."""
 
 
-MODEL_NAMES = ("lenet", "lenet5", "lenet-snn", "lenet5-snn")
+MODEL_NAMES = ("lenet", "lenet5", "mlp", "lenet-snn", "lenet5-snn", "mlp-snn")
 NEURONS = ("if", "lif")
 SURROGATES = ("atan", "sigmoid", "piecewise-quadratic", "soft-sign", "erf")
 ENCODINGS = ("direct", "poisson", "frames")
@@ -52,6 +52,7 @@ class RunConfig:
     v_threshold: float = 1.0
     detach_reset: bool = False
     encoding: str = "direct"
+    mlp_hidden: int = 256
     # local training
     update_mode: str = "fedavg"
     local_epochs: int = 2
@@ -162,6 +163,7 @@ class RunConfig:
         _one_of("update-mode", self.update_mode, UPDATE_MODES)
         _positive_int("num-server-rounds", self.num_server_rounds)
         _positive_int("time-steps", self.time_steps)
+        _positive_int("mlp-hidden", self.mlp_hidden)
         _positive_int("local-epochs", self.local_epochs)
         _positive_int("batch-size", self.batch_size)
         _positive_int("min-available-nodes", self.min_available_nodes)

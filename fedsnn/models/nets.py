@@ -56,6 +56,20 @@ def lenet5_layers(in_channels: int, num_classes: int, image_size: int, activatio
     )
 
 
+def mlp_layers(in_channels: int, num_classes: int, image_size: int, activation: Activation,
+               layers: ModuleType = nn, *, hidden: int = 256) -> OrderedDict[str, nn.Module]:
+    """A two-layer perceptron: flatten, a fully connected layer with bias (C*H*W -> `hidden`), the
+    activation, a linear head (`hidden` -> classes). Its first layer is the textbook case of
+    analytic gradient inversion (attacks/analytic.py)."""
+    if hidden < 1:
+        raise ValueError(f"mlp needs a hidden size >= 1, got {hidden}")
+    return OrderedDict(
+        flatten=layers.Flatten(),
+        fc1=layers.Linear(in_channels * image_size * image_size, hidden), act1=activation(),
+        fc2=layers.Linear(hidden, num_classes),
+    )
+
+
 class Classifier(nn.Module):
     """An ANN: `forward(x) -> logits` on a [B, C, H, W] batch."""
 

@@ -12,7 +12,8 @@ from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
 from fedsnn.models.encoders import build_encoder
-from fedsnn.models.nets import Activation, Classifier, SpikingClassifier, dlg_init_, lenet5_layers, lenet_layers
+from fedsnn.models.nets import (Activation, Classifier, SpikingClassifier, dlg_init_, lenet5_layers,
+                                lenet_layers, mlp_layers)
 
 if TYPE_CHECKING:
     from fedsnn.config import RunConfig
@@ -29,6 +30,11 @@ SURROGATES: dict[str, Callable[[], nn.Module]] = {
 ARCHITECTURES: dict[str, tuple[Callable[..., object], Activation]] = {
     "lenet": (lenet_layers, nn.Sigmoid),
     "lenet5": (lenet5_layers, nn.ReLU),
+    "mlp": (mlp_layers, nn.ReLU),
+}
+# name -> the builder's size options, read from the spec (architectures not listed take none)
+ARCHITECTURE_OPTIONS: dict[str, Callable[[ModelSpec], dict[str, object]]] = {
+    "mlp": lambda spec: {"hidden": spec.mlp_hidden},
 }
 MODELS = tuple(sorted([*ARCHITECTURES, *(f"{name}-snn" for name in ARCHITECTURES)]))
 
@@ -51,6 +57,7 @@ class ModelSpec:
     v_threshold: float = 1.0
     detach_reset: bool = False
     encoding: str = "direct"
+    mlp_hidden: int = 256
 
     @property
     def is_spiking(self) -> bool:
@@ -94,17 +101,18 @@ def build_model(spec: ModelSpec, *, dlg_init: bool = False, seed: int | None = N
     if spec.architecture not in ARCHITECTURES or spec.name not in MODELS:
         raise ValueError(f"Unknown model {spec.name!r}; expected one of {list(MODELS)}")
     builder, ann_activation = ARCHITECTURES[spec.architecture]
+    options = ARCHITECTURE_OPTIONS.get(spec.architecture, lambda _spec: {})(spec)
     with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
         if seed is not None:
             torch.manual_seed(seed)
         if spec.is_spiking:
             layers = builder(spec.in_channels, spec.num_classes, spec.image_size,
-                             _neuron_factory(spec), layer)
+                             _neuron_factory(spec), layer, **options)
             encoder = build_encoder(spec.encoding, spec.time_steps, seed=encoder_seed)
             model: nn.Module = SpikingClassifier(layers, encoder, spec.time_steps)
         else:
             model = Classifier(builder(spec.in_channels, spec.num_classes, spec.image_size,
-                                       ann_activation, nn))
+                                       ann_activation, nn, **options))
         if dlg_init:
             dlg_init_(model)
     return model
@@ -116,4 +124,5 @@ def spec_for(config: RunConfig, in_channels: int, num_classes: int, image_size: 
     return ModelSpec(name=config.model, in_channels=in_channels, num_classes=num_classes,
                      image_size=image_size, time_steps=config.time_steps, neuron=config.neuron,
                      surrogate=config.surrogate, tau=config.tau, v_threshold=config.v_threshold,
-                     detach_reset=config.detach_reset, encoding=config.encoding)
+                     detach_reset=config.detach_reset, encoding=config.encoding,
+                     mlp_hidden=config.mlp_hidden)
