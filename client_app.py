@@ -10,12 +10,13 @@ from flwr.clientapp import ClientApp
 
 from clients.malicious import byzantine_role, malicious_train_reply
 from clients.node import NodeSetup, local_train_reply
+from clients.privacy import privacy_mod, training_privacy
 from clients.training import evaluate as evaluate_model
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
-    app = ClientApp()
+    app = ClientApp(mods=[privacy_mod])  # client side of the DP defenses
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
@@ -28,7 +29,8 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         else:
             model = node.model_with(msg.content["arrays"],
                                     encoder_seed=node.round_seed(server_round))
-            arrays, metrics = local_train_reply(node, model, server_round)
+            hooks = training_privacy(msg.content["config"], context.state, node.spec)
+            arrays, metrics = local_train_reply(node, model, server_round, hooks)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

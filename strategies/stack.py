@@ -5,6 +5,7 @@ from __future__ import annotations
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.config import RunConfig
+from strategies.dp_stack import aggregation_weight_key, wrap_defenses
 from strategies.metrics import mean_scalar_metrics
 from strategies.robust import build_aggregator
 
@@ -12,7 +13,7 @@ from strategies.robust import build_aggregator
 def build_strategy(config: RunConfig) -> Strategy:
     """The configured aggregator (FedAvg by default; robust rules in `strategies.robust`),
     weighted by `num-examples`, with per-client metrics kept out of the averages."""
-    return build_aggregator(
+    strategy = build_aggregator(
         config.aggregator,
         num_malicious=config.num_malicious,
         trimmed_beta=config.trimmed_beta,
@@ -23,7 +24,8 @@ def build_strategy(config: RunConfig) -> Strategy:
         min_train_nodes=config.min_available_nodes,
         min_evaluate_nodes=config.min_available_nodes,
         min_available_nodes=config.min_available_nodes,
-        weighted_by_key="num-examples",
+        weighted_by_key=aggregation_weight_key(config),
         train_metrics_aggr_fn=mean_scalar_metrics,
         evaluate_metrics_aggr_fn=mean_scalar_metrics,
     )
+    return wrap_defenses(strategy, config)  # DP defenses (strategies/dp_stack.py)

@@ -27,14 +27,19 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
+# PLD discretization of the privacy loss; finer is (slightly) tighter and much slower.
+PLD_INTERVAL = 1e-3
+
 # name -> accountant factory for a neighbouring relation
 ACCOUNTANTS: dict[str, Callable[[NeighboringRelation], dp_accounting.PrivacyAccountant]] = {
     "rdp": lambda relation: rdp_privacy_accountant.RdpAccountant(neighboring_relation=relation),
-    "pld": lambda relation: pld_privacy_accountant.PLDAccountant(relation),
+    "pld": lambda relation: pld_privacy_accountant.PLDAccountant(
+        relation, value_discretization_interval=PLD_INTERVAL),
 }
 
-# PLD discretization for randomized response; finer is tighter and slower.
-PLD_INTERVAL = 1e-3
+# Smallest noise multiplier calibration searches: below it ε is in the hundreds for any useful
+# number of releases, and PLD's discretized distributions no longer fit in memory.
+MIN_NOISE_MULTIPLIER = 0.1
 
 
 class AccountingError(ValueError):
@@ -95,7 +100,8 @@ def gaussian_epsilon(*, noise_multiplier: float, releases: int, delta: float,
 def gaussian_noise_multiplier(*, target_epsilon: float, delta: float, releases: int,
                               sample_rate: float = 1.0, accountant: str = "rdp") -> float:
     """The smallest noise multiplier z whose `releases`-fold composition is (target_epsilon,
-    delta)-DP by the same accountant as `gaussian_epsilon` (so the two round-trip).
+    delta)-DP by the same accountant as `gaussian_epsilon` (so the two round-trip). The search
+    starts at `MIN_NOISE_MULTIPLIER`; a target loose enough for less noise gets that much.
 
     Example:
         >>> z = gaussian_noise_multiplier(target_epsilon=8.0, delta=1e-5, releases=20)
@@ -112,7 +118,8 @@ def gaussian_noise_multiplier(*, target_epsilon: float, delta: float, releases: 
         lambda z: dp_event.SelfComposedDpEvent(
             gaussian_event(noise_multiplier=z, sample_rate=sample_rate), releases),
         target_epsilon, delta,
-        bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-7))
+        bracket_interval=dp_accounting.LowerEndpointAndGuess(MIN_NOISE_MULTIPLIER, 1.0),
+        tol=1e-5))
 
 
 def randomized_response_epsilon(*, noise_parameter: float, bits: int, delta: float,

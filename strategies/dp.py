@@ -1,0 +1,289 @@
+"""Central DP around FedAvg: Flower's DP wrappers, made safe, accounted with dp-accounting.
+
+`CentralDP` wraps the plain mean (FedAvg) and builds one of Flower's four wrappers
+(`DifferentialPrivacy{Server,Client}Side{Fixed,Adaptive}Clipping`) once it knows m, the number of
+clients sampled per round. It keeps the Gaussian mechanism's sensitivity honest:
+
+- **the mean only**: the noise z·C/m bounds the sensitivity of a mean of m clipped updates; a
+  median, Krum or a filter in front has another sensitivity, so wrapping one is refused;
+- **equal weights**: FedAvg weighted by `num-examples` is not a mean of m updates; clients are
+  told (train-config key `central-dp`) to report `dp-weight = 1`, the inner FedAvg must weight
+  by it, and a reply without it is refused;
+- **exactly m replies**: with fewer (failures, rejected replies) the noise would be too small for
+  the mean the aggregator takes, so the round is not released (no model update, no ε spent);
+- **safe clipping** (`fedsnn.privacy.clipping`): a zero update or an integer array no longer
+  crashes Flower's clipping; noise goes to floating arrays only, from a secret generator;
+- **adaptive clipping**: noise is sized with the clipping norm the round's updates were clipped
+  with (Flower 1.39 sizes it with the norm already updated for the next round).
+
+Figures (train metrics, every round): `central-dp-client-epsilon` (after the releases so far) and
+`central-dp-client-epsilon-round` (one release), at `central-dp-delta`, for client-level DP: the
+neighbouring federation adds or removes one client's whole data. No sampling amplification is
+claimed. They come from `fedsnn.privacy.accounting` (dp-accounting), never from a formula here.
+
+Central DP protects the *released aggregate* (the global model and anything derived from it); the
+server itself still sees every client's update in the clear (see docs/results.md, Defenses).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from logging import INFO, WARNING
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.exception import AggregationError
+from flwr.serverapp.strategy import (DifferentialPrivacyClientSideAdaptiveClipping,
+                                     DifferentialPrivacyClientSideFixedClipping,
+                                     DifferentialPrivacyServerSideAdaptiveClipping,
+                                     DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy)
+from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
+from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_noise_params,
+                                                 compute_stdv)
+
+from fedsnn.privacy.accounting import gaussian_epsilon
+from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
+from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from strategies.base import StrategyWrapper
+
+
+class CentralDPError(ValueError):
+    """Central DP cannot be made to hold around this strategy; the message says why."""
+
+
+def _arrays(record: ArrayRecord, noisy: list[np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(record.keys(), noisy, strict=True)})
+
+
+def clip_replies(replies: list[Message], sent: ArrayRecord, clipping_norm: float) -> int:
+    """Clip every reply's arrays to `clipping_norm` around `sent`, in place; returns how many
+    replies were scaled down."""
+    reference = [sent[key].numpy() for key in sent.keys()]
+    clipped = 0
+    for reply in replies:
+        for name, record in list(reply.content.array_records.items()):
+            result = clip_update([record[key].numpy() for key in sent.keys()], reference,
+                                 clipping_norm=clipping_norm)
+            reply.content[name] = _arrays(sent, result.arrays)
+            clipped += int(result.clipped)
+    return clipped
+
+
+def _norm_bits(replies: list[Message]) -> int:
+    """Clients' norm bits (client-side adaptive clipping); a reply without one is refused."""
+    count = 0
+    for reply in replies:
+        metrics = next(iter(reply.content.metric_records.values()))
+        if KEY_NORM_BIT not in metrics:
+            raise AggregationError(f"central DP: a reply has no '{KEY_NORM_BIT}' metric; clients "
+                                   "need clients.privacy.privacy_mod for client-side adaptive clipping")
+        count += int(bool(metrics[KEY_NORM_BIT]))
+    return count
+
+
+class _SafeRelease:
+    """`aggregate_train` shared by the four Flower wrappers below (see the module docstring)."""
+
+    server_side_clipping = False
+    adaptive = False
+    strategy: Strategy
+    clipping_norm: float
+    noise_multiplier: float
+    num_sampled_clients: int
+    current_arrays: ArrayRecord
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._rng = np.random.default_rng(secrets.randbits(128))  # secret: not the run's seed
+        self.last_noise_std = 0.0
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Clip (server-side modes), aggregate, add noise sized with this round's clipping norm,
+        then adapt the norm (adaptive modes)."""
+        replies = list(replies)
+        if not validate_replies(replies, self.num_sampled_clients, strict=True):
+            return None, None
+        norm = self.clipping_norm
+        if self.server_side_clipping:
+            clipped = clip_replies(replies, self.current_arrays, norm)
+        else:
+            clipped = _norm_bits(replies) if self.adaptive else 0
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        if arrays is not None:
+            self.last_noise_std = compute_stdv(self.noise_multiplier, norm, self.num_sampled_clients)
+            arrays = _arrays(arrays, add_gaussian_noise(arrays.to_numpy_ndarrays(),
+                                                        std=self.last_noise_std, generator=self._rng))
+            log(INFO, "central DP: clipped %d/%d updates at C=%.4g; noise std %.4g added",
+                clipped, len(replies), norm, self.last_noise_std)
+        if self.adaptive:
+            self._geometric_update(self._noisy_fraction(clipped, len(replies)))  # type: ignore[attr-defined]
+        return arrays, metrics
+
+    def resize(self, num_sampled_clients: int, nominal_noise_multiplier: float) -> None:
+        """Use a new m (the number of clients sampled this round)."""
+        self.num_sampled_clients = num_sampled_clients
+        if self.adaptive:
+            self.clipped_count_stddev, self.noise_multiplier = compute_adaptive_noise_params(
+                nominal_noise_multiplier, num_sampled_clients, None)
+
+
+class ServerFixed(_SafeRelease, DifferentialPrivacyServerSideFixedClipping):
+    """Flower's server-side fixed clipping with `_SafeRelease`."""
+
+    server_side_clipping = True
+
+
+class ClientFixed(_SafeRelease, DifferentialPrivacyClientSideFixedClipping):
+    """Flower's client-side fixed clipping with `_SafeRelease` (clients clip: `privacy_mod`)."""
+
+
+class ServerAdaptive(_SafeRelease, DifferentialPrivacyServerSideAdaptiveClipping):
+    """Flower's server-side adaptive clipping with `_SafeRelease`."""
+
+    server_side_clipping = True
+    adaptive = True
+
+
+class ClientAdaptive(_SafeRelease, DifferentialPrivacyClientSideAdaptiveClipping):
+    """Flower's client-side adaptive clipping with `_SafeRelease`."""
+
+    adaptive = True
+
+
+# name -> (inner, z, C, m) -> wrapper
+CLIPPING_MODES: dict[str, Callable[[Strategy, float, float, int], _SafeRelease]] = {
+    "server-fixed": lambda inner, z, c, m: ServerFixed(inner, z, c, m),
+    "client-fixed": lambda inner, z, c, m: ClientFixed(inner, z, c, m),
+    "server-adaptive": lambda inner, z, c, m: ServerAdaptive(inner, z, m, initial_clipping_norm=c),
+    "client-adaptive": lambda inner, z, c, m: ClientAdaptive(inner, z, m, initial_clipping_norm=c),
+}
+
+
+def require_mean(strategy: Strategy) -> FedAvg:
+    """`strategy` if it is FedAvg's plain weighted mean by `dp-weight`; else `CentralDPError`."""
+    name = type(strategy).__name__
+    if not isinstance(strategy, FedAvg) or type(strategy).aggregate_train is not FedAvg.aggregate_train:
+        raise CentralDPError(
+            f"central DP refuses to wrap {name}: its noise z*C/m is sized for the mean of m "
+            f"clipped updates, and {name} does not return that mean (a median or Krum has another "
+            f"sensitivity); use aggregator 'fedavg' without norm-filter")
+    if strategy.weighted_by_key != EQUAL_WEIGHT_KEY:
+        raise CentralDPError(
+            f"central DP needs FedAvg(weighted_by_key={EQUAL_WEIGHT_KEY!r}) (equal client weights); "
+            f"weighting by {strategy.weighted_by_key!r} breaks the C/m sensitivity")
+    return strategy
+
+
+class CentralDP(StrategyWrapper):
+    """Central DP around FedAvg (see the module docstring).
+
+    Args:
+        strategy: FedAvg weighted by `dp-weight`.
+        clipping: one of `CLIPPING_MODES`.
+        clipping_norm: C (the initial C for adaptive modes).
+        noise_multiplier: z.
+        delta: δ of the reported ε.
+        accountant: "rdp" or "pld".
+
+    Example:
+        >>> inner = FedAvg(weighted_by_key="dp-weight")
+        >>> dp = CentralDP(inner, clipping="server-fixed", clipping_norm=1.0,
+        ...                noise_multiplier=1.0, delta=1e-5)
+    """
+
+    label = "central DP"
+
+    def __init__(self, strategy: Strategy, *, clipping: str, clipping_norm: float,
+                 noise_multiplier: float, delta: float, accountant: str = "rdp") -> None:
+        if clipping not in CLIPPING_MODES:
+            raise CentralDPError(f"Unknown clipping {clipping!r}; expected one of {sorted(CLIPPING_MODES)}")
+        if not noise_multiplier > 0:
+            raise CentralDPError(f"central DP needs a positive noise multiplier, got {noise_multiplier}")
+        super().__init__(require_mean(strategy))
+        self.inner = strategy
+        self.clipping = clipping
+        self.clipping_norm = clipping_norm
+        self.noise_multiplier = noise_multiplier
+        self.delta = delta
+        self.accountant = accountant
+        self.dp: _SafeRelease | None = None
+        self.releases = 0
+        self.epsilon_round = gaussian_epsilon(noise_multiplier=noise_multiplier, releases=1,
+                                              delta=delta, accountant=accountant)
+
+    def describe(self) -> str:
+        return (f"central DP ({self.clipping}, C={self.clipping_norm:g}, z={self.noise_multiplier:g},"
+                f" δ={self.delta:g}; client-level ε per round {self.epsilon_round:.4g})")
+
+    def _expected_sample_size(self, grid: Grid) -> int:
+        """m, as FedAvg will sample it (FedAvg.configure_train's rule)."""
+        available = int(len(list(grid.get_node_ids())) * self.inner.fraction_train)
+        return max(available, self.inner.min_train_nodes)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Tell clients to report equal weights (and norm bits), build Flower's wrapper for m,
+        and configure through it."""
+        self.round_arrays = arrays
+        config[CENTRAL_DP_FLAG] = 1
+        config[ADAPTIVE_FLAG] = int(self.clipping == "client-adaptive")
+        if self.dp is None:
+            self.dp = CLIPPING_MODES[self.clipping](self.inner, self.noise_multiplier,
+                                                    self.clipping_norm,
+                                                    self._expected_sample_size(grid))
+            self.strategy = self.dp  # type: ignore[assignment]
+        messages = list(self.dp.configure_train(server_round, arrays, config, grid))
+        if messages and len(messages) != self.dp.num_sampled_clients:
+            self.dp.resize(len(messages), self.noise_multiplier)
+        return messages
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """Flag evaluation too: clients then report `dp-weight` = their example count there (the
+        inner FedAvg weights every aggregation by `dp-weight`)."""
+        config[CENTRAL_DP_FLAG] = 1
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Release the round only with exactly m equal-weight replies; report ε."""
+        assert self.dp is not None, "configure_train must run before aggregate_train"
+        ok = [reply for reply in replies if not reply.has_error()]
+        problem = self._refusal(ok)
+        if problem:
+            log(WARNING, "central DP: round %d not released: %s", server_round, problem)
+            return None, None
+        arrays, metrics = self.dp.aggregate_train(server_round, ok)
+        if arrays is None:
+            return None, metrics
+        self.releases += 1
+        metrics = metrics if metrics is not None else MetricRecord()
+        metrics.update({
+            "central-dp-client-epsilon": gaussian_epsilon(
+                noise_multiplier=self.noise_multiplier, releases=self.releases,
+                delta=self.delta, accountant=self.accountant),
+            "central-dp-client-epsilon-round": self.epsilon_round,
+            "central-dp-delta": self.delta,
+            "central-dp-noise-multiplier": self.noise_multiplier,
+            "central-dp-noise-std": self.dp.last_noise_std,
+            "central-dp-clipping-norm": float(self.dp.clipping_norm),
+        })
+        return arrays, metrics
+
+    def _refusal(self, replies: list[Message]) -> str:
+        """Why these replies cannot be released under the configured noise ('' if they can)."""
+        assert self.dp is not None
+        m = self.dp.num_sampled_clients
+        if len(replies) != m:
+            return (f"{len(replies)} usable replies, but the noise z*C/m was sized for m={m}; "
+                    "a mean of fewer updates would need more noise")
+        for reply in replies:
+            records = list(reply.content.metric_records.values())
+            if len(records) != 1 or records[0].get(EQUAL_WEIGHT_KEY) != 1:
+                return (f"a reply does not report {EQUAL_WEIGHT_KEY}=1 (clients need "
+                        "clients.privacy.privacy_mod); unequal weights break the C/m sensitivity")
+        return ""

@@ -1,0 +1,115 @@
+"""Wrappers for defenses that run on the clients: local DP and DP-SGD (spike-level DP builds on
+the same base in `strategies.spike_dp`).
+
+A `ClientDefense` writes its settings into every round's train config; `clients.privacy` applies
+them on the node (before the update leaves it) and reports the ε the node has spent, from the
+node's own accountant. The wrapper adds the largest reported figure over the round's clients
+(`<key>-max`) to the round's train metrics: clients' ε differ (data sizes), and the mean of
+guarantees is not a guarantee.
+
+These defenses protect against the server itself: what a curious server sees is already noised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from logging import INFO
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedsnn.privacy.accounting import gaussian_epsilon
+from strategies.base import StrategyWrapper
+
+Scalar = int | float | str | bool
+
+
+class ClientDefense(StrategyWrapper):
+    """Send `settings` to the clients every round; collect their `reported` privacy figures.
+
+    Args:
+        strategy: the wrapped strategy.
+        settings: train-config entries the client side reads (`clients.privacy`).
+        reported: metric keys clients report; each becomes `<key>-max` in the round's metrics.
+    """
+
+    label = "client defense"
+
+    def __init__(self, strategy: Strategy, *, settings: Mapping[str, Scalar],
+                 reported: tuple[str, ...]) -> None:
+        super().__init__(strategy)
+        self.settings = dict(settings)
+        self.reported = reported
+
+    def describe(self) -> str:
+        return f"{self.label} ({', '.join(f'{k}={v}' for k, v in self.settings.items())})"
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Add this defense's settings to the round's train config, then delegate."""
+        config.update(self.settings)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Read the clients' figures before delegating (inner wrappers may change replies)."""
+        replies = list(replies)
+        worst: dict[str, float] = {}
+        for reply in replies:
+            if reply.has_error():
+                continue
+            for metrics in reply.content.metric_records.values():
+                for key in self.reported:
+                    if key in metrics:
+                        worst[key] = max(worst.get(key, 0.0), float(metrics[key]))
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        if worst:
+            metrics = metrics if metrics is not None else MetricRecord()
+            metrics.update({f"{key}-max": value for key, value in worst.items()})
+            log(INFO, "%s: round %d, %s", self.label, server_round,
+                ", ".join(f"{k}-max={v:.4g}" for k, v in worst.items()))
+        return arrays, metrics
+
+
+class LocalDP(ClientDefense):
+    """Local DP: each client clips its update to C and adds N(0, (zC)²) before sending it.
+
+    The guarantee is client-level against anyone who sees the update (the server included): any
+    two datasets of the client give updates at most 2C apart, so one release is the Gaussian
+    mechanism with noise multiplier z/2; a client's releases compose over the rounds it joins.
+    """
+
+    label = "local DP"
+
+    def __init__(self, strategy: Strategy, *, clipping_norm: float, noise_multiplier: float,
+                 delta: float, accountant: str = "rdp") -> None:
+        if not (clipping_norm > 0 and noise_multiplier > 0):
+            raise ValueError(f"local DP needs a positive clipping norm and noise multiplier, got "
+                             f"C={clipping_norm}, z={noise_multiplier}")
+        super().__init__(strategy, settings={
+            "local-dp-clipping-norm": clipping_norm, "local-dp-noise-multiplier": noise_multiplier,
+            "dp-delta": delta, "dp-accountant": accountant,
+        }, reported=("local-dp-client-epsilon", "local-dp-client-epsilon-release"))
+        self.epsilon_release = gaussian_epsilon(noise_multiplier=noise_multiplier / 2, releases=1,
+                                                delta=delta, accountant=accountant)
+
+    def describe(self) -> str:
+        return f"{super().describe()}; client-level ε per release {self.epsilon_release:.4g}"
+
+
+class DpSgd(ClientDefense):
+    """DP-SGD on the clients with Opacus (per-sample clipping and noise in local training); the
+    clients keep their accountant's history across rounds and report per-sample ε."""
+
+    label = "DP-SGD"
+
+    def __init__(self, strategy: Strategy, *, max_grad_norm: float, noise_multiplier: float,
+                 target_epsilon: float, total_epochs: int, delta: float,
+                 accountant: str = "rdp") -> None:
+        super().__init__(strategy, settings={
+            "dp-sgd-max-grad-norm": max_grad_norm, "dp-sgd-noise-multiplier": noise_multiplier,
+            "dp-sgd-target-epsilon": target_epsilon, "dp-sgd-total-epochs": total_epochs,
+            "dp-delta": delta, "dp-accountant": accountant,
+        }, reported=("dp-sgd-sample-epsilon",))
