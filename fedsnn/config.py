@@ -73,7 +73,7 @@ class RunConfig:
     audit_optimizer: str = "lbfgs"
     audit_restarts: int = 1
     audit_tv_weight: float = 0.0
-    audit_time_budget_s: float = 30.0
+    audit_time_budget_s: float = 12.0
     audit_workers: int = 1
     # -- defenses (DP) --
     defenses: str = ""

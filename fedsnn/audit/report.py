@@ -47,7 +47,7 @@ def per_round_leakage(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, flo
     """Mean PSNR / SSIM / ASR over the scored attacks of each round."""
     by_round: dict[int, dict[str, list[float]]] = {}
     for row in rows:
-        if row.get("status") != "ok":
+        if row.get("psnr") is None:  # not scored (failed, skipped)
             continue
         bucket = by_round.setdefault(int(row["round"]), {k: [] for k in LEAKAGE_KEYS})
         for key in LEAKAGE_KEYS:
@@ -102,7 +102,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     audit = json.loads((run_dir / "audit.json").read_text())
     results = json.loads((run_dir / "results.json").read_text())
     attacks = audit["attacks"]
-    scored = [row for row in attacks if row["status"] == "ok"]
+    scored = [row for row in attacks if row.get("psnr") is not None]
     mean = {k: _mean([r.get(k) for r in scored])
             for k in ("mse", "psnr", "ssim", "asr", "label-accuracy")}
     rounds = [r for r in results.get("rounds", []) if "central" in r]

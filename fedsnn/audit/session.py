@@ -57,5 +57,5 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     write_json_atomic(run_dir / "audit.json", audit)
     _, html_path = write_report(run_dir)
     log.info("audit: %d attacks scored, report at %s", len(rows), html_path)
-    return {"attacked": len(rows), "scored": sum(r["status"] == "ok" for r in rows),
+    return {"attacked": len(rows), "scored": sum(r.get("psnr") is not None for r in rows),
             "skipped": len(skipped), "report": str(html_path)}
