@@ -99,6 +99,7 @@ class _SafeRelease:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._rng = np.random.default_rng(secrets.randbits(128))  # secret: not the run's seed
         self.last_noise_std = 0.0
+        self.last_clipping_norm = 0.0
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -107,7 +108,7 @@ class _SafeRelease:
         replies = list(replies)
         if not validate_replies(replies, self.num_sampled_clients, strict=True):
             return None, None
-        norm = self.clipping_norm
+        norm = self.last_clipping_norm = self.clipping_norm
         if self.server_side_clipping:
             clipped = clip_replies(replies, self.current_arrays, norm)
         else:
@@ -128,7 +129,8 @@ class _SafeRelease:
         self.num_sampled_clients = num_sampled_clients
         if self.adaptive:
             self.clipped_count_stddev, self.noise_multiplier = compute_adaptive_noise_params(
-                nominal_noise_multiplier, num_sampled_clients, None)
+                nominal_noise_multiplier, num_sampled_clients,
+                clipped_count_stddev(nominal_noise_multiplier, num_sampled_clients))
 
 
 class ServerFixed(_SafeRelease, DifferentialPrivacyServerSideFixedClipping):
@@ -154,12 +156,24 @@ class ClientAdaptive(_SafeRelease, DifferentialPrivacyClientSideAdaptiveClipping
     adaptive = True
 
 
+def clipped_count_stddev(noise_multiplier: float, num_sampled_clients: int) -> float:
+    """σ_b of the noisy clipped-count query of adaptive clipping (Andrew et al. 2021).
+
+    Flower's default, m/20, only admits z < m/10 (z = 1 needs 10+ clients a round); a small
+    federation uses σ_b = z instead, which leaves the update's multiplier (z⁻² − (2σ_b)⁻²)^-½
+    = 1.15 z so that update and count together are still a Gaussian release with multiplier z.
+    """
+    return max(num_sampled_clients / 20, noise_multiplier)
+
+
 # name -> (inner, z, C, m) -> wrapper
 CLIPPING_MODES: dict[str, Callable[[Strategy, float, float, int], _SafeRelease]] = {
     "server-fixed": lambda inner, z, c, m: ServerFixed(inner, z, c, m),
     "client-fixed": lambda inner, z, c, m: ClientFixed(inner, z, c, m),
-    "server-adaptive": lambda inner, z, c, m: ServerAdaptive(inner, z, m, initial_clipping_norm=c),
-    "client-adaptive": lambda inner, z, c, m: ClientAdaptive(inner, z, m, initial_clipping_norm=c),
+    "server-adaptive": lambda inner, z, c, m: ServerAdaptive(
+        inner, z, m, initial_clipping_norm=c, clipped_count_stddev=clipped_count_stddev(z, m)),
+    "client-adaptive": lambda inner, z, c, m: ClientAdaptive(
+        inner, z, m, initial_clipping_norm=c, clipped_count_stddev=clipped_count_stddev(z, m)),
 }
 
 
@@ -270,7 +284,7 @@ class CentralDP(StrategyWrapper):
             "central-dp-delta": self.delta,
             "central-dp-noise-multiplier": self.noise_multiplier,
             "central-dp-noise-std": self.dp.last_noise_std,
-            "central-dp-clipping-norm": float(self.dp.clipping_norm),
+            "central-dp-clipping-norm": float(self.dp.last_clipping_norm),
         })
         return arrays, metrics
 
