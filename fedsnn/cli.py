@@ -59,6 +59,23 @@ def report(
         typer.echo(f"comparison: {html_path}")
 
 
+@app.command()
+def mia(
+    run_dirs: list[Path] = typer.Argument(..., help="run folders with results.json + model.pt"),
+    num_partitions: int = typer.Option(0, help="clients in the run (0: from results.json)"),
+    score: str = typer.Option("loss", help="membership score: loss | confidence"),
+) -> None:
+    """Membership-inference audit of each run's final global model (writes mia.json)."""
+    from fedsnn.privacy.mia_run import audit_run
+
+    for run_dir in run_dirs:
+        r = audit_run(run_dir, num_partitions=num_partitions, score=score)
+        typer.echo(f"{run_dir}: AUC {r.auc:.3f}, TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}, "
+                   f"TPR@0.1%FPR {r.tpr_at_0_1pct_fpr:.3f}, balanced accuracy "
+                   f"{r.balanced_accuracy:.3f} ({r.num_members} members / {r.num_nonmembers} "
+                   f"non-members scored; FPR resolution {r.fpr_resolution:.2g})")
+
+
 def _register_bench() -> None:
     from fedsnn.bench.command import bench
 

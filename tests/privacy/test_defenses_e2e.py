@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-
+import pytest
 from client_app import create_client_app
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
+from fedsnn.privacy.mia_run import audit_run
 from fedsnn.privacy.spikes import RandomizedResponse, SpikeAccountant
 from server_app import run
 from tests.deploy.local_grid import LocalGrid, server_identity
@@ -32,7 +33,7 @@ def serve(tmp_path: Path, overrides: dict[str, Any], nodes: int = 3) -> dict[str
         except SystemExit as stop:
             print(stop)
     (path,) = Path(tmp_path).glob("*/results.json")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) | {"run-dir": path.parent}
 
 
 def train_metrics(results: dict[str, Any], server_round: int) -> dict[str, Any]:
@@ -53,6 +54,10 @@ def test_all_defenses_compose_and_report_growing_epsilon(tmp_path: Path) -> None
     assert first["spike-dp-bit-epsilon"] == 0.05
     assert first["spike-dp-sample-epsilon"] > 10 * first["spike-dp-bit-epsilon"]
     assert first["central-dp-delta"] == 1e-5 and first["num-replies"] == 3
+    # the membership audit of the final model: 3 clients' train splits against held-out data
+    mia = audit_run(results["run-dir"])
+    assert 0.0 <= mia.auc <= 1.0 and (results["run-dir"] / "mia.json").is_file()
+    assert mia.num_members + mia.num_nonmembers == pytest.approx(1797 / 2, abs=2)
 
 
 def test_the_spiking_lenet_trains_under_dp_sgd_and_spike_level_dp(tmp_path: Path) -> None:
