@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -185,23 +186,24 @@ def write_comparison(run_dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Pat
     """Several runs side by side (e.g. ANN vs SNN, same data, same attack)."""
     summaries = [_summary(run_dir) for run_dir in run_dirs]
     md = ["# Audit comparison", "", *_markdown_table(summaries), ""]
-    for run_dir in run_dirs:
-        audit = json.loads((run_dir / "audit.json").read_text())
-        first = next((row for row in audit["attacks"] if row.get("image")), None)
-        if first:
-            rel = Path(run_dir.name) / first["image"]
-            md += [f"## {run_dir.name}", "", f"![{run_dir.name}]({rel})", ""]
     out_dir.mkdir(parents=True, exist_ok=True)
+    for run_dir, summary in zip(run_dirs, summaries, strict=True):
+        audit = json.loads((run_dir / "audit.json").read_text())
+        md += [f"## {summary['model']} (`{run_dir.name}`)", ""]
+        for row in audit["attacks"]:
+            if row.get("image"):  # copied, so the comparison folder stands on its own
+                name = f"{run_dir.name}-{Path(row['image']).name}"
+                shutil.copyfile(run_dir / row["image"], out_dir / name)
+                md += [f"![{summary['model']} round {row['round']} partition "
+                       f"{row['partition-id']}]({name})", ""]
     md_path = out_dir / "comparison.md"
     md_path.write_text("\n".join(md) + "\n")
     html_path = out_dir / "comparison.html"
-    html_path.write_text(markdown_to_html("\n".join(md), out_dir, title="fedsnn audit comparison",
-                                          image_roots=[d.parent for d in run_dirs]))
+    html_path.write_text(markdown_to_html("\n".join(md), out_dir, title="fedsnn audit comparison"))
     return md_path, html_path
 
 
-def markdown_to_html(markdown: str, base: Path, *, title: str,
-                     image_roots: Sequence[Path] = ()) -> str:
+def markdown_to_html(markdown: str, base: Path, *, title: str) -> str:
     """A small, self-contained HTML rendering of the report's Markdown (headings, paragraphs,
     tables, images inlined as base64)."""
     body: list[str] = []
@@ -228,7 +230,7 @@ def markdown_to_html(markdown: str, base: Path, *, title: str,
             body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.startswith("![") and "](" in line:
             alt, src = line[2:].split("](", 1)
-            body.append(_inline_image(src.rstrip(")"), alt, [base, *image_roots]))
+            body.append(_inline_image(base / src.rstrip(")"), alt))
         elif line.strip():
             body.append(f"<p>{html.escape(line).replace('`', '')}</p>")
     flush_table()
@@ -239,10 +241,8 @@ def markdown_to_html(markdown: str, base: Path, *, title: str,
             f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _inline_image(src: str, alt: str, roots: Sequence[Path]) -> str:
-    for root in roots:
-        path = root / src
-        if path.is_file():
-            data = base64.b64encode(path.read_bytes()).decode()
-            return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
-    return f"<p>[missing image {html.escape(src)}]</p>"
+def _inline_image(path: Path, alt: str) -> str:
+    if path.is_file():
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
+    return f"<p>[missing image {html.escape(str(path.name))}]</p>"
