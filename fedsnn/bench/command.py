@@ -26,7 +26,8 @@ def bench(
                                         "--lbfgs-max-eval loss evaluations each)"),
     adam_iters: int | None = typer.Option(None, help="steps of DLG/iDLG with Adam (default: --iters)"),
     grnn_iters: int = typer.Option(1000, help="generator training steps of GRNN"),
-    restarts: int = typer.Option(1, help="restarts per sample; the lowest matching loss is kept"),
+    restarts: int = typer.Option(1, help="DLG/iDLG restarts per sample; the lowest matching loss "
+                                         "is kept (GRNN trains its generator once, as in its code)"),
     accept_loss: float = typer.Option(1e-4, help="skip remaining restarts once the relative "
                                                  "matching loss is at or below this"),
     lbfgs_max_eval: int = typer.Option(20, help="loss evaluations per L-BFGS step"),

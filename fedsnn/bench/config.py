@@ -10,9 +10,13 @@ from attacks import ATTACKS, AttackSettings
 from attacks.settings import OPTIMIZERS
 from fedsnn.models import MODELS
 
-# Fields that decide what a finished row contains: a re-run into the same folder must keep them.
-# (attacks, models and optimizers may change: they only add or leave out rows.)
-ROW_SELECTION_FIELDS = ("attacks", "models", "optimizers", "grid")
+# Fields that decide the attack set and the victims: every run into one folder must share them.
+# (Each row's attack settings are checked separately, so different rows may be run by different
+# invocations, even at the same time.)
+ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs")
+
+
+DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,16 @@ class Variant:
     @property
     def key(self) -> str:
         return f"{self.attack}/{self.model}/{self.optimizer}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Variant:
+        attack, model, optimizer = key.split("/")
+        return cls(attack, model, optimizer)
+
+    def sort_key(self) -> tuple[int, str, bool, int]:
+        """Table order: attack, architecture, ANN before SNN, optimizer."""
+        return (DISPLAY_ORDER.get(self.attack, 9), self.model.removesuffix("-snn"),
+                self.model.endswith("-snn"), DISPLAY_ORDER.get(self.optimizer, 9))
 
 
 @dataclass(frozen=True)
@@ -70,8 +84,8 @@ class BenchConfig:
         return data
 
     def row_defining(self) -> dict[str, Any]:
-        """The settings a finished row depends on (compared when resuming)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ROW_SELECTION_FIELDS}
+        """The settings that fix the attack set and the victims (compared when resuming)."""
+        return {k: v for k, v in self.to_dict().items() if k in ATTACK_SET_FIELDS}
 
 
 def variants(config: BenchConfig) -> list[Variant]:
@@ -87,10 +101,9 @@ def variants(config: BenchConfig) -> list[Variant]:
 
 def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
     """The attacker of one row (image modality: gray init, shared over T, pixel clamp)."""
-    if variant.attack == "grnn":
+    if variant.attack == "grnn":  # one generator run, as in GRNN's code
         return AttackSettings(attack="grnn", iterations=config.grnn_iters,
-                              tv_weight=config.grnn_tv_weight, restarts=config.restarts,
-                              accept_loss=config.accept_loss, seed=config.seed)
+                              tv_weight=config.grnn_tv_weight, restarts=1, seed=config.seed)
     adam = variant.optimizer == "adam"
     return AttackSettings(
         attack=variant.attack, optimizer=variant.optimizer,

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedsnn.bench.config import BenchConfig, variants  # noqa: E402
+from fedsnn.bench.config import Variant  # noqa: E402
 from fedsnn.data.sources import ImageData  # noqa: E402
 from fedsnn.judges import Judge  # noqa: E402
 from fedsnn.metrics import mean_interval, per_sample_scores, wilson_interval  # noqa: E402
@@ -51,18 +51,24 @@ def baselines(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, di
     return out
 
 
-def summarize(rows: Sequence[dict[str, Any]], config: BenchConfig) -> list[dict[str, Any]]:
+def present_variants(rows: Sequence[dict[str, Any]]) -> list[Variant]:
+    """The variants that have rows, in table order."""
+    return sorted({Variant.from_key(r["variant"]) for r in rows}, key=Variant.sort_key)
+
+
+def summarize(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
     """One entry per (attack, model, optimizer) with n, ASR, label accuracy (Wilson intervals),
-    MSE / SSIM / PSNR means (normal intervals), statuses and time per batch."""
+    MSE / SSIM / PSNR means (normal intervals), statuses, time per batch and the row's attack
+    settings (iterations, restarts, …) from `settings` (variant key -> settings)."""
     summary = []
-    for variant in variants(config):
+    for variant in present_variants(rows):
         mine = [r for r in rows if r["variant"] == variant.key]
-        if not mine:
-            continue
         statuses: dict[str, int] = {}
         for r in mine:
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         per_batch = {r["batch"]: r["seconds"] for r in mine}
+        attack = (settings or {}).get(variant.key, {})
         summary.append({
             "variant": variant.key, "attack": variant.attack, "model": variant.model,
             "optimizer": variant.optimizer, "n": len(mine),
@@ -71,6 +77,7 @@ def summarize(rows: Sequence[dict[str, Any]], config: BenchConfig) -> list[dict[
             **{k: _mean([r[k] for r in mine]) for k in SCORE_KEYS},
             "statuses": statuses,
             "seconds-per-batch": sum(per_batch.values()) / len(per_batch),
+            "iterations": attack.get("iterations"), "restarts": attack.get("restarts"),
         })
     return summary
 
@@ -92,13 +99,15 @@ def markdown(results: dict[str, Any]) -> str:
     judge = results.get("judge", {})
     lines = [
         f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
-        f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']};"
+        f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']}, "
+        f"T = {config['time_steps']};"
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %. Intervals: 95 % (Wilson for rates, "
         f"normal for means). PSNR is the mean of per-sample PSNR, capped at 100 dB.",
         "",
-        "| Attack | Model | Attacker | n | ASR (%) | MSE | SSIM | PSNR (dB) | Label acc. (%) | s/batch |",
+        "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
+        "Label acc. (%) | s/batch |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results.get("summary", []):
@@ -106,7 +115,8 @@ def markdown(results: dict[str, Any]) -> str:
         attacker = {"lbfgs": "L-BFGS", "adam": "Adam", "rmsprop": "RMSprop (generator)"}.get(
             row["optimizer"], row["optimizer"])
         lines.append(
-            f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} | "
+            f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
+            f"({row.get('iterations')} × {row.get('restarts')}) | "
             f"{row['n']} | {_pct(row['asr'])} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
             f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
@@ -123,26 +133,27 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, attack: str,
-              config: BenchConfig) -> bool:
+              grid: int = 8) -> bool:
     """Ground truth (first row) above each model's reconstructions, for the first `grid` batches
     of the attack set; False when there is nothing to draw."""
-    rows = [v for v in variants(config) if v.attack == attack]
+    rows = [v for v in present_variants(results.get("rows", [])) if v.attack == attack]
     ids = results["attack-set"]
-    columns = min(config.grid * config.batch_size, len(ids))
+    batch_size = results["config"]["batch_size"]
+    columns = min(grid * batch_size, len(ids))
     pictures: list[tuple[str, list[np.ndarray | None]]] = [
         ("ground truth", [data.test_x[i, 0].numpy() for i in ids[:columns]])]
     for variant in rows:
         folder = out / "reconstructions" / variant.key.replace("/", "_")
         images: list[np.ndarray | None] = []
-        for batch in range(config.grid):
+        for batch in range(grid):
             file = folder / f"{batch}.npy"
-            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * config.batch_size
+            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * batch_size
         label = f"{MODEL_LABEL[variant.model.endswith('-snn')]} ({variant.model}, {variant.optimizer})"
         pictures.append((label, images[:columns]))
     if len(pictures) == 1 or columns == 0:
         return False
-    fig, axes = plt.subplots(len(pictures), columns, figsize=(1.1 * columns + 1.6, 1.2 * len(pictures)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(pictures), columns,
+                             figsize=(1.1 * columns + 1.6, 1.2 * len(pictures)), squeeze=False)
     for r, (label, images) in enumerate(pictures):
         for c in range(columns):
             axis = axes[r][c]
@@ -152,16 +163,16 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
             if image is not None:
                 axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(f"{attack.upper()} on {config.dataset.split(':')[0]}: ground truth | ANN | SNN",
-                 fontsize=9)
+    dataset = results["config"]["dataset"].split(":")[0]
+    fig.suptitle(f"{attack.upper()} on {dataset}: ground truth | ANN | SNN", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
 
-def write_outputs(out: Path, results: dict[str, Any], data: ImageData, config: BenchConfig) -> None:
+def write_outputs(out: Path, results: dict[str, Any], data: ImageData, grid: int = 8) -> None:
     """table.md and grid-<attack>.png in `out` (results.json is written by the run loop)."""
     (out / "table.md").write_text(markdown(results))
-    for attack in config.attacks:
-        save_grid(out / f"grid-{attack}.png", data, results, out, attack, config)
+    for attack in sorted({v.attack for v in present_variants(results.get("rows", []))}):
+        save_grid(out / f"grid-{attack}.png", data, results, out, attack, grid)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,39 +79,81 @@ def score(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tensor, judg
 
 
 class ResultStore:
-    """results.json of a bench folder: loaded on start, rewritten atomically after every batch."""
+    """A bench folder. Rows are appended, one JSON line per sample, to rows/<variant>.jsonl as
+    each batch finishes (so an interruption loses at most the batch in flight, and processes
+    running different rows can share the folder); results.json is rebuilt from all of them after
+    every batch. Each variant's attack settings and the folder's attack-set settings are kept, and a
+    re-run with other settings is refused instead of mixing results."""
 
     def __init__(self, out: Path, config: BenchConfig) -> None:
+        self.out = out
         self.path = out / "results.json"
-        self.data: dict[str, Any] = {"config": config.to_dict(), "rows": [], "sessions": []}
-        if self.path.is_file():
-            import json
+        self.rows_dir = out / "rows"
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self._check(out / "bench.json", _jsonable(config.row_defining()), "attack-set settings")
+        self.done: set[tuple[str, int]] = set()
+        for file in self.rows_dir.glob("*.jsonl"):
+            self.done |= {(r["variant"], r["batch"]) for r in _read_rows(file)}
 
-            previous = json.loads(self.path.read_text())
-            old = {k: v for k, v in previous.get("config", {}).items()
-                   if k in config.row_defining()}
-            new = _jsonable(config.row_defining())
-            changed = sorted(k for k in new if old.get(k) != new[k])
+    @staticmethod
+    def _check(path: Path, expected: dict[str, Any], what: str) -> None:
+        if path.is_file():
+            old = json.loads(path.read_text())
+            changed = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
             if changed:
                 raise BenchResumeError(
-                    f"{self.path} was made with other settings ({', '.join(changed)}: "
-                    f"{[old.get(k) for k in changed]} there, {[new[k] for k in changed]} now); "
-                    "use a new --out, or the same settings to resume")
-            self.data["rows"] = previous.get("rows", [])
-            self.data["sessions"] = previous.get("sessions", [])
-        self.done = {(r["variant"], r["batch"]) for r in self.data["rows"]}
+                    f"{path.parent} holds results made with other {what} ({', '.join(changed)}: "
+                    f"{[old.get(k) for k in changed]} there, {[expected.get(k) for k in changed]} "
+                    "now); use a new --out, or the same settings to resume")
+        else:
+            write_json_atomic(path, expected)
 
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-        self.flush()
+    def claim(self, variant: Variant, settings: dict[str, Any]) -> None:
+        """Record (or check) the attack settings of a variant before its first row is added."""
+        self._check(self.rows_dir / f"{_slug(variant)}.settings.json", _jsonable(settings),
+                    f"attack settings for {variant.key}")
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        self.data["rows"].extend(rows)
+    def add(self, variant: Variant, rows: list[dict[str, Any]]) -> None:
+        with open(self.rows_dir / f"{_slug(variant)}.jsonl", "a") as handle:
+            for row in rows:
+                handle.write(json.dumps(_jsonable(row)) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         self.done |= {(r["variant"], r["batch"]) for r in rows}
-        self.flush()
 
-    def flush(self) -> None:
-        write_json_atomic(self.path, self.data)
+    def all_rows(self) -> list[dict[str, Any]]:
+        """Every finished row in the folder (from every process that wrote to it)."""
+        rows = [r for file in sorted(self.rows_dir.glob("*.jsonl")) for r in _read_rows(file)]
+        return sorted(rows, key=lambda r: (r["variant"], r["batch"], r["position"]))
+
+    def variant_settings(self) -> dict[str, Any]:
+        return {json.loads(f.read_text()).get("variant", f.stem): json.loads(f.read_text())
+                for f in sorted(self.rows_dir.glob("*.settings.json"))}
+
+    def write(self, header: dict[str, Any]) -> dict[str, Any]:
+        """Rebuild results.json: `header`, the settings of every variant and every row."""
+        from fedsnn.bench.report import summarize
+
+        rows = self.all_rows()
+        settings = self.variant_settings()
+        data = {**header, "variants": settings, "rows": rows, "summary": summarize(rows, settings)}
+        write_json_atomic(self.path, data)
+        return data
+
+
+def _slug(variant: Variant) -> str:
+    return variant.key.replace("/", "_")
+
+
+def _read_rows(file: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in file.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a truncated line (an interrupted write)", file)
+    return rows
 
 
 def _save_reconstruction(out: Path, variant: Variant, batch: int, images: torch.Tensor) -> None:
@@ -119,14 +162,13 @@ def _save_reconstruction(out: Path, variant: Variant, batch: int, images: torch.
     np.save(folder / f"{batch}.npy", images.numpy().astype(np.float32))
 
 
-def run_bench(config: BenchConfig, out: Path,
-              on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) a benchmark into `out`; returns the results.json content.
+def run_bench(config: BenchConfig, out: Path) -> dict[str, Any]:
+    """Run (or resume) a benchmark into `out`; returns the content of results.json.
 
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
     """
-    from fedsnn.bench.report import baselines, summarize, write_outputs
+    from fedsnn.bench.report import baselines, write_outputs
 
     started = time.time()
     out = out.expanduser().resolve()
@@ -136,24 +178,24 @@ def run_bench(config: BenchConfig, out: Path,
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     ids = attack_set(data, config)
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
-    store.data.update(config=_jsonable(config.to_dict()), **{
-        "dataset-note": data.note, "attack-set": ids,
-        "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
-                  "key": judge.key},
-        "baselines": baselines(data, ids, judge)})
-    store.set("status", "running")
+    header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
+              "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
+                        "key": judge.key},
+              "baselines": baselines(data, ids, judge)}
+    for variant in variants(config):
+        store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict()})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
                if (v.key, b) not in store.done]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "pending-batches": len(pending), "torch-threads": torch.get_num_threads()}
+               "rows": [v.key for v in variants(config)], "pending-batches": len(pending),
+               "torch-threads": torch.get_num_threads()}
     status = "interrupted"
     try:
         for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch", dynamic_ncols=True):
-            settings = attack_settings(variant, config)
             index = torch.tensor(batches[batch])
             x, y = data.test_x[index], data.test_y[index]
             observation = observe(variant, batch, x, y, data, config)
-            reconstruction = invert([observation], settings)[0]
+            reconstruction = invert([observation], attack_settings(variant, config))[0]
             rows, matched = score(reconstruction, x, y, judge)
             for position, row in enumerate(rows):
                 row.update(variant=variant.key, attack=variant.attack, model=variant.model,
@@ -166,18 +208,16 @@ def run_bench(config: BenchConfig, out: Path,
                               "seconds": round(reconstruction.seconds, 3)})
             if batch < config.grid:
                 _save_reconstruction(out, variant, batch, matched)
-            store.add(rows)
-            if on_progress:
-                on_progress(f"{variant.key} batch {batch}: {rows[0]['status']}")
+            store.add(variant, rows)
+            store.write({**header, "status": "running"})
         status = "completed"
     finally:
         session.update(ended=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        **{"wall-time-s": round(time.time() - started, 1), "status": status})
-        store.data["sessions"].append(session)
-        store.data["wall-time-s"] = round(sum(s.get("wall-time-s", 0.0)
-                                              for s in store.data["sessions"]), 1)
-        store.data["status"] = status
-        store.data["summary"] = summarize(store.data["rows"], config)
-        store.flush()
-        write_outputs(out, store.data, data, config)
-    return store.data
+        sessions_file = out / "sessions.jsonl"
+        with open(sessions_file, "a") as handle:
+            handle.write(json.dumps(session) + "\n")
+        sessions = [json.loads(line) for line in sessions_file.read_text().splitlines() if line]
+        results = store.write({**header, "status": status, "sessions": sessions})
+        write_outputs(out, results, data, config.grid)
+    return results
