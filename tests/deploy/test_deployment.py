@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from deploy.compare import TWO_ROUNDS
 from deploy.federation import LocalFederation
 
 pytestmark = pytest.mark.slow
@@ -23,12 +24,10 @@ pytestmark = pytest.mark.slow
 NODES = ("node0", "node1")
 RUN_TIMEOUT = 600.0  # a 2-round run takes 1-4 minutes on a busy 2-core machine
 
-# FedSGD (one batch per client per round) keeps the clients cheap and gives the in-line audit
-# something it attacks (fedavg updates over hundreds of samples are skipped by design).
-E2E = {"model": "lenet-snn", "num-server-rounds": 2, "update-mode": "gradient", "batch-size": 2,
-       "learning-rate": 0.05, "audit-enabled": True, "audit-rounds": "1",
-       "audit-max-clients": 2, "audit-attack": "idlg", "audit-optimizer": "adam",
-       "audit-iterations": 20, "audit-time-budget-s": 30.0, "round-timeout": 300.0}
+# lenet-snn with FedSGD (one batch per client per round) keeps the clients cheap and gives the
+# in-line audit something to attack (fedavg updates over hundreds of samples are skipped by
+# design). deploy/compare.py times this same run against the simulation engine.
+E2E = TWO_ROUNDS
 
 
 def node_config(index: int) -> str:
