@@ -75,3 +75,38 @@ def test_bad_spec_names_the_accepted_forms(spec: str) -> None:
         load_dataset(spec)
     message = str(info.value)
     assert "\n" not in message and "'digits'" in message and "mnist:<dir" in message
+
+
+def test_hf_source_converts_a_flower_datasets_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub is out of reach here: stand in for FederatedDataset with in-memory splits in the
+    shape Flower Datasets returns (PIL images, integer labels), and check the conversion."""
+    from datasets import Dataset
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> Dataset:
+        images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
+        return Dataset.from_dict({"img": images, "fine_label": list(range(n))})
+
+    class FakeFederatedDataset:
+        def __init__(self, dataset: str, partitioners: dict) -> None:
+            assert dataset == "uoft-cs/cifar100"
+
+        def load_split(self, name: str) -> Dataset:
+            return split(6 if name == "train" else 3)
+
+    monkeypatch.setattr("flwr_datasets.FederatedDataset", FakeFederatedDataset)
+    data = load_dataset("hf:uoft-cs/cifar100", 16)
+    assert data.train_x.shape == (6, 3, 16, 16) and data.test_x.shape == (3, 3, 16, 16)
+    assert data.num_classes == 6 and 0 <= float(data.train_x.min()) and float(data.train_x.max()) <= 1
+
+
+def test_hf_source_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("no route to the hub")
+
+    monkeypatch.setattr("flwr_datasets.FederatedDataset", offline)
+    with pytest.raises(DatasetError, match=r"^hf:ylecun/mnist: could not load through Flower "
+                                           r"Datasets \(no route to the hub\)$"):
+        load_dataset("hf:ylecun/mnist")
