@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from attacks.analytic import analytic
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
+from attacks.smooth import smooth
+from attacks.strongest import strongest
 from attacks.types import Observation, Reconstruction, Status
 
-ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn}
+ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
+                             "smooth": smooth, "strongest": strongest}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]:

@@ -9,7 +9,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from attacks.matching import final_loss, matching_loss, optimize, rebuild_victim, soft_cross_entropy
+from attacks.matching import (final_loss, matching_loss, optimize, rebuild_victim, soft_cross_entropy,
+                              stop_threshold)
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction
@@ -62,7 +63,8 @@ def optimize_inputs(observation: Observation, settings: AttackSettings, *, seed:
         return loss, (dummy.detach().clone(), current_labels())
 
     outcome = optimize(variables, objective, settings, project=lambda: project_(dummy, settings),
-                       deadline=deadline)
+                       deadline=deadline,
+                       stop_below=stop_threshold(observation, settings))
     best_inputs, best_labels = outcome.best
     project_(best_inputs, settings)
     inputs = finalize(best_inputs, settings)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.matching import final_loss, matching_loss, optimize, rebuild_victim, soft_cross_entropy
+from attacks.matching import (final_loss, matching_loss, optimize, rebuild_victim, soft_cross_entropy,
+                              stop_threshold)
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction
@@ -87,7 +88,8 @@ def grnn(observation: Observation, settings: AttackSettings, *, seed: int,
                              image_for_prior=dummy)
         return loss, (dummy.detach().clone(), soft_labels.detach().clone())
 
-    outcome = optimize(list(net.parameters()), objective, settings, deadline=deadline)
+    outcome = optimize(list(net.parameters()), objective, settings, deadline=deadline,
+                       stop_below=stop_threshold(observation, settings))
     best_inputs, best_soft = outcome.best
     inputs = finalize(best_inputs, settings)
     return Reconstruction(

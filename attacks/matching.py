@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -63,6 +63,23 @@ def rebuild_victim(observation: Observation) -> Victim:
                          f"{sorted(observation.gradients)[:4]}… names a parameter of "
                          f"{observation.model_spec.name!r}")
     return Victim(model, parameters, observed, observation.batch_size)
+
+
+def loss_scale(gradients: Mapping[str, torch.Tensor] | Sequence[torch.Tensor], distance: str) -> float:
+    """What a matching loss is measured against: for "l2", the squared norm of the observed gradient
+    (the loss of a dummy whose gradient is zero); 1 for "cosine" (already scale-free)."""
+    if distance != "l2":
+        return 1.0
+    values = gradients.values() if isinstance(gradients, Mapping) else gradients
+    scale = sum(float((g.detach().double() ** 2).sum()) for g in values)
+    return scale if scale > 0 else 1.0
+
+
+def stop_threshold(observation: Observation, settings: AttackSettings) -> float | None:
+    """`settings.stop_loss` as an absolute matching loss for this observation (None: no stop)."""
+    if settings.stop_loss is None:
+        return None
+    return settings.stop_loss * loss_scale(observation.gradients, settings.distance)
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -125,7 +142,8 @@ class Outcome(Generic[S]):
 
 
 OPTIMIZER_FACTORIES: dict[str, Callable[[list[torch.Tensor], AttackSettings], torch.optim.Optimizer]] = {
-    "lbfgs": lambda v, s: torch.optim.LBFGS(v, lr=s.effective_lr, max_iter=s.lbfgs_max_eval),
+    "lbfgs": lambda v, s: torch.optim.LBFGS(v, lr=s.effective_lr, max_iter=s.lbfgs_max_eval,
+                                            line_search_fn="strong_wolfe" if s.line_search else None),
     "adam": lambda v, s: torch.optim.Adam(v, lr=s.effective_lr),
     "rmsprop": lambda v, s: torch.optim.RMSprop(v, lr=s.effective_lr, momentum=0.99),
 }
@@ -133,7 +151,7 @@ OPTIMIZER_FACTORIES: dict[str, Callable[[list[torch.Tensor], AttackSettings], to
 
 def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.Tensor, S]],
              settings: AttackSettings, *, project: Callable[[], None] | None = None,
-             deadline: float | None = None) -> Outcome[S]:
+             deadline: float | None = None, stop_below: float | None = None) -> Outcome[S]:
     """Minimize `objective` over `variables`, keeping the best finite iterate.
 
     Args:
@@ -146,6 +164,7 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
             behind its back corrupts its curvature memory (on LeNet iDLG it turned converging runs
             into oscillating ones), so its result is projected once, at the end, by the caller.
         deadline: `time.monotonic()` value after which the loop stops with TIMEOUT.
+        stop_below: end early once the loss is at or below this (converged).
 
     Returns:
         The best snapshot and its loss, the loss per step, and a status: DIVERGED when the loss
@@ -153,10 +172,13 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
     """
     optimizer = OPTIMIZER_FACTORIES[settings.effective_optimizer](variables, settings)
     best: list[tuple[float, S]] = []
+    first: list[S] = []  # the starting point, returned if the loss is never finite
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss, snapshot = objective()
+        if not first:
+            first.append(snapshot)
         value = float(loss.detach())
         if math.isfinite(value) and (not best or value < best[0][0]):
             best[:] = [(value, snapshot)]
@@ -182,13 +204,12 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         if settings.effective_optimizer == "lbfgs" and unchanged >= STALL_STEPS:
             message = f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step {step}"
             break
-        if value == 0.0:
+        if value == 0.0 or (stop_below is not None and value <= stop_below):
+            message = message or f"converged at step {step}"
             break
-    if not best:  # never a finite loss: evaluate once more for a snapshot of the current point
-        with torch.enable_grad():
-            _, snapshot = objective()
-        return Outcome(snapshot, math.inf, history, Status.DIVERGED,
-                       message or "the loss was never finite")
+    if not best:  # never a finite loss: return the starting point
+        return Outcome(first[0], math.inf, history, Status.DIVERGED,
+                       message or "the loss was never finite; returned the starting point")
     return Outcome(best[0][1], best[0][0], history, status, message)
 
 

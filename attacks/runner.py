@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from attacks.matching import loss_scale
 from attacks.settings import AttackSettings
 from attacks.spiking import dummy_shape
 from attacks.types import Observation, Reconstruction, Status
@@ -33,10 +34,7 @@ def relative_loss(reconstruction: Reconstruction, observation: Observation,
                   settings: AttackSettings) -> float:
     """The matching loss on a scale that does not depend on the gradient's size: divided by the
     squared norm of the observed gradient for "l2" (the loss of an all-zero dummy gradient)."""
-    if settings.distance != "l2":
-        return reconstruction.matching_loss
-    scale = sum(float((g.double() ** 2).sum()) for g in observation.gradients.values())
-    return reconstruction.matching_loss / scale if scale > 0 else reconstruction.matching_loss
+    return reconstruction.matching_loss / loss_scale(observation.gradients, settings.distance)
 
 
 def invert_one(attack: AttackFn, observation: Observation, settings: AttackSettings) -> Reconstruction:

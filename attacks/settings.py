@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-ATTACK_NAMES = ("dlg", "idlg", "grnn")
+ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest")
 OPTIMIZERS = ("lbfgs", "adam")
 GENERATOR_OPTIMIZERS = ("rmsprop", "adam", "lbfgs")
 DISTANCES = ("l2", "cosine")
 INITS = ("gray", "normal", "randn")
 TIME_MODES = ("shared", "per-step")
 THRESHOLD_MODES = ("none", "post", "in")
+RATE_MODES = ("expected", "sample")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -46,6 +47,8 @@ class AttackSettings:
         accept_loss: stop restarting as soon as a restart's matching loss, divided by the squared
             norm of the observed gradient for "l2" (as is for "cosine"), is at or below this; None
             runs every restart. An attacker-side criterion: it needs no ground truth.
+        stop_loss: end a run early once its matching loss, on the scale of `accept_loss`, is at or
+            below this (it has converged); None runs every iteration (or until L-BFGS stalls).
         seed: seeds every starting point (restart r uses seed + r).
         time_budget_s: wall-clock budget per observation (all restarts); None = unlimited.
         init: dummy initialisation: "gray" (0.5 + N(0, init_std) clipped to [0, 1], the study's
@@ -63,6 +66,12 @@ class AttackSettings:
         grnn_noise_dim: size of GRNN's fixed noise vector.
         grnn_optimizer: optimizer of GRNN's generator: "rmsprop" (momentum 0.99, as in its code),
             "adam" or "lbfgs".
+        line_search: L-BFGS with a strong-Wolfe line search (needs a differentiable loss, e.g.
+            the smooth attack's); False takes fixed steps of `lr` as DLG's code does.
+        smooth_k_start, smooth_k_end, smooth_stages: the smooth attack's spike sharpness k, annealed
+            geometrically from start to end over this many stages (attacks/smooth.py).
+        rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
+            Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
 
     attack: str = "dlg"
@@ -74,6 +83,7 @@ class AttackSettings:
     tv_weight: float = 0.0
     restarts: int = 1
     accept_loss: float | None = None
+    stop_loss: float | None = None
     seed: int = 0
     time_budget_s: float | None = None
     init: str = "gray"
@@ -86,6 +96,11 @@ class AttackSettings:
     non_negative: bool = False
     grnn_noise_dim: int = 128
     grnn_optimizer: str = "rmsprop"
+    line_search: bool = False
+    smooth_k_start: float = 2.0
+    smooth_k_end: float = 64.0
+    smooth_stages: int = 4
+    rate_mode: str = "expected"
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -94,20 +109,26 @@ class AttackSettings:
                                       ("distance", self.distance, DISTANCES),
                                       ("init", self.init, INITS),
                                       ("time_mode", self.time_mode, TIME_MODES),
-                                      ("threshold_mode", self.threshold_mode, THRESHOLD_MODES)):
+                                      ("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
+                                      ("rate_mode", self.rate_mode, RATE_MODES)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
-        for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim"):
+        for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages"):
             if int(getattr(self, name)) < 1:
                 raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
+        if not 0 < self.smooth_k_start <= self.smooth_k_end:
+            raise AttackSettingsError("Expected 0 < `smooth_k_start` <= `smooth_k_end` but got "
+                                      f"{self.smooth_k_start} and {self.smooth_k_end}")
         if self.lr is not None and not self.lr > 0:
             raise AttackSettingsError(f"Expected `lr` to be > 0 or None but got {self.lr}")
         if self.tv_weight < 0 or self.init_std < 0:
             raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
                                       f"{self.tv_weight} and {self.init_std}")
-        if self.accept_loss is not None and self.accept_loss < 0:
-            raise AttackSettingsError(f"Expected `accept_loss` to be >= 0 or None but got {self.accept_loss}")
+        for name in ("accept_loss", "stop_loss"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise AttackSettingsError(
+                    f"Expected `{name}` to be >= 0 or None but got {getattr(self, name)}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise AttackSettingsError(
                 f"Expected `time_budget_s` to be > 0 or None but got {self.time_budget_s}")

@@ -67,6 +67,7 @@ class Reconstruction:
         labels: inferred labels [B] (argmax of soft labels for DLG).
         matching_loss: the final gradient-matching loss (the attacker's own quality criterion).
         loss_history: matching loss per iteration (or per logged step).
+        winner: in the strongest mode, the attack whose reconstruction was kept ("" otherwise).
     """
 
     target_id: str
@@ -79,3 +80,4 @@ class Reconstruction:
     message: str = ""
     seconds: float = 0.0
     restart: int = 0
+    winner: str = ""

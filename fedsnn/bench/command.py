@@ -30,6 +30,8 @@ def bench(
                                          "is kept (GRNN trains its generator once, as in its code)"),
     accept_loss: float = typer.Option(1e-4, help="skip remaining restarts once the relative "
                                                  "matching loss is at or below this"),
+    stop_loss: float = typer.Option(1e-7, help="end a run once its relative matching loss is at "
+                                               "or below this (converged); 0 disables"),
     lbfgs_max_eval: int = typer.Option(20, help="loss evaluations per L-BFGS step"),
     adam_lr: float | None = typer.Option(None, help="Adam learning rate (default 0.1)"),
     time_steps: int = typer.Option(4, help="T of the spiking models"),
@@ -52,6 +54,7 @@ def bench(
                              optimizers=_names(optimizers), samples=samples, batch_size=batch_size,
                              seed=seed, iters=iters, adam_iters=adam_iters, grnn_iters=grnn_iters,
                              restarts=restarts, accept_loss=accept_loss,
+                             stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              time_steps=time_steps, grid=grid)
         results = run_bench(config, out)

@@ -58,6 +58,7 @@ class BenchConfig:
     grnn_iters: int = 1000
     restarts: int = 1
     accept_loss: float = 1e-4
+    stop_loss: float | None = 1e-7
     lbfgs_max_eval: int = 20
     adam_lr: float | None = None
     grnn_tv_weight: float = 1e-3
@@ -103,10 +104,12 @@ def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
     """The attacker of one row (image modality: gray init, shared over T, pixel clamp)."""
     if variant.attack == "grnn":  # one generator run, as in GRNN's code
         return AttackSettings(attack="grnn", iterations=config.grnn_iters,
-                              tv_weight=config.grnn_tv_weight, restarts=1, seed=config.seed)
+                              tv_weight=config.grnn_tv_weight, restarts=1,
+                              stop_loss=config.stop_loss, seed=config.seed)
     adam = variant.optimizer == "adam"
     return AttackSettings(
         attack=variant.attack, optimizer=variant.optimizer,
         iterations=(config.adam_iters or config.iters) if adam else config.iters,
         lr=config.adam_lr if adam else None, lbfgs_max_eval=config.lbfgs_max_eval,
-        restarts=config.restarts, accept_loss=config.accept_loss, seed=config.seed)
+        restarts=config.restarts, accept_loss=config.accept_loss, stop_loss=config.stop_loss,
+        seed=config.seed)

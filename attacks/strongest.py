@@ -1,0 +1,184 @@
+"""The strongest-attack mode: every attack that applies, the best reconstruction kept.
+
+For one observation, each candidate attack runs with encoder-aware settings
+(attacks/parametrize.py): the analytic recovery first (exact when it is determined, and nearly
+free), then iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
+reconstruction kept is the one whose inputs and labels reproduce the observed gradient best on the
+victim as the attacker rebuilt it (`consistency_loss`): exact consistency for the analytic attack,
+the matching loss for the others, one criterion for all. Ground truth has no way in: the entry
+point takes the observation and the attacker's settings, nothing else.
+
+The result is the winner's reconstruction, with `attack="strongest"`, `winner` naming the attack
+that won and `message` listing every candidate's relative loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from attacks.analytic import EXACT_RELATIVE_LOSS, analytic
+from attacks.dlg import dlg
+from attacks.grnn import grnn
+from attacks.idlg import idlg
+from attacks.matching import final_loss, rebuild_victim
+from attacks.parametrize import encoder_aware
+from attacks.runner import AttackFn, relative_loss
+from attacks.settings import AttackSettings
+from attacks.smooth import smooth
+from attacks.types import Observation, Reconstruction, Status
+from fedsnn.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One attack of the strongest mode.
+
+    Attributes:
+        attack: the attack function (one restart).
+        applies: whether it can run against a victim of this spec.
+        adapt: the candidate's settings, derived from the strongest mode's.
+    """
+
+    attack: AttackFn
+    applies: Callable[[ModelSpec], bool]
+    adapt: Callable[[ModelSpec, AttackSettings], AttackSettings]
+
+
+def _always(_spec: ModelSpec) -> bool:
+    return True
+
+
+def _spiking(spec: ModelSpec) -> bool:
+    return spec.is_spiking
+
+
+def _plain(name: str) -> Callable[[ModelSpec, AttackSettings], AttackSettings]:
+    return lambda spec, settings: encoder_aware(spec, settings.with_(attack=name))
+
+
+def _smooth_settings(spec: ModelSpec, settings: AttackSettings) -> AttackSettings:
+    # the smoothed loss is differentiable: L-BFGS gets its line search
+    return encoder_aware(spec, settings.with_(attack="smooth", line_search=True))
+
+
+# name -> candidate, in the order they run (cheapest and most decisive first)
+CANDIDATES: dict[str, Candidate] = {
+    "analytic": Candidate(analytic, _always, lambda _spec, s: s.with_(attack="analytic")),
+    "idlg": Candidate(idlg, _always, _plain("idlg")),
+    "smooth": Candidate(smooth, _spiking, _smooth_settings),
+    "dlg": Candidate(dlg, _always, _plain("dlg")),
+    "grnn": Candidate(grnn, _always, _plain("grnn")),
+}
+
+
+def consistency_loss(observation: Observation, reconstruction: Reconstruction,
+                     settings: AttackSettings) -> float:
+    """How far the gradient of the reconstruction's inputs and hard labels, on the victim the
+    attacker rebuilt from the observation, is from the observed gradient (settings.distance); inf
+    for a failed or label-less reconstruction. Uses nothing but the observation."""
+    labels = reconstruction.labels
+    if reconstruction.status == Status.FAILED or labels.numel() != observation.batch_size \
+            or bool((labels < 0).any()):
+        return math.inf
+    victim = rebuild_victim(observation)
+    fixed = labels.detach().long()
+
+    def loss_of_logits(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, fixed)
+
+    try:
+        return final_loss(victim, reconstruction.inputs, loss_of_logits, settings)
+    except (RuntimeError, ValueError):  # inputs of a shape the victim does not take
+        return math.inf
+
+
+def select(candidates: Sequence[tuple[str, Reconstruction, float]]) -> tuple[str, Reconstruction, float]:
+    """The (name, reconstruction, loss) with the lowest consistency loss; the first one on ties."""
+    if not candidates:
+        raise ValueError("the strongest mode needs at least one candidate")
+    return candidates[min(range(len(candidates)), key=lambda i: (candidates[i][2], i))]
+
+
+def run_candidates(observation: Observation, settings: AttackSettings, *, seed: int,
+                   deadline: float | None = None, names: Sequence[str] | None = None
+                   ) -> list[tuple[str, Reconstruction, float]]:
+    """Run each applicable candidate once (one restart) and score it by `consistency_loss`.
+
+    The time left before `deadline` is shared among the candidates still to run. The loop stops
+    early once a candidate's relative loss is at or below `settings.accept_loss` (by default
+    EXACT_RELATIVE_LOSS: nothing beats a reconstruction that reproduces the gradient exactly).
+
+    Args:
+        observation: what the attacker saw.
+        settings: the strongest mode's settings (iterations, optimizer, budget, ...).
+        seed: seeds every candidate's starting point.
+        deadline: `time.monotonic()` value after which no candidate starts (and running ones stop).
+        names: candidates to consider (default: all of CANDIDATES, in order).
+    """
+    chosen = [n for n in (names or CANDIDATES) if CANDIDATES[n].applies(observation.model_spec)]
+    results: list[tuple[str, Reconstruction, float]] = []
+    for position, name in enumerate(chosen):
+        candidate = CANDIDATES[name]
+        if deadline is not None and time.monotonic() > deadline and results:
+            break
+        share = None if deadline is None else \
+            time.monotonic() + max(deadline - time.monotonic(), 0.0) / (len(chosen) - position)
+        sub_settings = candidate.adapt(observation.model_spec, settings)
+        try:
+            reconstruction = candidate.attack(observation, sub_settings, seed=seed, deadline=share)
+        except Exception as error:  # noqa: BLE001 - one failing candidate must not stop the others
+            results.append((name, _failed(observation, name, error), math.inf))
+            continue
+        loss = consistency_loss(observation, reconstruction, settings)
+        results.append((name, reconstruction, loss))
+        enough = EXACT_RELATIVE_LOSS if settings.accept_loss is None else settings.accept_loss
+        if math.isfinite(loss) and \
+                relative_loss(replace(reconstruction, matching_loss=loss), observation, settings) <= enough:
+            break
+    return results
+
+
+def _failed(observation: Observation, name: str, error: Exception) -> Reconstruction:
+    return Reconstruction(target_id=observation.target_id, attack=name, inputs=torch.zeros(0),
+                          labels=torch.full((observation.batch_size,), -1, dtype=torch.long),
+                          matching_loss=math.inf, status=Status.FAILED,
+                          message=f"{type(error).__name__}: {error}")
+
+
+def summary(candidates: Sequence[tuple[str, Reconstruction, float]], observation: Observation,
+            settings: AttackSettings) -> str:
+    """One line per run: each candidate's relative loss, or why it failed."""
+    parts = []
+    for name, reconstruction, loss in candidates:
+        if math.isfinite(loss):
+            relative = relative_loss(replace(reconstruction, matching_loss=loss), observation, settings)
+            parts.append(f"{name} {relative:.2e}")
+        else:
+            parts.append(f"{name} failed ({reconstruction.message[:120]})")
+    return "; ".join(parts)
+
+
+def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
+              deadline: float | None = None) -> Reconstruction:
+    """Run every applicable attack and keep the reconstruction that reproduces the observed
+    gradient best (one restart of each; `invert` repeats this for `settings.restarts`).
+
+    Example:
+        >>> invert([observation], AttackSettings(attack="strongest"))[0].winner  # doctest: +SKIP
+        'analytic'
+    """
+    started = time.monotonic()
+    candidates = run_candidates(observation, settings, seed=seed, deadline=deadline)
+    name, best, loss = select(candidates)
+    if not math.isfinite(loss):
+        raise RuntimeError(f"every candidate failed: {summary(candidates, observation, settings)}")
+    return replace(best, attack="strongest", winner=name, matching_loss=loss,
+                   message=f"won by {name} (relative loss of each: "
+                           f"{summary(candidates, observation, settings)}); {best.message}",
+                   seconds=time.monotonic() - started)
