@@ -186,9 +186,37 @@ class RunConfig:
                 f"the ANN {self.model!r} takes images directly (use 'direct')")
         if not self.dataset:
             raise ConfigError("dataset: expected 'digits', 'mnist:<dir>' or 'hf:<name>', got ''")
+        _validate_event_data(self)
         _validate_robust(self)
         _validate_defenses(self)
         _validate_deployment(self)
+
+
+def _validate_event_data(config: RunConfig) -> None:
+    """Event datasets hold spike frames [T, 2, H, W]: they need a spiking model with the `frames`
+    encoding and `time-steps` equal to their frame count; `frames` needs an event dataset."""
+    from fedsnn.data.dvs import event_frames  # here: fedsnn.data imports torch
+
+    try:
+        frames = event_frames(config.dataset)
+    except ValueError as error:
+        raise ConfigError(f"dataset: {error}") from None
+    if frames is None:
+        if config.encoding == "frames":
+            raise ConfigError("encoding: 'frames' needs an event dataset ('dvs-digits', "
+                              "'dvsgesture:<dir>'); image datasets use 'direct' or 'poisson'")
+        return
+    if config.encoding != "frames":
+        raise ConfigError(f"encoding: dataset {config.dataset!r} holds spike frames; use "
+                          f"encoding='frames' with a spiking model (*-snn)")
+    if config.time_steps != frames:
+        raise ConfigError(f"time-steps: dataset {config.dataset!r} has {frames} frames per sample "
+                          f"but time-steps={config.time_steps}; set time-steps={frames} (or "
+                          f"frames=<T> in the dataset spec)")
+    if config.audit_enabled:
+        raise ConfigError("audit-enabled: the in-line audit scores image reconstructions; set "
+                          "audit-enabled=false for event datasets (`fedsnn bench --dataset "
+                          "dvs-digits` attacks them in the spike domain)")
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FEDSNN_CACHE", Path.home() / ".cache" / "fedsnn")) / "judges"
 
 
-def judge_key(data: ImageData, *, epochs: int, seed: int) -> str:
+def judge_key(data: ImageData, *, epochs: int, seed: int,
+              architecture: str = JUDGE_ARCHITECTURE) -> str:
     """Dataset name + a hash of the data's shape, content checksum and the training settings."""
     fingerprint = json.dumps({
         "dataset": data.name, "shape": list(data.train_x.shape), "classes": data.num_classes,
         "checksum": float(data.train_x.double().sum()), "labels": int(data.train_y.sum()),
-        "arch": JUDGE_ARCHITECTURE, "epochs": epochs, "seed": seed}, sort_keys=True)
+        "arch": architecture, "epochs": epochs, "seed": seed}, sort_keys=True)
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
     slug = "".join(c if c.isalnum() else "-" for c in data.name.split("/")[-1])[:40]
     return f"{slug}-{digest}"
@@ -70,9 +72,13 @@ def train_judge(data: ImageData, *, epochs: int = 8, seed: int = 0, batch_size: 
     return Judge(model.eval(), accuracy, judge_key(data, epochs=epochs, seed=seed))
 
 
-def load_judge(data: ImageData, *, epochs: int = 8, seed: int = 0,
+def load_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
                directory: Path | None = None) -> Judge:
-    """The cached judge for `data`, trained and cached on first use.
+    """The cached judge for `data`, trained and cached on first use: a LeNet-5 for images, the
+    DVS judge (`fedsnn.judges_dvs`) for event datasets (spike frames [N, T, 2, H, W]).
+
+    Args:
+        epochs: training epochs; None picks the judge's default (8 for the LeNet-5).
 
     Example:
         >>> from fedsnn.data import load_dataset
@@ -80,22 +86,34 @@ def load_judge(data: ImageData, *, epochs: int = 8, seed: int = 0,
         >>> judge.test_accuracy > 0.9  # doctest: +SKIP
         True
     """
-    directory = directory or cache_dir()
-    key = judge_key(data, epochs=epochs, seed=seed)
-    weights, meta = directory / f"{key}.pt", directory / f"{key}.json"
-    if weights.is_file() and meta.is_file():
+    if data.train_x.dim() == 5:
+        from fedsnn.judges_dvs import load_dvs_judge
+
+        return load_dvs_judge(data, epochs=epochs, seed=seed, directory=directory)
+    epochs = epochs or 8
+    return cached_judge(directory or cache_dir(), judge_key(data, epochs=epochs, seed=seed),
+                        build=lambda: build_model(_spec(data)),
+                        train=lambda: train_judge(data, epochs=epochs, seed=seed),
+                        meta={"dataset": data.name, "architecture": JUDGE_ARCHITECTURE,
+                              "epochs": epochs, "seed": seed})
+
+
+def cached_judge(directory: Path, key: str, *, build: Callable[[], nn.Module],
+                 train: Callable[[], Judge], meta: dict[str, object]) -> Judge:
+    """The judge cached as `<key>.pt` + `<key>.json` in `directory`; else `train()`, then cache
+    it (weights written atomically; a corrupt entry is retrained)."""
+    weights, meta_path = directory / f"{key}.pt", directory / f"{key}.json"
+    if weights.is_file() and meta_path.is_file():
         try:
-            model = build_model(_spec(data))
+            model = build()
             model.load_state_dict(torch.load(weights, map_location="cpu"))
-            return Judge(model.eval(), float(json.loads(meta.read_text())["test-accuracy"]), key)
+            return Judge(model.eval(), float(json.loads(meta_path.read_text())["test-accuracy"]), key)
         except (OSError, RuntimeError, KeyError, ValueError):
             pass  # a corrupt cache entry is retrained below
-    judge = train_judge(data, epochs=epochs, seed=seed)
+    judge = train()
     directory.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_suffix(".tmp")
     torch.save(judge.model.state_dict(), tmp)
     os.replace(tmp, weights)
-    meta.write_text(json.dumps({"dataset": data.name, "test-accuracy": judge.test_accuracy,
-                                "architecture": JUDGE_ARCHITECTURE, "epochs": epochs,
-                                "seed": seed}, indent=2))
+    meta_path.write_text(json.dumps({**meta, "test-accuracy": judge.test_accuracy}, indent=2))
     return judge

@@ -1,6 +1,8 @@
-"""Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`.
+"""Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`,
+and the event datasets `dvs-digits[:options]`, `dvsgesture:<dir>[,options]` (`fedsnn.data.dvs`).
 
-Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W], integer labels, a train
+Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W] (event datasets: binary
+spike frames [N, T, 2, H, W]), integer labels, a train
 and a test split, and a note saying what was loaded. Sample ids are indices into the train split;
 clients report them and the auditor looks the ground truth up with them.
 """
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
-                  "'hf:<hugging face dataset name>'")
+                  "'hf:<hugging face dataset name>', 'dvs-digits[:frames=T]', "
+                  "'dvsgesture:<dir>[,frames=T]'")
 SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
 
 
@@ -224,12 +227,24 @@ def dataset_spec(location: str) -> str:
     return f"mnist:{location}"
 
 
+def _event_source(name: str) -> Callable[[str, int], ImageData]:
+    """A loader of `fedsnn.data.dvs`, imported on first use (it imports this module)."""
+    def load(argument: str, image_size: int) -> ImageData:
+        from fedsnn.data import dvs
+
+        return getattr(dvs, name)(argument, image_size)
+    return load
+
+
 SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "digits": lambda _arg, size: load_digits(size),
     "mnist": load_mnist,
     "npz": load_npz,
     "hf": load_hf,
+    "dvs-digits": _event_source("load_dvs_digits"),
+    "dvsgesture": _event_source("load_dvsgesture"),
 }
+ARGUMENT = {"digits": "none", "dvs-digits": "optional"}  # the others require one
 
 
 @lru_cache(maxsize=4)
@@ -244,6 +259,7 @@ def load_dataset(spec: str, image_size: int = 28) -> ImageData:
         torch.Size([1438, 1, 28, 28])
     """
     kind, _, argument = spec.partition(":")
-    if kind not in SOURCES or (kind != "digits" and not argument) or (kind == "digits" and argument):
+    rule = ARGUMENT.get(kind, "required")
+    if kind not in SOURCES or (rule == "required" and not argument) or (rule == "none" and argument):
         raise DatasetError(f"Unknown dataset {spec!r}; expected one of {ACCEPTED_FORMS}")
     return SOURCES[kind](argument, image_size)
