@@ -132,10 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "robust")
     parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
     parser.add_argument("--attacks", nargs="+", default=list(BYZANTINE_ATTACKS))
-    parser.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=list(COLUMNS))
+    parser.add_argument("--columns", nargs="+", default=list(COLUMNS)[:-1], choices=list(COLUMNS),
+                        help="default: the six aggregators (add fedavg+norm-filter to see the "
+                             "norm filter)")
     parser.add_argument("--nodes", type=int, default=11)
     parser.add_argument("--byzantine", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ class InProcessGrid(Grid):
     """
 
     def __init__(self, client_app: ClientApp, node_configs: list[dict[str, Any]],
-                 is_honest: Any) -> None:
+                 is_honest: Callable[[int], bool]) -> None:
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 0, SUPERLINK_NODE_ID
         self.client_app = client_app
         self.contexts = {node_id: Context(run_id=0, node_id=node_id, node_config=dict(cfg),
