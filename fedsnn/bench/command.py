@@ -38,17 +38,34 @@ def bench(
     seed: int = typer.Option(0, help="seeds the attack set, the victims and the attacks"),
     grid: int = typer.Option(8, help="samples drawn per attack in grid-<attack>.png"),
     threads: int = typer.Option(1, help="torch CPU threads"),
+    thresholds: str = typer.Option("0.1,0.25,0.5,0.75,0.9,0.95", help="event datasets: spike "
+                                   "binarization thresholds θ (Table V)"),
+    threshold_modes: str = typer.Option("post,in", help="event datasets: thresholding after "
+                                        "(post) and/or during (in) the optimization"),
+    image_size: int = typer.Option(28, help="event datasets: sensor side (dvsgesture: 128 "
+                                            "downsampled to this)"),
+    workers: int = typer.Option(1, help="event datasets: attack processes"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder; re-running with the same "
                                                      "folder resumes (finished rows are skipped)"),
 ) -> None:
     """Offline gradient-inversion benchmark (the study's Table IV): results.json, table.md and
-    grid-<attack>.png in --out.
+    grid-<attack>.png in --out. On an event dataset (dvs-digits, dvsgesture:<dir>): the spike
+    modality's Tables V-VI and frames.png (fedsnn/bench/events.py).
 
     Example: fedsnn bench --dataset mnist:../shared/data/mnist --samples 100 --out runs/table4
     """
     import torch
 
     torch.set_num_threads(threads)
+    from fedsnn.data.dvs import parse_event_spec
+
+    if parse_event_spec(dataset) is not None:  # the spike modality: Tables V-VI
+        from fedsnn.bench.events import cli_run
+
+        cli_run(dataset=dataset, attacks=attacks, optimizers=optimizers, thresholds=thresholds,
+                modes=threshold_modes, samples=samples, iters=iters, lr=adam_lr, seed=seed,
+                image_size=image_size, workers=workers, pictures=grid, out=out)
+        return
     try:
         config = BenchConfig(dataset=dataset, attacks=_names(attacks), models=_names(models),
                              optimizers=_names(optimizers), samples=samples, batch_size=batch_size,

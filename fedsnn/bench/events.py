@@ -267,4 +267,34 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     return results
 
 
-__all__ = ["EventBenchConfig", "EventBenchError", "MODES", "THRESHOLDS", "run_event_bench"]
+
+
+def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, modes: str,
+            samples: int, iters: int, lr: float | None, seed: int, image_size: int, workers: int,
+            pictures: int, out: Path) -> None:
+    """`fedsnn bench` on an event dataset (called by fedsnn.bench.command): build the config from
+    the command's options, run, print table.md. GRNN is not part of Tables V-VI and is skipped."""
+    import typer
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    if "grnn" in names:
+        typer.echo("fedsnn bench: GRNN is not part of the event benchmark (Tables V-VI); skipped",
+                   err=True)
+    try:
+        config = EventBenchConfig(
+            dataset=dataset, attacks=tuple(a for a in names if a != "grnn"),
+            thresholds=tuple(float(t) for t in thresholds.split(",") if t.strip()),
+            modes=tuple(m.strip() for m in modes.split(",") if m.strip()), samples=samples,
+            seed=seed, iters=iters, optimizer=optimizers.split(",")[0].strip(), lr=lr,
+            image_size=image_size, pictures=pictures, workers=workers)
+        results = run_event_bench(config, out)
+    except ValueError as error:
+        typer.echo(f"fedsnn bench: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo((out / "table.md").read_text())
+    typer.echo(f"results: {out.resolve()}/results.json ({results['wall-time-s']} s wall, "
+               f"{results['status']})")
+
+
+__all__ = ["EventBenchConfig", "EventBenchError", "MODES", "THRESHOLDS", "cli_run",
+           "run_event_bench"]
