@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from client_app import create_client_app
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
