@@ -11,6 +11,7 @@ clients sampled per round. It keeps the Gaussian mechanism's sensitivity honest:
   by it, and a reply without it is refused;
 - **exactly m replies**: with fewer (failures, rejected replies) the noise would be too small for
   the mean the aggregator takes, so the round is not released (no model update, no ε spent);
+  likewise when a client-side-clipped update is larger than C;
 - **safe clipping** (`fedsnn.privacy.clipping`): a zero update or an integer array no longer
   crashes Flower's clipping; noise goes to floating arrays only, from a secret generator;
 - **adaptive clipping**: noise is sized with the clipping norm the round's updates were clipped
@@ -45,7 +46,7 @@ from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_
                                                  compute_stdv)
 
 from fedsnn.privacy.accounting import gaussian_epsilon
-from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
+from fedsnn.privacy.clipping import add_gaussian_noise, clip_update, update_norm
 from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from strategies.base import StrategyWrapper
 
@@ -295,9 +296,21 @@ class CentralDP(StrategyWrapper):
         if len(replies) != m:
             return (f"{len(replies)} usable replies, but the noise z*C/m was sized for m={m}; "
                     "a mean of fewer updates would need more noise")
+        client_side = not self.dp.server_side_clipping
+        reference = [self.round_arrays[k].numpy() for k in self.round_arrays.keys()] \
+            if client_side and self.round_arrays is not None else None
         for reply in replies:
             records = list(reply.content.metric_records.values())
             if len(records) != 1 or records[0].get(EQUAL_WEIGHT_KEY) != 1:
                 return (f"a reply does not report {EQUAL_WEIGHT_KEY}=1 (clients need "
                         "clients.privacy.privacy_mod); unequal weights break the C/m sensitivity")
+            if self.dp.adaptive and client_side and KEY_NORM_BIT not in records[0]:
+                return f"a reply has no '{KEY_NORM_BIT}' (client-side adaptive clipping)"
+            if reference is not None:
+                (record,) = reply.content.array_records.values()
+                norm = update_norm([record[k].numpy() for k in self.round_arrays.keys()],
+                                   reference)
+                if norm > self.dp.clipping_norm * (1 + 1e-6):
+                    return (f"a client-clipped update has norm {norm:.4g} > C="
+                            f"{self.dp.clipping_norm:.4g}; the noise would not cover it")
         return ""

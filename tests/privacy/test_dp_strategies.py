@@ -108,6 +108,14 @@ def test_a_round_that_would_break_the_sensitivity_is_not_released(weights, why, 
     assert why in caplog.text and dp.releases == 0
 
 
+def test_client_side_clipping_is_checked_by_the_server(caplog) -> None:
+    dp, messages = central("client-fixed")
+    assert all(m.content["config"]["clipping_norm"] == 1.0 for m in messages)
+    assert dp.aggregate_train(1, [reply(np.full(4, 0.5))] * 3)[0] is not None  # norm 1: clipped
+    assert dp.aggregate_train(1, [reply(np.full(4, 3.0))] * 3) == (None, None)
+    assert "norm 6 > C=1" in caplog.text
+
+
 def train_message(config: dict) -> Message:
     return Message(RecordDict({"arrays": arrays(GLOBAL["w"]), "config": ConfigRecord(config)}),
                    dst_node_id=1, message_type="train")
