@@ -66,6 +66,10 @@ class Auditor:
         }
         if reconstruction.status not in (Status.OK, Status.TIMEOUT, Status.DIVERGED):
             return row
+        if len(ids) == 0:  # e.g. an edge node training on its own data (data-path)
+            row.update(status="unscored", message=f"{row['message']}; the node reported no "
+                       "sample ids, so there is no ground truth to score against".lstrip("; "))
+            return row
         images = as_images(reconstruction)
         truth = self.train_x[ids]
         if len(ids) != len(images) or images.shape[1:] != truth.shape[1:]:
