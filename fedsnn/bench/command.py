@@ -83,4 +83,6 @@ def bench(
                    "re-run with the same --out resumes", err=True)
         raise typer.Exit(code=130) from None
     typer.echo((out / "table.md").read_text())
-    typer.echo(f"results: {out.resolve()}/results.json ({results['wall-time-s']} s)")
+    session = results["sessions"][-1]
+    typer.echo(f"results: {out.resolve()}/results.json (this session: "
+               f"{session['wall-time-s']} s wall, {session['pending-batches']} batches)")
