@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from logging import INFO, WARNING
+from logging import WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+
+from strategies.base import StrategyWrapper
 
 REJECTION_KINDS = ("malformed", "missing-arrays", "extra-arrays", "shape", "dtype", "non-finite",
                    "norm")
@@ -116,7 +117,7 @@ def norm_outliers(norms: list[float], factor: float) -> list[bool]:
     return flags
 
 
-class ValidatingStrategy(Strategy):
+class ValidatingStrategy(StrategyWrapper):
     """Screen train (and evaluate) replies, log and count the rejected ones, delegate the rest.
 
     Args:
@@ -134,23 +135,14 @@ class ValidatingStrategy(Strategy):
                  weighted_by_key: str = "num-examples") -> None:
         if norm_factor != 0 and not norm_factor > 1:
             raise ValueError(f"Expected argument `norm_factor` to be 0 or > 1 but got {norm_factor}")
-        self.strategy = strategy
+        super().__init__(strategy)
         self.norm_factor = norm_factor
         self.weighted_by_key = weighted_by_key
-        self.round_arrays: ArrayRecord | None = None
         self.rejections: dict[int, list[Rejection]] = {}
 
-    def summary(self) -> None:
-        """Log this wrapper's setting, then the wrapped strategy's."""
-        log(INFO, "\t├──> Reply validation: finite, shapes, dtypes, keys; norm <= %s x median",
-            self.norm_factor or "inf")
-        self.strategy.summary()
-
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        """Remember the global arrays sent this round (the replies' reference), then delegate."""
-        self.round_arrays = arrays
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+    def describe(self) -> str:
+        return (f"Reply validation: finite, shapes, dtypes, keys; norm <= "
+                f"{self.norm_factor or 'inf'} x median")
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -167,11 +159,6 @@ class ValidatingStrategy(Strategy):
             for kind, count in kinds.items():
                 metrics[f"rejected-{kind}"] = count
         return arrays, metrics
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
-        """Delegate."""
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
