@@ -160,9 +160,10 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
             would return at the current point; it is kept whenever the loss is the lowest so far.
         settings: iterations, optimizer and learning rate.
         project: applies constraints in place after every step (clamp, non-negativity) of a
-            first-order optimizer. L-BFGS is not projected between steps: moving its iterate
-            behind its back corrupts its curvature memory (on LeNet iDLG it turned converging runs
-            into oscillating ones), so its result is projected once, at the end, by the caller.
+            first-order optimizer. L-BFGS is not projected between steps unless
+            `settings.lbfgs_projection`: moving its iterate behind its back corrupts its
+            curvature memory (on LeNet iDLG it turned converging runs into oscillating ones), so
+            its result is projected once, at the end, by the caller.
         deadline: `time.monotonic()` value after which the loop stops with TIMEOUT.
         stop_below: end early once the loss is at or below this (converged).
 
@@ -198,7 +199,8 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         if not math.isfinite(value) or not all(torch.isfinite(v).all() for v in variables):
             status, message = Status.DIVERGED, f"non-finite loss at step {step}; kept the best iterate"
             break
-        if project is not None and settings.effective_optimizer != "lbfgs":
+        if project is not None and (settings.effective_optimizer != "lbfgs"
+                                    or settings.lbfgs_projection):
             project()
         unchanged = unchanged + 1 if len(history) > 1 and history[-1] == history[-2] else 0
         if settings.effective_optimizer == "lbfgs" and unchanged >= STALL_STEPS:

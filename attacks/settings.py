@@ -63,6 +63,9 @@ class AttackSettings:
         threshold: the binarization threshold theta.
         clamp: keep the dummy in the pixel range [0, 1] after every step (image modality).
         non_negative: keep the dummy >= 0 after every step (spike modality, no upper clamp).
+        lbfgs_projection: also apply `clamp` / `non_negative` between L-BFGS steps (as some DLG
+            code does). Off by default: moving L-BFGS's iterate behind its back corrupts its
+            curvature memory, and runs that converge without it stall with it.
         grnn_noise_dim: size of GRNN's fixed noise vector.
         grnn_optimizer: optimizer of GRNN's generator: "rmsprop" (momentum 0.99, as in its code),
             "adam" or "lbfgs".
@@ -94,6 +97,7 @@ class AttackSettings:
     threshold: float = 0.5
     clamp: bool = True
     non_negative: bool = False
+    lbfgs_projection: bool = False
     grnn_noise_dim: int = 128
     grnn_optimizer: str = "rmsprop"
     line_search: bool = False

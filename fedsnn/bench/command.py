@@ -34,6 +34,8 @@ def bench(
                                                "or below this (converged); 0 disables"),
     lbfgs_max_eval: int = typer.Option(20, help="loss evaluations per L-BFGS step"),
     adam_lr: float | None = typer.Option(None, help="Adam learning rate (default 0.1)"),
+    lbfgs_projection: bool = typer.Option(False, help="clamp the dummy to [0, 1] between L-BFGS "
+                                                      "steps too (ablation; off: clamp at the end)"),
     time_steps: int = typer.Option(4, help="T of the spiking models"),
     seed: int = typer.Option(0, help="seeds the attack set, the victims and the attacks"),
     grid: int = typer.Option(8, help="samples drawn per attack in grid-<attack>.png"),
@@ -73,6 +75,7 @@ def bench(
                              restarts=restarts, accept_loss=accept_loss,
                              stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
+                             lbfgs_projection=lbfgs_projection,
                              time_steps=time_steps, grid=grid)
         results = run_bench(config, out)
     except (ValueError, BenchResumeError) as error:

@@ -62,6 +62,7 @@ class BenchConfig:
     lbfgs_max_eval: int = 20
     adam_lr: float | None = None
     grnn_tv_weight: float = 1e-3
+    lbfgs_projection: bool = False
     time_steps: int = 4
     judge_epochs: int = 8
     grid: int = 8
@@ -112,4 +113,4 @@ def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
         iterations=(config.adam_iters or config.iters) if adam else config.iters,
         lr=config.adam_lr if adam else None, lbfgs_max_eval=config.lbfgs_max_eval,
         restarts=config.restarts, accept_loss=config.accept_loss, stop_loss=config.stop_loss,
-        seed=config.seed)
+        lbfgs_projection=config.lbfgs_projection, seed=config.seed)
