@@ -85,5 +85,17 @@ def _register_bench() -> None:
 _register_bench()
 
 
+@app.command("config-doc")
+def config_doc(
+    pyproject: Path = typer.Option(Path("pyproject.toml"), help="the app's pyproject.toml"),
+    out: Path = typer.Option(Path("docs/configuration.md"), help="where to write the reference"),
+) -> None:
+    """Regenerate the run-configuration reference from pyproject.toml."""
+    from fedsnn.config_doc import config_reference
+
+    out.write_text(config_reference(pyproject))
+    typer.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     app()

@@ -53,3 +53,15 @@ def test_unknown_keys_are_kept_for_their_owners() -> None:
 def test_relative_output_dir_resolves_to_an_absolute_path() -> None:
     assert RunConfig(output_dir="runs").resolved_output_dir().is_absolute()
     assert str(RunConfig(output_dir="/tmp/x").resolved_output_dir()) == "/tmp/x"
+
+
+def test_configuration_reference_is_generated_from_pyproject_and_explains_every_key() -> None:
+    from fedsnn.config_doc import config_reference
+
+    reference = config_reference(REPO / "pyproject.toml")
+    assert (REPO / "docs" / "configuration.md").read_text() == reference, \
+        "docs/configuration.md is stale: run `fedsnn config-doc`"
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    rows = [line for line in reference.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(declared)
+    assert [row for row in rows if row.rstrip().endswith("|  |")] == []  # every key explained
