@@ -15,11 +15,14 @@ from fedsnn.data import DatasetError, ImageData, load_dataset
 from fedsnn.data.dvs import GESTURE_CLASSES
 from fedsnn.metrics.spikes import class_distance_stats
 from fedsnn.models import ModelSpec
+from tests.helpers import simulate
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Framed datasets cached under the test's folder (not ~/.cache)."""
     monkeypatch.setenv("FEDSNN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def _recording(rng: np.random.Generator, n: int = 400) -> np.ndarray:
@@ -51,11 +54,12 @@ def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DVSGesture, "download", fail)
 
 
-def test_dvsgesture_reads_a_tiny_folder_in_tonics_layout(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dvsgesture_reads_a_tiny_folder_in_tonics_layout(
+        tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_download(monkeypatch)
     root = _gesture_folder(tmp_path / "dvs")
     data = load_dataset(f"dvsgesture:{root},frames=4", 32)
+    assert len(list((own_cache / "datasets").glob("dvsgesture-*.npz"))) == 2  # framed once
     assert data.train_x.shape == (6, 4, 2, 32, 32) and data.test_x.shape == (6, 4, 2, 32, 32)
     assert sorted(data.train_y.tolist()) == [0, 0, 3, 3, 10, 10]
     assert data.num_classes == GESTURE_CLASSES and data.in_channels == 2 and data.image_size == 32
@@ -77,13 +81,13 @@ def test_dvsgesture_frames_hold_every_downsampled_event(tmp_path: Path) -> None:
     assert frames.shape == (5, 2, 32, 32) and int(frames.sum()) == len(events)
 
 
-def test_dvsgesture_with_one_split_divides_it(tmp_path: Path) -> None:
+def test_dvsgesture_with_one_split_divides_it(tmp_path: Path, own_cache: Path) -> None:
     root = _gesture_folder(tmp_path / "dvs", splits=("ibmGestureTest",), labels=tuple(range(5)))
     data = load_dataset(f"dvsgesture:{root},frames=2", 16)
     assert len(data.train_x) == 8 and len(data.test_x) == 2 and "only the test split" in data.note
 
 
-def test_dvsgesture_missing_folder_fails_clearly(tmp_path: Path,
+def test_dvsgesture_missing_folder_fails_clearly(tmp_path: Path, own_cache: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     _no_download(monkeypatch)
     with pytest.raises(DatasetError, match="ibmGestureTrain/user01_fluorescent/0.npy"):
@@ -185,3 +189,33 @@ def test_class_distance_stats() -> None:
     assert stats["intra"] == {"mean": 1.0, "std": 0.0, "min": 1.0, "max": 1.0, "pairs": 2}
     assert stats["inter"]["pairs"] == 4 and stats["inter"]["min"] == 2.0
     assert stats["inter"]["max"] == 3.0 and stats["inter"]["mean"] == 2.5
+
+
+@pytest.mark.slow
+def test_two_rounds_of_lenet_snn_on_dvs_digits(tmp_path: Path) -> None:
+    overrides = {"dataset": "dvs-digits", "model": "lenet-snn", "encoding": "frames",
+                 "time-steps": 4, "audit-enabled": False, "num-server-rounds": 2}
+    results = simulate(tmp_path, overrides, nodes=2)
+    accuracy = [e["central"]["accuracy"] for e in results["rounds"]]
+    assert results["status"] == "completed" and results["model-spec"]["in_channels"] == 2
+    assert accuracy[-1] > 0.3, accuracy                    # chance is 0.1
+
+
+@pytest.mark.slow
+def test_event_bench_writes_tables_v_vi_and_frames(tmp_path: Path) -> None:
+    import json
+
+    from fedsnn.bench.events import EventBenchConfig, run_event_bench
+
+    config = EventBenchConfig("dvs-digits", samples=2, iters=2, thresholds=(0.25, 0.5),
+                              workers=1, pictures=1, judge_epochs=1)
+    results = run_event_bench(config, tmp_path / "bench")
+    table = (tmp_path / "bench" / "table.md").read_text()
+    assert "**Table V**" in table and "**Table VI**" in table and "| 0.5 | IDLG |" in table
+    assert (tmp_path / "bench" / "frames.png").is_file() and results["status"] == "completed"
+    assert {r["n"] for r in results["summary"]} == {2} and len(results["summary"]) == 2 * (1 + 2 + 2)
+    assert results["table-vi"]["intra"]["pairs"] > 0 and 0 < results["judge"]["test-accuracy"] <= 1
+    rows = (tmp_path / "bench" / "rows.jsonl").read_text().splitlines()
+    assert len(rows) == 2 * 2 * (1 + 2 + 2) and json.loads(rows[0])["l1"] >= 0
+    again = run_event_bench(config, tmp_path / "bench")    # resumes: nothing left to attack
+    assert again["summary"] == results["summary"]

@@ -157,9 +157,9 @@ def load_dvs_digits(argument: str, image_size: int = 28) -> ImageData:
                                  seed=spec.seed)
         sensor_size = (image_size, image_size, 2)
         x = to_spikes(events_to_frames(events, sensor_size, spec.frames) for events in streams)
-        events = np.mean([len(e) for e in streams])
+        mean_events = np.mean([len(e) for e in streams])
         return x, torch.tensor(bunch.target, dtype=torch.long), (
-            f"scikit-learn digits as simulated DVS saccade recordings ({events:.0f} events per "
+            f"scikit-learn digits as simulated DVS saccade recordings ({mean_events:.0f} events per "
             f"digit on average, seed {spec.seed}), {spec.frames} binary frames x 2 polarities x "
             f"{image_size}x{image_size}")
 
@@ -175,8 +175,8 @@ def _gesture_class() -> type:
     from tonic.datasets import DVSGesture
 
     class OfflineDVSGesture(DVSGesture):
-        """DVSGesture over the extracted files alone (tonic also wants the archive, or >= 100
-        recordings, and downloads otherwise)."""
+        """DVSGesture over the extracted files alone (tonic also wants the archive file and at
+        least 100 recordings, and downloads otherwise)."""
 
         def _check_exists(self) -> bool:
             return self._folder_contains_at_least_n_files_of_type(1, ".npy")
