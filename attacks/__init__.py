@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attacks.analytic import analytic
+from attacks.batched import invert_batched
+from attacks.batched import supports as supports_batched
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
@@ -35,11 +37,19 @@ ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analyti
                              "smooth": smooth, "strongest": strongest}
 
 
-def invert(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]:
-    """Attack each observation independently; see the module docstring."""
+def invert(observations: Sequence[Observation], settings: AttackSettings, *,
+           vectorize: bool | int = False) -> list[Reconstruction]:
+    """Attack each observation independently; see the module docstring.
+
+    `vectorize` (True, or K) runs DLG/iDLG through the batched engine (attacks/batched.py): K
+    targets per optimization (True: K from memory), each with the result a one-at-a-time run
+    gives, up to floating-point noise. Other attacks ignore it."""
     if settings.attack not in ATTACKS:
         raise AttackSettingsError(
             f"Unknown attack {settings.attack!r}; expected one of {sorted(ATTACKS)}")
+    if vectorize and supports_batched(settings):
+        max_batch = None if vectorize is True else int(vectorize)
+        return invert_batched(observations, settings, max_batch=max_batch)
     return [invert_one(ATTACKS[settings.attack], observation, settings)
             for observation in observations]
 
