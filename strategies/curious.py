@@ -80,11 +80,13 @@ class CuriousServer(StrategyWrapper):
             candidates.append((int(metrics.get("partition-id", -1)), msg))
         candidates.sort(key=lambda item: item[0])
         sent = self.round_arrays.to_torch_state_dict()
+        jobs: list[AuditJob] = []  # submitted together: DLG/iDLG run vectorized (attacks/batched.py)
         for partition_id, msg in candidates[:self.plan.max_clients]:
-            self._observe_one(server_round, partition_id, msg, sent)
+            self._observe_one(server_round, partition_id, msg, sent, jobs)
+        self.queue.submit_many(jobs)
 
     def _observe_one(self, server_round: int, partition_id: int, msg: Message,
-                     sent: dict) -> None:
+                     sent: dict, jobs: list[AuditJob]) -> None:
         metrics = msg.content["metrics"]
         batch = int(metrics.get("num-examples", 0))
         steps = int(metrics.get("local-steps", 1))
@@ -101,8 +103,8 @@ class CuriousServer(StrategyWrapper):
         except (KeyError, ValueError, StopIteration) as error:
             self._skip(server_round, partition_id, f"unusable reply: {error}")
             return
-        self.queue.submit(AuditJob(server_round, partition_id, observation, self.plan.settings,
-                                   sample_ids))
+        jobs.append(AuditJob(server_round, partition_id, observation, self.plan.settings,
+                             sample_ids))
         self.submitted += 1
         log(INFO, "curious server: round %d, partition %d: %s attack submitted (batch %d, %d "
             "local step%s)", server_round, partition_id, self.plan.settings.attack, batch, steps,

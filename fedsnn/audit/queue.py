@@ -40,6 +40,23 @@ def run_attack(observation: Observation, settings: AttackSettings) -> Reconstruc
     return invert([observation], settings)[0]
 
 
+def run_attacks(observations: list[Observation], settings: AttackSettings) -> list[Reconstruction]:
+    """What a worker runs for a batch of jobs: DLG/iDLG through the vectorized engine (one batched
+    optimization, each target's result as alone); other attacks one after the other."""
+    return invert(observations, settings, vectorize=True)
+
+
+def _split(batch: Future[list[Reconstruction]], futures: list[Future[Reconstruction]]) -> None:
+    """Resolve each job's future from its batch's result (or its error)."""
+    for index, future in enumerate(futures):
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            future.set_result(batch.result()[index])
+        except BaseException as error:  # noqa: BLE001 - handed to the job's future
+            future.set_exception(error)
+
+
 class AuditQueue:
     """Submit attacks as rounds go on; `drain` waits for them (bounded) at the end of the run."""
 
@@ -64,6 +81,22 @@ class AuditQueue:
         with self._lock:
             future = self._pool().submit(run_attack, job.observation, job.settings)
             self.pending.append((job, future))
+
+    def submit_many(self, jobs: list[AuditJob]) -> None:
+        """Submit jobs together: those with equal settings are split evenly over the workers, and
+        each worker attacks its share in one vectorized run (`run_attacks`)."""
+        groups: dict[AttackSettings, list[AuditJob]] = {}
+        for job in jobs:
+            groups.setdefault(job.settings, []).append(job)
+        with self._lock:
+            for settings, group in groups.items():
+                size = math.ceil(len(group) / max(self.workers, 1))
+                for begin in range(0, len(group), size):
+                    share = group[begin:begin + size]
+                    futures: list[Future[Reconstruction]] = [Future() for _ in share]
+                    batch = self._pool().submit(run_attacks, [j.observation for j in share], settings)
+                    batch.add_done_callback(lambda done, futures=futures: _split(done, futures))
+                    self.pending.extend(zip(share, futures, strict=True))
 
     def drain(self, timeout_s: float | None) -> list[tuple[AuditJob, Reconstruction]]:
         """Wait for every job (at most `timeout_s` in all); unfinished ones are recorded as

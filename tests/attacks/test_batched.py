@@ -101,3 +101,18 @@ def test_mixed_models_keep_order_and_dlg_runs_on_snn(digits):
     assert [r.target_id for r in results] == [o.target_id for o in observations]
     assert all(r.status == Status.OK and r.inputs.shape == (1, 1, 28, 28) for r in results)
     assert all(len(r.loss_history) >= 1 and r.labels.shape == (1,) for r in results)
+
+
+def test_audit_queue_runs_a_rounds_jobs_through_the_engine(digits):
+    from fedsnn.audit.queue import AuditJob, AuditQueue
+
+    observations, _ = targets(digits, "lenet", 3)
+    settings = AttackSettings(attack="idlg", iterations=1)
+    queue = AuditQueue(workers=0)
+    queue.submit_many([AuditJob(1, i, o, settings, [i]) for i, o in enumerate(observations)])
+    finished = queue.drain(timeout_s=120)
+    expected = invert(observations, settings, vectorize=True)
+    assert [job.partition_id for job, _ in finished] == [0, 1, 2]
+    for (_, reconstruction), one in zip(finished, expected, strict=True):
+        assert reconstruction.target_id == one.target_id
+        assert reconstruction.loss_history == pytest.approx(one.loss_history, rel=1e-5)

@@ -91,6 +91,8 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
     import json
 
     monkeypatch.setattr(audit_queue, "run_attack", fake_attack)
+    monkeypatch.setattr(audit_queue, "run_attacks",
+                        lambda observations, settings: [fake_attack(o, settings) for o in observations])
     sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
     data = load_dataset("digits")
     with server_identity():
