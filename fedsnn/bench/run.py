@@ -124,10 +124,23 @@ class ResultStore:
             os.fsync(handle.fileno())
         self.done |= {(r["variant"], r["batch"]) for r in rows}
 
+    def is_done(self, variant: Variant, batch: int) -> bool:
+        """True when the batch's rows are in the folder (re-read: another process running the
+        same rows may have written them since this one started)."""
+        if (variant.key, batch) not in self.done:
+            file = self.rows_dir / f"{_slug(variant)}.jsonl"
+            if file.is_file():
+                self.done |= {(r["variant"], r["batch"]) for r in _read_rows(file)}
+        return (variant.key, batch) in self.done
+
     def all_rows(self) -> list[dict[str, Any]]:
-        """Every finished row in the folder (from every process that wrote to it)."""
-        rows = [r for file in sorted(self.rows_dir.glob("*.jsonl")) for r in _read_rows(file)]
-        return sorted(rows, key=lambda r: (r["variant"], r["batch"], r["position"]))
+        """Every finished row in the folder (from every process that wrote to it; if two
+        processes finished the same batch, the first rows written are kept)."""
+        rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for file in sorted(self.rows_dir.glob("*.jsonl")):
+            for r in _read_rows(file):
+                rows.setdefault((r["variant"], r["batch"], r["position"]), r)
+        return [rows[k] for k in sorted(rows)]
 
     def variant_settings(self) -> dict[str, Any]:
         return {json.loads(f.read_text()).get("variant", f.stem): json.loads(f.read_text())
@@ -194,6 +207,8 @@ def run_bench(config: BenchConfig, out: Path) -> dict[str, Any]:
     status = "interrupted"
     try:
         for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch", dynamic_ncols=True):
+            if store.is_done(variant, batch):
+                continue
             index = torch.tensor(batches[batch])
             x, y = data.test_x[index], data.test_y[index]
             observation = observe(variant, batch, x, y, data, config)
