@@ -9,8 +9,9 @@ are built by the victim's own backward rule and tend to the victim's as k grows.
 geometrically from `smooth_k_start` to `smooth_k_end` over `smooth_stages` stages, each stage
 warm-starting from the best point of the one before.
 
-The observed gradients are the real victim's. Every stage's result is scored on the real (hard)
-victim, and the best of them by that matching loss is returned: the attacker's own criterion.
+The observed gradients are the real victim's. The starting point and every stage's result are
+scored on the real (hard) victim, and the best of them by that matching loss is returned: the
+attacker's own criterion.
 
 Note: in the dummy's gradient the spike's value path also takes the surrogate's derivative (autograd
 has one derivative per operation), not k * sigmoid'(k u): a surrogate of the smooth loss's
@@ -105,10 +106,14 @@ def smooth(observation: Observation, settings: AttackSettings, *, seed: int,
 
     schedule = sharpness_schedule(settings)
     stage_settings = settings.with_(iterations=max(1, settings.iterations // len(schedule)))
-    best: tuple[float, torch.Tensor] = (math.inf, dummy.detach().clone())
+    start = dummy.detach().clone()
+    best = (final_loss(real, dummy_form.to_model_input(start), loss_of_logits, settings), start)
     history: list[float] = []
-    status, message = Status.OK, ""
+    status, message = Status.OK, "no stage improved on the starting point"
     for stage, sharpness in enumerate(schedule):
+        if deadline is not None and time.monotonic() > deadline:
+            status, message = Status.TIMEOUT, f"time budget ran out before stage {stage + 1}; {message}"
+            break
         for spike in spikes:
             spike.sharpness = sharpness
         outcome = optimize([dummy], objective, stage_settings,
