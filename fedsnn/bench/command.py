@@ -37,6 +37,8 @@ def bench(
     lbfgs_projection: bool = typer.Option(False, help="clamp the dummy to [0, 1] between L-BFGS "
                                                       "steps too (ablation; off: clamp at the end)"),
     time_steps: int = typer.Option(4, help="T of the spiking models"),
+    encoding: str = typer.Option("direct", help="input encoding of the spiking models: direct | "
+                                                "poisson (the private spike draws are seeded per sample)"),
     seed: int = typer.Option(0, help="seeds the attack set, the victims and the attacks"),
     grid: int = typer.Option(8, help="samples drawn per attack in grid-<attack>.png"),
     threads: int = typer.Option(1, help="torch CPU threads"),
@@ -76,7 +78,7 @@ def bench(
                              stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
-                             time_steps=time_steps, grid=grid)
+                             time_steps=time_steps, encoding=encoding, grid=grid)
         results = run_bench(config, out)
     except (ValueError, BenchResumeError) as error:
         typer.echo(f"fedsnn bench: {error}", err=True)

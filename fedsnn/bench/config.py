@@ -13,7 +13,8 @@ from fedsnn.models import MODELS
 # Fields that decide the attack set and the victims: every run into one folder must share them.
 # (Each row's attack settings are checked separately, so different rows may be run by different
 # invocations, even at the same time.)
-ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs")
+ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
+                     "encoding")
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -64,6 +65,7 @@ class BenchConfig:
     grnn_tv_weight: float = 1e-3
     lbfgs_projection: bool = False
     time_steps: int = 4
+    encoding: str = "direct"
     judge_epochs: int = 8
     grid: int = 8
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

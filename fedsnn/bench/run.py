@@ -43,7 +43,8 @@ def attack_set(data: ImageData, config: BenchConfig) -> list[int]:
 
 def _spec(model: str, data: ImageData, config: BenchConfig) -> ModelSpec:
     return ModelSpec(name=model, in_channels=data.in_channels, num_classes=data.num_classes,
-                     image_size=data.image_size, time_steps=config.time_steps)
+                     image_size=data.image_size, time_steps=config.time_steps,
+                     encoding=config.encoding)
 
 
 def observe(variant: Variant, batch: int, x: torch.Tensor, y: torch.Tensor, data: ImageData,
@@ -51,7 +52,8 @@ def observe(variant: Variant, batch: int, x: torch.Tensor, y: torch.Tensor, data
     """What the attacker sees for one batch: a fresh DLG-initialised model and its gradient on
     (x, y), made the way a client makes it (mean cross-entropy)."""
     spec = _spec(variant.model, data, config)
-    model = build_model(spec, dlg_init=True, seed=config.seed * MODEL_SEED_STRIDE + batch)
+    model_seed = config.seed * MODEL_SEED_STRIDE + batch
+    model = build_model(spec, dlg_init=True, seed=model_seed, encoder_seed=model_seed)
     _, gradients = batch_gradient(model, x, y)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return Observation(target_id=f"{variant.key}/{batch}", model_spec=spec, global_state=state,
