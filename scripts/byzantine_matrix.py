@@ -6,7 +6,7 @@ in one process by `strategies.robust_bench.run_federation` (Flower's strategy ob
 real ClientApp on real `Message`s; no Ray). Writes JSON (resumable: finished cells are kept),
 one heatmap per model and a Markdown table.
 
-Example (the committed matrix, ~25 min on 2 busy cores):
+Example (the committed matrix: 132 cells, 37 min on 2 cores shared with other jobs):
 
     .venv/bin/python scripts/byzantine_matrix.py --out docs/robust
 """
