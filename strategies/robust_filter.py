@@ -16,16 +16,16 @@ from collections.abc import Iterable
 from logging import INFO
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.common.logger import log
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from strategies.base import StrategyWrapper
 from strategies.robust_updates import stack_updates
 from strategies.validation import norm_outliers
 
 
-class UpdateNormFilter(Strategy):
+class UpdateNormFilter(StrategyWrapper):
     """Drop replies with ‖w_i - w_global‖ > factor x the others' median norm, then delegate.
 
     Args:
@@ -41,22 +41,12 @@ class UpdateNormFilter(Strategy):
     def __init__(self, strategy: Strategy, *, factor: float) -> None:
         if not factor >= 1.0:
             raise ValueError(f"Expected argument `factor` to be >= 1 but got {factor}")
-        self.strategy = strategy
+        super().__init__(strategy)
         self.factor = factor
-        self.round_global: ArrayRecord | None = None
         self.dropped: dict[int, list[int]] = {}
 
-    def summary(self) -> None:
-        """Log this wrapper's setting, then the wrapped strategy's."""
-        log(INFO, "\t├──> Update-norm filter: drop norms > %s x the others' median",
-            self.factor)
-        self.strategy.summary()
-
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        """Remember the global arrays of this round, then delegate."""
-        self.round_global = arrays
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+    def describe(self) -> str:
+        return f"Update-norm filter: drop norms > {self.factor} x the others' median"
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -65,7 +55,7 @@ class UpdateNormFilter(Strategy):
         valid = [msg for msg in replies if not msg.has_error()]
         if not valid:
             return self.strategy.aggregate_train(server_round, replies)
-        norms = np.linalg.norm(stack_updates([m.content for m in valid], self.round_global), axis=1)
+        norms = np.linalg.norm(stack_updates([m.content for m in valid], self.round_arrays), axis=1)
         keep = ~np.asarray(norm_outliers(norms.tolist(), self.factor), dtype=bool)
         dropped = [msg for msg, kept in zip(valid, keep, strict=True) if not kept]
         self.dropped[server_round] = [msg.metadata.src_node_id for msg in dropped]
@@ -76,13 +66,3 @@ class UpdateNormFilter(Strategy):
         dropped_ids = {id(msg) for msg in dropped}
         kept = [msg for msg in replies if id(msg) not in dropped_ids]
         return self.strategy.aggregate_train(server_round, kept)
-
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                           grid: Grid) -> Iterable[Message]:
-        """Delegate."""
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
-                           ) -> MetricRecord | None:
-        """Delegate."""
-        return self.strategy.aggregate_evaluate(server_round, replies)
