@@ -51,6 +51,10 @@ def bench(
     workers: int = typer.Option(1, help="event datasets: attack processes"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder; re-running with the same "
                                                      "folder resumes (finished rows are skipped)"),
+    ray: bool = typer.Option(False, "--ray", help="run the batches as Ray tasks on a local Ray "
+                                                  "instance (same rows as a local run)"),
+    ray_address: str | None = typer.Option(None, help="run the batches as Ray tasks on this "
+                                                      "existing Ray cluster (implies --ray)"),
 ) -> None:
     """Offline gradient-inversion benchmark (the study's Table IV): results.json, table.md and
     grid-<attack>.png in --out. On an event dataset (dvs-digits, dvsgesture:<dir>): the spike
@@ -79,7 +83,7 @@ def bench(
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
                              time_steps=time_steps, encoding=encoding, grid=grid)
-        results = run_bench(config, out)
+        results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None))
     except (ValueError, BenchResumeError) as error:
         typer.echo(f"fedsnn bench: {error}", err=True)
         raise typer.Exit(code=2) from None

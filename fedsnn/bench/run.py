@@ -179,8 +179,33 @@ def _save_reconstruction(out: Path, variant: Variant, batch: int, images: torch.
     np.save(folder / f"{batch}.npy", images.numpy().astype(np.float32))
 
 
-def run_bench(config: BenchConfig, out: Path) -> dict[str, Any]:
+def attack_batch(variant: Variant, batch: int, sample_ids: list[int], data: ImageData,
+                 config: BenchConfig, judge: Judge) -> tuple[list[dict[str, Any]], torch.Tensor]:
+    """One row of the table for one batch: the attack on a fresh victim, scored per sample; and
+    the matched reconstructions. Depends only on its arguments (local and Ray runs agree)."""
+    index = torch.tensor(sample_ids)
+    x, y = data.test_x[index], data.test_y[index]
+    observation = observe(variant, batch, x, y, data, config)
+    reconstruction = invert([observation], attack_settings(variant, config))[0]
+    rows, matched = score(reconstruction, x, y, judge)
+    for position, row in enumerate(rows):
+        row.update(variant=variant.key, attack=variant.attack, model=variant.model,
+                   optimizer=variant.optimizer, batch=batch, position=position,
+                   sample=sample_ids[position],
+                   status=reconstruction.status.value, message=reconstruction.message,
+                   **{"matching-loss": reconstruction.matching_loss,
+                      "steps": len(reconstruction.loss_history),
+                      "restart": reconstruction.restart,
+                      "seconds": round(reconstruction.seconds, 3)})
+    return rows, matched
+
+
+def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a benchmark into `out`; returns the content of results.json.
+
+    `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
+    starts a Ray instance on this machine, any other value connects to that cluster; None runs
+    them here, one after the other. Rows are the same either way (timings aside).
 
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
@@ -208,23 +233,21 @@ def run_bench(config: BenchConfig, out: Path) -> dict[str, Any]:
                "torch-threads": torch.get_num_threads()}
     status = "interrupted"
     try:
-        for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch", dynamic_ncols=True):
-            if store.is_done(variant, batch):
-                continue
-            index = torch.tensor(batches[batch])
-            x, y = data.test_x[index], data.test_y[index]
-            observation = observe(variant, batch, x, y, data, config)
-            reconstruction = invert([observation], attack_settings(variant, config))[0]
-            rows, matched = score(reconstruction, x, y, judge)
-            for position, row in enumerate(rows):
-                row.update(variant=variant.key, attack=variant.attack, model=variant.model,
-                           optimizer=variant.optimizer, batch=batch, position=position,
-                           sample=batches[batch][position],
-                           status=reconstruction.status.value, message=reconstruction.message,
-                           **{"matching-loss": reconstruction.matching_loss,
-                              "steps": len(reconstruction.loss_history),
-                              "restart": reconstruction.restart,
-                              "seconds": round(reconstruction.seconds, 3)})
+        if ray_address is None:
+            def local() -> Any:
+                for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch",
+                                           dynamic_ncols=True):
+                    if not store.is_done(variant, batch):
+                        yield (variant, batch,
+                               *attack_batch(variant, batch, batches[batch], data, config, judge))
+            finished = local()
+        else:  # chunks of batches as Ray tasks; rows land here, in the same store
+            from fedsnn.bench.distributed import ray_batches
+
+            todo = [(v, b) for v, b in pending if not store.is_done(v, b)]
+            session["ray-address"] = ray_address
+            finished = ray_batches(todo, batches, config, ray_address)
+        for variant, batch, rows, matched in finished:
             if batch < config.grid:
                 _save_reconstruction(out, variant, batch, matched)
             store.add(variant, rows)

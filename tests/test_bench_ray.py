@@ -1,0 +1,31 @@
+"""`fedsnn bench` on Ray gives the rows of a local run (fedsnn/bench/distributed.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fedsnn.bench.config import BenchConfig
+from fedsnn.bench.run import run_bench
+
+TIMING = ("seconds",)
+
+
+def _rows(results: dict) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in results["rows"]]
+
+
+@pytest.mark.slow
+def test_ray_and_local_bench_give_the_same_rows_and_resume(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    config = BenchConfig("digits", attacks=("idlg", "dlg"), models=("lenet", "lenet-snn"),
+                         samples=3, iters=2, grnn_iters=2, judge_epochs=1, grid=1)
+    local = run_bench(config, tmp_path / "local")
+    try:
+        distributed = run_bench(config, tmp_path / "ray", ray_address="local")
+        assert _rows(distributed) == _rows(local)
+        again = run_bench(config, tmp_path / "ray", ray_address="local")  # resumes: nothing to do
+        assert again["sessions"][-1]["pending-batches"] == 0 and _rows(again) == _rows(local)
+    finally:
+        ray.shutdown()
