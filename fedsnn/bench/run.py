@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,16 @@ def attack_batch(variant: Variant, batch: int, sample_ids: list[int], data: Imag
     return rows, matched
 
 
+def _local_batches(pending: list[tuple[Variant, int]], batches: list[list[int]], data: ImageData,
+                   config: BenchConfig, judge: Judge, store: ResultStore
+                   ) -> Iterator[tuple[Variant, int, list[dict[str, Any]], torch.Tensor]]:
+    """The pending batches attacked here, one after the other (skipping any another process
+    finished meanwhile)."""
+    for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch", dynamic_ncols=True):
+        if not store.is_done(variant, batch):
+            yield (variant, batch, *attack_batch(variant, batch, batches[batch], data, config, judge))
+
+
 def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a benchmark into `out`; returns the content of results.json.
 
@@ -234,13 +245,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None)
     status = "interrupted"
     try:
         if ray_address is None:
-            def local() -> Any:
-                for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch",
-                                           dynamic_ncols=True):
-                    if not store.is_done(variant, batch):
-                        yield (variant, batch,
-                               *attack_batch(variant, batch, batches[batch], data, config, judge))
-            finished = local()
+            finished = _local_batches(pending, batches, data, config, judge, store)
         else:  # chunks of batches as Ray tasks; rows land here, in the same store
             from fedsnn.bench.distributed import ray_batches
 
