@@ -82,16 +82,17 @@ class BatchedLBFGS:
         depth = int(count.max())
         q = -gs
         alphas = []
-        for i in range(depth):  # newest to oldest
+        for i in range(depth):  # newest to oldest; the gathered pairs are reused below
             pos = (head - 1 - i) % self.history
             rho = self.rho[sub, pos] * (i < count)
-            alpha = (self.s_mem[sub, pos] * q).sum(1) * rho
-            q = q - alpha[:, None] * self.y_mem[sub, pos]
-            alphas.append((pos, rho, alpha))
+            s, y = self.s_mem[sub, pos], self.y_mem[sub, pos]
+            alpha = (s * q).sum(1) * rho
+            q = q - alpha[:, None] * y
+            alphas.append((s, y, rho, alpha))
         r = q * self.h_diag[sub, None]
-        for pos, rho, alpha in reversed(alphas):  # oldest to newest
-            beta = (self.y_mem[sub, pos] * r).sum(1) * rho
-            r = r + self.s_mem[sub, pos] * (alpha - beta)[:, None]
+        for s, y, rho, alpha in reversed(alphas):  # oldest to newest
+            beta = (y * r).sum(1) * rho
+            r = r + s * (alpha - beta)[:, None]
         d[later] = r
         return d
 

@@ -63,7 +63,6 @@ def test_each_targets_trajectory_is_its_single_run(digits, model, optimizer, ite
         assert float(((many.inputs - one.inputs) ** 2).mean()) < 5e-4
 
 
-@pytest.mark.slow
 def test_idlg_lenet_outcome_matches_one_at_a_time_on_8_targets(digits):
     observations, x = targets(digits, "lenet")
     settings = AttackSettings(attack="idlg", iterations=30, stop_loss=1e-7)
