@@ -115,3 +115,14 @@ def test_audit_queue_runs_a_rounds_jobs_through_the_engine(digits):
     for (_, reconstruction), one in zip(finished, expected, strict=True):
         assert reconstruction.target_id == one.target_id
         assert reconstruction.loss_history == pytest.approx(one.loss_history, rel=1e-5)
+
+
+def test_a_batch_that_raises_fails_only_its_bad_target(digits):
+    observations, _ = targets(digits, "lenet", 3)
+    name = next(iter(observations[1].gradients))
+    bad = dataclasses.replace(observations[1], gradients={**observations[1].gradients,
+                                                          name: torch.zeros(3)})
+    results = invert_batched([observations[0], bad, observations[2]],
+                             AttackSettings(attack="idlg", iterations=1))
+    assert [r.status for r in results] == [Status.OK, Status.FAILED, Status.OK]
+    assert "shape" in results[1].message
