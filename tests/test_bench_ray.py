@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,16 @@ def test_ray_and_local_bench_give_the_same_rows_and_resume(tmp_path: Path) -> No
         assert again["sessions"][-1]["pending-batches"] == 0 and _rows(again) == _rows(local)
     finally:
         ray.shutdown()
+
+
+def test_vectorized_bench_gives_the_rows_of_the_one_at_a_time_bench(tmp_path: Path) -> None:
+    config = BenchConfig("digits", attacks=("idlg",), models=("lenet", "lenet-snn"), samples=3,
+                         iters=1, lbfgs_max_eval=3, judge_epochs=1, grid=1)
+    single = run_bench(config, tmp_path / "single")["rows"]
+    batched = run_bench(config, tmp_path / "batched", vectorize=3)["rows"]
+    keys = ("variant", "batch", "sample", "true-label", "inferred-label", "status", "steps")
+    assert [{k: r[k] for k in keys} for r in batched] == [{k: r[k] for k in keys} for r in single]
+    assert [r["matching-loss"] for r in batched] == pytest.approx(
+        [r["matching-loss"] for r in single], rel=1e-2)
+    assert json.loads((tmp_path / "batched" / "rows" / "idlg_lenet_lbfgs.settings.json")
+                      .read_text())["vectorize"] == 3

@@ -55,6 +55,8 @@ def bench(
                                                   "instance (same rows as a local run)"),
     ray_address: str | None = typer.Option(None, help="run the batches as Ray tasks on this "
                                                       "existing Ray cluster (implies --ray)"),
+    vectorize: int = typer.Option(0, help="DLG/iDLG: attack this many batches at once through the "
+                                          "vectorized engine (local runs; 0 or 1: one at a time)"),
 ) -> None:
     """Offline gradient-inversion benchmark (the study's Table IV): results.json, table.md and
     grid-<attack>.png in --out. On an event dataset (dvs-digits, dvsgesture:<dir>): the spike
@@ -83,7 +85,8 @@ def bench(
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
                              time_steps=time_steps, encoding=encoding, grid=grid)
-        results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None))
+        results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None),
+                            vectorize=vectorize)
     except (ValueError, BenchResumeError) as error:
         typer.echo(f"fedsnn bench: {error}", err=True)
         raise typer.Exit(code=2) from None

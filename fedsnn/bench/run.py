@@ -184,39 +184,69 @@ def attack_batch(variant: Variant, batch: int, sample_ids: list[int], data: Imag
                  config: BenchConfig, judge: Judge) -> tuple[list[dict[str, Any]], torch.Tensor]:
     """One row of the table for one batch: the attack on a fresh victim, scored per sample; and
     the matched reconstructions. Depends only on its arguments (local and Ray runs agree)."""
-    index = torch.tensor(sample_ids)
-    x, y = data.test_x[index], data.test_y[index]
-    observation = observe(variant, batch, x, y, data, config)
-    reconstruction = invert([observation], attack_settings(variant, config))[0]
-    rows, matched = score(reconstruction, x, y, judge)
-    for position, row in enumerate(rows):
-        row.update(variant=variant.key, attack=variant.attack, model=variant.model,
-                   optimizer=variant.optimizer, batch=batch, position=position,
-                   sample=sample_ids[position],
-                   status=reconstruction.status.value, message=reconstruction.message,
-                   **{"matching-loss": reconstruction.matching_loss,
-                      "steps": len(reconstruction.loss_history),
-                      "restart": reconstruction.restart,
-                      "seconds": round(reconstruction.seconds, 3)})
+    (_, rows, matched), = attack_batches(variant, [(batch, sample_ids)], data, config, judge)
     return rows, matched
 
 
+def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: ImageData,
+                   config: BenchConfig, judge: Judge, vectorize: int = 0
+                   ) -> list[tuple[int, list[dict[str, Any]], torch.Tensor]]:
+    """`attack_batch` for several (batch, sample ids) of one variant; with `vectorize` > 1,
+    DLG/iDLG attack them in one batched optimization (attacks/batched.py)."""
+    inputs = []
+    for batch, sample_ids in items:
+        index = torch.tensor(sample_ids)
+        inputs.append((data.test_x[index], data.test_y[index]))
+    observations = [observe(variant, batch, x, y, data, config)
+                    for (batch, _), (x, y) in zip(items, inputs, strict=True)]
+    settings = attack_settings(variant, config)
+    reconstructions = (invert(observations, settings, vectorize=vectorize) if vectorize > 1
+                       else invert(observations, settings))
+    finished = []
+    for (batch, sample_ids), (x, y), reconstruction in zip(items, inputs, reconstructions, strict=True):
+        rows, matched = score(reconstruction, x, y, judge)
+        for position, row in enumerate(rows):
+            row.update(variant=variant.key, attack=variant.attack, model=variant.model,
+                       optimizer=variant.optimizer, batch=batch, position=position,
+                       sample=sample_ids[position],
+                       status=reconstruction.status.value, message=reconstruction.message,
+                       **{"matching-loss": reconstruction.matching_loss,
+                          "steps": len(reconstruction.loss_history),
+                          "restart": reconstruction.restart,
+                          "seconds": round(reconstruction.seconds, 3)})
+        finished.append((batch, rows, matched))
+    return finished
+
+
 def _local_batches(pending: list[tuple[Variant, int]], batches: list[list[int]], data: ImageData,
-                   config: BenchConfig, judge: Judge, store: ResultStore
+                   config: BenchConfig, judge: Judge, store: ResultStore, vectorize: int = 0
                    ) -> Iterator[tuple[Variant, int, list[dict[str, Any]], torch.Tensor]]:
-    """The pending batches attacked here, one after the other (skipping any another process
-    finished meanwhile)."""
-    for variant, batch in tqdm(pending, desc="fedsnn bench", unit="batch", dynamic_ncols=True):
-        if not store.is_done(variant, batch):
-            yield (variant, batch, *attack_batch(variant, batch, batches[batch], data, config, judge))
+    """The pending batches attacked here (skipping any another process finished meanwhile): one
+    after the other, or `vectorize` batches of a variant at a time through the batched engine."""
+    size = max(vectorize, 1)
+    chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+    progress = tqdm(total=len(pending), desc="fedsnn bench", unit="batch", dynamic_ncols=True)
+    for chunk in chunks:
+        for variant in dict.fromkeys(v for v, _ in chunk):
+            items = [(b, batches[b]) for v, b in chunk if v == variant and not store.is_done(v, b)]
+            if items:
+                for batch, rows, matched in attack_batches(variant, items, data, config, judge,
+                                                           vectorize):
+                    yield variant, batch, rows, matched
+        progress.update(len(chunk))
+    progress.close()
 
 
-def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None) -> dict[str, Any]:
+def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
+              vectorize: int = 0) -> dict[str, Any]:
     """Run (or resume) a benchmark into `out`; returns the content of results.json.
 
     `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
-    them here, one after the other. Rows are the same either way (timings aside).
+    them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
+    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (local
+    runs; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
+    floating-point noise).
 
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
@@ -236,7 +266,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None)
                         "key": judge.key},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
-        store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict()})
+        store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
+                              **({"vectorize": vectorize} if vectorize > 1 else {})})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
                if (v.key, b) not in store.done]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -245,7 +276,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None)
     status = "interrupted"
     try:
         if ray_address is None:
-            finished = _local_batches(pending, batches, data, config, judge, store)
+            finished = _local_batches(pending, batches, data, config, judge, store, vectorize)
         else:  # chunks of batches as Ray tasks; rows land here, in the same store
             from fedsnn.bench.distributed import ray_batches
 
