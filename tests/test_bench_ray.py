@@ -43,3 +43,22 @@ def test_vectorized_bench_gives_the_rows_of_the_one_at_a_time_bench(tmp_path: Pa
         [r["matching-loss"] for r in single], rel=1e-2)
     assert json.loads((tmp_path / "batched" / "rows" / "idlg_lenet_lbfgs.settings.json")
                       .read_text())["vectorize"] == 3
+
+
+def test_a_ray_chunk_gives_the_rows_of_a_local_run(tmp_path: Path) -> None:
+    from fedsnn.bench.config import variants
+    from fedsnn.bench.distributed import run_chunk
+    from fedsnn.bench.run import attack_set
+    from fedsnn.data import load_dataset
+
+    config = BenchConfig("digits", attacks=("idlg",), models=("lenet",), samples=2, iters=1,
+                         lbfgs_max_eval=3, judge_epochs=1, grid=1)
+    local = run_bench(config, tmp_path / "local")["rows"]
+    ids = attack_set(load_dataset(config.dataset), config)
+    variant = variants(config)[0]
+    for vectorize in (0, 2):
+        chunk = run_chunk([(variant, b, [ids[b]]) for b in range(2)], config, vectorize=vectorize)
+        rows = [row for _, _, batch_rows, _ in chunk for row in batch_rows]
+        assert [r["inferred-label"] for r in rows] == [r["inferred-label"] for r in local]
+        assert [r["matching-loss"] for r in rows] == pytest.approx(
+            [r["matching-loss"] for r in local], rel=1e-2 if vectorize else 1e-9)

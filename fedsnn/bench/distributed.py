@@ -28,17 +28,22 @@ Finished = tuple[Variant, int, list[dict[str, Any]], torch.Tensor]
 
 
 def run_chunk(chunk: Sequence[tuple[Variant, int, list[int]]], config: BenchConfig,
-              threads: int = 1) -> list[Finished]:
-    """What a Ray task runs: `attack_batch` on each (variant, batch, sample ids) of `chunk`."""
+              threads: int = 1, vectorize: int = 0) -> list[Finished]:
+    """What a Ray task runs: `attack_batches` on the (variant, batch, sample ids) of `chunk`, per
+    variant (`vectorize` > 1: through the vectorized DLG/iDLG engine, as a local run does)."""
     torch.set_num_threads(threads)
-    from fedsnn.bench.run import attack_batch
+    from fedsnn.bench.run import attack_batches
     from fedsnn.data import load_dataset
     from fedsnn.judges import load_judge
 
     data = load_dataset(config.dataset)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
-    return [(variant, batch, *attack_batch(variant, batch, ids, data, config, judge))
-            for variant, batch, ids in chunk]
+    finished: list[Finished] = []
+    for variant in dict.fromkeys(v for v, _, _ in chunk):
+        items = [(batch, ids) for v, batch, ids in chunk if v == variant]
+        finished += [(variant, batch, rows, matched) for batch, rows, matched
+                     in attack_batches(variant, items, data, config, judge, vectorize)]
+    return finished
 
 
 def connect(ray_address: str) -> None:
@@ -56,10 +61,10 @@ def connect(ray_address: str) -> None:
 
 
 def ray_batches(todo: Sequence[tuple[Variant, int]], batches: Sequence[list[int]],
-                config: BenchConfig, ray_address: str, chunk_batches: int = CHUNK_BATCHES
-                ) -> Iterator[Finished]:
-    """Run `todo` ((variant, batch) pairs) as Ray tasks of `chunk_batches` batches; yield each
-    batch's (variant, batch, rows, matched) as its task finishes."""
+                config: BenchConfig, ray_address: str, chunk_batches: int = CHUNK_BATCHES,
+                vectorize: int = 0) -> Iterator[Finished]:
+    """Run `todo` ((variant, batch) pairs) as Ray tasks of `chunk_batches` batches (at least
+    `vectorize`); yield each batch's (variant, batch, rows, matched) as its task finishes."""
     import ray
 
     if not todo:
@@ -67,8 +72,9 @@ def ray_batches(todo: Sequence[tuple[Variant, int]], batches: Sequence[list[int]
     connect(ray_address)
     remote = ray.remote(num_cpus=1)(run_chunk)
     work = [(variant, batch, batches[batch]) for variant, batch in todo]
-    running = [remote.remote(work[i:i + chunk_batches], config)
-               for i in range(0, len(work), chunk_batches)]
+    size = max(chunk_batches, vectorize)
+    running = [remote.remote(work[i:i + size], config, 1, vectorize)
+               for i in range(0, len(work), size)]
     while running:
         ready, running = ray.wait(running, num_returns=1)
         yield from ray.get(ready[0])

@@ -244,8 +244,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
-    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (local
-    runs; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
+    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
+    or in each Ray task; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
     floating-point noise).
 
     Example:
@@ -282,7 +282,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
 
             todo = [(v, b) for v, b in pending if not store.is_done(v, b)]
             session["ray-address"] = ray_address
-            finished = ray_batches(todo, batches, config, ray_address)
+            finished = ray_batches(todo, batches, config, ray_address, vectorize=vectorize)
         for variant, batch, rows, matched in finished:
             if batch < config.grid:
                 _save_reconstruction(out, variant, batch, matched)
