@@ -212,6 +212,13 @@ def _results(pool_size: int, tasks: list[tuple[Any, ...]]) -> Iterator[dict[str,
         yield from pool.imap_unordered(attack_sample, tasks)
 
 
+def _previous_sessions(out: Path) -> list[dict[str, Any]]:
+    try:
+        return list(json.loads((out / "results.json").read_text()).get("sessions", []))
+    except (OSError, ValueError):
+        return []
+
+
 def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     """Run (or resume) the event benchmark into `out`: rows.jsonl, results.json, table.md and
     frames.png. Returns the results.json content.
@@ -257,16 +264,19 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
         "table-vi": class_distances(data),
         "baselines": baselines(data, ids, judge, config),
         "summary": summarize(rows, config),
-        "wall-time-s": round(time.time() - started, 1),
         "attack-seconds": round(sum(r["seconds"] for r in rows if r["threshold"] in (RAW, None)
                                     or r["mode"] == "in"), 1),
         "status": "completed" if len({r["batch"] for r in rows}) >= len(ids) else "partial",
     }
+    sessions = _previous_sessions(out) + [{
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "samples-attacked": len(tasks), "workers": config.workers,
+        "wall-time-s": round(time.time() - started, 1)}]
+    results.update(sessions=sessions, **{"wall-time-s": round(sum(s["wall-time-s"]
+                                                                for s in sessions), 1)})
     write_json_atomic(out / "results.json", results)
     write_outputs(out, results, config)
     return results
-
-
 
 
 def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, modes: str,
@@ -292,8 +302,8 @@ def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, mod
         typer.echo(f"fedsnn bench: {error}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo((out / "table.md").read_text())
-    typer.echo(f"results: {out.resolve()}/results.json ({results['wall-time-s']} s wall, "
-               f"{results['status']})")
+    typer.echo(f"results: {out.resolve()}/results.json ({results['sessions'][-1]['wall-time-s']} "
+               f"s wall this session, {results['wall-time-s']} s in all; {results['status']})")
 
 
 __all__ = ["EventBenchConfig", "EventBenchError", "MODES", "THRESHOLDS", "cli_run",

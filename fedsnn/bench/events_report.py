@@ -31,6 +31,7 @@ STUDY_TABLE_V: dict[float, dict[str, tuple[float, float, float, float]]] = {
 }
 # The study's Table VI (DVS128 Gesture): mean, std, min, max.
 STUDY_TABLE_VI = {"intra": (60.34, 13.80, 0.00, 106.64), "inter": (60.80, 11.51, 14.93, 105.15)}
+FRAME_SAMPLES = 3  # samples drawn in frames.png
 
 
 def _rate(successes: int, trials: int) -> dict[str, float]:
@@ -145,6 +146,14 @@ def table_vi(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _label_line(results: dict[str, Any]) -> str:
+    """Labels the attacks inferred (DLG: argmax of its soft label; iDLG: from the gradient)."""
+    parts = [f"{row['attack'].upper()} {_pct(row['label-accuracy'])}"
+             for row in results["summary"] if row["mode"] == "post" and row["threshold"] == RAW]
+    return ("Label accuracy of the attacks (one optimization per sample, post-mode runs): "
+            + "; ".join(parts) + " %.") if parts else ""
+
+
 def markdown(results: dict[str, Any]) -> str:
     """table.md: the setting, Table V, the guess baselines, Table VI."""
     config, judge = results["config"], results["judge"]
@@ -160,6 +169,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"reconstructions, 95 % Wilson interval; L1: mean ± std over samples of the L1 distance "
         f"between the reconstructed and the original spike tensors.", "",
         "**Table V** (post- and in-optimization thresholding):", "", *table_v(results), "",
+        _label_line(results), "",
         "Guesses without the update (same samples):", "",
         "| Guess | judge ASR (%) | L1 |", "|---|---|---|",
         *[f"| {name} | {_pct(b['asr'])} | {_l1(b['l1'])} |"
@@ -180,10 +190,11 @@ def _rgb(frames: np.ndarray) -> np.ndarray:
 
 def save_frames_picture(path: Path, pictures_dir: Path, config: EventBenchConfig,
                         threshold: float = 0.5) -> bool:
-    """Original vs reconstructed event frames over time for the first samples: per sample a row
-    for the truth, the raw DLG dummy, and DLG / iDLG thresholded after and during the
-    optimization at `threshold`; one column per time step. False when nothing to draw."""
-    files = sorted(pictures_dir.glob("*.npz"), key=lambda p: int(p.stem))[:config.pictures]
+    """Original vs reconstructed event frames over time for the first `FRAME_SAMPLES` samples: per
+    sample a row for the truth, and per attack its raw dummy and its reconstruction thresholded
+    after and during the optimization at `threshold`; one column per time step. False when there
+    is nothing to draw."""
+    files = sorted(pictures_dir.glob("*.npz"), key=lambda p: int(p.stem))[:FRAME_SAMPLES]
     if not files:
         return False
     rows: list[tuple[str, np.ndarray]] = []
@@ -211,7 +222,7 @@ def save_frames_picture(path: Path, pictures_dir: Path, config: EventBenchConfig
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(f"{config.dataset}: original vs reconstructed spike frames (red ON, blue OFF)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / len(rows)))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
