@@ -255,7 +255,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
         with open(rows_path, "a") as handle:
             handle.writelines(json.dumps(_jsonable(row)) + "\n" for row in rows)
         print(f"fedsnn bench: sample {count}/{len(tasks)} (#{batch}) done", flush=True)
-    rows = read_rows(rows_path)
+    rows = [r for r in read_rows(rows_path) if r["batch"] < len(ids)]  # a smaller --samples
     results = {
         "config": _jsonable(asdict(config)), "dataset-note": data.note, "attack-set": ids,
         "victim": spec.to_dict(),
