@@ -9,9 +9,11 @@ are built by the victim's own backward rule and tend to the victim's as k grows.
 geometrically from `smooth_k_start` to `smooth_k_end` over `smooth_stages` stages, each stage
 warm-starting from the best point of the one before.
 
-The observed gradients are the real victim's. The starting point and every stage's result are
-scored on the real (hard) victim, and the best of them by that matching loss is returned: the
-attacker's own criterion.
+The observed gradients are the real victim's. The attack returns the last stage's result
+(`smooth_keep="last"`), or the stage whose result matches best on the real (hard) victim
+(`"real-loss"`); both are the attacker's own choices. Its `matching_loss` is always the one on the
+real victim. Measured on MNIST (docs/results.md): annealing all the way to k = 64 lowers that real
+matching loss yet halves the judge's recognition rate, so the defaults stop at a soft k = 2.
 
 Note: in the dummy's gradient the spike's value path also takes the surrogate's derivative (autograd
 has one derivative per operation), not k * sigmoid'(k u): a surrogate of the smooth loss's
@@ -107,9 +109,9 @@ def smooth(observation: Observation, settings: AttackSettings, *, seed: int,
     schedule = sharpness_schedule(settings)
     stage_settings = settings.with_(iterations=max(1, settings.iterations // len(schedule)))
     start = dummy.detach().clone()
-    best = (final_loss(real, dummy_form.to_model_input(start), loss_of_logits, settings), start)
+    kept = (final_loss(real, dummy_form.to_model_input(start), loss_of_logits, settings), start)
     history: list[float] = []
-    status, message = Status.OK, "no stage improved on the starting point"
+    status, message = Status.OK, "no stage ran; the starting point"
     for stage, sharpness in enumerate(schedule):
         if deadline is not None and time.monotonic() > deadline:
             status, message = Status.TIMEOUT, f"time budget ran out before stage {stage + 1}; {message}"
@@ -124,15 +126,14 @@ def smooth(observation: Observation, settings: AttackSettings, *, seed: int,
         with torch.no_grad():
             dummy.copy_(candidate)
         real_loss = final_loss(real, dummy_form.to_model_input(candidate), loss_of_logits, settings)
-        if real_loss < best[0]:
-            best = (real_loss, candidate)
-            message = f"best on the real victim after stage {stage + 1}/{len(schedule)} (k={sharpness:.3g})"
+        if settings.smooth_keep == "last" or real_loss < kept[0]:
+            kept = (real_loss, candidate)
+            message = f"stage {stage + 1}/{len(schedule)} (k={sharpness:.3g}) kept ({settings.smooth_keep})"
         if outcome.status == Status.TIMEOUT:
             status, message = Status.TIMEOUT, f"{outcome.message}; {message}"
             break
-    if not math.isfinite(best[0]):
+    if not math.isfinite(kept[0]):
         status = Status.DIVERGED
-    inputs = best[1]
-    return Reconstruction(target_id=observation.target_id, attack="smooth", inputs=inputs,
-                          labels=labels, matching_loss=best[0], loss_history=history,
+    return Reconstruction(target_id=observation.target_id, attack="smooth", inputs=kept[1],
+                          labels=labels, matching_loss=kept[0], loss_history=history,
                           status=status, message=message, seconds=time.monotonic() - started)
