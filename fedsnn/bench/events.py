@@ -228,6 +228,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     """
     from fedsnn.bench.events_report import baselines, class_distances, summarize, write_outputs
     from fedsnn.judges import load_judge
+    from fedsnn.judges_dvs import WIDTHS, widths_for
 
     started = time.time()
     out = out.expanduser().resolve()
@@ -259,8 +260,9 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     results = {
         "config": _jsonable(asdict(config)), "dataset-note": data.note, "attack-set": ids,
         "victim": spec.to_dict(),
-        "judge": {"architecture": "DVSGestureSNN (Table I)", "test-accuracy": judge.test_accuracy,
-                  "key": judge.key},
+        "judge": {"architecture": f"DVSGestureSNN (Table I layout, channels "
+                                  f"{'-'.join(map(str, WIDTHS[widths_for(data)]))})",
+                  "test-accuracy": judge.test_accuracy, "key": judge.key},
         "table-vi": class_distances(data),
         "baselines": baselines(data, ids, judge, config),
         "summary": summarize(rows, config),
@@ -301,6 +303,10 @@ def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, mod
     except ValueError as error:
         typer.echo(f"fedsnn bench: {error}", err=True)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        typer.echo(f"fedsnn bench: interrupted; finished samples are in {out}/rows.jsonl and a "
+                   "re-run with the same --out resumes", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo((out / "table.md").read_text())
     typer.echo(f"results: {out.resolve()}/results.json ({results['sessions'][-1]['wall-time-s']} "
                f"s wall this session, {results['wall-time-s']} s in all; {results['status']})")
