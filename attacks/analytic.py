@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,8 @@ from attacks.types import Observation, Reconstruction, Status
 VALUE_TOLERANCE = 1e-3
 # At most this many time orders of the recovered frames are tried (T! for T = 6).
 MAX_ORDERS = 720
+# Sequences with silent or repeated steps are enumerated only up to this many fillings.
+MAX_ENUMERATED = 100_000
 # A relative gradient mismatch this small means the inputs and labels are exact (float32 gradients).
 EXACT_RELATIVE_LOSS = 1e-9
 
@@ -56,7 +58,7 @@ def first_parametrized(model: nn.Module) -> tuple[str, nn.Module]:
     """Name and module of the first layer with parameters.
 
     Raises:
-        NotDeterminedError: a parametrized layer that is not an affine map comes first.
+        NotDeterminedError: the model has no parameters.
     """
     for name, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
@@ -105,16 +107,19 @@ def recover_images(observation: Observation, factors: Factors) -> Recovery:
 
 def _sequence_orders(frames: torch.Tensor, steps: int) -> list[torch.Tensor]:
     """Candidate [T, D] sequences from K <= T distinct frames: each frame used at least once, the
-    other steps silent or repeating a frame; at most MAX_ORDERS of them."""
+    other steps silent or repeating a frame; at most MAX_ORDERS of them (beyond that, for long
+    sequences, only the first orders are tried, and past MAX_ENUMERATED fillings only the order
+    found)."""
     count = len(frames)
     symbols = torch.cat([frames, torch.zeros_like(frames[:1])])  # index `count` is a silent step
-    candidates = []
-    for order in itertools.product(range(count + 1), repeat=steps):
-        if set(range(count)) <= set(order):
-            candidates.append(symbols[list(order)])
-            if len(candidates) >= MAX_ORDERS:
-                break
-    return candidates
+    if count == steps:
+        orders: Iterator[tuple[int, ...]] = itertools.permutations(range(count))
+    elif (count + 1) ** steps <= MAX_ENUMERATED:
+        orders = (order for order in itertools.product(range(count + 1), repeat=steps)
+                  if set(range(count)) <= set(order))
+    else:
+        orders = iter([tuple(range(count)) + (count,) * (steps - count)])
+    return [symbols[list(order)] for order in itertools.islice(orders, MAX_ORDERS)]
 
 
 def _best_order(victim: Victim, sequences: list[torch.Tensor], labels: torch.Tensor,

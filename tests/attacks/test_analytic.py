@@ -88,6 +88,15 @@ def test_poisson_frames_are_the_victims_spikes_on_digits(digits: tuple) -> None:
     assert torch.equal(reconstruction.inputs.mean(0), spikes.mean(0))
 
 
+def test_frame_orders_stay_bounded_for_long_sequences() -> None:
+    from attacks.analytic import MAX_ORDERS, _sequence_orders
+
+    assert len(_sequence_orders(torch.eye(4), 4)) == 24                 # every order of 4 frames
+    assert len(_sequence_orders(torch.eye(4)[:3], 4)) == 60             # a silent or repeated step
+    assert len(_sequence_orders(torch.eye(16), 16)) == MAX_ORDERS       # 16! orders: capped
+    assert len(_sequence_orders(torch.eye(16)[:10], 16)) == 1           # too many fillings
+
+
 def test_a_batch_is_recovered_where_separable_and_the_message_says_how_much(mnist: tuple) -> None:
     x, y = mnist
     reconstruction = invert([observe(ModelSpec("mlp-snn"), x[:4], y[:4], seed=1)], ANALYTIC)[0]
