@@ -209,8 +209,11 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         if value == 0.0 or (stop_below is not None and value <= stop_below):
             message = message or f"converged at step {step}"
             break
+    if not first:  # the budget ran out before the first step: report the starting point
+        first.append(objective()[1])
     if not best:  # never a finite loss: return the starting point
-        return Outcome(first[0], math.inf, history, Status.DIVERGED,
+        return Outcome(first[0], math.inf, history,
+                       Status.TIMEOUT if status == Status.TIMEOUT else Status.DIVERGED,
                        message or "the loss was never finite; returned the starting point")
     return Outcome(best[0][1], best[0][0], history, status, message)
 

@@ -41,3 +41,24 @@ def test_total_variation() -> None:
     stripes[..., ::2] = 1.0
     assert float(total_variation(stripes)) == pytest.approx(2.0)  # 2 * (0 + mean 1)
     assert float(total_variation(stripes.expand(3, 1, 1, 4, 4))) == pytest.approx(6.0)
+
+
+def test_a_budget_spent_before_the_first_step_returns_the_start_as_timeout() -> None:
+    """Regression: a deadline already in the past used to raise IndexError."""
+    import time as _time
+
+    from attacks import AttackSettings, invert
+    from clients.training import batch_gradient
+    from fedsnn.models import ModelSpec, build_model
+    from attacks.types import Observation, Status
+
+    spec = ModelSpec("lenet")
+    model = build_model(spec, seed=0, dlg_init=True)
+    x, y = torch.rand(1, 1, 28, 28), torch.tensor([3])
+    _, grads = batch_gradient(model, x, y)
+    observation = Observation("t", spec, model.state_dict(), grads)
+    settings = AttackSettings(attack="idlg", iterations=5, time_budget_s=1e-9)
+    _time.sleep(0.01)
+    (reconstruction,) = invert([observation], settings)
+    assert reconstruction.status in (Status.TIMEOUT, Status.OK)
+    assert reconstruction.inputs.shape == (1, 1, 28, 28)
