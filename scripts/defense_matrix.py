@@ -2,7 +2,7 @@
 accuracy / PSNR against ε for the ANN (seed 002's curves).
 
 Every cell is two federations run in one process through the real ServerApp body and ClientApp
-(`tests/deploy/local_grid.py`'s in-process grid; no Ray):
+(`strategies/local_grid.py`'s in-process grid; no Ray):
 
 - *training*: FedAvg-mode rounds, no audit → final test accuracy, the ε the run reports (in the
   unit its defense claims) and the membership-inference audit of the final model (`fedsnn mia`);
@@ -33,11 +33,9 @@ sys.path.insert(0, str(REPO))  # the repo's client_app.py, not an installed copy
 import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
-from fedsnn.config import RunConfig  # noqa: E402
-from fedsnn.data import load_dataset  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from server_app import run  # noqa: E402
-from tests.deploy.local_grid import LocalGrid, server_identity  # noqa: E402
+from strategies.local_grid import federate_in_process  # noqa: E402
 
 # defense -> (training overrides, leakage overrides); the documented settings
 DEFENSES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -68,17 +66,7 @@ UNITS = {"none": "—", "central-dp": "client", "local-dp": "client", "dp-sgd": 
 
 def federation(run_config: dict[str, Any], nodes: int) -> Path:
     """Run the ServerApp body on `nodes` in-process ClientApps; the run folder."""
-    app = create_client_app(run_config)
-    grid = LocalGrid([app] * nodes, [{"partition-id": i, "num-partitions": nodes}
-                                     for i in range(nodes)], run_config)
-    config = RunConfig.from_mapping(run_config)
-    with server_identity():
-        try:
-            run(grid, config, load_dataset(config.dataset, config.image_size))
-        except SystemExit as stop:
-            print(f"  stopped: {stop}", flush=True)
-    (path,) = Path(run_config["output-dir"]).glob("*/results.json")
-    return path.parent
+    return federate_in_process(run, create_client_app(run_config), run_config, nodes)
 
 
 def model_overrides(model: str, defense: str) -> dict[str, Any]:

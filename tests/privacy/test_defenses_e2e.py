@@ -11,12 +11,10 @@ from typing import Any
 import pytest
 
 from client_app import create_client_app
-from fedsnn.config import RunConfig
-from fedsnn.data import load_dataset
 from fedsnn.privacy.mia_run import audit_run
 from fedsnn.privacy.spikes import RandomizedResponse, SpikeAccountant
 from server_app import run
-from tests.deploy.local_grid import LocalGrid, server_identity
+from strategies.local_grid import federate_in_process
 
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-rounds": 2,
         "audit-enabled": False, "batch-size": 32, "min-available-nodes": 3}
@@ -24,17 +22,8 @@ BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-round
 
 def serve(tmp_path: Path, overrides: dict[str, Any], nodes: int = 3) -> dict[str, Any]:
     run_config = BASE | {"output-dir": str(tmp_path)} | overrides
-    app = create_client_app(run_config)
-    grid = LocalGrid([app] * nodes, [{"partition-id": i, "num-partitions": nodes}
-                                     for i in range(nodes)], run_config)
-    config = RunConfig.from_mapping(run_config)
-    with server_identity():
-        try:
-            run(grid, config, load_dataset(config.dataset, config.image_size))
-        except SystemExit as stop:
-            print(stop)
-    (path,) = Path(tmp_path).glob("*/results.json")
-    return json.loads(path.read_text()) | {"run-dir": path.parent}
+    run_dir = federate_in_process(run, create_client_app(run_config), run_config, nodes)
+    return json.loads((run_dir / "results.json").read_text()) | {"run-dir": run_dir}
 
 
 def train_metrics(results: dict[str, Any], server_round: int) -> dict[str, Any]:

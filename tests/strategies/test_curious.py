@@ -23,7 +23,7 @@ from fedsnn.config import ConfigError
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from strategies.curious import CuriousServer
-from tests.deploy.local_grid import server_identity
+from strategies.local_grid import server_identity
 
 SPEC = ModelSpec("lenet")
 FAST = AttackSettings(attack="idlg", iterations=2, lbfgs_max_eval=2)

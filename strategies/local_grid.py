@@ -1,4 +1,4 @@
-"""An in-process Grid for testing the server's round loop without Flower's runtime.
+"""An in-process Grid: the server's round loop without Flower's runtime (tests, matrix scripts).
 
 Each node is a `ClientApp` with its own `Context`; `send_and_receive` calls it directly. Nodes
 can go offline (they stop replying and leave `get_node_ids`), as a killed SuperNode does.
@@ -7,6 +7,7 @@ can go offline (they stop replying and leave `get_node_ids`), as a killed SuperN
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
@@ -81,3 +82,24 @@ class LocalGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         """Use send_and_receive."""
         raise NotImplementedError
+
+
+def federate_in_process(run: Callable[..., object], client_app: Handler,
+                        run_config: Mapping[str, Any], nodes: int) -> Path:
+    """Run the ServerApp body `run(grid, config, data)` against `nodes` in-process copies of
+    `client_app` (partitions 0..nodes-1) and return the run folder it wrote under `output-dir`.
+
+    A run that stops (`SystemExit`, e.g. a spent privacy budget) still returns its folder."""
+    from fedsnn.config import RunConfig
+    from fedsnn.data import load_dataset
+
+    grid = LocalGrid([client_app] * nodes, [{"partition-id": i, "num-partitions": nodes}
+                                            for i in range(nodes)], run_config)
+    config = RunConfig.from_mapping(run_config)
+    with server_identity():
+        try:
+            run(grid, config, load_dataset(config.dataset, config.image_size))
+        except SystemExit as stop:
+            print(f"  stopped: {stop}", flush=True)
+    (path,) = Path(run_config["output-dir"]).glob("*/results.json")
+    return path.parent
