@@ -33,7 +33,7 @@ from attacks.idlg import infer_labels
 from attacks.matching import STALL_STEPS, stop_threshold, total_variation
 from attacks.replicated import (ReplicatedVictim, compatible_key, per_target_distance,
                                 per_target_gradients, replicate, replicated_logits)
-from attacks.runner import _rank, relative_loss
+from attacks.runner import rank, relative_loss
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
@@ -239,18 +239,18 @@ def _failed_each(observations: Sequence[Observation], settings: AttackSettings, 
                  deadline: float | None, error: Exception) -> list[Reconstruction]:
     """A batch that raised: run its targets one at a time, so one bad target fails alone."""
     from attacks import ATTACKS  # the per-sample path; imported late (attacks imports this module)
-    from attacks.runner import _failed
+    from attacks.runner import failed_reconstruction
 
     if len(observations) == 1:
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
-        return [_failed(observations[0], settings, detail)]
+        return [failed_reconstruction(observations[0], settings, detail)]
     results = []
     for observation in observations:
         try:
             results.append(ATTACKS[settings.attack](observation, settings, seed=seed, deadline=deadline))
         except Exception as single_error:  # noqa: BLE001 - contained per target
             detail = traceback.format_exception_only(type(single_error), single_error)[-1].strip()
-            results.append(_failed(observation, settings, detail))
+            results.append(failed_reconstruction(observation, settings, detail))
     return results
 
 
@@ -273,7 +273,7 @@ def _invert_chunk(observations: Sequence[Observation], settings: AttackSettings)
         for i, candidate in zip(pending, candidates, strict=True):
             candidate.restart = restart
             current = best[i]
-            if current is None or _rank(candidate) < _rank(current):
+            if current is None or rank(candidate) < rank(current):
                 best[i] = current = candidate
             if not (settings.accept_loss is not None and current.status != Status.FAILED
                     and relative_loss(current, observations[i], settings) <= settings.accept_loss):

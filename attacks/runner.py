@@ -17,7 +17,9 @@ from attacks.types import Observation, Reconstruction, Status
 AttackFn = Callable[..., Reconstruction]  # (observation, settings, *, seed, deadline)
 
 
-def _failed(observation: Observation, settings: AttackSettings, message: str) -> Reconstruction:
+def failed_reconstruction(observation: Observation, settings: AttackSettings,
+                          message: str) -> Reconstruction:
+    """A FAILED result of the right shape (zeros), with the reason."""
     shape = dummy_shape(observation.model_spec, observation.batch_size, settings)
     return Reconstruction(target_id=observation.target_id, attack=settings.attack,
                           inputs=torch.zeros(shape),
@@ -25,7 +27,7 @@ def _failed(observation: Observation, settings: AttackSettings, message: str) ->
                           matching_loss=math.inf, status=Status.FAILED, message=message)
 
 
-def _rank(reconstruction: Reconstruction) -> tuple[int, float]:
+def rank(reconstruction: Reconstruction) -> tuple[int, float]:
     """Lower is better: any run with a result beats a failed one, then the matching loss."""
     return (reconstruction.status == Status.FAILED, reconstruction.matching_loss)
 
@@ -51,9 +53,9 @@ def invert_one(attack: AttackFn, observation: Observation, settings: AttackSetti
             candidate = attack(observation, settings, seed=settings.seed + restart, deadline=deadline)
         except Exception as error:  # noqa: BLE001 - a failing attack must never stop the caller
             detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            candidate = _failed(observation, settings, f"restart {restart}: {detail}")
+            candidate = failed_reconstruction(observation, settings, f"restart {restart}: {detail}")
         candidate.restart = restart
-        if best is None or _rank(candidate) < _rank(best):
+        if best is None or rank(candidate) < rank(best):
             best = candidate
         if (settings.accept_loss is not None and best.status != Status.FAILED
                 and relative_loss(best, observation, settings) <= settings.accept_loss):

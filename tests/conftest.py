@@ -3,6 +3,7 @@ cleanly when it is absent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,12 @@ def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("../shared/data/mnist is not present")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def flower_server_identity() -> Iterator[None]:
+    """What Flower's runtime sets in a ServerApp process (Message() needs it)."""
+    from strategies.local_grid import server_identity
+
+    with server_identity():
+        yield

@@ -32,6 +32,7 @@ import torch
 
 from attacks import AttackSettings, Observation, invert, spike_modality
 from attacks.spiking import binarize
+from fedsnn.bench.run import draw_attack_set
 from fedsnn.data import ImageData, load_dataset
 from fedsnn.data.dvs import parse_event_spec
 from fedsnn.models import ModelSpec, build_model
@@ -146,12 +147,11 @@ def attack_sample(task: tuple[EventBenchConfig, ModelSpec, int, torch.Tensor, to
 
 
 def attack_set(data: ImageData, config: EventBenchConfig) -> list[int]:
-    """Test-split indices, drawn with the seed (a prefix of the same order for any --samples)."""
-    if config.samples > len(data.test_x):
-        raise EventBenchError(f"--samples {config.samples} is more than the {len(data.test_x)} "
-                              f"test samples of {data.name}")
-    order = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(config.seed))
-    return order[:config.samples].tolist()
+    """Test-split indices, drawn as the image bench draws them."""
+    try:
+        return draw_attack_set(data, config.samples, config.seed)
+    except ValueError as error:
+        raise EventBenchError(str(error)) from None
 
 
 def score_runs(result: dict[str, Any], batch: int, sample: int, truth: torch.Tensor, label: int,

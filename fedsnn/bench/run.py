@@ -33,13 +33,19 @@ class BenchResumeError(ValueError):
     """results.json in --out was made with other settings."""
 
 
+def draw_attack_set(data: ImageData, samples: int, seed: int) -> list[int]:
+    """`samples` indices into the test split (never seen by the judge), drawn with `seed` (a
+    prefix of the same order for any `samples`)."""
+    if samples > len(data.test_x):
+        raise ValueError(f"--samples {samples} is more than the {len(data.test_x)} test "
+                         f"samples of {data.name}")
+    order = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(seed))
+    return order[:samples].tolist()
+
+
 def attack_set(data: ImageData, config: BenchConfig) -> list[int]:
-    """Indices into the test split (never seen by the judge), drawn with the run's seed."""
-    if config.samples > len(data.test_x):
-        raise ValueError(f"--samples {config.samples} is more than the {len(data.test_x)} test "
-                         f"images of {data.name}")
-    order = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(config.seed))
-    return order[:config.samples].tolist()
+    """The bench's attack set."""
+    return draw_attack_set(data, config.samples, config.seed)
 
 
 def _spec(model: str, data: ImageData, config: BenchConfig) -> ModelSpec:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
 from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from clients.malicious import (
     ATTACKS, ByzantineRole, GroupKnowledge, alie_z, byzantine_role, cancelling_coefficients,
@@ -96,12 +94,7 @@ def test_cancelling_coefficients_sum_to_zero_under_any_weights() -> None:
 
 # --- on real nodes ---------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("flower_server_identity")
 
 
 CONFIG = RunConfig.from_mapping({"image-size": 8, "local-epochs": 1, "num-byzantine": 2,

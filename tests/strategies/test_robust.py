@@ -3,7 +3,6 @@ the run before it starts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg
 from flwr.serverapp.strategy.multikrum import compute_distances
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedsnn.config import AGGREGATORS, ConfigError, RunConfig
 from strategies.robust import AGGREGATORS as AGGREGATOR_REGISTRY
@@ -21,13 +19,7 @@ from strategies.robust_krum import UpdateBulyan, UpdateKrum, krum_scores, square
 from strategies.stack import build_strategy
 
 
-@pytest.fixture(autouse=True)
-def server_identity() -> Iterator[None]:
-    """What Flower's runtime sets in a ServerApp process (Message() needs it)."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("flower_server_identity")
 
 
 class Nodes:
