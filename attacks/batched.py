@@ -4,13 +4,15 @@ Each target keeps its own objective (the K matching losses are summed, so each t
 gradient is its own: attacks/replicated.py), its own optimizer state (attacks/batched_optim.py:
 row-wise L-BFGS as torch's, or Adam), its own early stop (stop_loss, L-BFGS stall, divergence)
 and its own best-so-far iterate, so each target's result is what `attacks.runner.invert_one`
-would have given it, up to floating-point noise. Finished targets leave the batch; a target whose
-loss turns non-finite is marked DIVERGED and never disturbs the others.
+would have given it, up to floating-point noise. The batch keeps K targets in flight: a slot
+whose target finished (converged, stalled, diverged, out of steps) takes the next target or the next
+restart of one not yet accepted, so targets that finish early never leave the batch running at
+small K. A target whose loss turns non-finite is marked DIVERGED and never disturbs the others.
 
 Entry point: `invert_batched(observations, settings, max_batch=None)`, the same contract as
 `attacks.invert` (one reconstruction per observation, in order, never raises). Restarts and
-`accept_loss` work as in the runner; the time budget applies to each chunk of targets as a whole;
-`Reconstruction.seconds` is the chunk's wall time divided by its size (amortized).
+`accept_loss` work as in the runner; the time budget applies to the call as a whole;
+`Reconstruction.seconds` is the call's wall time divided by its number of targets (amortized).
 
 Example:
     >>> recs = invert_batched(observations, AttackSettings(attack="idlg"))  # doctest: +SKIP
@@ -18,10 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
-import traceback
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,12 +35,14 @@ from attacks.batched_optim import BatchedAdam, BatchedLBFGS
 from attacks.idlg import infer_labels
 from attacks.matching import STALL_STEPS, stop_threshold, total_variation
 from attacks.replicated import (ReplicatedVictim, compatible_key, per_target_distance,
-                                per_target_gradients, replicate, replicated_logits)
+                                per_target_gradients, replicate, replicated_logits, shape_error)
 from attacks.runner import rank, relative_loss
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
+from fedsnn.models import build_model
 
+LOG = logging.getLogger(__name__)
 SUPPORTED = ("dlg", "idlg")
 DEFAULT_MAX_BATCH = 128
 
@@ -97,94 +102,152 @@ class Problem:
         return loss.detach(), gradient
 
 
-@dataclass
-class Track:
-    """Per-target bookkeeping of the optimization loop (as `attacks.matching.optimize`)."""
+@dataclass(frozen=True)
+class Job:
+    """One restart of one target: `target` indexes the observations, `restart` seeds its start."""
 
-    best_loss: torch.Tensor
-    best_z: torch.Tensor
-    history: list[list[float]]
-    status: list[Status]
-    message: list[str]
+    target: int
+    restart: int
 
-    def record(self, rows: torch.Tensor, loss: torch.Tensor, z: torch.Tensor) -> None:
+
+class Stream:
+    """K slots of one batched optimization over compatible targets (one replicated victim).
+
+    A slot holds one job; when its job ends (converged, stalled, diverged, out of steps or time)
+    its result is taken and the slot is refilled with the next job, so the batch stays K wide
+    while targets finish at different steps (no stragglers running at small K). A target's next
+    restart is queued when its best result so far is not accepted (`accept_loss`), as in
+    `attacks.runner.invert_one`.
+    """
+
+    def __init__(self, observations: Sequence[Observation], settings: AttackSettings, size: int,
+                 deadline: float | None) -> None:
+        if not supports(settings):
+            raise ValueError(f"the vectorized engine runs {list(SUPPORTED)} (no L-BFGS line search), "
+                             f"not {settings.attack!r}")
+        self.observations, self.settings, self.deadline = observations, settings, deadline
+        k = min(size, len(observations))
+        victim = replicate(observations[:k])
+        spec = observations[0].model_spec
+        self.shape = dummy_shape(spec, victim.batch_size, settings)
+        self.idlg = settings.attack == "idlg"
+        labels = torch.zeros((k, victim.batch_size), dtype=torch.long) if self.idlg else None
+        self.problem = Problem(victim, settings, self.shape, labels)
+        self.starts: dict[int, torch.Tensor] = {}
+        self.z = self._start(0).repeat(k, 1)
+        self.lbfgs = settings.optimizer == "lbfgs"
+        self.optimizer = (BatchedLBFGS(self.z, settings.effective_lr, settings.lbfgs_max_eval)
+                          if self.lbfgs else BatchedAdam(self.z, settings.effective_lr))
+        self.jobs: list[Job | None] = [None] * k
+        self.stops = torch.full((k,), -math.inf)
+        self.steps = torch.zeros(k, dtype=torch.long)
+        self.unchanged = torch.zeros(k, dtype=torch.long)
+        self.best_loss = torch.full((k,), math.inf)
+        self.best_z = self.z.clone()
+        self.history: list[list[float]] = [[] for _ in range(k)]
+        self.status = [Status.OK] * k
+        self.message = [""] * k
+        self.queue = deque(Job(i, 0) for i in range(len(observations)))
+        self.best: list[Reconstruction | None] = [None] * len(observations)
+
+    def _start(self, restart: int) -> torch.Tensor:
+        """The starting point of every target's restart `restart` (as the one-at-a-time attack's)."""
+        if restart not in self.starts:
+            generator = torch.Generator().manual_seed(self.settings.seed + restart)
+            start = [init_dummy(self.shape, self.settings, generator).detach().reshape(-1)]
+            if not self.idlg:
+                batch, classes = self.problem.victim.batch_size, self.observations[0].model_spec.num_classes
+                start.append(torch.randn((batch, classes), generator=generator).reshape(-1))
+            self.starts[restart] = torch.cat(start)
+        return self.starts[restart]
+
+    def _fill(self, slot: int, job: Job) -> None:
+        observation = self.observations[job.target]
+        self.problem.victim.assign(slot, observation)
+        if self.problem.labels is not None:
+            self.problem.labels[slot] = infer_labels(observation)
+        self.jobs[slot] = job
+        self.z[slot] = self._start(job.restart)
+        self.optimizer.reset(torch.tensor([slot]))
+        self.stops[slot] = stop_threshold(observation, self.settings) or -math.inf
+        self.steps[slot] = self.unchanged[slot] = 0
+        self.best_loss[slot] = math.inf
+        self.best_z[slot] = self.z[slot]
+        self.history[slot], self.status[slot], self.message[slot] = [], Status.OK, ""
+
+    def _refill(self) -> torch.Tensor:
+        """Give every free slot the next queued job; returns the occupied slots."""
+        for slot, job in enumerate(self.jobs):
+            if job is None and self.queue:
+                self._fill(slot, self.queue.popleft())
+        return torch.tensor([s for s, job in enumerate(self.jobs) if job is not None], dtype=torch.long)
+
+    def _evaluate(self, rows: torch.Tensor, z_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, gradient = self.problem.value_and_grad(rows, z_rows)
         better = torch.isfinite(loss) & (loss < self.best_loss[rows])
         self.best_loss[rows[better]] = loss[better]
-        self.best_z[rows[better]] = z[better]
+        self.best_z[rows[better]] = z_rows[better]
+        return loss, gradient
+
+    def run(self) -> list[Reconstruction]:
+        """Run every job; the best restart per target, in order."""
+        settings = self.settings
+        active = self._refill()
+        while active.numel():
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                for slot in active.tolist():
+                    self.status[slot] = Status.TIMEOUT
+                    self.message[slot] = f"time budget ran out after {int(self.steps[slot])} steps"
+                self._finish(active)
+                active = self._refill()
+                continue
+            loss = self.optimizer.step(active, self._evaluate)
+            self.steps[active] += 1
+            for slot, value in zip(active.tolist(), loss.tolist(), strict=True):
+                self.history[slot].append(value)
+            finite = torch.isfinite(loss) & torch.isfinite(self.z[active]).all(1)
+            for slot in active[~finite].tolist():
+                self.status[slot] = Status.DIVERGED
+                self.message[slot] = f"non-finite loss at step {int(self.steps[slot]) - 1}; kept the best iterate"
+            if not self.lbfgs:
+                self.z[active] = _project_now(self.problem, self.z[active])
+            repeat = torch.tensor([len(self.history[s]) > 1 and self.history[s][-1] == self.history[s][-2]
+                                   for s in active.tolist()], dtype=torch.bool)
+            self.unchanged[active] = torch.where(repeat, self.unchanged[active] + 1, 0)
+            stalled = (self.unchanged[active] >= STALL_STEPS) if self.lbfgs else torch.zeros_like(repeat)
+            converged = (loss == 0) | (loss <= self.stops[active])
+            for slot in active[finite & stalled].tolist():
+                self.message[slot] = (f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step "
+                                      f"{int(self.steps[slot]) - 1}")
+            for slot in active[finite & ~stalled & converged].tolist():
+                self.message[slot] = self.message[slot] or f"converged at step {int(self.steps[slot]) - 1}"
+            done = ~finite | stalled | converged | (self.steps[active] >= settings.iterations)
+            if bool(done.any()):
+                self._finish(active[done])
+                active = self._refill()
+        return [b for b in self.best if b is not None]
+
+    def _finish(self, slots: torch.Tensor) -> None:
+        """Take the results of the jobs in `slots`, keep each target's best, queue restarts."""
+        for slot, result in zip(slots.tolist(), _results(self, slots), strict=True):
+            job = self.jobs[slot]
+            assert job is not None
+            self.jobs[slot] = None
+            result.restart = job.restart
+            current = self.best[job.target]
+            if current is None or rank(result) < rank(current):
+                self.best[job.target] = current = result
+            accepted = (self.settings.accept_loss is not None and current.status != Status.FAILED
+                        and relative_loss(current, self.observations[job.target], self.settings)
+                        <= self.settings.accept_loss)
+            out_of_time = self.deadline is not None and time.monotonic() > self.deadline
+            if not accepted and not out_of_time and job.restart + 1 < self.settings.restarts:
+                self.queue.append(Job(job.target, job.restart + 1))
 
 
 def _project_rows(problem: Problem, z: torch.Tensor) -> None:
-    dummy, _ = problem.split(z)
-    project_(dummy, problem.settings)
-    z[:, :problem.split_at] = dummy.reshape(len(z), -1)
-
-
-def run_restart(observations: Sequence[Observation], settings: AttackSettings, *, seed: int,
-                deadline: float | None = None) -> list[Reconstruction]:
-    """One restart of DLG/iDLG on compatible observations, vectorized; see the module docstring.
-
-    Raises:
-        ValueError: the observations cannot share a replicated victim, or the attack is not
-            supported.
-    """
-    if not supports(settings):
-        raise ValueError(f"the vectorized engine runs {list(SUPPORTED)} (no L-BFGS line search), "
-                         f"not {settings.attack!r}")
-    started = time.monotonic()
-    victim = replicate(observations)
-    k, spec = len(observations), observations[0].model_spec
-    shape = dummy_shape(spec, victim.batch_size, settings)
-    generator = torch.Generator().manual_seed(seed)
-    start = [init_dummy(shape, settings, generator).detach().reshape(-1)]
-    labels = None
-    if settings.attack == "idlg":
-        labels = torch.stack([infer_labels(o) for o in observations])
-    else:
-        start.append(torch.randn((victim.batch_size, spec.num_classes), generator=generator).reshape(-1))
-    z = torch.cat(start).repeat(k, 1)
-    problem = Problem(victim, settings, shape, labels)
-    stops = torch.tensor([stop_threshold(o, settings) or -math.inf for o in observations])
-    track = Track(torch.full((k,), math.inf), z.clone(), [[] for _ in range(k)],
-                  [Status.OK] * k, [""] * k)
-
-    def evaluate(rows: torch.Tensor, z_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, gradient = problem.value_and_grad(rows, z_rows)
-        track.record(rows, loss, z_rows)
-        return loss, gradient
-
-    lbfgs = settings.optimizer == "lbfgs"
-    optimizer = (BatchedLBFGS(z, settings.effective_lr, settings.lbfgs_max_eval) if lbfgs
-                 else BatchedAdam(z, settings.effective_lr))
-    active = torch.arange(k)
-    unchanged = torch.zeros(k, dtype=torch.long)
-    for step in range(settings.iterations):
-        if deadline is not None and time.monotonic() > deadline:
-            for row in active.tolist():
-                track.status[row] = Status.TIMEOUT
-                track.message[row] = f"time budget ran out after {step} steps"
-            break
-        loss = optimizer.step(active, evaluate)
-        for row, value in zip(active.tolist(), loss.tolist(), strict=True):
-            track.history[row].append(value)
-        finite = torch.isfinite(loss) & torch.isfinite(z[active]).all(1)
-        for row in active[~finite].tolist():
-            track.status[row] = Status.DIVERGED
-            track.message[row] = f"non-finite loss at step {step}; kept the best iterate"
-        if not lbfgs:
-            z[active] = _project_now(problem, z[active])
-        repeat = torch.tensor([len(track.history[r]) > 1 and track.history[r][-1] == track.history[r][-2]
-                               for r in active.tolist()], dtype=torch.bool)
-        unchanged[active] = torch.where(repeat, unchanged[active] + 1, 0)
-        stalled = (unchanged[active] >= STALL_STEPS) if lbfgs else torch.zeros_like(repeat)
-        converged = (loss == 0) | (loss <= stops[active])
-        for row in active[finite & stalled].tolist():
-            track.message[row] = f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step {step}"
-        for row in active[finite & ~stalled & converged].tolist():
-            track.message[row] = track.message[row] or f"converged at step {step}"
-        active = active[finite & ~stalled & ~converged]
-        if not active.numel():
-            break
-    return _results(observations, problem, track, settings, time.monotonic() - started)
+    """Box constraints on the dummy part of each row of `z`, in place (labels are free)."""
+    project_(z[:, :problem.split_at], problem.settings)
 
 
 def _project_now(problem: Problem, z: torch.Tensor) -> torch.Tensor:
@@ -193,31 +256,31 @@ def _project_now(problem: Problem, z: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _results(observations: Sequence[Observation], problem: Problem, track: Track,
-             settings: AttackSettings, seconds: float) -> list[Reconstruction]:
-    """Each target's best iterate, projected and finalized, with its matching loss."""
-    k = len(observations)
-    never = ~torch.isfinite(track.best_loss)  # never finite: the starting point (best_z's init)
-    best = track.best_z.clone()
+def _results(stream: Stream, slots: torch.Tensor) -> list[Reconstruction]:
+    """The jobs in `slots`: each one's best iterate, projected and finalized, with its matching loss."""
+    problem, settings = stream.problem, stream.settings
+    never = ~torch.isfinite(stream.best_loss[slots])  # never finite: the starting point (best_z's init)
+    best = stream.best_z[slots].clone()
     _project_rows(problem, best)
     dummy, label_logits = problem.split(best)
     inputs = torch.stack([finalize(d, settings) for d in dummy])
-    best[:, :problem.split_at] = inputs.reshape(k, -1)
-    rows = torch.arange(k)
+    best[:, :problem.split_at] = inputs.reshape(len(slots), -1)
     with torch.enable_grad():
-        final = problem.losses(rows, best.clone().requires_grad_(True), model_input=False).detach()
+        final = problem.losses(slots, best.clone().requires_grad_(True), model_input=False).detach()
     final = torch.where(torch.isfinite(final), final, math.inf)
-    labels = problem.labels if label_logits is None else label_logits.argmax(-1)
+    labels = problem.labels[slots] if label_logits is None else label_logits.argmax(-1)  # type: ignore[index]
     results = []
-    for i, observation in enumerate(observations):
-        status, message = track.status[i], track.message[i]
+    for i, slot in enumerate(slots.tolist()):
+        job = stream.jobs[slot]
+        assert job is not None
+        status, message = stream.status[slot], stream.message[slot]
         if bool(never[i]):
             status = Status.DIVERGED
             message = message or "the loss was never finite; returned the starting point"
         results.append(Reconstruction(
-            target_id=observation.target_id, attack=settings.attack, inputs=inputs[i],
-            labels=labels[i].clone(), matching_loss=float(final[i]), loss_history=track.history[i],
-            status=status, message=message, seconds=seconds / k))
+            target_id=stream.observations[job.target].target_id, attack=settings.attack,
+            inputs=inputs[i], labels=labels[i].clone(), matching_loss=float(final[i]),
+            loss_history=stream.history[slot], status=status, message=message))
     return results
 
 
@@ -235,72 +298,66 @@ def auto_batch(observation: Observation, settings: AttackSettings, memory_fracti
     return max(1, min(DEFAULT_MAX_BATCH, int(available * memory_fraction // per_target)))
 
 
-def _failed_each(observations: Sequence[Observation], settings: AttackSettings, seed: int,
-                 deadline: float | None, error: Exception) -> list[Reconstruction]:
-    """A batch that raised: run its targets one at a time, so one bad target fails alone."""
-    from attacks import ATTACKS  # the per-sample path; imported late (attacks imports this module)
+def _one_at_a_time(observations: Sequence[Observation], settings: AttackSettings
+                   ) -> list[Reconstruction]:
+    """The per-sample path (restarts, failure containment): for a group whose stream raised."""
+    from attacks import ATTACKS  # imported late: attacks imports this module
+    from attacks.runner import invert_one
+
+    return [invert_one(ATTACKS[settings.attack], o, settings) for o in observations]
+
+
+def _invert_group(observations: Sequence[Observation], settings: AttackSettings, size: int,
+                  deadline: float | None) -> list[Reconstruction]:
+    """One stream over compatible targets; a target the replicated victim cannot take fails alone,
+    and a stream that raises is re-run one target at a time, so only a bad target fails."""
     from attacks.runner import failed_reconstruction
 
-    if len(observations) == 1:
-        detail = traceback.format_exception_only(type(error), error)[-1].strip()
-        return [failed_reconstruction(observations[0], settings, detail)]
-    results = []
-    for observation in observations:
+    model = build_model(observations[0].model_spec)
+    attacked = [name for name, _ in model.named_parameters() if name in observations[0].gradients]
+    results: list[Reconstruction | None] = [None] * len(observations)
+    good = []
+    for i, observation in enumerate(observations):
+        error = shape_error(observation, model, attacked)
+        if error:
+            results[i] = failed_reconstruction(observation, settings, error)
+        else:
+            good.append(i)
+    if good:
+        batch = [observations[i] for i in good]
         try:
-            results.append(ATTACKS[settings.attack](observation, settings, seed=seed, deadline=deadline))
-        except Exception as single_error:  # noqa: BLE001 - contained per target
-            detail = traceback.format_exception_only(type(single_error), single_error)[-1].strip()
-            results.append(failed_reconstruction(observation, settings, detail))
-    return results
-
-
-def _invert_chunk(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]:
-    """Restarts over one chunk of compatible targets, as `attacks.runner.invert_one` per target."""
-    started = time.monotonic()
-    deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
-    best: list[Reconstruction | None] = [None] * len(observations)
-    pending = list(range(len(observations)))
-    for restart in range(settings.restarts):
-        if restart and deadline is not None and time.monotonic() > deadline:
-            break
-        batch = [observations[i] for i in pending]
-        seed = settings.seed + restart
-        try:
-            candidates = run_restart(batch, settings, seed=seed, deadline=deadline)
+            done = Stream(batch, settings, size, deadline).run()
         except Exception as error:  # noqa: BLE001 - a failing batch must never stop the caller
-            candidates = _failed_each(batch, settings, seed, deadline, error)
-        still = []
-        for i, candidate in zip(pending, candidates, strict=True):
-            candidate.restart = restart
-            current = best[i]
-            if current is None or rank(candidate) < rank(current):
-                best[i] = current = candidate
-            if not (settings.accept_loss is not None and current.status != Status.FAILED
-                    and relative_loss(current, observations[i], settings) <= settings.accept_loss):
-                still.append(i)
-        pending = still
-        if not pending:
-            break
-    return [b for b in best if b is not None]
+            LOG.warning("vectorized %s on %d targets raised (%s: %s); running them one at a time",
+                        settings.attack, len(batch), type(error).__name__, error)
+            done = _one_at_a_time(batch, settings)
+        for i, result in zip(good, done, strict=True):
+            results[i] = result
+    return [r for r in results if r is not None]
 
 
 def invert_batched(observations: Sequence[Observation], settings: AttackSettings,
                    max_batch: int | None = None) -> list[Reconstruction]:
     """DLG/iDLG on many targets, K at a time (K = `max_batch`, or `auto_batch`); compatible
-    targets (same model spec, batch size, observed gradient names) share a batch. One
-    reconstruction per observation, in order; never raises for a failing target."""
+    targets (same model spec, batch size, observed gradient names) share a stream whose K slots
+    are refilled as targets finish. One reconstruction per observation, in order; never raises
+    for a failing target. The time budget (`settings.time_budget_s`) covers the whole call;
+    `Reconstruction.seconds` is the call's wall time divided by the number of targets (amortized)."""
     if not supports(settings):
         raise ValueError(f"the vectorized engine runs {list(SUPPORTED)} (no L-BFGS line search), "
                          f"not {settings.attack!r}")
+    started = time.monotonic()
+    deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, observation in enumerate(observations):
         groups.setdefault(compatible_key(observation), []).append(i)
     results: list[Reconstruction | None] = [None] * len(observations)
     for indices in groups.values():
         size = max_batch or auto_batch(observations[indices[0]], settings)
-        for begin in range(0, len(indices), size):
-            chunk = indices[begin:begin + size]
-            for i, result in zip(chunk, _invert_chunk([observations[i] for i in chunk], settings),
-                                 strict=True):
-                results[i] = result
-    return [r for r in results if r is not None]
+        for i, result in zip(indices, _invert_group([observations[i] for i in indices], settings,
+                                                    size, deadline), strict=True):
+            results[i] = result
+    done = [r for r in results if r is not None]
+    for result in done:
+        result.seconds = (time.monotonic() - started) / max(len(done), 1)
+    return done

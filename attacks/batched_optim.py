@@ -5,14 +5,14 @@ torch optimizer would have taken on it (up to floating-point noise): `BatchedLBF
 `torch.optim.LBFGS` without line search (DLG/iDLG's setting: fixed steps of `lr`, `max_iter`
 evaluations per step, its tolerances, history 100) row by row, including its early exits within a
 step; `BatchedAdam` is `torch.optim.Adam`'s element-wise update. Rows that are not stepped (done,
-diverged) do not move, and a row with non-finite values never touches another row.
+diverged) do not move, and a row with non-finite values never touches another row. `reset(rows)`
+gives rows a fresh state, so the engine can hand a finished row to a new target.
 
 `evaluate(index, z_rows) -> (loss [n], gradient [n, D])` evaluates the rows `index` at `z_rows`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -50,6 +50,10 @@ class BatchedLBFGS:
         self.count = torch.zeros(k, dtype=torch.long)
         self.head = torch.zeros(k, dtype=torch.long)
         self.h_diag = torch.ones(k)
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Fresh optimizer state for `rows` (their next step is a first step)."""
+        self.n_iter[rows] = 0
 
     def _remember(self, rows: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> None:
         """Push curvature pairs (y, s) of `rows` where y.s > 1e-10 (oldest dropped when full)."""
@@ -131,25 +135,30 @@ class BatchedLBFGS:
 
 
 class BatchedAdam:
-    """Row-wise `torch.optim.Adam(lr)` (betas 0.9, 0.999, eps 1e-8); every stepped row has taken
-    the same number of steps (rows only ever leave)."""
+    """Row-wise `torch.optim.Adam(lr)` (betas 0.9, 0.999, eps 1e-8), each row with its own step
+    count (bias correction)."""
 
     def __init__(self, z: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
         self.z, self.lr, self.betas, self.eps = z, lr, betas, eps
         self.m = torch.zeros_like(z)
         self.v = torch.zeros_like(z)
-        self.steps = 0
+        self.steps = torch.zeros(len(z), dtype=torch.float64)
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Fresh moments and step count for `rows`."""
+        self.m[rows], self.v[rows], self.steps[rows] = 0.0, 0.0, 0.0
 
     def step(self, rows: torch.Tensor, evaluate: Evaluate) -> torch.Tensor:
         """One Adam step of each row in `rows`; returns the loss evaluated before it."""
         loss, g = evaluate(rows, self.z[rows])
-        self.steps += 1
+        self.steps[rows] += 1
         beta1, beta2 = self.betas
         m = self.m[rows] * beta1 + (1 - beta1) * g
         v = self.v[rows] * beta2 + (1 - beta2) * g * g
         self.m[rows], self.v[rows] = m, v
-        correction1 = 1 - beta1 ** self.steps
-        correction2 = math.sqrt(1 - beta2 ** self.steps)
-        self.z[rows] -= (self.lr / correction1) * m / (v.sqrt() / correction2 + self.eps)
+        steps = self.steps[rows]
+        step_size = (self.lr / (1 - beta1 ** steps)).to(self.z.dtype)[:, None]
+        correction2 = torch.sqrt(1 - beta2 ** steps).to(self.z.dtype)[:, None]
+        self.z[rows] -= step_size * m / (v.sqrt() / correction2 + self.eps)
         return loss

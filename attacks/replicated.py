@@ -60,6 +60,22 @@ class ReplicatedVictim:
         return ReplicatedVictim(self.spec, self.model, {n: w[index] for n, w in self.weights.items()},
                                 self.attacked, [o[index] for o in self.observed], self.batch_size)
 
+    def assign(self, slot: int, observation: Observation) -> None:
+        """Put `observation`'s victim (weights sent, gradient observed) in row `slot`, so a slot
+        whose target finished can take the next one (the engine's batch refilling).
+
+        Raises:
+            ValueError: `observation` is not compatible with these victims (see `shape_error`).
+        """
+        error = shape_error(observation, self.model, self.attacked)
+        if error:
+            raise ValueError(error)
+        with torch.no_grad():
+            for name, weight in self.weights.items():
+                weight[slot] = observation.global_state[name].detach().to(torch.float32)
+            for name, observed in zip(self.attacked, self.observed, strict=True):
+                observed[slot] = observation.gradients[name].detach().to(torch.float32)
+
 
 def compatible_key(observation: Observation) -> tuple[object, ...]:
     """Observations with equal keys can share one replicated victim."""
@@ -87,18 +103,34 @@ def replicate(observations: Sequence[Observation]) -> ReplicatedVictim:
     if not attacked:
         raise ValueError(f"observation {first.target_id!r}: none of its gradients names a parameter "
                          f"of {first.model_spec.name!r}")
-    shapes = dict(model.named_parameters())
+    for observation in observations:
+        error = shape_error(observation, model, attacked)
+        if error:
+            raise ValueError(error)
     weights = {name: torch.stack([o.global_state[name].detach().to(torch.float32) for o in observations])
                for name in names}
-    observed = []
-    for name in attacked:
-        for o in observations:
-            if o.gradients[name].shape != shapes[name].shape:
-                raise ValueError(f"observation {o.target_id!r}: gradient {name!r} has shape "
-                                 f"{tuple(o.gradients[name].shape)}, the model's parameter "
-                                 f"{tuple(shapes[name].shape)}")
-        observed.append(torch.stack([o.gradients[name].detach().to(torch.float32) for o in observations]))
+    observed = [torch.stack([o.gradients[name].detach().to(torch.float32) for o in observations])
+                for name in attacked]
     return ReplicatedVictim(first.model_spec, model, weights, attacked, observed, first.batch_size)
+
+
+def shape_error(observation: Observation, model: nn.Module, attacked: Sequence[str]) -> str | None:
+    """Why `observation` cannot be a row of victims of `model` observed on `attacked`, or None."""
+    parameters = dict(model.named_parameters())
+    missing = [name for name in attacked if name not in observation.gradients]
+    if missing:
+        return f"observation {observation.target_id!r}: no gradient for {missing}"
+    for name in attacked:
+        if observation.gradients[name].shape != parameters[name].shape:
+            return (f"observation {observation.target_id!r}: gradient {name!r} has shape "
+                    f"{tuple(observation.gradients[name].shape)}, the model's parameter "
+                    f"{tuple(parameters[name].shape)}")
+    for name, parameter in parameters.items():
+        weight = observation.global_state.get(name)
+        if weight is None or weight.shape != parameter.shape:
+            return (f"observation {observation.target_id!r}: global weight {name!r} is missing or "
+                    f"has the wrong shape")
+    return None
 
 
 def check_supported(model: nn.Module) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -22,6 +23,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def no_silent_fallback(caplog):
+    """A stream that raises is re-run one target at a time (same results): make that visible, so
+    these comparisons test the vectorized path and not the fallback."""
+    caplog.set_level(logging.WARNING, logger="attacks.batched")
+    yield
+    assert not [r for r in caplog.records if r.name == "attacks.batched"], caplog.text
 
 
 def targets(digits: tuple[torch.Tensor, torch.Tensor], model: str, n: int = TARGETS
@@ -126,3 +136,46 @@ def test_a_batch_that_raises_fails_only_its_bad_target(digits):
                              AttackSettings(attack="idlg", iterations=1))
     assert [r.status for r in results] == [Status.OK, Status.FAILED, Status.OK]
     assert "shape" in results[1].message
+
+
+def test_refilled_slots_follow_each_targets_single_run(digits):
+    """K = 3 slots for 8 targets, with a target that diverges at once: its slot is refilled while
+    the others are mid-run, so rows at different Adam steps share the batch; every target's
+    history is still its single run's."""
+    observations, _ = targets(digits, "lenet")
+    broken = dataclasses.replace(observations[1], gradients={
+        name: torch.full_like(g, float("nan")) for name, g in observations[1].gradients.items()})
+    observations[1] = broken
+    settings = AttackSettings(attack="dlg", iterations=4, optimizer="adam")
+    single = invert(observations, settings)
+    streamed = invert_batched(observations, settings, max_batch=3)
+    assert [r.target_id for r in streamed] == [o.target_id for o in observations]
+    assert streamed[1].status == Status.DIVERGED and len(streamed[1].loss_history) == 1
+    for i, (one, many) in enumerate(zip(single, streamed, strict=True)):
+        if i != 1:
+            assert many.status == Status.OK and len(many.loss_history) == 4
+            assert many.loss_history == pytest.approx(one.loss_history, rel=2e-3)
+
+
+def test_restarts_are_streamed_like_the_runner(digits):
+    """Each target's second restart runs in a refilled slot and the better one is kept, as
+    `attacks.runner.invert_one` does."""
+    observations, _ = targets(digits, "lenet", 4)
+    settings = AttackSettings(attack="dlg", iterations=3, optimizer="adam", restarts=2, accept_loss=None)
+    single = invert(observations, settings)
+    streamed = invert_batched(observations, settings, max_batch=2)
+    for one, many in zip(single, streamed, strict=True):
+        assert many.restart == one.restart
+        assert many.matching_loss == pytest.approx(one.matching_loss, rel=1e-3)
+        assert many.loss_history == pytest.approx(one.loss_history, rel=2e-3)
+
+
+def test_refilled_lbfgs_slots_start_with_a_fresh_history(digits):
+    """L-BFGS rows refilled with a new target start over (first step scaled by 1/|g|_1, empty
+    curvature memory), as the single run does."""
+    observations, _ = targets(digits, "lenet")
+    settings = AttackSettings(attack="idlg", iterations=3, lbfgs_max_eval=2, stop_loss=None)
+    single = invert(observations, settings)
+    streamed = invert_batched(observations, settings, max_batch=3)
+    for one, many in zip(single, streamed, strict=True):
+        assert many.loss_history == pytest.approx(one.loss_history, rel=2e-3)
