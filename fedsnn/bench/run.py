@@ -27,6 +27,7 @@ from fedsnn.results import _jsonable, write_json_atomic
 log = logging.getLogger(__name__)
 
 MODEL_SEED_STRIDE = 1_000_003  # model seed of batch b: seed * stride + b (twins share weights)
+REFILL_CHUNKS = 4  # vectorized runs: targets per engine call, in multiples of K (slots get refilled)
 
 
 class BenchResumeError(ValueError):
@@ -228,8 +229,10 @@ def _local_batches(pending: list[tuple[Variant, int]], batches: list[list[int]],
                    config: BenchConfig, judge: Judge, store: ResultStore, vectorize: int = 0
                    ) -> Iterator[tuple[Variant, int, list[dict[str, Any]], torch.Tensor]]:
     """The pending batches attacked here (skipping any another process finished meanwhile): one
-    after the other, or `vectorize` batches of a variant at a time through the batched engine."""
-    size = max(vectorize, 1)
+    after the other, or through the batched engine with `vectorize` slots, fed REFILL_CHUNKS × K
+    batches of a variant per call so slots freed by early finishers are refilled (rows are saved
+    after each call)."""
+    size = max(vectorize * REFILL_CHUNKS, 1)
     chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
     progress = tqdm(total=len(pending), desc="fedsnn bench", unit="batch", dynamic_ncols=True)
     for chunk in chunks:
