@@ -84,19 +84,25 @@ class BatchedLBFGS:
         self._remember(sub, gs - self.prev_g[sub], self.d[sub] * self.t[sub, None])
         count, head = self.count[sub], self.head[sub]
         depth = int(count.max())
+        # every row's pairs newest to oldest, gathered once as [n, depth, D] (rows with fewer
+        # pairs get rho = 0 in the missing slots, which makes those entries no-ops)
+        age = torch.arange(depth)
+        slots = (head - 1 - age[:, None]) % self.history  # [depth, n]
+        valid = age[:, None] < count
+        s_all, y_all = self.s_mem[sub, slots], self.y_mem[sub, slots]  # [depth, n, D], contiguous per age
+        if not bool(valid.all()):  # a slot's memory may hold an earlier target's pairs: zero them
+            s_all = torch.where(valid[..., None], s_all, 0.0)
+            y_all = torch.where(valid[..., None], y_all, 0.0)
+        rho = torch.where(valid, self.rho[sub, slots], 0.0)
         q = -gs
-        alphas = []
-        for i in range(depth):  # newest to oldest; the gathered pairs are reused below
-            pos = (head - 1 - i) % self.history
-            rho = self.rho[sub, pos] * (i < count)
-            s, y = self.s_mem[sub, pos], self.y_mem[sub, pos]
-            alpha = (s * q).sum(1) * rho
-            q = q - alpha[:, None] * y
-            alphas.append((s, y, rho, alpha))
+        alpha = torch.zeros(depth, len(sub))
+        for i in range(depth):  # newest to oldest
+            alpha[i] = (s_all[i] * q).sum(1) * rho[i]
+            q = q - alpha[i, :, None] * y_all[i]
         r = q * self.h_diag[sub, None]
-        for s, y, rho, alpha in reversed(alphas):  # oldest to newest
-            beta = (y * r).sum(1) * rho
-            r = r + s * (alpha - beta)[:, None]
+        for i in reversed(range(depth)):  # oldest to newest
+            beta = (y_all[i] * r).sum(1) * rho[i]
+            r = r + s_all[i] * (alpha[i] - beta)[:, None]
         d[later] = r
         return d
 
