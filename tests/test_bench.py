@@ -58,6 +58,25 @@ def test_rerun_skips_finished_rows_and_adds_new_ones(tmp_path: Path,
     assert len(results["rows"]) == 4
 
 
+def test_shards_split_the_batches_and_give_the_unsharded_rows(tmp_path: Path) -> None:
+    config = _config(attacks=("idlg",), models=("lenet",), samples=3)
+    whole = run_bench(config, tmp_path / "whole")
+    first = run_bench(config, tmp_path / "shared", shard=(0, 2))
+    assert sorted(r["batch"] for r in first["rows"]) == [0, 2]
+    both = run_bench(config, tmp_path / "shared", shard=(1, 2))
+
+    def key(row: dict) -> tuple:
+        return row["batch"], row["label-correct"], round(row["mse"], 6), row["steps"]
+
+    assert sorted(map(key, both["rows"])) == sorted(map(key, whole["rows"]))
+
+
+def test_a_malformed_shard_is_a_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--shard", "2/2",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--shard '2/2'" in result.output
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
     run_bench(_config(attacks=("idlg",), models=("lenet",)), tmp_path)
     with pytest.raises(BenchResumeError, match="iterations"):

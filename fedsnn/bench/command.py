@@ -14,6 +14,24 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'i/n' -> (i, n) with 0 <= i < n.
+
+    Raises:
+        ValueError: not of that form.
+    """
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        shard = (-1, 0)
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"--shard {text!r}: expected 'i/n' with 0 <= i < n, e.g. 0/2")
+    return shard
+
+
 def bench(
     dataset: str = typer.Option(..., help="dataset spec: 'digits' or 'mnist:<dir with IDX files>'"),
     attacks: str = typer.Option("dlg,idlg,grnn", help="comma-separated attacks"),
@@ -57,6 +75,8 @@ def bench(
                                                       "existing Ray cluster (implies --ray)"),
     vectorize: int = typer.Option(0, help="DLG/iDLG: attack this many batches at once through the "
                                           "vectorized engine (local runs; 0 or 1: one at a time)"),
+    shard: str | None = typer.Option(None, help="'i/n': attack only batches b with b % n == i, so n "
+                                              "processes (or machines) can share one --out folder"),
 ) -> None:
     """Offline gradient-inversion benchmark (the study's Table IV): results.json, table.md and
     grid-<attack>.png in --out. On an event dataset (dvs-digits, dvsgesture:<dir>): the spike
@@ -86,7 +106,7 @@ def bench(
                              lbfgs_projection=lbfgs_projection,
                              time_steps=time_steps, encoding=encoding, grid=grid)
         results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None),
-                            vectorize=vectorize)
+                            vectorize=vectorize, shard=parse_shard(shard))
     except (ValueError, BenchResumeError) as error:
         typer.echo(f"fedsnn bench: {error}", err=True)
         raise typer.Exit(code=2) from None

@@ -247,7 +247,7 @@ def _local_batches(pending: list[tuple[Variant, int]], batches: list[list[int]],
 
 
 def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
-              vectorize: int = 0) -> dict[str, Any]:
+              vectorize: int = 0, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run (or resume) a benchmark into `out`; returns the content of results.json.
 
     `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
@@ -255,7 +255,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
     attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
     or in each Ray task; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
-    floating-point noise).
+    floating-point noise). `shard` (i, n) attacks only the batches b with b % n == i: n processes
+    sharing `out` split the work without overlap (rows depend only on the batch, not the shard).
 
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
@@ -278,10 +279,11 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
                               **({"vectorize": vectorize} if vectorize > 1 else {})})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
-               if (v.key, b) not in store.done]
+               if (v.key, b) not in store.done and (shard is None or b % shard[1] == shard[0])]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "rows": [v.key for v in variants(config)], "pending-batches": len(pending),
-               "torch-threads": torch.get_num_threads()}
+               "torch-threads": torch.get_num_threads(),
+               **({"shard": f"{shard[0]}/{shard[1]}"} if shard else {})}
     status = "interrupted"
     try:
         if ray_address is None:
