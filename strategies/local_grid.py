@@ -2,13 +2,16 @@
 
 Each node is a `ClientApp` with its own `Context`; `send_and_receive` calls it directly. Nodes
 can go offline (they stop replying and leave `get_node_ids`), as a killed SuperNode does.
+Hooks: `before_delivery(message)` (tests take nodes offline there), `after_reply(message, reply)`
+(an observer, e.g. strategies/robust_bench.py's honest-update auditor), and `skip_types`
+(message types not delivered, e.g. "evaluate" when the caller evaluates centrally).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from flwr.app import Context, Message, RecordDict
@@ -40,8 +43,9 @@ class LocalGrid(Grid):
                       for i, (handler, cfg) in enumerate(zip(handlers, node_configs, strict=True))}
         self.offline: set[int] = set()
         self.sent: list[Message] = []
-        # called with each message before it is delivered (tests take nodes offline here)
+        self.skip_types: frozenset[str] = frozenset()
         self.before_delivery: Callable[[Message], None] = lambda message: None
+        self.after_reply: Callable[[Message, Message], None] = lambda message, reply: None
 
     def get_node_ids(self) -> Iterable[int]:
         """The nodes that are online."""
@@ -52,6 +56,8 @@ class LocalGrid(Grid):
         """Deliver each message to its node and collect the replies of the nodes still online."""
         replies = []
         for message in messages:
+            if message.metadata.message_type in self.skip_types:
+                continue
             self.sent.append(message)
             self.before_delivery(message)
             node = message.metadata.dst_node_id
@@ -59,6 +65,7 @@ class LocalGrid(Grid):
                 continue
             handler, context = self.nodes[node]
             replies.append(handler(message, context))
+            self.after_reply(message, replies[-1])
         return replies
 
     def set_run(self, run: Any) -> None:

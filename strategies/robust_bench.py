@@ -1,14 +1,13 @@
 """Attack × aggregator experiments in one process, with Flower's strategies and the ClientApp.
 
-`InProcessGrid` is a Flower `Grid` that hands each train message to the real ClientApp in this
-process, one node after another, instead of sending it over the network. `Strategy.start` runs
-its usual round loop on it, so the strategies aggregate real `Message` replies built by the
-client code (honest or Byzantine), exactly as in a simulation, without starting Ray. As in the
+`run_federation` runs a strategy's usual round loop (`Strategy.start`) on the in-process grid of
+strategies/local_grid.py, so the strategies aggregate real `Message` replies built by the client
+code (honest or Byzantine), exactly as in a simulation, without starting Ray. As in the
 ServerApp, the strategy sits behind the reply validator (`reject-norm-factor`). Federated
 evaluation is skipped; the global model is evaluated centrally on the test set after each round.
 
-The grid also plays the auditor: it records each round's honest updates, so that the aggregate
-can be compared with the honest-only FedAvg update (`cosine`).
+`HonestAuditor` watches the grid's replies and keeps each round's honest updates, so that the
+aggregate can be compared with the honest-only FedAvg update (`cosine`).
 """
 
 from __future__ import annotations
@@ -16,21 +15,18 @@ from __future__ import annotations
 import gc
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.common.constant import SUPERLINK_NODE_ID
-from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
 from clients.training import evaluate
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from fedsnn.models import build_model, spec_for
+from strategies.local_grid import LocalGrid, server_identity
 from strategies.robust_updates import flat64, reply_arrays
 from strategies.stack import build_strategy
 from strategies.validation import ValidatingStrategy
@@ -50,37 +46,15 @@ class HonestRound:
         return (weights[:, None] * np.stack(self.updates)).sum(0) / weights.sum()
 
 
-class InProcessGrid(Grid):
-    """A Grid whose nodes are the given ClientApp, called in this process.
+class HonestAuditor:
+    """An observer of a grid's (message, reply) pairs that keeps, per round, the global model
+    sent and the updates of the partitions `is_honest` accepts."""
 
-    Args:
-        client_app: the ClientApp every node runs.
-        node_configs: one node config per node (`partition-id`, `num-partitions`, ...).
-        is_honest: tells the auditor which partitions are honest.
-    """
-
-    def __init__(self, client_app: ClientApp, node_configs: list[dict[str, Any]],
-                 is_honest: Callable[[int], bool]) -> None:
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 0, SUPERLINK_NODE_ID
-        self.client_app = client_app
-        self.contexts = {node_id: Context(run_id=0, node_id=node_id, node_config=dict(cfg),
-                                          state=RecordDict(), run_config={})
-                         for node_id, cfg in enumerate(node_configs, start=2)}
+    def __init__(self, is_honest: Callable[[int], bool]) -> None:
         self.is_honest = is_honest
         self.rounds: dict[int, HonestRound] = {}
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None
-                         ) -> Iterable[Message]:
-        """Run each train message through the ClientApp; evaluate messages are not delivered."""
-        replies = []
-        for message in messages:
-            if message.metadata.message_type != "train":
-                continue
-            replies.append(self.client_app(message, self.contexts[message.metadata.dst_node_id]))
-            self._audit(message, replies[-1])
-        return replies
-
-    def _audit(self, message: Message, reply: Message) -> None:
+    def __call__(self, message: Message, reply: Message) -> None:
         server_round = int(message.content["config"]["server-round"])
         if server_round not in self.rounds:
             self.rounds[server_round] = HonestRound(flat64(message.content["arrays"]))
@@ -90,26 +64,6 @@ class InProcessGrid(Grid):
             keys = list(message.content["arrays"].keys())
             record.updates.append(flat64(reply_arrays(reply.content), keys) - record.global_flat)
             record.weights.append(float(metrics["num-examples"]))
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
-
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
-                       group_id: str, ttl: float | None = None) -> Message:
-        return Message(content, dst_node_id=dst_node_id, message_type=message_type)
-
-    def set_run(self, run: Any) -> None:
-        raise NotImplementedError("InProcessGrid has no run")
-
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError("InProcessGrid has no run")
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError("InProcessGrid only supports send_and_receive")
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError("InProcessGrid only supports send_and_receive")
 
 
 @dataclass(frozen=True)
@@ -153,16 +107,18 @@ def run_federation(overrides: Mapping[str, Any], num_nodes: int) -> FederationRe
     model = build_model(spec_for(config, data.in_channels, data.num_classes, data.image_size),
                         dlg_init=config.dlg_init, seed=config.seed)
     node_configs = [{"partition-id": p, "num-partitions": num_nodes} for p in range(num_nodes)]
-    grid = InProcessGrid(create_client_app(overrides), node_configs,
-                         is_honest=lambda p: p >= config.num_byzantine)
+    grid = LocalGrid([create_client_app(overrides)] * num_nodes, node_configs, overrides)
+    grid.skip_types = frozenset({"evaluate"})
+    auditor = HonestAuditor(is_honest=lambda p: p >= config.num_byzantine)
+    grid.after_reply = auditor
     accuracy: dict[int, float] = {}
     cosine: dict[int, float] = {}
 
     def central(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict({k: v.float() for k, v in arrays.to_torch_state_dict().items()})
         accuracy[server_round] = evaluate(model, data.test_x, data.test_y)[1]
-        if server_round in grid.rounds:
-            audit = grid.rounds[server_round]
+        if server_round in auditor.rounds:
+            audit = auditor.rounds[server_round]
             aggregate = flat64(arrays) - audit.global_flat
             cosine[server_round] = (_cosine(aggregate, audit.mean_update())
                                     if np.any(aggregate) else float("nan"))
@@ -174,10 +130,11 @@ def run_federation(overrides: Mapping[str, Any], num_nodes: int) -> FederationRe
     # long-lived objects are frozen out of the collector's sight.
     gc.freeze()
     try:
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()),
-                       num_rounds=config.num_server_rounds,
-                       train_config=ConfigRecord({"lr": config.learning_rate}),
-                       evaluate_fn=central)
+        with server_identity():
+            strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()),
+                           num_rounds=config.num_server_rounds,
+                           train_config=ConfigRecord({"lr": config.learning_rate}),
+                           evaluate_fn=central)
     finally:
         gc.unfreeze()
     rounds = range(1, config.num_server_rounds + 1)
