@@ -52,8 +52,10 @@ class BatchedLBFGS:
         self.h_diag = torch.ones(k)
 
     def reset(self, rows: torch.Tensor) -> None:
-        """Fresh optimizer state for `rows` (their next step is a first step)."""
+        """Fresh optimizer state for `rows` (their next step is a first step, with an empty
+        memory: a refilled row must not see its previous target's curvature pairs)."""
         self.n_iter[rows] = 0
+        self.s_mem[rows], self.y_mem[rows], self.rho[rows] = 0.0, 0.0, 0.0
 
     def _remember(self, rows: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> None:
         """Push curvature pairs (y, s) of `rows` where y.s > 1e-10 (oldest dropped when full)."""
@@ -84,25 +86,24 @@ class BatchedLBFGS:
         self._remember(sub, gs - self.prev_g[sub], self.d[sub] * self.t[sub, None])
         count, head = self.count[sub], self.head[sub]
         depth = int(count.max())
-        # every row's pairs newest to oldest, gathered once as [n, depth, D] (rows with fewer
-        # pairs get rho = 0 in the missing slots, which makes those entries no-ops)
+        # every row's pairs newest to oldest, gathered once as [depth, n, D] (contiguous per age);
+        # rows with fewer pairs get rho = 0 in the missing slots, which makes those entries no-ops
+        # (their s and y are zeros or this row's own older pairs, never another target's: reset)
         age = torch.arange(depth)
         slots = (head - 1 - age[:, None]) % self.history  # [depth, n]
-        valid = age[:, None] < count
-        s_all, y_all = self.s_mem[sub, slots], self.y_mem[sub, slots]  # [depth, n, D], contiguous per age
-        if not bool(valid.all()):  # a slot's memory may hold an earlier target's pairs: zero them
-            s_all = torch.where(valid[..., None], s_all, 0.0)
-            y_all = torch.where(valid[..., None], y_all, 0.0)
-        rho = torch.where(valid, self.rho[sub, slots], 0.0)
+        s_all, y_all = self.s_mem[sub, slots], self.y_mem[sub, slots]
+        rho = self.rho[sub, slots] * (age[:, None] < count)
+        # fused in-place updates: this loop runs up to 200 times per direction on small tensors
         q = -gs
-        alpha = torch.zeros(depth, len(sub))
+        alpha = torch.zeros(depth, len(sub), 1)
+        rho = rho[..., None]
         for i in range(depth):  # newest to oldest
-            alpha[i] = (s_all[i] * q).sum(1) * rho[i]
-            q = q - alpha[i, :, None] * y_all[i]
-        r = q * self.h_diag[sub, None]
+            torch.mul(torch.linalg.vecdot(s_all[i], q)[:, None], rho[i], out=alpha[i])
+            q.addcmul_(alpha[i], y_all[i], value=-1.0)
+        r = q.mul_(self.h_diag[sub, None])
         for i in reversed(range(depth)):  # oldest to newest
-            beta = (y_all[i] * r).sum(1) * rho[i]
-            r = r + s_all[i] * (alpha[i] - beta)[:, None]
+            beta = torch.linalg.vecdot(y_all[i], r)[:, None].mul_(rho[i])
+            r.addcmul_(s_all[i], alpha[i] - beta)
         d[later] = r
         return d
 
