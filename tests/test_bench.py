@@ -36,8 +36,10 @@ def test_rows_table_and_grids(tmp_path: Path) -> None:
     for key in ("success", "label-correct", "mse", "psnr", "ssim", "true-label", "status"):
         assert key in row
     assert set(saved["baselines"]) == {"mean-image", "black", "gray-0.5"}
+    assert 0.5 < saved["judge"]["attack-set-accuracy"]["value"] <= 1.0
     table = (tmp_path / "table.md").read_text()
     assert "| Attack | Model |" in table and "mean-image" in table and "IDLG" in table
+    assert "the ASR ceiling" in table
     assert {p.name for p in tmp_path.glob("grid-*.png")} == {"grid-dlg.png", "grid-idlg.png",
                                                              "grid-grnn.png"}
 

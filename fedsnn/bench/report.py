@@ -51,6 +51,12 @@ def baselines(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, di
     return out
 
 
+def ceiling(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, float]:
+    """The judge's accuracy on the attacked originals: the highest ASR any attack can score."""
+    index = torch.tensor(list(ids))
+    return _rate(int((judge.predict(data.test_x[index]) == data.test_y[index]).sum()), len(ids))
+
+
 def present_variants(rows: Sequence[dict[str, Any]]) -> list[Variant]:
     """The variants that have rows, in table order."""
     return sorted({Variant.from_key(r["variant"]) for r in rows}, key=Variant.sort_key)
@@ -103,8 +109,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"T = {config['time_steps']};"
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
-        f"{100 * judge.get('test-accuracy', math.nan):.2f} %. Intervals: 95 % (Wilson for rates, "
-        f"normal for means). PSNR is the mean of per-sample PSNR, capped at 100 dB.",
+        f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
+        + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
+           if "attack-set-accuracy" in judge else "")
+        + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
+        "PSNR, capped at 100 dB.",
         "",
         "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
         "Label acc. (%) | s/batch |",

@@ -261,7 +261,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
     """
-    from fedsnn.bench.report import baselines, write_outputs
+    from fedsnn.bench.report import baselines, ceiling, write_outputs
 
     started = time.time()
     out = out.expanduser().resolve()
@@ -273,7 +273,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
-                        "key": judge.key},
+                        "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
