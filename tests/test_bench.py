@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import fedsnn.bench.run as bench_run
@@ -36,12 +37,28 @@ def test_rows_table_and_grids(tmp_path: Path) -> None:
     for key in ("success", "label-correct", "mse", "psnr", "ssim", "true-label", "status"):
         assert key in row
     assert set(saved["baselines"]) == {"mean-image", "black", "gray-0.5"}
-    assert 0.5 < saved["judge"]["attack-set-accuracy"]["value"] <= 1.0
+    assert 0.0 <= saved["judge"]["attack-set-accuracy"]["value"] <= 1.0
     table = (tmp_path / "table.md").read_text()
     assert "| Attack | Model |" in table and "mean-image" in table and "IDLG" in table
     assert "the ASR ceiling" in table
     assert {p.name for p in tmp_path.glob("grid-*.png")} == {"grid-dlg.png", "grid-idlg.png",
                                                              "grid-grnn.png"}
+
+
+def test_the_asr_ceiling_is_the_judges_accuracy_on_the_originals() -> None:
+    from fedsnn.bench.report import ceiling
+    from fedsnn.data import load_dataset
+
+    data = load_dataset("digits")
+
+    class Oracle:  # right on every original except those of class 0
+        def predict(self, images):  # type: ignore[no-untyped-def]
+            index = [int(i) for i in ids]
+            return torch.where(data.test_y[index] == 0, 1, data.test_y[index])
+
+    ids = list(range(50))
+    expected = float((data.test_y[:50] != 0).float().mean())
+    assert ceiling(data, ids, Oracle())["value"] == pytest.approx(expected)  # type: ignore[arg-type]
 
 
 def test_rerun_skips_finished_rows_and_adds_new_ones(tmp_path: Path,
