@@ -33,7 +33,8 @@ from attacks.runner import relative_loss
 from attacks.strongest import run_candidates, select
 from clients.training import batch_gradient
 from fedsnn.bench.report import baselines
-from fedsnn.bench.run import MODEL_SEED_STRIDE, score
+from fedsnn.bench.command import parse_shard
+from fedsnn.bench.run import MODEL_SEED_STRIDE, draw_attack_set, score
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
 from fedsnn.judges import load_judge
@@ -83,12 +84,6 @@ GROUPS: dict[str, Group] = {
 }
 
 
-def attack_ids(data: ImageData, samples: int, seed: int) -> list[int]:
-    """The attack set of `fedsnn bench` (test-split indices drawn with the seed)."""
-    order = torch.randperm(len(data.test_x), generator=torch.Generator().manual_seed(seed))
-    return order[:samples].tolist()
-
-
 def observe(group: Group, index: int, x: torch.Tensor, y: torch.Tensor, data: ImageData,
             seed: int, time_steps: int) -> Observation:
     """The gradient a client with one sample sends for a fresh DLG-initialised model."""
@@ -108,8 +103,8 @@ def run(args: argparse.Namespace) -> None:
     group = GROUPS[args.group]
     data = load_dataset(args.dataset)
     judge = load_judge(data, seed=0)
-    ids = attack_ids(data, args.samples, args.seed)
-    shard, shards = (int(v) for v in args.shard.split("/"))
+    ids = draw_attack_set(data, args.samples, args.seed)
+    shard, shards = parse_shard(args.shard)
     settings = AttackSettings(attack="strongest", iterations=args.iters,
                               lbfgs_max_eval=args.lbfgs_max_eval, seed=args.seed)
     out = Path(args.out)
@@ -197,7 +192,7 @@ def table(args: argparse.Namespace) -> None:
     if args.baselines:
         data = load_dataset(args.dataset)
         judge = load_judge(data, seed=0)
-        guesses = baselines(data, attack_ids(data, args.samples, args.seed), judge)
+        guesses = baselines(data, draw_attack_set(data, args.samples, args.seed), judge)
         lines += ["", "| Guess (no update) | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
         for guess, s in guesses.items():
             lines.append(f"| {guess} | {100 * s['asr']['value']:.1f} | {s['mse']['value']:.3f} | "

@@ -11,9 +11,9 @@ Rows:
 
 Per row: milliseconds per closure and per target, the speed-up per target over the reference,
 and how many `aten::mkldnn_convolution` calls one closure makes (torch.profiler). The last column
-shows why batching stops paying off: with `create_graph=True`, the double backward of a grouped
-convolution whose input gradient is itself differentiated runs one convolution per group (2K + 8
-calls per closure on lenet).
+shows what the double backward of grouped convolutions does: with `create_graph=True`, when the
+input gradient is itself differentiated, aten runs one convolution per group (2K + 8 calls per
+closure on lenet); the last lines show it does so whatever `output_mask` asks for.
 
 Usage:
     .venv/bin/python benchmarks/closure.py --model lenet --ks 1 16 64 128
@@ -22,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 
@@ -31,9 +32,11 @@ from torch.profiler import ProfilerActivity, profile
 
 import attacks.replicated as replicated
 from attacks import AttackSettings, Observation
-from attacks.batched import Stream
+from attacks.batched import Problem
 from attacks.idlg import infer_labels
 from attacks.matching import matching_loss, rebuild_victim
+from attacks.replicated import replicate
+from attacks.spiking import dummy_shape
 from fedsnn.data import load_dataset
 from throughput import make_targets  # benchmarks/throughput.py (this folder is on sys.path)
 
@@ -104,10 +107,29 @@ def reference_closure(observation: Observation, settings: AttackSettings) -> Clo
 
 
 def engine_closure(observations: list[Observation], settings: AttackSettings) -> Closure:
-    stream = Stream(observations, settings, len(observations), None)
-    stream._refill()
-    rows, z = torch.arange(len(observations)), stream.z.clone()
-    return lambda: stream.problem.value_and_grad(rows, z)
+    """The engine's closure on K targets at a gray start (attacks.batched.Problem)."""
+    victim = replicate(observations)
+    shape = dummy_shape(observations[0].model_spec, victim.batch_size, settings)
+    labels = torch.stack([infer_labels(o) for o in observations])
+    problem = Problem(victim, settings, shape, labels)
+    rows, z = torch.arange(len(observations)), torch.full((len(observations), math.prod(shape)), 0.5)
+    return lambda: problem.value_and_grad(rows, z)
+
+
+def double_backward_convs(groups: int) -> dict[str, int]:
+    """Convolutions aten's `_convolution_double_backward` runs for a grouped convolution (lenet's
+    second layer, `groups` targets), by which outputs its `output_mask` asks for."""
+    x, weight = torch.randn(1, groups * 12, 14, 14), torch.randn(groups * 12, 12, 5, 5)
+    grad_out = torch.randn(1, groups * 12, 7, 7)
+    counts = {}
+    for mask in ([True, True, False], [True, False, False], [False, True, False]):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            torch.ops.aten._convolution_double_backward(
+                torch.randn_like(x), torch.randn_like(weight), None, grad_out, weight, x, [2, 2],
+                [2, 2], [1, 1], False, [0, 0], groups, mask)
+        counts[str(mask)] = sum(e.count for e in prof.key_averages()
+                                if e.key == "aten::mkldnn_convolution")
+    return counts
 
 
 def timed(closure: Closure, repeats: int) -> tuple[float, int]:
@@ -148,6 +170,9 @@ def main() -> None:
                       f"{reference / (seconds / k):8.1f} {convs:6d}", flush=True)
     finally:
         replicated._conv = GROUPED
+    for k in args.ks:
+        print(f"_convolution_double_backward, {k} groups: convolutions by output_mask "
+              f"{double_backward_convs(k)}")
 
 
 if __name__ == "__main__":
