@@ -14,6 +14,7 @@ from clients.privacy import TrainingHooks
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.sampling import round_seed, training_indices
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,13 @@ class NodeSetup:
 
     def round_seed(self, server_round: int) -> int:
         """This node's seed for a round: batches, shuffling and Poisson spikes derive from it."""
-        return self.config.seed * 1_000_003 + server_round * 1009 + self.partition_id
+        return round_seed(self.config.seed, server_round, self.partition_id)
+
+    def training_indices(self, server_round: int) -> torch.Tensor:
+        """Which local train samples this node trains on in a round (the auditor recomputes the
+        same in simulation: `fedsnn.audit.ground_truth`)."""
+        return training_indices(self.config.update_mode, len(self.data.train_x),
+                                self.config.batch_size, self.round_seed(server_round))
 
     def model_with(self, arrays: ArrayRecord, encoder_seed: int = 0) -> nn.Module:
         """The model with the global weights the server sent."""
@@ -88,8 +95,8 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
       plain SGD step; reply with w - lr * g in float64, so the server recovers g = (w - w') / lr
       to float64 precision while every aggregation strategy still sees weights.
 
-    The metrics carry `sample-ids` (dataset ids of the samples used, never pixels) so that the
-    auditor can find the ground truth; attacks never read them.
+    Nothing in the reply tells which samples were used: the auditor recomputes that from the
+    partition and the round seed (`fedsnn.sampling.training_indices`, the same draw as here).
 
     `hooks` (`clients.privacy`) run the inputs, gradient and training through the round's
     defenses (DP-SGD, spike-level DP); plain training without them.
@@ -99,25 +106,21 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
     seed = node.round_seed(server_round)
     data = node.data
     if cfg.update_mode == "gradient":
-        generator = torch.Generator().manual_seed(seed)
-        batch = torch.randperm(len(data.train_x), generator=generator)[:cfg.batch_size]
-        batch = batch.sort().values
+        batch = node.training_indices(server_round)
         loss, gradients = hooks.gradient(model, hooks.inputs(model, data.train_x[batch]),
                                          data.train_y[batch])
         state = model.state_dict()
         new_state = {name: (state[name].double() - cfg.learning_rate * gradients[name].double())
                      if name in gradients else state[name] for name in state}
         arrays = ArrayRecord(new_state)
-        metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1,
-                   "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
+        metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1}
     else:
         result = hooks.train(model, hooks.inputs(model, data.train_x), data.train_y,
                              epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
                               optimizer=cfg.optimizer, momentum=cfg.momentum, seed=seed)
         arrays = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
-                   "local-steps": result.steps,
-                   "sample-ids": data.train_ids.tolist() if data.shared_ids else []}
+                   "local-steps": result.steps}
     metrics["partition-id"] = node.partition_id
     metrics.update(hooks.metrics())
     return arrays, MetricRecord(metrics)

@@ -32,7 +32,8 @@ from fedsnn.models.encoders import FramesEncoder
 from fedsnn.privacy.accounting import gaussian_epsilon
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_epochs, private_gradient
-from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.privacy.protocol import (ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY,
+                                     released_metrics)
 from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
                                    poisson_spikes)
 
@@ -71,16 +72,18 @@ def privacy_mod(msg: Message, context: Context, call_next: Callable[[Message, Co
         if config.get(CENTRAL_DP_FLAG):  # evaluation metrics are no DP release: usual weights
             metrics = next(iter(reply.content.metric_records.values()))
             metrics[EQUAL_WEIGHT_KEY] = float(metrics.get("num-examples", 1))
-        return reply
+        return _released(reply, config)
     if msg.metadata.message_type != "train" or not (
             CENTRAL_DP_FLAG in config or "local-dp-noise-multiplier" in config):
-        return reply
+        return _released(reply, config)
     sent = next(iter(msg.content.array_records.values()))
     (name, record), = reply.content.array_records.items()
     metrics = next(iter(reply.content.metric_records.values()))
     keys = list(sent.keys())
     arrays = [record[key].numpy() for key in keys]
     reference = [sent[key].numpy() for key in keys]
+    if "local-dp-noise-multiplier" in config:  # first: what follows is post-processing of it
+        arrays = _local_dp(arrays, reference, config, metrics, _state(context.state))
     if config.get(CENTRAL_DP_FLAG):
         metrics[EQUAL_WEIGHT_KEY] = 1.0
         if KEY_CLIPPING_NORM in config:
@@ -88,9 +91,14 @@ def privacy_mod(msg: Message, context: Context, call_next: Callable[[Message, Co
             arrays = clipped.arrays
             if config.get(ADAPTIVE_FLAG):
                 metrics[KEY_NORM_BIT] = int(clipped.clipped)
-    if "local-dp-noise-multiplier" in config:
-        arrays = _local_dp(arrays, reference, config, metrics, _state(context.state))
     reply.content[name] = ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(keys, arrays)})
+    return _released(reply, config)
+
+
+def _released(reply: Message, config: ConfigRecord) -> Message:
+    """The reply with only the metrics a protected node may send (`released_metrics`)."""
+    for name, metrics in list(reply.content.metric_records.items()):
+        reply.content[name] = MetricRecord(released_metrics(metrics, config))
     return reply
 
 
