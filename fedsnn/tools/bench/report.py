@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from fedsnn.tools.bench.config import Variant  # noqa: E402
 from fedsnn.data.sources import ImageData  # noqa: E402
-from fedsnn.judges import Judge  # noqa: E402
+from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.metrics import mean_interval, per_sample_scores, wilson_interval  # noqa: E402
 
 SCORE_KEYS = ("mse", "ssim", "psnr")
@@ -103,6 +103,7 @@ def markdown(results: dict[str, Any]) -> str:
     its 95 % interval; then the guess baselines and the settings."""
     config = results["config"]
     judge = results.get("judge", {})
+    card = stored_card(judge)
     lines = [
         f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
         f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']}, "
@@ -113,7 +114,7 @@ def markdown(results: dict[str, Any]) -> str:
         + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
            if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
-        "PSNR, capped at 100 dB.",
+        "PSNR, capped at 100 dB.", "", judge_sentence(stored_card(judge)),
         "",
         "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
         "Label acc. (%) | s/batch |",
@@ -126,13 +127,13 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
             f"({row.get('iterations')} × {row.get('restarts')}) | "
-            f"{row['n']} | {_pct(row['asr'])} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
+            f"{row['n']} | {flag_asr(_pct(row['asr']), card)} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
             f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
     lines += ["", "Guesses without the update (same attack set):", "",
               "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
     for name, scores in results.get("baselines", {}).items():
-        lines.append(f"| {name} | {_pct(scores['asr'])} | {_num(scores['mse'], 3)} | "
+        lines.append(f"| {name} | {flag_asr(_pct(scores['asr']), card)} | {_num(scores['mse'], 3)} | "
                      f"{_num(scores['ssim'], 3)} | {_num(scores['psnr'], 2)} |")
     statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
     odd = {k: v for k, v in statuses.items() if set(v) - {"ok"}}
