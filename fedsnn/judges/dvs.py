@@ -119,9 +119,11 @@ def load_dvs_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
                     architecture=f"{architecture}-lr{training.lr:g}", training=training)
 
     def train() -> Judge:
-        torch.manual_seed(seed)
-        return fit_judge(build_dvs_judge(data, plan), data, training, seed=seed, split=split,
-                         key=key, eval_batch_size=64)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
+            torch.manual_seed(seed)
+            model = build_dvs_judge(data, plan)
+        return fit_judge(model, data, training, seed=seed, split=split, key=key,
+                         eval_batch_size=64)
 
     return cached_judge(directory or cache_dir(), key, build=lambda: build_dvs_judge(data, plan),
                         train=train, meta={"dataset": data.name, "architecture": architecture,

@@ -58,7 +58,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, training: JudgeTrain
     order = torch.randperm(len(x), generator=generator)
     n_val = max(1, int(len(x) * training.validation_fraction))
     val, fit_ids = order[:n_val], order[n_val:]
-    torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr)
     start = clock()
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
