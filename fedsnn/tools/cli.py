@@ -77,9 +77,10 @@ def mia(
 
 
 def _register_bench() -> None:
-    from fedsnn.tools.bench.command import bench
+    from fedsnn.tools.bench.command import bench, bench_events
 
     app.command("bench")(bench)
+    app.command("bench-events")(bench_events)
 
 
 _register_bench()
