@@ -3,8 +3,8 @@ networks").
 
 Each sample of the attack set is attacked on a fresh DLG-initialised model, batch 1, exactly as
 `fedsnn bench` does (same attack set, same victim seeds). For each sample the strongest mode's
-candidates run once (`attacks.strongest.run_candidates`: analytic, iDLG, smooth, DLG, as
-selected) and the strongest row is the candidate `attacks.strongest.select` keeps, by the
+candidates run once (`attacks.strongest_mode.run_candidates`: analytic, iDLG, smooth, DLG, as
+selected) and the strongest row is the candidate `attacks.strongest_mode.select` keeps, by the
 attacker's own consistency loss. Every candidate is scored too, so each attacker gets its own row
 at no extra cost. Results go to <out>/<group>.jsonl (one line per sample and attacker) and
 <out>/table.md.
@@ -30,7 +30,7 @@ import torch
 
 from attacks import AttackSettings, Observation, Status
 from attacks.runner import relative_loss
-from attacks.strongest import run_candidates, select
+from attacks.strongest_mode import run_candidates, select
 from fedsnn.audit.cases import victim_case, victim_seed
 from fedsnn.audit.scoring import score_images
 from fedsnn.data import ImageData, load_dataset
