@@ -18,7 +18,7 @@ from clients.privacy import privacy_mod
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
-from strategies.metrics import mean_scalar_metrics
+from strategies.aggregate_metrics import mean_scalar_metrics
 from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 GLOBAL = {"w": np.zeros(4, np.float32), "count": np.array([5], np.int64)}
