@@ -32,7 +32,7 @@ from fedsnn.models.encoders import FramesEncoder
 from fedsnn.privacy.accounting import gaussian_epsilon
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_epochs, private_gradient
-from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
                                    poisson_spikes)
 

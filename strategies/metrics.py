@@ -6,8 +6,10 @@ import math
 
 from flwr.app import MetricRecord, RecordDict
 
+from fedsnn.protocol import per_client_keys
+
 # Identify a client or its samples; a mean of them means nothing.
-PER_CLIENT_KEYS = frozenset({"partition-id", "sample-ids"})
+PER_CLIENT_KEYS = per_client_keys()
 
 
 def mean_scalar_metrics(records: list[RecordDict], weighting_key: str) -> MetricRecord:
