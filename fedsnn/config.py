@@ -8,8 +8,9 @@ arguments or a `RunConfig`. Every invalid value stops the run before training wi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,8 @@ class RunConfig:
     node_wait_timeout: float = 300.0
     min_train_replies: int = 1
     reject_norm_factor: float = 100.0
+    max_num_examples: int = 0
     resume_from: str = ""
-
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_spiking(self) -> bool:
@@ -126,31 +126,30 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config with its kebab-case keys, as written to results.json."""
-        out = {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "extra"}
-        out.update(self.extra)
-        return out
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_mapping(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Build and validate from Flower's run config (kebab-case keys).
 
-        Keys this class does not know are kept in `extra` for the components that own them
-        (attack, defense and aggregation settings); they validate their own keys.
-
         Raises:
-            ConfigError: a value has the wrong type or is out of range.
+            ConfigError: a key is unknown (the message names the closest known key), a value
+                has the wrong type or is out of range.
+
+        Example:
+            >>> RunConfig.from_mapping({"num-server-round": 3})
+            Traceback (most recent call last):
+            ...
+            fedsnn.config.ConfigError: num-server-round: unknown run-config key; did you mean 'num-server-rounds'?
         """
-        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
         for key, value in run_config.items():
             name = key.replace("-", "_")
-            if name in known:
-                values[name] = _coerce(key, value, known[name].type)
-            else:
-                extra[key] = value
-        config = cls(**values, extra=extra)
+            if name not in known or "_" in key:
+                raise ConfigError(unknown_key_message(key))
+            values[name] = _coerce(key, value, known[name].type)
+        config = cls(**values)
         config.validate()
         return config
 
@@ -193,6 +192,18 @@ class RunConfig:
         _validate_robust(self)
         _validate_defenses(self)
         _validate_deployment(self)
+
+
+def known_keys() -> list[str]:
+    """Every run-config key, kebab-case."""
+    return [f.name.replace("_", "-") for f in dataclasses.fields(RunConfig)]
+
+
+def unknown_key_message(key: str) -> str:
+    """One line naming an unknown key and the closest known one (difflib), if any is close."""
+    close = difflib.get_close_matches(key.replace("_", "-"), known_keys(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "see docs/configuration.md for every key"
+    return f"{key}: unknown run-config key; {hint}"
 
 
 def _validate_event_data(config: RunConfig) -> None:
@@ -377,3 +388,6 @@ def _validate_deployment(config: RunConfig) -> None:
     if config.reject_norm_factor != 0.0 and not config.reject_norm_factor > 1.0:
         raise ConfigError("reject-norm-factor: expected 0 (off) or a number > 1, "
                           f"got {config.reject_norm_factor}")
+    if config.max_num_examples < 0:
+        raise ConfigError("max-num-examples: expected 0 (derive from the dataset) or a positive "
+                          f"integer, got {config.max_num_examples}")
