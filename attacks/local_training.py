@@ -85,7 +85,8 @@ def module_forward(model: nn.Module, state: Params, x: torch.Tensor) -> torch.Te
 
 def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
                     training: LocalTraining, *, batches: Sequence[torch.Tensor] | None = None,
-                    create_graph: bool = False, forward: Forward = module_forward) -> Params:
+                    create_graph: bool = False, forward: Forward = module_forward,
+                    on_step: Callable[[torch.Tensor], None] | None = None) -> Params:
     """The update w_0 - w_T of the client's local training on (x, y), by parameter name.
 
     Args:
@@ -97,12 +98,16 @@ def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
         batches: the visiting order (default `client_batches(training)`).
         create_graph: keep the graph so the update is differentiable in x (not in params).
         forward: how logits are computed from (model, state, inputs).
+        on_step: called with each step's logits (detached), e.g. to follow the softmax.
     """
     buffers = dict(model.named_buffers())
     optimizer = FunctionalOptimizer(training)
     current = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     for batch in (client_batches(training) if batches is None else batches):
-        loss = F.cross_entropy(forward(model, {**buffers, **current}, x[batch]), y[batch])
+        logits = forward(model, {**buffers, **current}, x[batch])
+        if on_step is not None:
+            on_step(logits.detach())
+        loss = F.cross_entropy(logits, y[batch])
         grads = torch.autograd.grad(loss, list(current.values()), create_graph=create_graph)
         stepped = optimizer.step(current, dict(zip(current, grads, strict=True)))
         current = stepped if create_graph else {n: p.detach().requires_grad_(True)
