@@ -7,7 +7,7 @@ import torch
 
 from attacks.label_counts import infer_label_counts, labels_from_counts
 from attacks.types import LocalTraining, Observation
-from clients.training import batch_gradient, train_epochs
+from fedsnn.training import batch_gradient, train_epochs
 from fedsnn.data import load_dataset
 from fedsnn.metrics import histogram, histogram_scores, round_to_total
 from fedsnn.models import ModelSpec, build_model

@@ -1,4 +1,4 @@
-"""The server's replay of local training reproduces the real client's update (clients/training.py)."""
+"""The server's replay of local training reproduces the real client's update (fedsnn/training.py)."""
 
 import copy
 
@@ -7,7 +7,7 @@ import torch
 
 from attacks.local_training import simulate_update
 from attacks.types import LocalTraining
-from clients.training import batch_gradient, train_epochs
+from fedsnn.training import batch_gradient, train_epochs
 from fedsnn.models import ModelSpec, build_model
 
 CASES = [("sgd", 0.0, 0.05), ("sgd", 0.9, 0.05), ("adam", 0.0, 0.003)]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsnn.batching import epoch_batches
+from fedsnn.sampling import epoch_batches
 
 
 @dataclass(frozen=True)
