@@ -1,0 +1,1 @@
+"""Top-level tools: the command line, the demo, experiments (nothing imports them)."""
