@@ -285,14 +285,14 @@ def live_images(step: Step) -> torch.Tensor | None:
     return to_images(best).clamp(0, 1)
 
 
-def stream(works: dict[str, Callable[[Listener], Outcome]], *, min_interval_s: float = 0.25
-           ) -> Iterator[tuple[str, str, Any]]:
+def stream(works: dict[str, Callable[[Listener], Outcome]], *, min_interval_s: float = 0.25,
+           stop: threading.Event | None = None) -> Iterator[tuple[str, str, Any]]:
     """Run each work in its own thread; yield (name, "step", Step) as they go (at most one per
     work every `min_interval_s`), and (name, "done", Outcome) or (name, "error", message) when
     each ends. Closing the iterator (the page cancelled, or went away) stops every attack at its
-    next step."""
+    next step; so does setting `stop`."""
     events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def start(name: str, work: Callable[[Listener], Outcome]) -> None:
         last = [0.0]
