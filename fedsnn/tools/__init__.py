@@ -1,1 +1,1 @@
-"""Top-level tools: the command line, the demo, experiments (nothing imports them)."""
+"""The top layer: command line, benches, experiments and the demo (they may import everything below)."""
