@@ -72,15 +72,15 @@ def metrics_markdown(outcome: Outcome, victims: Victims) -> str:
                      f" | {_fmt(scores.get('mse'))} | {_fmt(scores.get('asr'), 2)} |")
     majority = float(torch.bincount(victims.data.test_y).max()) / len(victims.data.test_y)
     lines += ["", f"**Judge verdict**: {judge} (judge: a LeNet-5, test accuracy "
-              f"{_fmt(outcome.judge_accuracy, 3)}; majority class {majority:.3f}).",
+              f"{_fmt(outcome.judge_accuracy, 3)}; majority class {majority:.3f}).", "",
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     if outcome.epsilon:
         spent = "; ".join(f"{key.replace('-', ' ')} = {value:.4g} ({EPSILON_KEYS[key]})"
                           for key, value in outcome.epsilon.items())
-        lines.append(f"**ε spent** (δ = 1e-5, one round): {spent}.")
+        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}."]
     else:
-        lines.append("**ε spent**: none — no defense, no guarantee.")
+        lines += ["", "**ε spent**: none — no defense, no guarantee."]
     return "\n".join(lines)
 
 
@@ -93,10 +93,9 @@ def _victim(source: str, digit: int, upload: Any, label: Any, batch: int, victim
         image = load_upload(path, IMAGE_SIZE)
         if label is None or str(label) == "":
             raise DemoError("upload: say which digit it shows (its label is the ground truth)")
-        true_label = int(label)
-    else:
-        image, true_label = victims.digit(int(digit))
-    return victims.batch(image, true_label, int(batch))
+        return victims.batch(image, int(label), int(batch))
+    image, true_label = victims.digit(int(digit))
+    return victims.batch(image, true_label, int(batch), after=int(digit))
 
 
 def _scenario(model: str, steps: float, neuron: str, encoding: str, mode: str, epochs: float,
@@ -127,39 +126,52 @@ def _attacks(works: dict[str, tuple[Scenario, torch.Tensor, torch.Tensor]], vict
         _STOPS.pop(_session(request), None)
 
 
-def _inputs(models: tuple[str, ...]) -> list[gr.components.Component]:
-    """The settings every view shares (model, spiking options, image, update, attack, defense)."""
+def _inputs(models: tuple[str, ...], view: str) -> dict[str, gr.components.Component]:
+    """The settings every view shares (model, spiking options, image, update, attack, defense);
+    each component's elem_id is `<view>-<name>`."""
+    def named(name: str) -> dict[str, str]:
+        return {"elem_id": f"{view}-{name}"}
+
     with gr.Row():
-        model = gr.Dropdown(list(models), value=models[0], label="model")
-        steps = gr.Slider(1, 16, value=4, step=1, label="T (spiking: time steps)")
-        neuron = gr.Radio(["if", "lif"], value="if", label="neuron (spiking)")
-        encoding = gr.Radio(["direct", "poisson"], value="direct", label="encoding (spiking)")
+        model = gr.Dropdown(list(models), value=models[0], label="model", **named("model"))
+        steps = gr.Slider(1, 16, value=4, step=1, label="T (spiking: time steps)",
+                          **named("steps"))
+        neuron = gr.Radio(["if", "lif"], value="if", label="neuron (spiking)", **named("neuron"))
+        encoding = gr.Radio(["direct", "poisson"], value="direct", label="encoding (spiking)",
+                            **named("encoding"))
     with gr.Row():
-        source = gr.Radio(list(SOURCES), value=SOURCES[0], label="image")
-        digit = gr.Slider(0, 359, value=0, step=1, label="embedded digit (test split)")
-        upload = gr.File(label="or upload an image", type="filepath", elem_id="upload")
+        source = gr.Radio(list(SOURCES), value=SOURCES[0], label="image", **named("source"))
+        digit = gr.Slider(0, 359, value=0, step=1, label="embedded digit (test split)",
+                          **named("digit"))
+        upload = gr.File(label="or upload an image", type="filepath", **named("upload"))
         label = gr.Dropdown([str(d) for d in range(10)], value="0",
-                            label="uploaded image shows the digit")
+                            label="uploaded image shows the digit", **named("label"))
     with gr.Row():
-        mode = gr.Radio(list(UPDATE_MODES), value="gradient", label="update (one gradient, or FedAvg)")
-        epochs = gr.Slider(1, 5, value=1, step=1, label="E (FedAvg local epochs)")
-        batch = gr.Slider(1, 8, value=1, step=1, label="samples on the client (= batch size)")
+        mode = gr.Radio(list(UPDATE_MODES), value="gradient",
+                        label="update (one gradient, or FedAvg)", **named("mode"))
+        epochs = gr.Slider(1, 5, value=1, step=1, label="E (FedAvg local epochs)",
+                           **named("epochs"))
+        batch = gr.Slider(1, 8, value=1, step=1, label="samples on the client (= batch size)",
+                          **named("batch"))
     with gr.Row():
-        attack = gr.Dropdown(list(ATTACKS), value="auto", label="attack")
-        iterations = gr.Slider(5, 300, value=50, step=5, label="attack iterations")
-        defense = gr.Radio(list(DEFENSES), value="none", label="defense")
-        epsilon = gr.Number(value=8.0, label="ε (spike-DP: ε per bit)")
-    return [model, steps, neuron, encoding, source, digit, upload, label, mode, epochs, batch,
-            attack, iterations, defense, epsilon]
+        attack = gr.Dropdown(list(ATTACKS), value="auto", label="attack", **named("attack"))
+        iterations = gr.Slider(5, 300, value=50, step=5, label="attack iterations",
+                               **named("iterations"))
+        defense = gr.Radio(list(DEFENSES), value="none", label="defense", **named("defense"))
+        epsilon = gr.Number(value=8.0, label="ε (spike-DP: ε per bit)", **named("epsilon"))
+    return dict(model=model, steps=steps, neuron=neuron, encoding=encoding, source=source,
+                digit=digit, upload=upload, label=label, mode=mode, epochs=epochs, batch=batch,
+                attack=attack, iterations=iterations, defense=defense, epsilon=epsilon)
 
 
-def _parse(values: tuple[Any, ...], victims: Victims
+def _parse(components: dict[str, Any], values: dict[Any, Any], victims: Victims
            ) -> tuple[Scenario, torch.Tensor, torch.Tensor]:
-    (model, steps, neuron, encoding, source, digit, upload, label, mode, epochs, batch, attack,
-     iterations, defense, epsilon) = values
-    scenario = _scenario(model, steps, neuron, encoding, mode, epochs, batch, attack, iterations,
-                         defense, epsilon)
-    images, labels = _victim(source, digit, upload, label, batch, victims)
+    """The scenario and the client's samples from the page's values ({component: value})."""
+    v = {name: values[component] for name, component in components.items()}
+    scenario = _scenario(v["model"], v["steps"], v["neuron"], v["encoding"], v["mode"],
+                         v["epochs"], v["batch"], v["attack"], v["iterations"], v["defense"],
+                         v["epsilon"])
+    images, labels = _victim(v["source"], v["digit"], v["upload"], v["label"], v["batch"], victims)
     scenario.run_config()  # settings the model cannot take are refused before anything runs
     return scenario, images, labels
 
@@ -175,9 +187,9 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         >>> build(Victims(), Path("runs")).launch(server_name="127.0.0.1")  # doctest: +SKIP
     """
 
-    def play(*values: Any, request: gr.Request) -> Iterator[tuple[Any, str, str]]:
+    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[Any, str, str]]:
         try:
-            scenario, images, labels = _parse(values, victims)
+            scenario, images, labels = _parse(inputs, values, victims)
         except DemoError as error:
             yield None, _error(str(error)), ""
             return
@@ -195,10 +207,10 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                        f"done: top row the client's images, bottom row what the server rebuilt",
                        metrics_markdown(value, victims))
 
-    def play_twins(*values: Any, request: gr.Request
+    def play_twins(values: dict[Any, Any], request: gr.Request
                    ) -> Iterator[tuple[Any, Any, str, str, str]]:
         try:
-            scenario, images, labels = _parse(values, victims)
+            scenario, images, labels = _parse(twin_inputs, values, victims)
             ann, snn = twins(scenario)
             snn.run_config()
         except DemoError as error:
@@ -258,7 +270,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                     "replies; the server attacks the reply. Scores come from the same auditor as "
                     "the in-line audit, beside what a guess without the update scores.")
         with gr.Tab("Attack playground", id="playground"):
-            inputs = _inputs(("lenet", "lenet-snn", "mlp", "mlp-snn"))
+            inputs = _inputs(("lenet", "lenet-snn", "mlp", "mlp-snn"), "play")
             with gr.Row():
                 run_button = gr.Button("Run attack", variant="primary", elem_id="run")
                 stop_button = gr.Button("Stop", elem_id="stop")
@@ -268,11 +280,11 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                                  elem_id="reconstruction", type="numpy", interactive=False,
                                  format="png")
                 metrics = gr.Markdown(elem_id="metrics")
-            event = run_button.click(play, inputs, [image, status, metrics],
+            event = run_button.click(play, set(inputs.values()), [image, status, metrics],
                                      concurrency_limit=CONCURRENCY)
             stop_button.click(stop, None, status, cancels=[event])
         with gr.Tab("ANN beside SNN", id="twins"):
-            twin_inputs = _inputs(("lenet", "mlp"))
+            twin_inputs = _inputs(("lenet", "mlp"), "twins")
             with gr.Row():
                 twin_button = gr.Button("Run on both twins", variant="primary", elem_id="run-twins")
                 twin_stop = gr.Button("Stop", elem_id="stop-twins")
@@ -287,8 +299,9 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                                          interactive=False, elem_id="snn-image", format="png")
                     snn_metrics = gr.Markdown(elem_id="snn-metrics")
             twin_event = twin_button.click(
-                play_twins, twin_inputs, [ann_image, snn_image, twin_status, ann_metrics,
-                                          snn_metrics], concurrency_limit=CONCURRENCY)
+                play_twins, set(twin_inputs.values()),
+                [ann_image, snn_image, twin_status, ann_metrics, snn_metrics],
+                concurrency_limit=CONCURRENCY)
             twin_stop.click(stop, None, twin_status, cancels=[twin_event])
         with gr.Tab("Runs", id="runs"):
             with gr.Row():

@@ -43,7 +43,7 @@ from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model, spec_for
 from strategies.dp_client import ClientDefense
 from strategies.dp_stack import wrap_defenses
-from strategies.local_grid import server_identity
+from fedsnn.tools.experiments.local_grid import server_identity
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
 UPDATE_MODES = ("gradient", "fedavg")
@@ -169,9 +169,11 @@ class Victims:
             raise DemoError(f"digit: expected an index in [0, {len(self) - 1}], got {index}")
         return self.data.test_x[index], int(self.data.test_y[index])
 
-    def batch(self, image: torch.Tensor, label: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The client's batch: `image` first, then the next `size - 1` test digits."""
-        others = [(index % len(self)) for index in range(1, size)]
+    def batch(self, image: torch.Tensor, label: int, size: int, after: int = -1
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The client's batch: `image` first, then the `size - 1` test digits after index
+        `after` (an embedded digit's own index; -1 for an upload)."""
+        others = [(after + step) % len(self) for step in range(1, size)]
         images = torch.stack([image, *(self.data.test_x[i] for i in others)])
         labels = torch.tensor([label, *(int(self.data.test_y[i]) for i in others)])
         return images, labels

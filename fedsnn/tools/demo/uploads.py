@@ -1,4 +1,4 @@
-"""An uploaded picture as a digit-like image the demo's models take, or a one-line reason why not."""
+"""An uploaded picture as a digit-like image the demo's models take, or a one-line reason."""
 
 from __future__ import annotations
 
