@@ -30,7 +30,7 @@ from attacks.idlg import idlg, infer_labels
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
-from attacks.strongest import strongest
+from attacks.strongest_mode import strongest
 from attacks.threat_model import GRADIENT_NEEDS, ThreatModel, refusal
 from attacks.types import Observation, Reconstruction, Status
 
