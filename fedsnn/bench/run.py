@@ -19,7 +19,7 @@ from clients.training import batch_gradient
 from fedsnn.bench.config import BenchConfig, Variant, attack_settings, variants
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
-from fedsnn.judges import Judge, load_judge
+from fedsnn.judges import Judge, load_judge, majority_accuracy
 from fedsnn.metrics import match_by_mse, per_sample_scores, to_images
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.results import _jsonable, write_json_atomic
@@ -273,6 +273,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
+                        "majority-class-accuracy": majority_accuracy(data),
                         "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
