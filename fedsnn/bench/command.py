@@ -33,7 +33,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def bench(
-    dataset: str = typer.Option(..., help="dataset spec: 'digits' or 'mnist:<dir with IDX files>'"),
+    dataset: str = typer.Option(..., help="dataset spec: 'digits', 'mnist:<dir with IDX files>', "
+                                          "'cifar100:<dir>', 'lfw:<dir>[,min=N]', …"),
     attacks: str = typer.Option("dlg,idlg,grnn", help="comma-separated attacks"),
     models: str = typer.Option("lenet,lenet-snn", help="comma-separated models"),
     optimizers: str = typer.Option("lbfgs", help="optimizers of DLG/iDLG's dummy: lbfgs, adam "
@@ -64,8 +65,9 @@ def bench(
                                    "binarization thresholds θ (Table V)"),
     threshold_modes: str = typer.Option("post,in", help="event datasets: thresholding after "
                                         "(post) and/or during (in) the optimization"),
-    image_size: int = typer.Option(28, help="event datasets: sensor side (dvsgesture: 128 "
-                                            "downsampled to this)"),
+    image_size: int = typer.Option(28, help="side images are resized to (cifar100 and lfw: 32 "
+                                            "as in the study); event datasets: sensor side "
+                                            "(dvsgesture: 128 downsampled to this)"),
     workers: int = typer.Option(1, help="event datasets: attack processes"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder; re-running with the same "
                                                      "folder resumes (finished rows are skipped)"),
@@ -73,8 +75,8 @@ def bench(
                                                   "instance (same rows as a local run)"),
     ray_address: str | None = typer.Option(None, help="run the batches as Ray tasks on this "
                                                       "existing Ray cluster (implies --ray)"),
-    vectorize: int = typer.Option(0, help="DLG/iDLG: attack this many batches at once through the "
-                                          "vectorized engine (local runs; 0 or 1: one at a time)"),
+    vectorize: int = typer.Option(0, help="DLG/iDLG/GRNN: attack this many batches at once through "
+                                          "the vectorized engine (0 or 1: one at a time)"),
     shard: str | None = typer.Option(None, help="'i/n': attack only batches b with b % n == i, so n "
                                               "processes (or machines) can share one --out folder"),
 ) -> None:
@@ -104,7 +106,8 @@ def bench(
                              stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
-                             time_steps=time_steps, encoding=encoding, grid=grid)
+                             time_steps=time_steps, encoding=encoding, image_size=image_size,
+                             grid=grid)
         results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None),
                             vectorize=vectorize, shard=parse_shard(shard))
     except (ValueError, BenchResumeError) as error:

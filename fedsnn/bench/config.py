@@ -14,7 +14,7 @@ from fedsnn.models import MODELS
 # (Each row's attack settings are checked separately, so different rows may be run by different
 # invocations, even at the same time.)
 ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
-                     "encoding")
+                     "encoding", "image_size")
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -67,6 +67,7 @@ class BenchConfig:
     time_steps: int = 4
     encoding: str = "direct"
     judge_epochs: int = 8
+    image_size: int = 28
     grid: int = 8
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

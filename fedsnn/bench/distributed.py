@@ -36,7 +36,7 @@ def run_chunk(chunk: Sequence[tuple[Variant, int, list[int]]], config: BenchConf
     from fedsnn.data import load_dataset
     from fedsnn.judges import load_judge
 
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     finished: list[Finished] = []
     for variant in dict.fromkeys(v for v, _, _ in chunk):

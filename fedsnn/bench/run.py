@@ -199,7 +199,7 @@ def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: I
                    config: BenchConfig, judge: Judge, vectorize: int = 0
                    ) -> list[tuple[int, list[dict[str, Any]], torch.Tensor]]:
     """`attack_batch` for several (batch, sample ids) of one variant; with `vectorize` > 1,
-    DLG/iDLG attack them in one batched optimization (attacks/batched.py)."""
+    DLG, iDLG and GRNN attack them in one batched optimization (attacks/batched.py)."""
     inputs = []
     for batch, sample_ids in items:
         index = torch.tensor(sample_ids)
@@ -253,7 +253,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
-    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
+    attacks that many batches of a variant at once through the vectorized engine (DLG, iDLG, GRNN; here
     or in each Ray task; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
     floating-point noise). `shard` (i, n) attacks only the batches b with b % n == i: n processes
     sharing `out` split the work without overlap (rows depend only on the batch, not the shard).
@@ -266,7 +266,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     started = time.time()
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     store = ResultStore(out, config)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     ids = attack_set(data, config)
