@@ -14,14 +14,6 @@ from tests.attacks.victims import observe
 GRNN = AttackSettings(attack="grnn", iterations=20, tv_weight=1e-3, stop_loss=1e-7)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def targets(digits: tuple[torch.Tensor, torch.Tensor], model: str, n: int = 4, batch: int = 1
             ) -> list[Observation]:
     x, y = digits
