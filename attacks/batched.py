@@ -34,11 +34,13 @@ import torch.nn.functional as F
 
 from attacks import batched_grnn
 from attacks.batched_optim import BatchedAdam, BatchedLBFGS
-from attacks.idlg import infer_labels
+from attacks.dlg import dlg
+from attacks.grnn import grnn
+from attacks.idlg import idlg, infer_labels
 from attacks.matching import STALL_STEPS, stop_threshold
 from attacks.replicated import (ReplicatedVictim, compatible_key, matching_objectives, replicate,
                                 shape_error)
-from attacks.runner import rank, relative_loss
+from attacks.runner import failed_reconstruction, invert_one, rank, relative_loss
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
@@ -301,18 +303,14 @@ def auto_batch(observation: Observation, settings: AttackSettings, memory_fracti
 def _one_at_a_time(observations: Sequence[Observation], settings: AttackSettings
                    ) -> list[Reconstruction]:
     """The per-sample path (restarts, failure containment): for a group whose stream raised."""
-    from attacks import ATTACKS  # imported late: attacks imports this module
-    from attacks.runner import invert_one
-
-    return [invert_one(ATTACKS[settings.attack], o, settings) for o in observations]
+    attack = {"dlg": dlg, "idlg": idlg, "grnn": grnn}[settings.attack]  # the attacks of `supports`
+    return [invert_one(attack, o, settings) for o in observations]
 
 
 def _invert_group(observations: Sequence[Observation], settings: AttackSettings, size: int,
                   deadline: float | None) -> list[Reconstruction]:
     """One stream over compatible targets; a target the replicated victim cannot take fails alone,
     and a stream that raises is re-run one target at a time, so only a bad target fails."""
-    from attacks.runner import failed_reconstruction
-
     model = build_model(observations[0].model_spec)
     attacked = [name for name, _ in model.named_parameters() if name in observations[0].gradients]
     results: list[Reconstruction | None] = [None] * len(observations)

@@ -81,3 +81,10 @@ class Reconstruction:
     seconds: float = 0.0
     restart: int = 0
     winner: str = ""
+
+
+Recovery = tuple[torch.Tensor, str]  # what a closed-form attack recovered: inputs, and a note on it
+
+
+class NotDeterminedError(ValueError):
+    """The observed gradients do not determine the input (the message says why)."""

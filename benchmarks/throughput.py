@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from attacks import AttackSettings, Observation, invert
-from clients.training import batch_gradient
+from fedsnn.audit.cases import victim_case
 from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.models import ModelSpec
 
 SUCCESS_MSE = 1e-3
 
@@ -71,13 +71,8 @@ class PeakMemory:
 def make_targets(model: str, x: torch.Tensor, y: torch.Tensor) -> list[Observation]:
     """Target i: image i seen by a fresh DLG-initialised `model` seeded i (a client's gradient)."""
     spec = ModelSpec(model, time_steps=4)
-    observations = []
-    for i in range(len(x)):
-        victim = build_model(spec, dlg_init=True, seed=i)
-        _, gradients = batch_gradient(victim, x[i:i + 1], y[i:i + 1])
-        state = {k: v.detach().clone() for k, v in victim.state_dict().items()}
-        observations.append(Observation(f"{model}/{i}", spec, state, gradients, batch_size=1))
-    return observations
+    return [victim_case(spec, x[i:i + 1], y[i:i + 1], target_id=f"{model}/{i}", seed=i).observation
+            for i in range(len(x))]
 
 
 def measure(observations: list[Observation], x: torch.Tensor, y: torch.Tensor,

@@ -25,6 +25,7 @@ ENCODINGS = ("direct", "poisson", "frames")
 PARTITIONERS = ("iid", "dirichlet")
 OPTIMIZERS = ("adam", "sgd")
 UPDATE_MODES = ("fedavg", "gradient")
+GROUND_TRUTHS = ("partitions", "none")  # where the auditor gets it: fedsnn.audit.ground_truth
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class RunConfig:
     audit_tv_weight: float = 0.0
     audit_time_budget_s: float = 12.0
     audit_workers: int = 1
+    audit_ground_truth: str = "partitions"
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5
@@ -161,6 +163,7 @@ class RunConfig:
         _one_of("partitioner", self.partitioner, PARTITIONERS)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("update-mode", self.update_mode, UPDATE_MODES)
+        _one_of("audit-ground-truth", self.audit_ground_truth, GROUND_TRUTHS)
         _positive_int("num-server-rounds", self.num_server_rounds)
         _positive_int("time-steps", self.time_steps)
         _positive_int("mlp-hidden", self.mlp_hidden)

@@ -6,7 +6,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsnn.config import RunConfig
 from strategies.dp_stack import aggregation_weight_key, wrap_defenses
-from strategies.metrics import mean_scalar_metrics
+from strategies.aggregate_metrics import mean_scalar_metrics
 from strategies.robust import build_aggregator
 
 

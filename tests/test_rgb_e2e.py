@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fedsnn.bench import BenchConfig, run_bench
+from fedsnn.tools.bench import BenchConfig, run_bench
 from tests.colour_fixtures import write_cifar100, write_lfw
 from tests.helpers import simulate
 

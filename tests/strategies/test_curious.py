@@ -13,7 +13,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, Strategy
 
 from attacks import AttackSettings, Observation, Reconstruction, Status
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.audit import queue as audit_queue
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import gradient_from_update, observe_update
@@ -23,7 +23,7 @@ from fedsnn.config import ConfigError
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from strategies.curious import CuriousServer
-from strategies.local_grid import server_identity
+from fedsnn.tools.experiments.local_grid import server_identity
 
 SPEC = ModelSpec("lenet")
 FAST = AttackSettings(attack="idlg", iterations=2, lbfgs_max_eval=2)
@@ -45,7 +45,7 @@ def _replies(sent: dict[str, torch.Tensor], count: int = 4) -> list[Message]:
         state = {k: sent[k].double() - 0.1 * grads[k].double() for k in sent}
         instruction = Message(RecordDict(), dst_node_id=client + 1, message_type="train")
         metrics = MetricRecord({"num-examples": 1 + client, "partition-id": count - 1 - client,
-                                "local-steps": 1, "sample-ids": [client]})
+                                "local-steps": 1})
         replies.append(Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}),
                                reply_to=instruction))
     return replies
@@ -102,7 +102,9 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
         arrays, _ = curious.aggregate_train(1, _replies(sent))
     assert arrays is not None  # training goes on
     (tmp_path / "results.json").write_text(json.dumps({"config": {"model": "lenet"}, "rounds": []}))
-    curious.finish(tmp_path, Auditor(data.train_x, data.train_y))
+    # partition p's reply is client 3 - p's one digit (`_replies`): the auditor's ground truth
+    curious.finish(tmp_path, Auditor(data.train_x, data.train_y,
+                                     ground_truth=lambda server_round, partition: [3 - partition]))
     return json.loads((tmp_path / "audit.json").read_text())
 
 

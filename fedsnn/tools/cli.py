@@ -26,11 +26,11 @@ def version() -> None:
 @app.command()
 def summary(run_dirs: list[Path]) -> None:
     """One line per run (model, rounds, final test accuracy, wall time, where it is)."""
-    from fedsnn.summary import summarize
+    from fedsnn.summary import summary_line
 
     all_ok = True
     for run_dir in run_dirs:
-        line, ok = summarize(run_dir)
+        line, ok = summary_line(run_dir)
         all_ok &= ok
         typer.echo(line)
     if not all_ok:
@@ -77,9 +77,10 @@ def mia(
 
 
 def _register_bench() -> None:
-    from fedsnn.bench.command import bench
+    from fedsnn.tools.bench.command import bench, bench_events
 
     app.command("bench")(bench)
+    app.command("bench-events")(bench_events)
 
 
 _register_bench()

@@ -6,8 +6,8 @@ import math
 
 from flwr.app import MetricRecord, RecordDict
 
-# Identify a client or its samples; a mean of them means nothing.
-PER_CLIENT_KEYS = frozenset({"partition-id", "sample-ids"})
+# Identify a client; a mean of them means nothing.
+PER_CLIENT_KEYS = frozenset({"partition-id"})
 
 
 def mean_scalar_metrics(records: list[RecordDict], weighting_key: str) -> MetricRecord:
