@@ -111,6 +111,22 @@ def demo(
         raise typer.Exit(code=2) from None
 
 
+@app.command("check-config")
+def check_config(
+    run_config: str = typer.Option("", "--run-config",
+                                   help="overrides as for `flwr run --run-config`, e.g. "
+                                        "\"num-server-rounds=3 model='lenet-snn'\""),
+) -> None:
+    """Check run-config overrides before a run: one line naming a bad key or value (an unknown
+    key with the closest known one), exit status 2; silent with status 0 when they are valid."""
+    from fedsnn.tools.check_config import check_overrides
+
+    problem = check_overrides(run_config)
+    if problem is not None:
+        typer.echo(f"fedsnn check-config: {problem}", err=True)
+        raise typer.Exit(code=2)
+
+
 @app.command("config-doc")
 def config_doc(
     pyproject: Path = typer.Option(Path("pyproject.toml"), help="the app's pyproject.toml"),
