@@ -10,7 +10,7 @@ The server's defense wrappers put their settings into each round's config; the n
    central DP's client side (clip to the sent `clipping_norm`, the norm bit for adaptive
    clipping), so that the bit is post-processing of the privatized update (`release`);
 4. reply — under a client-side defense only the allow-listed metrics leave the node
-   (`fedsnn.privacy.protocol.released_metrics`), in train and evaluate replies alike.
+   (`fedsnn.protocol.released_metrics`), in train and evaluate replies alike.
 
 Flower's `fixedclipping_mod` / `LocalDpMod` are not used: they crash on a zero update and on
 integer arrays, and `LocalDpMod` sizes its noise with the classic σ = Δ√(2 ln(1.25/δ))/ε, valid
@@ -38,8 +38,7 @@ from fedsnn.models.encoders import FramesEncoder
 from fedsnn.privacy.accounting import gaussian_epsilon
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
 from fedsnn.privacy.dpsgd import DpSgdOutcome, DpSgdSettings, History, secret_generator
-from fedsnn.privacy.protocol import (ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY,
-                                     released_metrics)
+from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, released_metrics
 from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
                                    poisson_spikes)
 

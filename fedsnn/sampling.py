@@ -33,3 +33,24 @@ def training_indices(update_mode: str, num_samples: int, batch_size: int, seed: 
         order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed))
         return order[:batch_size].sort().values
     return torch.arange(num_samples)
+
+
+def epoch_batches(num_examples: int, *, epochs: int, batch_size: int, seed: int | None
+                  ) -> list[torch.Tensor]:
+    """Index batches of `epochs` passes over `num_examples` samples, in visiting order.
+
+    Each epoch is a fresh `torch.randperm` from one generator seeded with `seed`, cut into
+    consecutive batches of `batch_size` (the last one may be smaller). `seed=None` keeps the
+    samples in their own order every epoch (an attacker who does not know the shuffle).
+
+    Example:
+        >>> [b.tolist() for b in epoch_batches(3, epochs=2, batch_size=2, seed=None)]
+        [[0, 1], [2], [0, 1], [2]]
+    """
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(epochs):
+        order = (torch.arange(num_examples) if generator is None
+                 else torch.randperm(num_examples, generator=generator))
+        batches += [order[start:start + batch_size] for start in range(0, num_examples, batch_size)]
+    return batches

@@ -48,7 +48,7 @@ def tiny(n: int = 40, classes: int = 4, seed: int = 0) -> ImageData:
 def test_a_judge_that_does_not_beat_the_majority_class_is_flagged(tmp_path: Path) -> None:
     data = tiny()
     judge = judges.train_judge(data, epochs=3)
-    assert judge.baseline == judges.majority_baseline(data.test_y) >= 0.25
+    assert judge.baseline == judges.majority_accuracy(data)
     assert judge.trials == 40 and not judge.meaningful
     card = judge.card()
     assert card["majority-baseline"] == judge.baseline and card["asr-meaningful"] is False
@@ -70,7 +70,8 @@ def test_a_good_judge_is_meaningful_and_reported_beside_its_baseline() -> None:
     data = load_dataset("digits", 16)
     judge = judges.train_judge(data, split="test")  # early-stopped: ~30 epochs, 0.90 (5 s)
     assert judge.split == "test" and judge.trials == len(data.train_y)  # measured on train
-    assert judge.baseline == pytest.approx(float(data.train_y.bincount().max()) / len(data.train_y))
+    majority = int(data.test_y.bincount().argmax())  # of the split it was fit on, guessed on train
+    assert judge.baseline == pytest.approx(float((data.train_y == majority).float().mean()))
     assert judge.test_accuracy > 0.8 and judge.meaningful
     assert "not meaningful" not in judges.judge_sentence(judge.card())
 
@@ -113,3 +114,11 @@ def test_the_in_line_judge_never_saw_the_samples_it_scores(tmp_path: Path,
     assert fit_x.data_ptr() == load_dataset("digits", 16).test_x.data_ptr()
     assert held_x.data_ptr() == load_dataset("digits", 16).train_x.data_ptr()
     assert audit["attacks"] and all(row["status"] != "unscored" for row in audit["attacks"])
+
+
+def test_majority_class_baseline_guesses_the_most_frequent_train_label() -> None:
+    from fedsnn.data import ImageData
+
+    x = torch.zeros(6, 3, 12, 12)
+    data = ImageData("toy", x, torch.tensor([2, 2, 2, 0, 1, 1]), x[:4], torch.tensor([2, 0, 2, 1]), 3)
+    assert judges.majority_accuracy(data) == 0.5

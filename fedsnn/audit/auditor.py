@@ -18,16 +18,15 @@ import torch
 from torch import nn
 
 from attacks import Reconstruction, Status
+from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
-from fedsnn.metrics import image_scores, match_by_mse
+from fedsnn.metrics import image_scores, match_by_mse, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
-    """Reconstruction inputs as [B, C, H, W] images: per-time-step dummies [T, B, …] are averaged
-    over time (the image a direct or rate encoding would have come from)."""
-    inputs = reconstruction.inputs.detach().float()
-    return inputs.mean(0) if inputs.dim() == 5 else inputs
+    """Reconstruction inputs as [B, C, H, W] images (`fedsnn.metrics.to_images`)."""
+    return to_images(reconstruction.inputs)
 
 
 class Auditor:
@@ -52,12 +51,16 @@ class Auditor:
         """The ids of the samples behind `job`'s reply ([] when unknown)."""
         return list(self.ground_truth(job.server_round, job.partition_id) or [])
 
+    def _predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The judge's labels of images (clamped to [0, 1])."""
+        assert self.judge is not None
+        with torch.no_grad():
+            return self.judge(images.clamp(0, 1)).argmax(1)
+
     def _judge_hits(self, images: torch.Tensor, labels: torch.Tensor) -> list[bool] | None:
         if self.judge is None:
             return None
-        with torch.no_grad():
-            predicted = self.judge(images.clamp(0, 1)).argmax(1)
-        return (predicted == labels).tolist()
+        return (self._predict(images) == labels).tolist()
 
     def score(self, job: AuditJob, reconstruction: Reconstruction) -> dict[str, Any]:
         """One audit.json row for an attack on one client reply."""
@@ -105,20 +108,16 @@ class Auditor:
         return row
 
     def baselines(self, sample_ids: Sequence[int]) -> dict[str, dict[str, float | None]]:
-        """Scores of guesses made without any update, on the same attacked samples."""
+        """Scores of guesses made without any update, on the same attacked samples (means, as in
+        the rows; `fedsnn.audit.baselines`)."""
         ids = torch.tensor(list(sample_ids), dtype=torch.long)
         if len(ids) == 0:
             return {}
         truth = self.train_x[ids]
-        labels = self.train_y[ids]
-        guesses = {"mean-image": self.train_x.mean(0, keepdim=True),
-                   "black": torch.zeros_like(truth[:1]),
-                   "gray-0.5": torch.full_like(truth[:1], 0.5)}
-        out = {}
-        for name, guess in guesses.items():
-            images = guess.expand_as(truth)
-            scores = image_scores(images, truth)
-            hits = self._judge_hits(images, labels)
-            out[name] = {**scores, "asr": (sum(hits) / len(hits)) if hits is not None else None}
-        return out
-
+        scored = score_guesses(image_guesses(self.train_x, truth), truth, self.train_y[ids],
+                               distances=image_distances,
+                               predict=self._predict if self.judge is not None else None)
+        return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
+                       "ssim": s["ssim"]["value"],
+                       "asr": s["asr"]["value"] if s["asr"] is not None else None}
+                for name, s in scored.items()}

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from fedsnn.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
+from fedsnn.pictures import show_image  # noqa: E402
 
 LEAKAGE_KEYS = ("psnr", "ssim", "asr")
 
@@ -34,9 +35,7 @@ def save_pair_grid(path: Path, originals: torch.Tensor, reconstructions: torch.T
             axis = axes[row][column]
             axis.axis("off")
             if column < count:
-                image = images[column]
-                image = image.permute(1, 2, 0) if image.shape[0] == 3 else image[0]
-                axis.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, images[column])
     axes[0][0].set_title("original", fontsize=8, loc="left")
     axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)

@@ -12,14 +12,14 @@ from pathlib import Path
 from fedsnn.data import ImageData
 from fedsnn.models import build_model
 from fedsnn.judges.base import (JUDGE_ARCHITECTURE, Judge, cache_dir, cached_judge, image_spec,
-                                judge_key, train_judge)
+                                judge_key, majority_accuracy, train_judge)
 from fedsnn.judges.card import NOT_MEANINGFUL, flag_asr, judge_sentence, stored_card
 from fedsnn.judges.dvs import load_dvs_judge
-from fedsnn.judges.fit import JudgeTraining, is_meaningful, majority_baseline
+from fedsnn.judges.fit import JudgeTraining, is_meaningful
 
 __all__ = ["JUDGE_ARCHITECTURE", "NOT_MEANINGFUL", "Judge", "JudgeTraining", "cache_dir",
            "cached_judge", "flag_asr", "is_meaningful", "judge_key", "judge_sentence", "load_judge",
-           "majority_baseline", "stored_card", "train_judge"]
+           "majority_accuracy", "stored_card", "train_judge"]
 
 
 def load_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fedsnn.data import ImageData
-from fedsnn.judges.fit import JudgeTraining, fit, is_meaningful, majority_baseline
+from fedsnn.judges.fit import JudgeTraining, fit, is_meaningful
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import evaluate
 
@@ -92,11 +92,28 @@ def fit_judge(model: nn.Module, data: ImageData, training: JudgeTraining, *, see
     fit_x, fit_y, held_x, held_y = splits(data, split)
     outcome = fit(model, fit_x, fit_y, training, seed=seed, eval_batch_size=eval_batch_size)
     _, accuracy = evaluate(model, held_x, held_y, batch_size=eval_batch_size)
-    return Judge(model.eval(), accuracy, key, baseline=majority_baseline(held_y),
+    return Judge(model.eval(), accuracy, key, baseline=majority_accuracy(data, split),
                  trials=len(held_y), split=split,
                  training={"epochs": outcome.epochs, "best-epoch": outcome.best_epoch,
                            "validation-accuracy": outcome.validation_accuracy,
                            "stopped": outcome.stopped, **training.to_dict()})
+
+
+def majority_accuracy(data: ImageData, split: str = "train") -> float:
+    """The accuracy of always guessing the most frequent label of `split`, measured on the other
+    split: the floor a judge fit on `split` is read against (a judge trained from scratch on few
+    images per class, as for LFW, may barely beat it).
+
+    Example:
+        >>> from fedsnn.data import load_dataset
+        >>> round(majority_accuracy(load_dataset("digits")), 2)  # doctest: +SKIP
+        0.1
+    """
+    _, fit_y, _, held_y = splits(data, split)
+    if not len(fit_y) or not len(held_y):
+        return float("nan")
+    majority = int(torch.bincount(fit_y).argmax())
+    return float((held_y == majority).float().mean())
 
 
 def cache_dir() -> Path:

@@ -4,7 +4,7 @@ A judge trains on one split of the dataset, to convergence: a seeded slice of th
 (`validation_fraction`) is held out for early stopping (the best epoch's weights are kept, after
 `patience` epochs without a better validation accuracy, at `max_epochs`, or when `time_limit_s`
 is spent). Its accuracy is then measured on the *other* split, beside the accuracy of always
-answering that split's majority class. A judge that does not clearly beat that baseline makes
+answering the fit split's majority class there (`fedsnn.judges.base.majority_accuracy`). A judge that does not clearly beat that baseline makes
 every ASR built on it meaningless (`is_meaningful`).
 """
 
@@ -83,13 +83,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, training: JudgeTrain
     model.load_state_dict(best[2])
     return FitOutcome(epochs=epoch, best_epoch=best[1], validation_accuracy=best[0],
                       stopped=stopped)
-
-
-def majority_baseline(labels: torch.Tensor) -> float:
-    """The accuracy of always answering the most common label of `labels`."""
-    if len(labels) == 0:
-        return float("nan")
-    return float(torch.bincount(labels).max()) / len(labels)
 
 
 def is_meaningful(accuracy: float, baseline: float, trials: int) -> bool:
