@@ -90,6 +90,7 @@ def test_training_stops_early_and_within_its_time() -> None:
     assert timed.epochs == 2 and "time limit" in timed.stopped
 
 
+@pytest.mark.slow
 def test_the_in_line_judge_never_saw_the_samples_it_scores(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import server_app
