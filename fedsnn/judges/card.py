@@ -43,7 +43,7 @@ def judge_sentence(card: Mapping[str, Any]) -> str:
                 f"{_pct(card.get('majority-baseline'))} for always answering the majority class.")
     if card.get("asr-meaningful"):
         return sentence
-    return (sentence + f" The judge does not clearly beat that baseline: every ASR below is "
+    return (sentence + f" The judge does not clearly beat that baseline: every ASR built on it is "
             f"**{NOT_MEANINGFUL}**.")
 
 
