@@ -5,8 +5,9 @@ Every step is the project's own code, only wired here for a single reply:
 - the settings: `RunConfig` (validated like a run's; a bad value gives its `ConfigError`);
 - the defenses: the server's wrappers (`strategies.dp_stack.wrap_defenses`) fill the train config
   the client receives, with ε turned into noise by the same calibration as a run;
-- the client: `clients.privacy.privacy_mod` around `clients.node.local_train_reply`, with the
-  hooks of `clients.privacy.training_privacy` (DP-SGD, spike-DP) — what the ClientApp runs;
+- the client: `clients.node.local_train_reply` (encode, train: spike-DP, DP-SGD) then
+  `clients.privacy.release` (local DP, central DP's clipping, the allow-listed metrics) — what
+  the ClientApp runs;
 - the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
   (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
 - the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
@@ -25,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 from attacks import Reconstruction, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup, local_train_reply
-from clients.privacy import privacy_mod, training_privacy
+from clients.privacy import node_state, release
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.plan import AuditPlan
@@ -41,9 +42,9 @@ from fedsnn.data import ClientData, ImageData, load_dataset
 from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.protocol import CLIENT_DP_FLAG
 from strategies.dp_client import ClientDefense
 from strategies.dp_stack import wrap_defenses
-from fedsnn.tools.experiments.local_grid import server_identity
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
 UPDATE_MODES = ("gradient", "fedavg")
@@ -183,7 +184,9 @@ class Victims:
         pool_x = torch.cat([self.data.train_x, self.data.test_x, images.float()])
         pool_y = torch.cat([self.data.train_y, self.data.test_y, labels.long()])
         first = len(pool_x) - len(images)
-        return Auditor(pool_x, pool_y, judge=self.judge().model), list(range(first, len(pool_x)))
+        ids = list(range(first, len(pool_x)))
+        return Auditor(pool_x, pool_y, judge=self.judge().model,
+                       ground_truth=lambda server_round, partition_id: ids), ids
 
 
 def client_train_config(config: RunConfig) -> dict[str, Any]:
@@ -193,6 +196,7 @@ def client_train_config(config: RunConfig) -> dict[str, Any]:
     while strategy is not None:
         if isinstance(strategy, ClientDefense):
             settings.update(strategy.settings)
+            settings[CLIENT_DP_FLAG] = 1  # what ClientDefense.configure_train adds
         strategy = getattr(strategy, "strategy", None)
     return settings
 
@@ -201,28 +205,18 @@ def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tenso
                  images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor],
                                                                       dict[str, Any]]:
     """What the client sends back after round 1 on (images, labels): its arrays and metrics,
-    computed by the ClientApp's own pieces (local training with the round's privacy hooks, then
-    the privacy mod on the reply)."""
+    computed by the ClientApp's own pieces (encode and train, then release the update)."""
     ids = torch.arange(len(images))
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
-
-    def train(msg: Message, context: Context) -> Message:
-        model = node.model_with(msg.content["arrays"], encoder_seed=node.round_seed(1))
-        hooks = training_privacy(msg.content["config"], context.state, spec)
-        arrays, metrics = local_train_reply(node, model, 1, hooks)
-        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
-
-    with server_identity():
-        message = Message(RecordDict({"arrays": ArrayRecord(sent),
-                                      "config": ConfigRecord(client_train_config(config))}),
-                          dst_node_id=1, message_type="train")
-        context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
-        reply = privacy_mod(message, context, train)
-    if reply.has_error():
-        raise DemoError(f"the client failed: {reply.error.reason}")
-    arrays = reply.content["arrays"].to_torch_state_dict()
-    return arrays, dict(reply.content["metrics"])
+    train_config = ConfigRecord(client_train_config(config))
+    state = RecordDict()
+    sent_record = ArrayRecord(sent)
+    model = node.model_with(sent_record, encoder_seed=node.round_seed(1))
+    update, metrics = local_train_reply(node, model, 1, train_config, state)
+    record, released = release(update, metrics, sent=sent_record, config=train_config,
+                               state=node_state(state))
+    return record.to_torch_state_dict(), dict(released)
 
 
 Listener = Callable[[Step], bool | None]
@@ -262,7 +256,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     with watch(listener or (lambda step: None)):
         reconstruction: Reconstruction = invert([observation], settings)[0]
     auditor, ids = victims.auditor(images, labels)
-    row = auditor.score(AuditJob(1, 0, observation, settings, ids), reconstruction)
+    row = auditor.score(AuditJob(1, 0, observation, settings), reconstruction)
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
     return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),

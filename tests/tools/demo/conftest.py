@@ -43,10 +43,12 @@ def write_run(run_dir: Path, victims: Victims, scenario: Scenario) -> Path:
     record.update_round(1, "central", {"accuracy": 0.2, "loss": 2.2})
     pool_x, pool_y = data.test_x, data.test_y
     queue = AuditQueue(workers=0)
-    queue.submit(AuditJob(1, 0, observation, plan.settings, [3 + i for i in range(len(images))]))
-    summary = complete_audit(run_dir, queue=queue, plan=plan, skipped=[],
-                             auditor=Auditor(pool_x, pool_y, judge=victims.judge().model),
-                             judge_accuracy=victims.judge().test_accuracy)
+    queue.submit(AuditJob(1, 0, observation, plan.settings))
+    ids = [(3 + i) % len(pool_y) for i in range(len(images))]  # victims.batch's digits
+    auditor = Auditor(pool_x, pool_y, judge=victims.judge().model,
+                      ground_truth=lambda server_round, partition_id: ids)
+    summary = complete_audit(run_dir, queue=queue, plan=plan, skipped=[], auditor=auditor,
+                             judge=victims.judge().card())
     record.set("audit", summary)
     record.finish()
     return run_dir
