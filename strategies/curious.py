@@ -26,6 +26,7 @@ from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.session import complete_audit
 from fedsnn.models import ModelSpec
 from strategies.base import StrategyWrapper
+from strategies.rounds import NodesUnavailable
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,14 @@ class CuriousServer(StrategyWrapper):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        """Count the nodes online (what the simulation knows of its partitions), then delegate."""
-        self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
-        return super().configure_train(server_round, arrays, config, grid)
+        """Delegate (the inner strategy waits for its nodes), then count the nodes online: what
+        the simulation knows of its partitions."""
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        try:
+            self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
+        except NodesUnavailable:  # the stage's deadline passed meanwhile: count next round
+            pass
+        return messages
 
     def describe(self) -> str:
         rounds = "all" if self.plan.rounds is None else sorted(self.plan.rounds)
