@@ -8,9 +8,10 @@ from typing import Any
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.malicious import byzantine_role, malicious_train_reply
-from clients.node import NodeSetup, local_train_reply
-from clients.privacy import node_state, release, released_evaluation
+from clients.malicious import byzantine_role
+from clients.node import NodeSetup
+from clients.privacy import released_evaluation
+from clients.reply import train_reply
 from fedsnn.training import evaluate as evaluate_model
 
 
@@ -24,14 +25,8 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         node = NodeSetup.from_context(context, overrides)
         config, sent = msg.content["config"], msg.content["arrays"]
         server_round = int(config.get("server-round", 0))
-        role = byzantine_role(node, context.node_config)
-        if role is not None:  # a Byzantine node crafts its update: clients/malicious.py
-            update, metrics = malicious_train_reply(node, role, sent, server_round)
-        else:
-            model = node.model_with(sent, encoder_seed=node.round_seed(server_round))
-            update, metrics = local_train_reply(node, model, server_round, config, context.state)
-        arrays, metrics = release(update, metrics, sent=sent, config=config,
-                                  state=node_state(context.state))
+        arrays, metrics = train_reply(node, sent, config, context.state, server_round,
+                                      role=byzantine_role(node, context.node_config))
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

@@ -5,9 +5,8 @@ Every step is the project's own code, only wired here for a single reply:
 - the settings: `RunConfig` (validated like a run's; a bad value gives its `ConfigError`);
 - the defenses: the server's wrappers (`strategies.dp_stack.wrap_defenses`) fill the train config
   the client receives, with ε turned into noise by the same calibration as a run;
-- the client: `clients.node.local_train_reply` (encode, train: spike-DP, DP-SGD) then
-  `clients.privacy.release` (local DP, central DP's clipping, the allow-listed metrics) — what
-  the ClientApp runs;
+- the client: `clients.reply.train_reply` (encode, train: spike-DP, DP-SGD; then local DP,
+  central DP's clipping, the allow-listed metrics) — what the ClientApp runs;
 - the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
   (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
 - the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
@@ -31,8 +30,8 @@ from flwr.serverapp.strategy import FedAvg, Strategy
 
 from attacks import Reconstruction, invert
 from attacks.progress import Step, watch
-from clients.node import NodeSetup, local_train_reply
-from clients.privacy import node_state, release
+from clients.node import NodeSetup
+from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.plan import AuditPlan
@@ -209,13 +208,8 @@ def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tenso
     ids = torch.arange(len(images))
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
-    train_config = ConfigRecord(client_train_config(config))
-    state = RecordDict()
-    sent_record = ArrayRecord(sent)
-    model = node.model_with(sent_record, encoder_seed=node.round_seed(1))
-    update, metrics = local_train_reply(node, model, 1, train_config, state)
-    record, released = release(update, metrics, sent=sent_record, config=train_config,
-                               state=node_state(state))
+    record, released = train_reply(node, ArrayRecord(sent),
+                                   ConfigRecord(client_train_config(config)), RecordDict(), 1)
     return record.to_torch_state_dict(), dict(released)
 
 
