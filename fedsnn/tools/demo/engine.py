@@ -18,10 +18,12 @@ auditor.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -190,12 +192,23 @@ class Victims:
         return auditor, ids
 
 
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Flower logs every round's sampling; the demo runs one round per click."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def client_train_config(config: RunConfig, sent: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The train config the server's strategy stack (with the scenario's defense wrappers) sends
     to the client in round 1, taken from the message it builds."""
     strategy = wrap_defenses(FedAvg(min_train_nodes=1, min_evaluate_nodes=1,
                                     min_available_nodes=1), config)
-    with server_identity():
+    with server_identity(), _quiet(logging.getLogger("flwr")):
         grid = LocalGrid([lambda message, context: message], [{}], run_config={})
         messages = list(strategy.configure_train(1, ArrayRecord(sent),
                                                  ConfigRecord({"server-round": 1}), grid))
