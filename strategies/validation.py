@@ -24,7 +24,9 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp.strategy import Strategy
 
+from fedsnn.privacy.clipping import update_norm
 from strategies.base import StrategyWrapper
+from strategies.robust_updates import MalformedReply, reply_arrays
 
 REJECTION_KINDS = ("malformed", "missing-arrays", "extra-arrays", "shape", "dtype", "non-finite",
                    "norm")
@@ -241,11 +243,12 @@ class ValidatingStrategy(StrategyWrapper):
 
 
 def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str, np.ndarray]]:
-    """The reply's one ArrayRecord as numpy arrays, or (kind, reason) when it has none/several
-    or its bytes do not decode."""
-    if len(content.array_records) != 1:
-        return ("malformed", f"expected one ArrayRecord, got {len(content.array_records)}"), {}
-    record = next(iter(content.array_records.values()))
+    """The reply's one ArrayRecord (`reply_arrays`) as numpy arrays, or (kind, reason) when it
+    has none/several or its bytes do not decode."""
+    try:
+        record = reply_arrays(content)
+    except MalformedReply as error:
+        return ("malformed", str(error)), {}
     try:
         return None, {key: np.asarray(array.numpy()) for key, array in record.items()}
     except Exception as error:  # noqa: BLE001 - any undecodable payload is one rejection
@@ -254,13 +257,7 @@ def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str
 
 def _update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None
                  ) -> float:
-    """‖arrays - reference‖₂ over the floating-point arrays, in float64 (‖arrays‖ without one)."""
-    total = 0.0
-    for key, array in arrays.items():
-        if array.dtype.kind != "f":
-            continue
-        delta = array.astype(np.float64)
-        if reference is not None:
-            delta = delta - reference[key].astype(np.float64)
-        total += float(np.square(delta).sum())
-    return float(np.sqrt(total))
+    """‖arrays - reference‖₂ over the floating-point arrays (‖arrays‖ without a reference)."""
+    base = [reference[key] if reference is not None else np.zeros_like(array)
+            for key, array in arrays.items()]
+    return update_norm(list(arrays.values()), base)
