@@ -3,10 +3,11 @@
 Every step is the project's own code, only wired here for a single reply:
 
 - the settings: `RunConfig` (validated like a run's; a bad value gives its `ConfigError`);
-- the defenses: the server's wrappers (`strategies.dp_stack.wrap_defenses`) fill the train config
-  the client receives, with ε turned into noise by the same calibration as a run;
-- the client: `clients.reply.train_reply` (encode, train: spike-DP, DP-SGD; then local DP,
-  central DP's clipping, the allow-listed metrics) — what the ClientApp runs;
+- the defenses: the server's strategy stack (`strategies.dp_stack.wrap_defenses`) builds the
+  round's train message, with ε turned into noise by the same calibration as a run;
+- the client: `clients.reply.train_reply` (encode, train plain or with DP-SGD, spike-DP on the
+  inputs; then local DP, central DP's clipping, the allow-listed metrics) — the ClientApp's own
+  train reply;
 - the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
   (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
 - the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
@@ -17,16 +18,18 @@ auditor.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg
 
 from attacks import Reconstruction, invert
 from attacks.progress import Step, watch
@@ -41,8 +44,7 @@ from fedsnn.data import ClientData, ImageData, load_dataset
 from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model, spec_for
-from fedsnn.protocol import CLIENT_DP_FLAG
-from strategies.dp_client import ClientDefense
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 from strategies.dp_stack import wrap_defenses
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
@@ -178,39 +180,53 @@ class Victims:
         labels = torch.tensor([label, *(int(self.data.test_y[i]) for i in others)])
         return images, labels
 
-    def auditor(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[Auditor, list[int]]:
-        """The audit's auditor over the dataset plus the client's samples, and their ids."""
+    def auditor(self, images: torch.Tensor, labels: torch.Tensor, trained: list[int]
+                ) -> tuple[Auditor, list[int]]:
+        """The audit's auditor over the dataset plus the client's samples, whose ground truth is
+        the `trained` ones (indices into `images`); and their ids in its pool."""
         pool_x = torch.cat([self.data.train_x, self.data.test_x, images.float()])
         pool_y = torch.cat([self.data.train_y, self.data.test_y, labels.long()])
-        first = len(pool_x) - len(images)
-        ids = list(range(first, len(pool_x)))
-        return Auditor(pool_x, pool_y, judge=self.judge().model,
-                       ground_truth=lambda server_round, partition_id: ids), ids
+        ids = [len(pool_x) - len(images) + i for i in trained]
+        auditor = Auditor(pool_x, pool_y, judge=self.judge().model,
+                          ground_truth=lambda server_round, partition_id: ids)
+        return auditor, ids
 
 
-def client_train_config(config: RunConfig) -> dict[str, Any]:
-    """The train config the server's defense wrappers send to the clients in round 1."""
-    settings: dict[str, Any] = {"server-round": 1}
-    strategy: Strategy | None = wrap_defenses(FedAvg(), config)
-    while strategy is not None:
-        if isinstance(strategy, ClientDefense):
-            settings.update(strategy.settings)
-            settings[CLIENT_DP_FLAG] = 1  # what ClientDefense.configure_train adds
-        strategy = getattr(strategy, "strategy", None)
-    return settings
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Flower logs every round's sampling; the demo runs one round per click."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def client_train_config(config: RunConfig, sent: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The train config the server's strategy stack (with the scenario's defense wrappers) sends
+    to the client in round 1, taken from the message it builds."""
+    strategy = wrap_defenses(FedAvg(min_train_nodes=1, min_evaluate_nodes=1,
+                                    min_available_nodes=1), config)
+    with server_identity(), _quiet(logging.getLogger("flwr")):
+        grid = LocalGrid([lambda message, context: message], [{}], run_config={})
+        messages = list(strategy.configure_train(1, ArrayRecord(sent),
+                                                 ConfigRecord({"server-round": 1}), grid))
+    return dict(messages[0].content["config"])
 
 
 def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tensor],
-                 images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor],
-                                                                      dict[str, Any]]:
-    """What the client sends back after round 1 on (images, labels): its arrays and metrics,
-    computed by the ClientApp's own pieces (encode and train, then release the update)."""
+                 images: torch.Tensor, labels: torch.Tensor
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[int]]:
+    """What the client sends back after round 1 on (images, labels), made as the ClientApp makes
+    it (encode → train → privatize the update → reply): its arrays, its metrics, and (for the
+    auditor only, never in the reply) which of the images it trained on."""
     ids = torch.arange(len(images))
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
-    record, released = train_reply(node, ArrayRecord(sent),
-                                   ConfigRecord(client_train_config(config)), RecordDict(), 1)
-    return record.to_torch_state_dict(), dict(released)
+    arrays, released = train_reply(node, ArrayRecord(sent),
+                                   ConfigRecord(client_train_config(config, sent)), RecordDict(), 1)
+    return arrays.to_torch_state_dict(), dict(released), node.training_indices(1).tolist()
 
 
 Listener = Callable[[Step], bool | None]
@@ -240,7 +256,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     model = build_model(spec, dlg_init=config.dlg_init, seed=config.seed)
     sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        returned, metrics = client_reply(config, spec, sent, images, labels)
+        returned, metrics, trained = client_reply(config, spec, sent, images, labels)
     except (ValueError, RuntimeError) as error:
         raise DemoError(f"the client could not train with these settings: {error}") from None
     observation = observe_update("demo/round-1/partition-0", spec, sent, returned,
@@ -249,7 +265,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     settings = AuditPlan.from_config(config).settings
     with watch(listener or (lambda step: None)):
         reconstruction: Reconstruction = invert([observation], settings)[0]
-    auditor, ids = victims.auditor(images, labels)
+    auditor, ids = victims.auditor(images, labels, trained)
     row = auditor.score(AuditJob(1, 0, observation, settings), reconstruction)
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
