@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from fedsnn.config import RunConfig, defense_names
 from fedsnn.data import load_dataset
 from fedsnn.privacy.accounting import gaussian_noise_multiplier
-from fedsnn.privacy.protocol import EQUAL_WEIGHT_KEY
+from fedsnn.protocol import EQUAL_WEIGHT_KEY
 from strategies.dp import CentralDP
 from strategies.dp_client import DpSgd, LocalDP
 from strategies.spike_dp import SpikeDP
@@ -42,7 +42,8 @@ def _central(strategy: Strategy, config: RunConfig) -> Strategy:
     return CentralDP(strategy, clipping=config.central_dp_clipping,
                      clipping_norm=config.central_dp_clipping_norm,
                      noise_multiplier=_noise(config, noise_multiplier=config.central_dp_noise_multiplier,
-                                             target_epsilon=config.central_dp_target_epsilon),
+                                             target_epsilon=config.central_dp_target_epsilon,
+                                             sensitivity_factor=2.0),  # replace-one: Δ = 2C
                      delta=config.dp_delta, accountant=config.dp_accountant)
 
 

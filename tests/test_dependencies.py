@@ -1,5 +1,6 @@
 """pyproject.toml declares exactly the third-party packages the code imports (read with ast, at
-module level and inside functions); the tests' own imports are in the `dev` extra."""
+module level and inside functions); the demo's imports are its `demo` extra, the tests' are in
+the `dev` extra."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py", "client_app.py")
+DEMO = "fedsnn/tools/demo"  # `fedsnn demo`: may also use the demo extra
 LOCAL = {"fedsnn", "attacks", "clients", "strategies", "benchmarks", "tests", "deploy",
          "server_app", "client_app"}
 # distribution name -> the import names it provides, where they differ
@@ -49,16 +51,20 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def test_the_code_imports_exactly_the_declared_dependencies() -> None:
-    declared = _provided(PROJECT["dependencies"])
-    imported = _imported(_files(CODE))
-    undeclared = imported - set().union(*declared.values())
-    unused = {dist for dist, names in declared.items()
+    declared = set().union(*_provided(PROJECT["dependencies"]).values())
+    demo_extra = set().union(*_provided(PROJECT["optional-dependencies"]["demo"]).values())
+    files = _files(CODE)
+    demo = _imported([p for p in files if p.is_relative_to(REPO / DEMO)])
+    imported = _imported([p for p in files if not p.is_relative_to(REPO / DEMO)])
+    undeclared = (imported - declared) | (demo - declared - demo_extra)
+    unused = {dist for dist, names in _provided(PROJECT["dependencies"]).items()
               if not names & imported and dist not in NOT_IMPORTED}
     assert not undeclared, f"imported but not in [project] dependencies: {sorted(undeclared)}"
     assert not unused, f"declared but never imported (say why in NOT_IMPORTED): {sorted(unused)}"
 
 
 def test_the_tests_import_only_declared_packages() -> None:
-    declared = _provided(PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"])
+    extras = PROJECT["optional-dependencies"]
+    declared = _provided(PROJECT["dependencies"] + extras["dev"] + extras["demo"])
     missing = _imported(_files(("tests",))) - set().union(*declared.values())
     assert not missing, f"tests import packages missing from the dev extra: {sorted(missing)}"

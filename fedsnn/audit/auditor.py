@@ -1,7 +1,8 @@
 """The auditor: scores reconstructions against ground truth that it loads itself.
 
-This is a different code path from the attacker. It receives a finished reconstruction and the
-sample ids the client reported, looks the samples up in the dataset, matches reconstructions to
+This is a different code path from the attacker. It receives a finished reconstruction, asks its
+ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples the client
+trained on, looks them up in the dataset, matches reconstructions to
 originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
 It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
 told apart from guessing.
@@ -18,6 +19,7 @@ from torch import nn
 
 from attacks import Reconstruction, Status
 from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
+from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
 from fedsnn.metrics import image_scores, match_by_mse, to_images
 
@@ -34,13 +36,20 @@ class Auditor:
         train_x: the train split's images (ids index into it).
         train_y: their labels.
         judge: a classifier for the judge ASR (None: ASR is not reported).
+        ground_truth: (round, partition id) -> the ids the client trained on, or None.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor,
-                 judge: nn.Module | None = None) -> None:
+                 judge: nn.Module | None = None, ground_truth: GroundTruth = no_ground_truth
+                 ) -> None:
         self.train_x = train_x
         self.train_y = train_y
         self.judge = judge
+        self.ground_truth = ground_truth
+
+    def sample_ids(self, job: AuditJob) -> list[int]:
+        """The ids of the samples behind `job`'s reply ([] when unknown)."""
+        return list(self.ground_truth(job.server_round, job.partition_id) or [])
 
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
         """The judge's labels of images (clamped to [0, 1])."""
@@ -55,7 +64,7 @@ class Auditor:
 
     def score(self, job: AuditJob, reconstruction: Reconstruction) -> dict[str, Any]:
         """One audit.json row for an attack on one client reply."""
-        ids = torch.tensor(job.sample_ids, dtype=torch.long)
+        ids = torch.tensor(self.sample_ids(job), dtype=torch.long)
         row: dict[str, Any] = {
             "round": job.server_round, "partition-id": job.partition_id,
             "target": reconstruction.target_id, "attack": reconstruction.attack,
@@ -69,9 +78,9 @@ class Auditor:
         }
         if reconstruction.status not in (Status.OK, Status.TIMEOUT, Status.DIVERGED):
             return row
-        if len(ids) == 0:  # e.g. an edge node training on its own data (data-path)
-            row.update(status="unscored", message=f"{row['message']}; the node reported no "
-                       "sample ids, so there is no ground truth to score against".lstrip("; "))
+        if len(ids) == 0:  # a deployment (audit-ground-truth="none") or an unknown partition
+            row.update(status="unscored", message=f"{row['message']}; no ground truth for this "
+                       "node's samples (audit-ground-truth), nothing to score against".lstrip("; "))
             return row
         images = as_images(reconstruction)
         truth = self.train_x[ids]

@@ -1,4 +1,5 @@
 """Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`,
+the colour datasets `cifar100:<dir>` (`fedsnn.data.cifar`) and `lfw:<dir>` (`fedsnn.data.lfw`),
 and the event datasets `dvs-digits[:options]`, `dvsgesture:<dir>[,options]` (`fedsnn.data.dvs`).
 
 Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W] (event datasets: binary
@@ -20,21 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsnn.data.base import DatasetError, ImageData, _split
+from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.cifar import load_cifar100
+from fedsnn.data.lfw import load_lfw
 from fedsnn.data.dvs import load_dvs_digits, load_dvsgesture
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
-                  "'hf:<hugging face dataset name>', 'dvs-digits[:frames=T]', "
-                  "'dvsgesture:<dir>[,frames=T]'")
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)
+                  "'hf:<hugging face dataset name>', 'cifar100:<dir>[,labels=coarse]', "
+                  "'lfw:<dir>[,min=N]', 'dvs-digits[:frames=T]', 'dvsgesture:<dir>[,frames=T]'")
 
 
 def load_digits(image_size: int = 28) -> ImageData:
@@ -201,6 +197,8 @@ SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "mnist": load_mnist,
     "npz": load_npz,
     "hf": load_hf,
+    "cifar100": load_cifar100,
+    "lfw": load_lfw,
     "dvs-digits": load_dvs_digits,
     "dvsgesture": load_dvsgesture,
 }

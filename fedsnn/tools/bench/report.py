@@ -20,6 +20,7 @@ from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: 
 from fedsnn.data import ImageData  # noqa: E402
 from fedsnn.judges import Judge  # noqa: E402
 from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
+from fedsnn.pictures import show_image  # noqa: E402
 from fedsnn.tools.bench.config import Variant  # noqa: E402
 
 MODEL_LABEL = {False: "ANN", True: "SNN"}
@@ -93,6 +94,8 @@ def markdown(results: dict[str, Any]) -> str:
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
+        + (f" (always guessing the majority class: {100 * judge['majority-class-accuracy']:.2f} %)"
+           if "majority-class-accuracy" in judge else "")
         + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
            if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
@@ -133,13 +136,13 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
     batch_size = results["config"]["batch_size"]
     columns = min(grid * batch_size, len(ids))
     pictures: list[tuple[str, list[np.ndarray | None]]] = [
-        ("ground truth", [data.test_x[i, 0].numpy() for i in ids[:columns]])]
+        ("ground truth", [data.test_x[i].numpy() for i in ids[:columns]])]
     for variant in rows:
         folder = out / "reconstructions" / variant.key.replace("/", "_")
         images: list[np.ndarray | None] = []
         for batch in range(grid):
             file = folder / f"{batch}.npy"
-            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * batch_size
+            images += list(np.load(file)) if file.is_file() else [None] * batch_size
         label = f"{MODEL_LABEL[variant.model.endswith('-snn')]} ({variant.model}, {variant.optimizer})"
         pictures.append((label, images[:columns]))
     if len(pictures) == 1 or columns == 0:
@@ -153,7 +156,7 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
             axis.set_yticks([])
             image = images[c] if c < len(images) else None
             if image is not None:
-                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, image)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     dataset = results["config"]["dataset"].split(":")[0]
     fig.suptitle(f"{attack.upper()} on {dataset}: ground truth | ANN | SNN", fontsize=9)
