@@ -14,11 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("fedsnn", "attacks", "clients", "strategies", "benchmarks")
 TOP_FILES = ("server_app.py", "client_app.py")
 
-# (layer, name): bottom first. A module's layer is that of the longest prefix listed here.
+# (layer, name): bottom first. A module's layer is that of the longest prefix listed here (the
+# package `fedsnn` itself only for its __init__: a new fedsnn module must be placed explicitly).
 LAYERS: dict[str, tuple[int, str]] = {
     **{f"fedsnn.{name}": (0, "fedsnn core") for name in (
         "config", "models", "data", "metrics", "privacy", "results", "checkpoint", "training",
-        "judges", "summary", "config_doc")},
+        "judges", "summary", "config_doc", "pictures", "protocol", "sampling")},
     "fedsnn": (0, "fedsnn core"),
     "attacks": (1, "attacks"),
     "clients": (1, "clients"),
@@ -102,8 +103,9 @@ IMPORTS = [imp for module, path in MODULES.items() for imp in _imports(module, p
 def layer(module: str) -> tuple[int, str]:
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
-        if ".".join(parts[:end]) in LAYERS:
-            return LAYERS[".".join(parts[:end])]
+        prefix = ".".join(parts[:end])
+        if prefix in LAYERS and (prefix != "fedsnn" or module == "fedsnn"):
+            return LAYERS[prefix]
     raise KeyError(module)
 
 
