@@ -11,7 +11,8 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py", "client_app.py")
+CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py",
+        "client_app.py")
 DEMO = "fedsnn/tools/demo"  # `fedsnn demo`: may also use the demo extra
 LOCAL = {"fedsnn", "attacks", "clients", "strategies", "benchmarks", "tests", "deploy",
          "server_app", "client_app"}

@@ -82,12 +82,12 @@ def _imports(module: str, path: Path) -> list[Import]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the importing package
-                package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                package = module.split(".")[:None if path.name == "__init__.py" else -1]
                 package = package[:len(package) - node.level + 1]
                 base = ".".join([*package, *([node.module] if node.module else [])])
             # `from a import b`: b may be a submodule of a
-            names = [f"{base}.{alias.name}" if _resolve(f"{base}.{alias.name}") == f"{base}.{alias.name}"
-                     else base for alias in node.names]
+            names = [f"{base}.{a.name}" if _resolve(f"{base}.{a.name}") == f"{base}.{a.name}"
+                     else base for a in node.names]
         for name in dict.fromkeys(names):
             target = _resolve(name)
             if target is not None and target != module:
@@ -192,7 +192,8 @@ def test_no_import_cycles() -> None:
 def test_the_checks_see_lazy_imports_and_report_them(tmp_path: Path) -> None:
     """The walker itself: an import inside a function is found, and the message names it."""
     path = tmp_path / "example.py"
-    path.write_text("from attacks.types import Observation\n\ndef f():\n    from clients import node\n")
+    path.write_text("from attacks.types import Observation\n\n"
+                    "def f():\n    from clients import node\n")
     found = _imports("attacks.example", path)
     assert {(imp.target, imp.lazy) for imp in found} == {("attacks.types", False),
                                                           ("clients.node", True)}
