@@ -200,3 +200,17 @@ def test_the_checks_see_lazy_imports_and_report_them(tmp_path: Path) -> None:
     assert _describe(found[-1]).endswith("example.py:4: attacks.example imports inside a "
                                          "function clients.node")
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_attacks_do_not_import_flower() -> None:
+    """An attack works on an Observation; it never sees Flower's messages or loads data."""
+    found = []
+    for module, path in MODULES.items():
+        if module.split(".")[0] != "attacks":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno}: {module} imports {name}"
+                      for name in names if name.split(".")[0] in ("flwr", "flwr_datasets")]
+    assert not found, "\n".join(found)
