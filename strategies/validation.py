@@ -354,13 +354,13 @@ def _sent_config(messages: list[Message], config: ConfigRecord) -> dict[str, obj
 
 
 def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str, np.ndarray]]:
-    """The reply's one ArrayRecord (`reply_arrays`) as numpy arrays, or (kind, reason) when it
-    has none/several, is misnamed or its bytes do not decode."""
+    """The reply's one ArrayRecord (`reply_arrays`, named `ARRAYS_RECORD`) as numpy arrays, or
+    (kind, reason) when it has none/several, another name, or its bytes do not decode."""
     try:
         record = reply_arrays(content)
     except MalformedReply as error:
         return ("malformed", str(error)), {}
-    name = next(iter(content.array_records))
+    (name,) = content.array_records.keys()
     if name != ARRAYS_RECORD:
         return ("malformed", f"the ArrayRecord is named {name!r}; expected {ARRAYS_RECORD!r}"), {}
     try:

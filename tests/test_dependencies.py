@@ -1,6 +1,6 @@
 """pyproject.toml declares exactly the third-party packages the code imports (read with ast, at
-module level and inside functions); the demo's imports are its `demo` extra, the tests' are in
-the `dev` extra."""
+module level and inside functions); the demo's (fedsnn/tools/demo) are in the `demo` extra, the
+tests' own in the `dev` and `demo` extras."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py",
-        "client_app.py")
-DEMO = "fedsnn/tools/demo"  # `fedsnn demo`: may also use the demo extra
+CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py", "client_app.py")
 LOCAL = {"fedsnn", "attacks", "clients", "strategies", "benchmarks", "tests", "deploy",
          "server_app", "client_app"}
 # distribution name -> the import names it provides, where they differ
@@ -35,9 +33,16 @@ def _imported(paths: list[Path]) -> set[str]:
     return names - set(sys.stdlib_module_names) - LOCAL
 
 
+DEMO = REPO / "fedsnn" / "tools" / "demo"
+
+
 def _files(roots: tuple[str, ...]) -> list[Path]:
     return [p for root in roots for p in ((REPO / root).rglob("*.py") if (REPO / root).is_dir()
                                           else [REPO / root])]
+
+
+def _core_files() -> list[Path]:
+    return [p for p in _files(CODE) if DEMO not in p.parents]
 
 
 def _provided(requirements: list[str]) -> dict[str, set[str]]:
@@ -52,16 +57,19 @@ PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def test_the_code_imports_exactly_the_declared_dependencies() -> None:
-    declared = set().union(*_provided(PROJECT["dependencies"]).values())
-    demo_extra = set().union(*_provided(PROJECT["optional-dependencies"]["demo"]).values())
-    files = _files(CODE)
-    demo = _imported([p for p in files if p.is_relative_to(REPO / DEMO)])
-    imported = _imported([p for p in files if not p.is_relative_to(REPO / DEMO)])
-    undeclared = (imported - declared) | (demo - declared - demo_extra)
-    unused = {dist for dist, names in _provided(PROJECT["dependencies"]).items()
+    declared = _provided(PROJECT["dependencies"])
+    imported = _imported(_core_files())
+    undeclared = imported - set().union(*declared.values())
+    unused = {dist for dist, names in declared.items()
               if not names & imported and dist not in NOT_IMPORTED}
     assert not undeclared, f"imported but not in [project] dependencies: {sorted(undeclared)}"
     assert not unused, f"declared but never imported (say why in NOT_IMPORTED): {sorted(unused)}"
+
+
+def test_the_demo_imports_only_core_and_demo_packages() -> None:
+    declared = _provided(PROJECT["dependencies"] + PROJECT["optional-dependencies"]["demo"])
+    missing = _imported(list(DEMO.rglob("*.py"))) - set().union(*declared.values())
+    assert not missing, f"the demo imports packages missing from the demo extra: {sorted(missing)}"
 
 
 def test_the_tests_import_only_declared_packages() -> None:

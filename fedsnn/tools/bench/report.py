@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: E402
                                     image_guesses, score_guesses)
 from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.judges import Judge  # noqa: E402
+from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
                             rate_stat)
 from fedsnn.pictures import show_image  # noqa: E402
@@ -78,6 +78,7 @@ def markdown(results: dict[str, Any]) -> str:
     its 95 % interval; then the guess baselines and the settings."""
     config = results["config"]
     judge = results.get("judge", {})
+    card = stored_card(judge)
     lines = [
         f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
         f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']}, "
@@ -85,12 +86,10 @@ def markdown(results: dict[str, Any]) -> str:
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
-        + (f" (always guessing the majority class: {100 * judge['majority-class-accuracy']:.2f} %)"
-           if "majority-class-accuracy" in judge else "")
         + (f"; on the attacked originals {percent_interval(judge['attack-set-accuracy'])} %, "
            "the ASR ceiling" if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
-        "PSNR, capped at 100 dB.",
+        "PSNR, capped at 100 dB.", "", judge_sentence(card),
         "",
         "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
         "Label acc. (%) | s/batch |",
@@ -103,14 +102,14 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
             f"({row.get('iterations')} × {row.get('restarts')}) | "
-            f"{row['n']} | {percent_interval(row['asr'])} | {number_interval(row['mse'], 3)} | "
-            f"{number_interval(row['ssim'], 3)} | {number_interval(row['psnr'], 2)} | "
-            f"{percent_interval(row['label-accuracy'])} | "
+            f"{row['n']} | {flag_asr(percent_interval(row['asr']), card)} | "
+            f"{number_interval(row['mse'], 3)} | {number_interval(row['ssim'], 3)} | "
+            f"{number_interval(row['psnr'], 2)} | {percent_interval(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
     lines += ["", "Guesses without the update (same attack set):", "",
               "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
     for name, scores in results.get("baselines", {}).items():
-        lines.append(f"| {name} | {percent_interval(scores['asr'])} | "
+        lines.append(f"| {name} | {flag_asr(percent_interval(scores['asr']), card)} | "
                      f"{number_interval(scores['mse'], 3)} | {number_interval(scores['ssim'], 3)} | "
                      f"{number_interval(scores['psnr'], 2)} |")
     statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
