@@ -2,9 +2,9 @@
 
 The page only collects settings and draws: every attack runs through `engine.run` (the project's
 client, defense, attack and auditor code). Attacks run in their own threads and stream their best
-iterate; Stop (or closing the tab) ends them at their next step. Each event may run for several
-visitors at once (`CONCURRENCY`), so two tabs do not wait for each other. Bad input is answered in
-the page and never stops the server.
+iterate; Stop ends them at their next step (the best iterate so far is scored). Each event may
+run for several visitors at once (`CONCURRENCY`), so two tabs do not wait for each other. Bad
+input is answered in the page and never stops the server.
 """
 
 from __future__ import annotations
@@ -176,6 +176,11 @@ def _parse(components: dict[str, Any], values: dict[Any, Any], victims: Victims
     return scenario, images, labels
 
 
+def _ended(outcome: Outcome) -> str:
+    """'stopped' when the visitor stopped the attack (its best iterate is what is scored)."""
+    return "stopped" if "stopped by the caller" in outcome.message else "done"
+
+
 def _error(message: str) -> str:
     return f"<div class='demo-error'>⚠️ {html.escape(message)}</div>"
 
@@ -204,8 +209,8 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 yield picture(images, None), _error(value), ""
             else:
                 yield (picture(value.originals, value.reconstruction),
-                       f"done: top row the client's images, bottom row what the server rebuilt",
-                       metrics_markdown(value, victims))
+                       f"{_ended(value)}: top row the client's images, bottom row what the "
+                       "server rebuilt", metrics_markdown(value, victims))
 
     def play_twins(values: dict[Any, Any], request: gr.Request
                    ) -> Iterator[tuple[Any, Any, str, str, str]]:
@@ -232,7 +237,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 status[name], texts[name] = "failed", _error(value)
             else:
                 shown[name] = picture(value.originals, value.reconstruction)
-                status[name], texts[name] = "done", metrics_markdown(value, victims)
+                status[name], texts[name] = _ended(value), metrics_markdown(value, victims)
             line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
                    f"{snn.model} ({snn.attack_name()}): {status['snn']}"
             yield shown["ann"], shown["snn"], line, texts["ann"], texts["snn"]
@@ -241,7 +246,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         event = _STOPS.get(_session(request))
         if event is not None:
             event.set()
-        return "stopped: the attack ends at its next step (its best iterate so far is kept)"
+        return "stopping: the attack ends at its next step and its best iterate is scored"
 
     def refresh(folder: str) -> tuple[Any, str]:
         try:
@@ -280,9 +285,9 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                                  elem_id="reconstruction", type="numpy", interactive=False,
                                  format="png")
                 metrics = gr.Markdown(elem_id="metrics")
-            event = run_button.click(play, set(inputs.values()), [image, status, metrics],
+            run_button.click(play, set(inputs.values()), [image, status, metrics],
                                      concurrency_limit=CONCURRENCY)
-            stop_button.click(stop, None, status, cancels=[event])
+            stop_button.click(stop, None, status)
         with gr.Tab("ANN beside SNN", id="twins"):
             twin_inputs = _inputs(("lenet", "mlp"), "twins")
             with gr.Row():
@@ -298,11 +303,11 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                     snn_image = gr.Image(label="SNN (spiking twin)", type="numpy",
                                          interactive=False, elem_id="snn-image", format="png")
                     snn_metrics = gr.Markdown(elem_id="snn-metrics")
-            twin_event = twin_button.click(
+            twin_button.click(
                 play_twins, set(twin_inputs.values()),
                 [ann_image, snn_image, twin_status, ann_metrics, snn_metrics],
                 concurrency_limit=CONCURRENCY)
-            twin_stop.click(stop, None, twin_status, cancels=[twin_event])
+            twin_stop.click(stop, None, twin_status)
         with gr.Tab("Runs", id="runs"):
             with gr.Row():
                 folder = gr.Textbox(str(runs_dir), label="output folder (or one run folder)",

@@ -47,7 +47,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def demo_url(runs_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """`fedsnn demo` on a free 127.0.0.1 port, listing the fixture runs."""
+    """`fedsnn demo` on a free 127.0.0.1 port, listing the fixture runs (its output goes to
+    demo.log in the test's tmp_path)."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False",
            "OMP_NUM_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
@@ -84,6 +85,7 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -100,9 +102,12 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         return driver.find_element(By.ID, element_id).text
 
     def wait(condition, seconds: float = 120, what: str = "") -> None:
-        WebDriverWait(driver, seconds, poll_frequency=0.3).until(
-            lambda _: condition(), message=f"waited {seconds} s for {what}; status: "
-            f"{[e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, '[id$=status]')]}")
+        try:
+            WebDriverWait(driver, seconds, poll_frequency=0.3).until(lambda _: condition())
+        except TimeoutException:
+            status = [e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, "[id$=status]")]
+            log = (tmp_path / "demo.log").read_text()[-3000:]
+            pytest.fail(f"waited {seconds} s for {what}; status lines {status}; server log:\n{log}")
 
     def tab(name: str) -> None:
         next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role='tab']")
@@ -163,7 +168,8 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.switch_to.window(first)
         assert "done" not in text("status")  # the long attack is still running
         driver.find_element(By.ID, "stop").click()
-        wait(lambda: "stopped" in text("status"), 10, what="the Stop message")
+        wait(lambda: "stopped" in text("status") and "PSNR" in text("metrics"), 60,
+             what="the stopped attack's scores")
         pick("play-mode", "gradient")
         number("play-batch", 1)
 
