@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from fedsnn.judges import flag_asr, judge_sentence
 from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, EPSILON_KEYS, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)
@@ -57,22 +58,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def metrics_markdown(outcome: Outcome, victims: Victims) -> str:
+def metrics_markdown(outcome: Outcome) -> str:
     """The auditor's scores beside the guess baselines, the labels, the judge and the ε spent."""
-    row = outcome.row
-    judge = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
-                                                                           _fmt(row.get("asr")))
+    row, card = outcome.row, outcome.judge_card
+    verdict = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
+                                                                             _fmt(row.get("asr")))
     lines = [f"**{outcome.attack}**: {row.get('status')} in {outcome.seconds:.1f} s "
              f"({html.escape(outcome.message[:160]) or 'no message'})", "",
              "| | PSNR (dB) | SSIM | MSE | judge ASR |", "|---|---|---|---|---|",
              f"| **reconstruction** | {_fmt(row.get('psnr'), 1)} | {_fmt(row.get('ssim'))} | "
-             f"{_fmt(row.get('mse'))} | {_fmt(row.get('asr'), 2)} |"]
+             f"{_fmt(row.get('mse'))} | {flag_asr(_fmt(row.get('asr'), 2), card)} |"]
     for name, scores in outcome.baselines.items():
+        asr = flag_asr(_fmt(scores.get("asr"), 2), card)
         lines.append(f"| {name} guess | {_fmt(scores.get('psnr'), 1)} | {_fmt(scores.get('ssim'))}"
-                     f" | {_fmt(scores.get('mse'))} | {_fmt(scores.get('asr'), 2)} |")
-    majority = float(torch.bincount(victims.data.test_y).max()) / len(victims.data.test_y)
-    lines += ["", f"**Judge verdict**: {judge} (judge: a LeNet-5, test accuracy "
-              f"{_fmt(outcome.judge_accuracy, 3)}; majority class {majority:.3f}).", "",
+                     f" | {_fmt(scores.get('mse'))} | {asr} |")
+    lines += ["", f"**Judge verdict**: {flag_asr(verdict, card)}. {judge_sentence(card)}", "",
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     if outcome.epsilon:
@@ -210,7 +210,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
             else:
                 yield (picture(value.originals, value.reconstruction),
                        f"{_ended(value)}: top row the client's images, bottom row what the "
-                       "server rebuilt", metrics_markdown(value, victims))
+                       "server rebuilt", metrics_markdown(value))
 
     def play_twins(values: dict[Any, Any], request: gr.Request
                    ) -> Iterator[tuple[Any, Any, str, str, str]]:
@@ -237,7 +237,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 status[name], texts[name] = "failed", _error(value)
             else:
                 shown[name] = picture(value.originals, value.reconstruction)
-                status[name], texts[name] = _ended(value), metrics_markdown(value, victims)
+                status[name], texts[name] = _ended(value), metrics_markdown(value)
             line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
                    f"{snn.model} ({snn.attack_name()}): {status['snn']}"
             yield shown["ann"], shown["snn"], line, texts["ann"], texts["snn"]
