@@ -113,6 +113,11 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role='tab']")
              if b.text.strip() == name).click()
 
+    def shown(selector: str) -> bool:  # an image that has loaded and has pixels
+        return bool(driver.execute_script(
+            "const i = document.querySelector(arguments[0]);"
+            "return !!i && i.complete && i.naturalWidth > 0;", selector))
+
     def report() -> str:  # the HTML the Runs view shows
         frames = driver.find_elements(By.CSS_SELECTOR, "#report iframe")
         return (frames[0].get_attribute("srcdoc") or "") if frames else ""
@@ -140,8 +145,7 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         # 1. the playground: an attack on the first embedded digit (lenet, iDLG)
         driver.find_element(By.ID, "run").click()
         wait(lambda: "PSNR" in text("metrics"), what="the playground's metrics")
-        source = driver.find_element(By.CSS_SELECTOR, "#reconstruction img").get_attribute("src")
-        assert source and "file=" in source or source.startswith("data:image")
+        wait(lambda: shown("#reconstruction img"), 30, what="the reconstruction image")
         metrics = text("metrics")
         assert "mean-image guess" in metrics and "Judge verdict" in metrics
         assert "Inferred label" in metrics and "ε spent" in metrics
@@ -188,8 +192,8 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.find_element(By.ID, "run-twins").click()
         wait(lambda: "PSNR" in text("ann-metrics") and "PSNR" in text("snn-metrics"),
              what="both twins' metrics")
-        assert driver.find_elements(By.CSS_SELECTOR, "#ann-image img")
-        assert driver.find_elements(By.CSS_SELECTOR, "#snn-image img")
+        wait(lambda: shown("#ann-image img") and shown("#snn-image img"), 30,
+             what="both twins' images")
         if shots:
             driver.save_screenshot(str(shots / "ann-beside-snn.png"))
 
