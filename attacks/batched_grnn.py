@@ -34,6 +34,10 @@ from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction, Status
 
 ELEMENTWISE_OPTIMIZERS = ("rmsprop", "adam")  # L-BFGS's state is not per element
+# K for `vectorize=True`: on this machine K = 8 ran 2.2x the one-at-a-time rate and K = 32 only
+# 1.3-1.7x (32 generators' weights, gradients and optimizer states, ~370 MB, spill the caches);
+# docs/performance.md, "GRNN"
+DEFAULT_MAX_BATCH = 8
 
 
 def supports(settings: AttackSettings) -> bool:
