@@ -31,14 +31,16 @@ from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest_mode import strongest
-from attacks.threat_model import GRADIENT_NEEDS, ThreatModel, refusal
-from attacks.types import Observation, Reconstruction, Status
+from attacks.threat_model import GRADIENT_NEEDS, UNROLLED_NEEDS, ThreatModel, refusal
+from attacks.types import LocalTraining, Observation, Reconstruction, Status
+from attacks.unrolled import unrolled
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
-                             "smooth": smooth, "strongest": strongest}
+                             "smooth": smooth, "strongest": strongest, "unrolled": unrolled}
 
 # The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
-NEEDS: dict[str, frozenset[str]] = {name: GRADIENT_NEEDS for name in ATTACKS}
+NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},
+                                    "unrolled": UNROLLED_NEEDS}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
@@ -58,6 +60,6 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
             for observation in observations]
 
 
-__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError", "Observation",
+__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError", "LocalTraining", "Observation",
            "Reconstruction", "Status", "ThreatModel", "infer_labels", "invert", "refusal",
            "spike_modality"]
