@@ -5,23 +5,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from logging import ERROR
+
+from flwr.app import Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 
 from clients.malicious import byzantine_role, malicious_train_reply
-from clients.node import NodeSetup, local_train_reply
+from clients.node import NodeSetup, NodeSetupError, local_train_reply
 from clients.privacy import privacy_mod, training_privacy
+from fedsnn.config import ConfigError
+from fedsnn.data import DatasetError
 from fedsnn.training import evaluate as evaluate_model
+
+SETUP_ERROR_CODE = 1001  # the reply's error code when this node cannot take part (bad data/config)
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
     app = ClientApp(mods=[privacy_mod])  # client side of the DP defenses
 
+    def setup_or_error(msg: Message, context: Context) -> NodeSetup | Message:
+        """This node's setup, or an error reply naming the problem in one line (no traceback
+        in the SuperNode's log every round; the server records it in results.json)."""
+        try:
+            return NodeSetup.from_context(context, overrides)
+        except (NodeSetupError, DatasetError, ConfigError) as error:
+            log(ERROR, "fedsnn node: %s", error)
+            return Message(Error(code=SETUP_ERROR_CODE, reason=f"fedsnn node: {error}"),
+                           reply_to=msg)
+
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         """Local training on this node's partition; reply with the update and metrics."""
-        node = NodeSetup.from_context(context, overrides)
+        node = setup_or_error(msg, context)
+        if isinstance(node, Message):
+            return node
         server_round = int(msg.content["config"].get("server-round", 0))
         role = byzantine_role(node, context.node_config)
         if role is not None:  # a Byzantine node: clients/malicious.py
@@ -36,7 +55,9 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         """Loss and accuracy of the global model on this node's local test split."""
-        node = NodeSetup.from_context(context, overrides)
+        node = setup_or_error(msg, context)
+        if isinstance(node, Message):
+            return node
         model = node.model_with(msg.content["arrays"])
         loss, accuracy = evaluate_model(model, node.data.test_x, node.data.test_y)
         metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy,
