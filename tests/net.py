@@ -6,22 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, queue = [pid], [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+from deploy.federation import descendants
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -51,7 +36,7 @@ def _address(hex_address: str) -> str:
 def listening_sockets(root: int | None = None) -> list[tuple[int, str, str, int]]:
     """(pid, process name, address, port) of every TCP socket in LISTEN state held by `root`
     (default: this process) or its descendants."""
-    pids = _descendants(root or os.getpid())
+    pids = [root or os.getpid(), *descendants(root or os.getpid())]
     owner = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
     found = []
     for table in ("tcp", "tcp6"):
@@ -62,6 +47,12 @@ def listening_sockets(root: int | None = None) -> list[tuple[int, str, str, int]
                 continue
             address, port = local.split(":")
             pid = owner[inode]
-            name = Path(f"/proc/{pid}/comm").read_text().strip() if Path(f"/proc/{pid}/comm").exists() else "?"
-            found.append((pid, name, _address(address), int(port, 16)))
+            found.append((pid, _name(pid), _address(address), int(port, 16)))
     return found
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
