@@ -13,6 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedsnn.training import evaluate
 from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.ground_truth import no_ground_truth, simulated_ground_truth
 from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
@@ -101,8 +102,10 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
         raise
     if curious is not None:
         judge = load_judge(data)
-        record.set("audit", curious.finish(run_dir, Auditor(data.train_x, data.train_y, judge.model),
-                                           judge_accuracy=judge.test_accuracy))
+        truth = (simulated_ground_truth(config, curious.nodes_seen)
+                 if config.audit_ground_truth == "partitions" else no_ground_truth)
+        auditor = Auditor(data.train_x, data.train_y, judge.model, ground_truth=truth)
+        record.set("audit", curious.finish(run_dir, auditor, judge_accuracy=judge.test_accuracy))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
     if stopped is not None:
         record.fail(str(stopped), **{"stop-reason": str(stopped), "resumable": True})

@@ -26,6 +26,12 @@ ENCODINGS = ("direct", "poisson", "frames")
 PARTITIONERS = ("iid", "dirichlet")
 OPTIMIZERS = ("adam", "sgd")
 UPDATE_MODES = ("fedavg", "gradient")
+GROUND_TRUTHS = ("partitions", "none")  # where the auditor gets it: fedsnn.audit.ground_truth
+
+
+# old key -> its new name (a run config with the old one stops with this, not silently ignored)
+RENAMED_KEYS = {"num-malicious": "assumed-byzantine (f, the Byzantine clients the aggregator "
+                                 "tolerates; num-byzantine is how many misbehave)"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class RunConfig:
     audit_tv_weight: float = 0.0
     audit_time_budget_s: float = 12.0
     audit_workers: int = 1
+    audit_ground_truth: str = "partitions"
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5
@@ -96,7 +103,7 @@ class RunConfig:
     spike_dp_budget: float = 0.0
     # -- robust aggregation / Byzantine clients --
     aggregator: str = "fedavg"
-    num_malicious: int = 0
+    assumed_byzantine: int = 0
     trimmed_beta: float = 0.2
     multikrum_select: int = 0
     norm_filter: float = 0.0
@@ -142,6 +149,10 @@ class RunConfig:
         """
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        renamed = sorted(set(run_config) & set(RENAMED_KEYS))
+        if renamed:
+            raise ConfigError("; ".join(f"{key} is now called {RENAMED_KEYS[key]}"
+                                        for key in renamed))
         for key, value in run_config.items():
             name = key.replace("-", "_")
             if name not in known or "_" in key:
@@ -160,6 +171,7 @@ class RunConfig:
         _one_of("partitioner", self.partitioner, PARTITIONERS)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("update-mode", self.update_mode, UPDATE_MODES)
+        _one_of("audit-ground-truth", self.audit_ground_truth, GROUND_TRUTHS)
         _positive_int("num-server-rounds", self.num_server_rounds)
         _positive_int("time-steps", self.time_steps)
         _positive_int("mlp-hidden", self.mlp_hidden)
@@ -341,11 +353,11 @@ MIN_UPDATES: dict[str, Callable[[int], int]] = {
 
 
 def _validate_robust(config: RunConfig) -> None:
-    """Aggregator and Byzantine settings; an aggregator that cannot tolerate `num-malicious` with
-    the fewest nodes a round can have (`min-available-nodes`) stops the run here."""
+    """Aggregator and Byzantine settings; an aggregator that cannot tolerate `assumed-byzantine`
+    with the fewest nodes a round can have (`min-available-nodes`) stops the run here."""
     _one_of("aggregator", config.aggregator, AGGREGATORS)
     _one_of("byzantine-attack", config.byzantine_attack, BYZANTINE_ATTACKS)
-    for key, value in (("num-malicious", config.num_malicious),
+    for key, value in (("assumed-byzantine", config.assumed_byzantine),
                        ("num-byzantine", config.num_byzantine),
                        ("multikrum-select", config.multikrum_select)):
         if value < 0:
@@ -358,20 +370,20 @@ def _validate_robust(config: RunConfig) -> None:
     if not config.byzantine_scale >= 0.0:
         raise ConfigError(f"byzantine-scale: expected a number >= 0 (0: the attack's default), "
                           f"got {config.byzantine_scale}")
-    n, f = config.min_available_nodes, config.num_malicious
+    n, f = config.min_available_nodes, config.assumed_byzantine
     needed = MIN_UPDATES[config.aggregator](f)
     if n < needed:
-        raise ConfigError(f"aggregator: {config.aggregator!r} with num-malicious={f} needs at "
-                          f"least {needed} nodes per round, but min-available-nodes={n}; raise "
-                          f"min-available-nodes to {needed} or lower num-malicious")
+        raise ConfigError(f"aggregator: {config.aggregator!r} with assumed-byzantine={f} needs "
+                          f"at least {needed} nodes per round, but min-available-nodes={n}; raise "
+                          f"min-available-nodes to {needed} or lower assumed-byzantine")
     if config.aggregator == "trimmed-mean" and int(config.trimmed_beta * n) < f:
         trimmed = int(config.trimmed_beta * n)
         raise ConfigError(f"trimmed-beta: {config.trimmed_beta} trims {trimmed} of {n} updates "
-                          f"per side, fewer than num-malicious={f}; raise trimmed-beta to at least "
-                          f"{f / n:.3g}")
+                          f"per side, fewer than assumed-byzantine={f}; raise trimmed-beta to "
+                          f"at least {f / n:.3g}")
     if config.aggregator == "multikrum" and config.multikrum_select > n - f:
         raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds "
-                          f"min-available-nodes - num-malicious = {n - f}; use 0 (n - f) or a "
+                          f"min-available-nodes - assumed-byzantine = {n - f}; use 0 (n - f) or a "
                           f"smaller number")
 
 

@@ -35,6 +35,15 @@ ADAPTIVE_FLAG = "central-dp-adaptive"    # 1: the client reports Flower's norm b
 # unweighted for the C/m sensitivity), the example count in evaluation replies (not a DP release).
 EQUAL_WEIGHT_KEY = "dp-weight"
 NUM_EXAMPLES_KEY = "num-examples"
+# Set in every train and evaluate config by a client-side defense (local DP, DP-SGD, spike-DP):
+# the node's replies then carry only `PROTECTED_REPLY_KEYS` (the keys declared with `under_dp`).
+CLIENT_DP_FLAG = "client-dp"
+
+# Why a key may leave a DP-protected client (the `under_dp` of its declaration below):
+_SETUP = "setup, not data"
+_COUNT = ("a count aggregation needs; FedSGD: the configured batch size; FedAvg: the local train "
+          "split's size, released in the clear as Flower and Opacus do (sizes treated as public)")
+_FIGURE = "a privacy figure: a function of public settings and release counts"
 
 SCALAR_KINDS = ("int", "float")
 
@@ -51,8 +60,8 @@ class MetricKey:
         when: "" (in every reply of its kind) or the train/evaluate-config key whose (truthy)
             presence makes the client send it.
         per_client: identifies a client or its samples; never averaged across replies.
-        raw: computed on the client's raw data without noise (a DP-protected reply must not
-            carry it unless the defense covers it).
+        under_dp: why the value may leave a DP-protected client (it is covered by the node's
+            epsilon, or says nothing about its data); "" when it may not (e.g. a raw loss).
     """
 
     name: str
@@ -62,7 +71,7 @@ class MetricKey:
     high: float | None = None
     when: str = ""
     per_client: bool = False
-    raw: bool = False
+    under_dp: str = ""
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not fit this key (wrong type, implausible); None when it fits.
@@ -112,43 +121,48 @@ def _declare(*keys: MetricKey) -> dict[str, MetricKey]:
 
 _COMMON = (
     MetricKey(NUM_EXAMPLES_KEY, "int", "samples the reply was computed on (FedAvg's weight)",
-              low=1, raw=True),
+              low=1, under_dp=_COUNT),
     MetricKey("partition-id", "int", "the node's partition (-1: a node with its own data)",
-              low=-1, per_client=True),
+              low=-1, per_client=True, under_dp=_SETUP),
     MetricKey(EQUAL_WEIGHT_KEY, "float", "central DP's weight: 1 in training, the example "
-              "count in evaluation", low=0, when=CENTRAL_DP_FLAG),
+              "count in evaluation", low=0, when=CENTRAL_DP_FLAG,
+              under_dp="a constant 1 in training, the count above in evaluation"),
 )
 
 TRAIN_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
     MetricKey("train-loss", "float", "mean training loss of the last local epoch (FedSGD: of "
-              "the batch)", low=0, raw=True),
-    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0),
-    MetricKey("sample-ids", "list[int]", "dataset ids of the samples used (simulation: for the "
-              "auditor; empty for a node's own data)", low=0, per_client=True, raw=True),
+              "the batch)", low=0),
+    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0,
+              under_dp=_COUNT),
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
-              low=0, high=1, when=ADAPTIVE_FLAG),
+              low=0, high=1, when=ADAPTIVE_FLAG,
+              under_dp="Flower's central-DP clipped bit, taken after local privatization"),
     MetricKey("local-dp-client-epsilon-release", "float", "client-level epsilon of this local "
-              "DP release", low=0, when="local-dp-noise-multiplier"),
+              "DP release", low=0, when="local-dp-noise-multiplier", under_dp=_FIGURE),
     MetricKey("local-dp-client-epsilon", "float", "client-level epsilon of all this node's "
-              "local DP releases", low=0, when="local-dp-noise-multiplier"),
+              "local DP releases", low=0, when="local-dp-noise-multiplier", under_dp=_FIGURE),
     MetricKey("dp-sgd-sample-epsilon", "float", "sample-level epsilon DP-SGD spent so far",
-              low=0, when="dp-sgd-max-grad-norm"),
+              low=0, when="dp-sgd-max-grad-norm", under_dp=_FIGURE),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
-              when="spike-dp-mechanism"),
+              when="spike-dp-mechanism", under_dp=_FIGURE),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
-              low=0, when="spike-dp-mechanism"),
+              low=0, when="spike-dp-mechanism", under_dp=_FIGURE),
 )
 
 EVALUATE_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
-    MetricKey("eval-loss", "float", "loss of the global model on the local test split", low=0,
-              raw=True),
+    MetricKey("eval-loss", "float", "loss of the global model on the local test split", low=0),
     MetricKey("eval-acc", "float", "accuracy of the global model on the local test split",
-              low=0, high=1, raw=True),
+              low=0, high=1),
 )
 
 REPLY_METRICS = {"train": TRAIN_METRICS, "evaluate": EVALUATE_METRICS}
+
+# What a DP-protected client may send besides its (privatized) arrays: the keys declared with
+# a reason in `under_dp`.
+PROTECTED_REPLY_KEYS = frozenset(k.name for table in REPLY_METRICS.values()
+                                 for k in table.values() if k.under_dp)
 
 
 def expected_keys(declared: Mapping[str, MetricKey], config: Mapping[str, Any] | None
@@ -162,12 +176,22 @@ def expected_keys(declared: Mapping[str, MetricKey], config: Mapping[str, Any] |
     """
     if config is None:
         return None
-    return frozenset(k.name for k in declared.values() if not k.when or config.get(k.when))
+    keys = frozenset(k.name for k in declared.values() if not k.when or config.get(k.when))
+    return keys & PROTECTED_REPLY_KEYS if config.get(CLIENT_DP_FLAG) else keys
 
 
 def required_keys(declared: Mapping[str, MetricKey]) -> frozenset[str]:
-    """Keys every reply of this kind carries, whatever the round's config."""
-    return frozenset(k.name for k in declared.values() if not k.when)
+    """Keys every reply of this kind carries, whatever the round's config (a DP-protected reply
+    keeps only `PROTECTED_REPLY_KEYS`)."""
+    return frozenset(k.name for k in declared.values() if not k.when) & PROTECTED_REPLY_KEYS
+
+
+def released_metrics(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """`metrics` as they may leave the node: under a client-side defense (`CLIENT_DP_FLAG` in the
+    round's config) only the allow-listed keys; a raw `train-loss` or `eval-acc` is dropped."""
+    if not config.get(CLIENT_DP_FLAG):
+        return dict(metrics)
+    return {key: value for key, value in metrics.items() if key in PROTECTED_REPLY_KEYS}
 
 
 def per_client_keys() -> frozenset[str]:

@@ -75,3 +75,11 @@ def test_configuration_reference_is_generated_from_pyproject_and_explains_every_
     rows = [line for line in reference.splitlines() if line.startswith("| `")]
     assert len(rows) == len(declared)
     assert [row for row in rows if row.rstrip().endswith("|  |")] == []  # every key explained
+
+
+def test_a_renamed_key_stops_the_run_with_its_new_name() -> None:
+    """num-malicious (f the aggregator assumes) was renamed beside num-byzantine (how many
+    misbehave): the old key is not silently kept as an unknown one."""
+    with pytest.raises(ConfigError, match="num-malicious is now called assumed-byzantine"):
+        RunConfig.from_mapping({"aggregator": "krum", "num-malicious": 2})
+    assert RunConfig.from_mapping({"assumed-byzantine": 0}).assumed_byzantine == 0

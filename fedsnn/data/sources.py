@@ -1,4 +1,5 @@
 """Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`,
+the colour datasets `cifar100:<dir>` (`fedsnn.data.cifar`) and `lfw:<dir>` (`fedsnn.data.lfw`),
 and the event datasets `dvs-digits[:options]`, `dvsgesture:<dir>[,options]` (`fedsnn.data.dvs`).
 
 Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W] (event datasets: binary
@@ -14,7 +15,6 @@ import logging
 import struct
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,51 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.cifar import load_cifar100
+from fedsnn.data.lfw import load_lfw
+from fedsnn.data.dvs import load_dvs_digits, load_dvsgesture
+
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
-                  "'hf:<hugging face dataset name>', 'dvs-digits[:frames=T]', "
-                  "'dvsgesture:<dir>[,frames=T]'")
-SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
-
-
-class DatasetError(ValueError):
-    """A dataset spec or file that cannot be loaded; the message says what was expected."""
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """A labelled image dataset with a train and a test split."""
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    num_classes: int
-    note: str = ""
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train_x.shape[-3])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)
-
-
-def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[torch.Tensor, ...]:
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_test = int(round(len(x) * test_fraction))
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
+                  "'hf:<hugging face dataset name>', 'cifar100:<dir>[,labels=coarse]', "
+                  "'lfw:<dir>[,min=N]', 'dvs-digits[:frames=T]', 'dvsgesture:<dir>[,frames=T]'")
 
 
 def load_digits(image_size: int = 28) -> ImageData:
@@ -243,22 +208,15 @@ def dataset_spec(location: str) -> str:
     return f"mnist:{location}"
 
 
-def _event_source(name: str) -> Callable[[str, int], ImageData]:
-    """A loader of `fedsnn.data.dvs`, imported on first use (it imports this module)."""
-    def load(argument: str, image_size: int) -> ImageData:
-        from fedsnn.data import dvs
-
-        return getattr(dvs, name)(argument, image_size)
-    return load
-
-
 SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "digits": lambda _arg, size: load_digits(size),
     "mnist": load_mnist,
     "npz": load_npz,
     "hf": load_hf,
-    "dvs-digits": _event_source("load_dvs_digits"),
-    "dvsgesture": _event_source("load_dvsgesture"),
+    "cifar100": load_cifar100,
+    "lfw": load_lfw,
+    "dvs-digits": load_dvs_digits,
+    "dvsgesture": load_dvsgesture,
 }
 ARGUMENT = {"digits": "none", "dvs-digits": "optional"}  # the others require one
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from fedsnn.data import ImageData
 from fedsnn.models import build_model
 from fedsnn.judges.base import (JUDGE_ARCHITECTURE, Judge, cache_dir, cached_judge, image_spec,
-                                judge_key, train_judge)
+                                judge_key, majority_accuracy, train_judge)
 from fedsnn.judges.dvs import load_dvs_judge
 
 __all__ = ["JUDGE_ARCHITECTURE", "Judge", "cache_dir", "cached_judge", "judge_key", "load_judge",
+           "majority_accuracy",
            "train_judge"]
 
 

@@ -18,6 +18,8 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedsnn.results import RunFailed
+
 # (message, context) -> reply; a ClientApp is one
 Handler = Callable[[Message, Context], Message]
 
