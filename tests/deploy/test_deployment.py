@@ -192,3 +192,16 @@ def test_registrations_survive_a_superlink_restart_with_a_database(tmp_path: Pat
         fed.start_superlink(database=database)
         assert [str(n["node-id"]) for n in fed.nodes()] == [str(node_id)]
         fed.wait_online(1, timeout=180)  # the SuperNode reconnected by itself
+
+
+def test_on_a_simulation_superlink_a_config_error_fails_the_run(tmp_path: Path) -> None:
+    """`flwr run .`'s local simulation: a config error used to end finished:completed."""
+    with LocalFederation(tmp_path / "fed", simulation=True) as fed:
+        fed.start_superlink()
+        run_id = fed.flwr_run(FAST | {"num-server-rounds": 0, "output-dir": str(tmp_path / "out")})
+        status = fed.wait_run(run_id, RUN_TIMEOUT)
+        reason = "num-server-rounds: expected a positive integer, got 0"
+        assert status == "finished:failed", fed.log("superlink")[-3000:]
+        assert reason in fed.run_log(run_id)
+        (path,) = (tmp_path / "out").glob("*/results.json")
+        assert json.loads(path.read_text())["status"] == "failed"
