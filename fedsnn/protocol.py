@@ -36,14 +36,8 @@ ADAPTIVE_FLAG = "central-dp-adaptive"    # 1: the client reports Flower's norm b
 EQUAL_WEIGHT_KEY = "dp-weight"
 NUM_EXAMPLES_KEY = "num-examples"
 # Set in every train and evaluate config by a client-side defense (local DP, DP-SGD, spike-DP):
-# the node's replies then carry only `PROTECTED_REPLY_KEYS` (the keys declared with `under_dp`).
+# the node's replies then carry only `PROTECTED_REPLY_KEYS`.
 CLIENT_DP_FLAG = "client-dp"
-
-# Why a key may leave a DP-protected client (the `under_dp` of its declaration below):
-_SETUP = "setup, not data"
-_COUNT = ("a count aggregation needs; FedSGD: the configured batch size; FedAvg: the local train "
-          "split's size, released in the clear as Flower and Opacus do (sizes treated as public)")
-_FIGURE = "a privacy figure: a function of public settings and release counts"
 
 SCALAR_KINDS = ("int", "float")
 
@@ -60,8 +54,11 @@ class MetricKey:
         when: "" (in every reply of its kind) or the train/evaluate-config key whose (truthy)
             presence makes the client send it.
         per_client: identifies a client or its samples; never averaged across replies.
-        under_dp: why the value may leave a DP-protected client (it is covered by the node's
-            epsilon, or says nothing about its data); "" when it may not (e.g. a raw loss).
+        raw: computed on the client's raw data without noise (a DP-protected reply must not
+            carry it unless the defense covers it).
+        released: may leave a DP-protected client (`PROTECTED_REPLY_KEYS`): setup rather than
+            data, a constant, post-processing of the privatized update, or a privacy figure
+            (a function of public settings and release counts).
     """
 
     name: str
@@ -71,7 +68,8 @@ class MetricKey:
     high: float | None = None
     when: str = ""
     per_client: bool = False
-    under_dp: str = ""
+    raw: bool = False
+    released: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not fit this key (wrong type, implausible); None when it fits.
@@ -120,49 +118,50 @@ def _declare(*keys: MetricKey) -> dict[str, MetricKey]:
 
 
 _COMMON = (
+    # released under DP as Flower and Opacus do: FedSGD's configured batch size, or FedAvg's
+    # local train split size (the dataset size is treated as public)
     MetricKey(NUM_EXAMPLES_KEY, "int", "samples the reply was computed on (FedAvg's weight)",
-              low=1, under_dp=_COUNT),
+              low=1, raw=True, released=True),
     MetricKey("partition-id", "int", "the node's partition (-1: a node with its own data)",
-              low=-1, per_client=True, under_dp=_SETUP),
+              low=-1, per_client=True, released=True),
     MetricKey(EQUAL_WEIGHT_KEY, "float", "central DP's weight: 1 in training, the example "
-              "count in evaluation", low=0, when=CENTRAL_DP_FLAG,
-              under_dp="a constant 1 in training, the count above in evaluation"),
+              "count in evaluation", low=0, when=CENTRAL_DP_FLAG, released=True),
 )
 
 TRAIN_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
     MetricKey("train-loss", "float", "mean training loss of the last local epoch (FedSGD: of "
-              "the batch)", low=0),
-    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0,
-              under_dp=_COUNT),
+              "the batch)", low=0, raw=True),
+    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0, released=True),
+    # taken after the node's own privatization (clients.privacy.release): post-processing
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
-              low=0, high=1, when=ADAPTIVE_FLAG,
-              under_dp="Flower's central-DP clipped bit, taken after local privatization"),
+              low=0, high=1, when=ADAPTIVE_FLAG, released=True),
     MetricKey("local-dp-client-epsilon-release", "float", "client-level epsilon of this local "
-              "DP release", low=0, when="local-dp-noise-multiplier", under_dp=_FIGURE),
+              "DP release", low=0, when="local-dp-noise-multiplier", released=True),
     MetricKey("local-dp-client-epsilon", "float", "client-level epsilon of all this node's "
-              "local DP releases", low=0, when="local-dp-noise-multiplier", under_dp=_FIGURE),
+              "local DP releases", low=0, when="local-dp-noise-multiplier", released=True),
     MetricKey("dp-sgd-sample-epsilon", "float", "sample-level epsilon DP-SGD spent so far",
-              low=0, when="dp-sgd-max-grad-norm", under_dp=_FIGURE),
+              low=0, when="dp-sgd-max-grad-norm", released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
-              when="spike-dp-mechanism", under_dp=_FIGURE),
+              when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
-              low=0, when="spike-dp-mechanism", under_dp=_FIGURE),
+              low=0, when="spike-dp-mechanism", released=True),
 )
 
 EVALUATE_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
-    MetricKey("eval-loss", "float", "loss of the global model on the local test split", low=0),
+    MetricKey("eval-loss", "float", "loss of the global model on the local test split", low=0,
+              raw=True),
     MetricKey("eval-acc", "float", "accuracy of the global model on the local test split",
-              low=0, high=1),
+              low=0, high=1, raw=True),
 )
 
 REPLY_METRICS = {"train": TRAIN_METRICS, "evaluate": EVALUATE_METRICS}
 
-# What a DP-protected client may send besides its (privatized) arrays: the keys declared with
-# a reason in `under_dp`.
+# What a DP-protected client may send besides its (privatized) arrays (`MetricKey.released`):
+# under a client-side defense (CLIENT_DP_FLAG in the round's config) nothing else leaves it.
 PROTECTED_REPLY_KEYS = frozenset(k.name for table in REPLY_METRICS.values()
-                                 for k in table.values() if k.under_dp)
+                                 for k in table.values() if k.released)
 
 
 def expected_keys(declared: Mapping[str, MetricKey], config: Mapping[str, Any] | None
