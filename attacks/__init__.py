@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from attacks.analytic import analytic
 from attacks.batched import invert_batched
@@ -27,6 +28,7 @@ from attacks.batched import supports as supports_batched
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
+from attacks.rate_decoder import CapabilityError, PublicData, rate_decoder, require_public
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
@@ -34,25 +36,41 @@ from attacks.strongest import strongest
 from attacks.types import Observation, Reconstruction, Status
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
-                             "smooth": smooth, "strongest": strongest}
+                             "smooth": smooth, "strongest": strongest, "rate-decoder": rate_decoder}
+# attacks that take the public data the threat model grants (`public=`); those in
+# NEEDS_PUBLIC_DATA are refused without it, `strongest` just leaves out what needs it
+TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
+NEEDS_PUBLIC_DATA = frozenset({"rate-decoder"})
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
-           vectorize: bool | int = False) -> list[Reconstruction]:
+           vectorize: bool | int = False, public: PublicData | None = None) -> list[Reconstruction]:
     """Attack each observation independently; see the module docstring.
 
     `vectorize` (True, or K) runs DLG/iDLG through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
-    gives, up to floating-point noise. Other attacks ignore it."""
+    gives, up to floating-point noise. Other attacks ignore it. `public`: public same-domain
+    images, when the threat model grants them (the rate-decoder attack needs them).
+
+    Raises:
+        AttackSettingsError: an unknown attack.
+        CapabilityError: the attack needs public data and `public` is None (or of another shape).
+    """
     if settings.attack not in ATTACKS:
         raise AttackSettingsError(
             f"Unknown attack {settings.attack!r}; expected one of {sorted(ATTACKS)}")
+    if settings.attack in NEEDS_PUBLIC_DATA:
+        for observation in observations:
+            require_public(public, observation.model_spec)
     if vectorize and supports_batched(settings):
         max_batch = None if vectorize is True else int(vectorize)
         return invert_batched(observations, settings, max_batch=max_batch)
-    return [invert_one(ATTACKS[settings.attack], observation, settings)
-            for observation in observations]
+    attack = ATTACKS[settings.attack]
+    if settings.attack in TAKES_PUBLIC_DATA:
+        attack = partial(attack, public=public)
+    return [invert_one(attack, observation, settings) for observation in observations]
 
 
-__all__ = ["ATTACKS", "AttackFn", "AttackSettings", "AttackSettingsError", "Observation",
-           "Reconstruction", "Status", "infer_labels", "invert", "spike_modality"]
+__all__ = ["ATTACKS", "AttackFn", "AttackSettings", "AttackSettingsError", "CapabilityError",
+           "Observation", "PublicData", "Reconstruction", "Status", "infer_labels", "invert",
+           "spike_modality"]

@@ -2,7 +2,8 @@
 
 For one observation, each candidate attack runs with encoder-aware settings
 (attacks/parametrize.py): the analytic recovery first (exact when it is determined, and nearly
-free), then iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
+free), the rate decoder when the threat model grants public data (attacks/rate_decoder.py), then
+iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
 reconstruction kept is the one whose inputs and labels reproduce the observed gradient best on the
 victim as the attacker rebuilt it (`consistency_loss`): exact consistency for the analytic attack,
 the matching loss for the others, one criterion for all. Ground truth has no way in: the entry
@@ -18,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ from attacks.grnn import grnn
 from attacks.idlg import idlg
 from attacks.matching import final_loss, rebuild_victim
 from attacks.parametrize import encoder_aware
+from attacks.rate_decoder import PublicData, rate_decoder
 from attacks.runner import AttackFn, relative_loss
 from attacks.settings import AttackSettings
 from attacks.smooth import smooth
@@ -43,11 +46,13 @@ class Candidate:
         attack: the attack function (one restart).
         applies: whether it can run against a victim of this spec.
         adapt: the candidate's settings, derived from the strongest mode's.
+        needs_public_data: runs only when the threat model grants public images (`public=`).
     """
 
     attack: AttackFn
     applies: Callable[[ModelSpec], bool]
     adapt: Callable[[ModelSpec, AttackSettings], AttackSettings]
+    needs_public_data: bool = False
 
 
 def _always(_spec: ModelSpec) -> bool:
@@ -70,6 +75,8 @@ def _smooth_settings(spec: ModelSpec, settings: AttackSettings) -> AttackSetting
 # name -> candidate, in the order they run (cheapest and most decisive first)
 CANDIDATES: dict[str, Candidate] = {
     "analytic": Candidate(analytic, _always, lambda _spec, s: s.with_(attack="analytic")),
+    "rate-decoder": Candidate(rate_decoder, _always, lambda _spec, s: s.with_(attack="rate-decoder"),
+                              needs_public_data=True),
     "idlg": Candidate(idlg, _always, _plain("idlg")),
     "smooth": Candidate(smooth, _spiking, _smooth_settings),
     "dlg": Candidate(dlg, _always, _plain("dlg")),
@@ -106,8 +113,8 @@ def select(candidates: Sequence[tuple[str, Reconstruction, float]]) -> tuple[str
 
 
 def run_candidates(observation: Observation, settings: AttackSettings, *, seed: int,
-                   deadline: float | None = None, names: Sequence[str] | None = None
-                   ) -> list[tuple[str, Reconstruction, float]]:
+                   deadline: float | None = None, names: Sequence[str] | None = None,
+                   public: PublicData | None = None) -> list[tuple[str, Reconstruction, float]]:
     """Run each applicable candidate once (one restart) and score it by `consistency_loss`.
 
     The time left before `deadline` is shared among the candidates still to run. The loop stops
@@ -120,8 +127,11 @@ def run_candidates(observation: Observation, settings: AttackSettings, *, seed: 
         seed: seeds every candidate's starting point.
         deadline: `time.monotonic()` value after which no candidate starts (and running ones stop).
         names: candidates to consider (default: all of CANDIDATES, in order).
+        public: public same-domain images, if the threat model grants them (candidates that need
+            them are left out otherwise).
     """
-    chosen = [n for n in (names or CANDIDATES) if CANDIDATES[n].applies(observation.model_spec)]
+    chosen = [n for n in (names or CANDIDATES) if CANDIDATES[n].applies(observation.model_spec)
+              and (public is not None or not CANDIDATES[n].needs_public_data)]
     results: list[tuple[str, Reconstruction, float]] = []
     for position, name in enumerate(chosen):
         candidate = CANDIDATES[name]
@@ -130,8 +140,10 @@ def run_candidates(observation: Observation, settings: AttackSettings, *, seed: 
         share = None if deadline is None else \
             time.monotonic() + max(deadline - time.monotonic(), 0.0) / (len(chosen) - position)
         sub_settings = candidate.adapt(observation.model_spec, settings)
+        attack = partial(candidate.attack, public=public) if candidate.needs_public_data \
+            else candidate.attack
         try:
-            reconstruction = candidate.attack(observation, sub_settings, seed=seed, deadline=share)
+            reconstruction = attack(observation, sub_settings, seed=seed, deadline=share)
         except Exception as error:  # noqa: BLE001 - one failing candidate must not stop the others
             results.append((name, _failed(observation, name, error), math.inf))
             continue
@@ -165,7 +177,7 @@ def summary(candidates: Sequence[tuple[str, Reconstruction, float]], observation
 
 
 def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
-              deadline: float | None = None) -> Reconstruction:
+              deadline: float | None = None, public: PublicData | None = None) -> Reconstruction:
     """Run every applicable attack and keep the reconstruction that reproduces the observed
     gradient best (one restart of each; `invert` repeats this for `settings.restarts`).
 
@@ -174,7 +186,7 @@ def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
         'analytic'
     """
     started = time.monotonic()
-    candidates = run_candidates(observation, settings, seed=seed, deadline=deadline)
+    candidates = run_candidates(observation, settings, seed=seed, deadline=deadline, public=public)
     name, best, loss = select(candidates)
     if not math.isfinite(loss):
         raise RuntimeError(f"every candidate failed: {summary(candidates, observation, settings)}")
