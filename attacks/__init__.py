@@ -33,14 +33,18 @@ from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest import strongest
+from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, ThreatModel, refusal
 from attacks.types import Observation, Reconstruction, Status
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
                              "smooth": smooth, "strongest": strongest, "rate-decoder": rate_decoder}
-# attacks that take the public data the threat model grants (`public=`); those in
-# NEEDS_PUBLIC_DATA are refused without it, `strongest` just leaves out what needs it
+# attacks that take the public images a threat model may grant (`public=`): those whose NEEDS
+# include public-data are refused without them, `strongest` leaves out the candidates that need them
 TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
-NEEDS_PUBLIC_DATA = frozenset({"rate-decoder"})
+
+# The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
+NEEDS: dict[str, frozenset[str]] = {name: GRADIENT_NEEDS for name in ATTACKS}
+NEEDS["rate-decoder"] = GRADIENT_NEEDS | {PUBLIC_DATA}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
@@ -59,7 +63,7 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
     if settings.attack not in ATTACKS:
         raise AttackSettingsError(
             f"Unknown attack {settings.attack!r}; expected one of {sorted(ATTACKS)}")
-    if settings.attack in NEEDS_PUBLIC_DATA:
+    if PUBLIC_DATA in NEEDS[settings.attack]:
         for observation in observations:
             require_public(public, observation.model_spec)
     if vectorize and supports_batched(settings):
@@ -71,6 +75,6 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
     return [invert_one(attack, observation, settings) for observation in observations]
 
 
-__all__ = ["ATTACKS", "AttackFn", "AttackSettings", "AttackSettingsError", "CapabilityError",
-           "Observation", "PublicData", "Reconstruction", "Status", "infer_labels", "invert",
-           "spike_modality"]
+__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError",
+           "CapabilityError", "Observation", "PublicData", "Reconstruction", "Status", "ThreatModel",
+           "infer_labels", "invert", "refusal", "spike_modality"]

@@ -17,10 +17,25 @@ clients sampled per round. It keeps the Gaussian mechanism's sensitivity honest:
 - **adaptive clipping**: noise is sized with the clipping norm the round's updates were clipped
   with (Flower 1.39 sizes it with the norm already updated for the next round).
 
+Neighbouring relation (what ε means): **replace one client** (all of its data), client level.
+With exactly m replies the denominator m is public and fixed, so "add or remove one client" is
+not a relation this mechanism has (m would change); replacing one client moves the mean by at
+most 2C/m, and noise z·C/m is the Gaussian mechanism with multiplier z/2 on that sensitivity
+(`fedsnn.privacy.accounting.replace_one_multiplier`). No sampling amplification is claimed.
+
+Adaptive clipping (Andrew et al. 2021, Flower's split of z) also releases a noisy count of
+clipped updates, σ_b noise on a sum of *uncentred* 0/1 bits. Under replace-one that sum has
+sensitivity 1 (a bit flips), exactly as the paper's centred bits ±½ do, and the update's
+multiplier halves as above; so Flower's split z_u = (z⁻² − (2σ_b)⁻²)^-½ leaves the pair at
+(z_u/2)⁻² + σ_b⁻² = (z/2)⁻²: the same ε as fixed clipping. (Under add/remove, uncentred bits
+would have sensitivity 1 where the split assumes ½.) The ledger composes both mechanisms with
+dp-accounting rather than trusting the formula; `tests/privacy/test_central_dp_accounting.py`
+checks that they agree. The count's noise comes from the wrapper's secret generator.
+
 Figures (train metrics, every round): `central-dp-client-epsilon` (after the releases so far) and
-`central-dp-client-epsilon-round` (one release), at `central-dp-delta`, for client-level DP: the
-neighbouring federation adds or removes one client's whole data. No sampling amplification is
-claimed. They come from `fedsnn.privacy.accounting` (dp-accounting), never from a formula here.
+`central-dp-client-epsilon-round` (one release), at `central-dp-delta`. They come from the
+wrapper's `GaussianLedger` (dp-accounting), never from a formula here, and the ledger (with the
+adaptive clipping norm) is saved in every checkpoint (`state_dict`).
 
 Central DP protects the *released aggregate* (the global model and anything derived from it); the
 server itself still sees every client's update in the clear (see docs/results.md, Defenses).
@@ -45,7 +60,8 @@ from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
 from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_noise_params,
                                                  compute_stdv)
 
-from fedsnn.privacy.accounting import gaussian_epsilon
+from fedsnn.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
+from fedsnn.privacy.ledger import GaussianLedger, LedgerError
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update, update_norm
 from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from strategies.base import StrategyWrapper
@@ -125,6 +141,18 @@ class _SafeRelease:
             self._geometric_update(self._noisy_fraction(clipped, len(replies)))  # type: ignore[attr-defined]
         return arrays, metrics
 
+    def _noisy_fraction(self, count: int, total: int) -> float:
+        """The clipped fraction with N(0, σ_b²) on the count, from the secret generator (Flower
+        draws it from numpy's global one)."""
+        return float(count + self._rng.normal(0.0, self.clipped_count_stddev)) / float(total)
+
+    def release_multipliers(self) -> tuple[float, ...]:
+        """σ/Δ of each Gaussian mechanism one release composes, under replace-one: the update
+        (noise z_u·C on a sum whose sensitivity is 2C) and, when adaptive, the clipped count
+        (noise σ_b on a sum of 0/1 bits whose sensitivity is 1)."""
+        update = replace_one_multiplier(self.noise_multiplier)
+        return (update, self.clipped_count_stddev) if self.adaptive else (update,)
+
     def resize(self, num_sampled_clients: int, nominal_noise_multiplier: float) -> None:
         """Use a new m (the number of clients sampled this round)."""
         self.num_sampled_clients = num_sampled_clients
@@ -162,7 +190,8 @@ def clipped_count_stddev(noise_multiplier: float, num_sampled_clients: int) -> f
 
     Flower's default, m/20, only admits z < m/10 (z = 1 needs 10+ clients a round); a small
     federation uses σ_b = z instead, which leaves the update's multiplier (z⁻² − (2σ_b)⁻²)^-½
-    = 1.15 z so that update and count together are still a Gaussian release with multiplier z.
+    = 1.15 z so that update and count together are still a Gaussian release with multiplier z/2
+    under replace-one (see the module docstring).
     """
     return max(num_sampled_clients / 20, noise_multiplier)
 
@@ -226,13 +255,45 @@ class CentralDP(StrategyWrapper):
         self.delta = delta
         self.accountant = accountant
         self.dp: _SafeRelease | None = None
-        self.releases = 0
-        self.epsilon_round = gaussian_epsilon(noise_multiplier=noise_multiplier, releases=1,
-                                              delta=delta, accountant=accountant)
+        self.ledger = GaussianLedger()
+        self._restored_clipping_norm: float | None = None
+        # nominal: adaptive clipping's split of z gives the same ε (module docstring)
+        self.epsilon_round = composed_gaussian_epsilon(
+            history=[((replace_one_multiplier(noise_multiplier),), 1)], delta=delta,
+            accountant=accountant)
+
+    @property
+    def releases(self) -> int:
+        return self.ledger.releases
+
+    def epsilon(self) -> float:
+        """Client-level ε (replace one client) of every release so far."""
+        return self.ledger.epsilon(delta=self.delta, accountant=self.accountant)
+
+    def state_dict(self) -> dict[str, object]:
+        """The ledger and the current clipping norm (adaptive modes), for checkpoints."""
+        norm = self.dp.clipping_norm if self.dp is not None else self._restored_clipping_norm
+        return {"ledger": self.ledger.state_dict(), "relation": "replace-one",
+                "clipping-norm": float(norm if norm is not None else self.clipping_norm)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Continue from a checkpoint's `state_dict`.
+
+        Raises:
+            LedgerError: the state was written under another neighbouring relation.
+        """
+        if state.get("relation") != "replace-one":
+            raise LedgerError(f"central DP ledger made under {state.get('relation')!r}, this "
+                              "version accounts replace-one; start a new run")
+        self.ledger = GaussianLedger.from_state_dict(state["ledger"])  # type: ignore[arg-type]
+        self._restored_clipping_norm = float(state["clipping-norm"])  # type: ignore[arg-type]
+        if self.dp is not None:
+            self.dp.clipping_norm = self._restored_clipping_norm
 
     def describe(self) -> str:
         return (f"central DP ({self.clipping}, C={self.clipping_norm:g}, z={self.noise_multiplier:g},"
-                f" δ={self.delta:g}; client-level ε per round {self.epsilon_round:.4g})")
+                f" δ={self.delta:g}; client-level ε (replace one client) per round "
+                f"{self.epsilon_round:.4g})")
 
     def _expected_sample_size(self, grid: Grid) -> int:
         """m, as FedAvg will sample it (FedAvg.configure_train's rule)."""
@@ -250,6 +311,8 @@ class CentralDP(StrategyWrapper):
             self.dp = CLIPPING_MODES[self.clipping](self.inner, self.noise_multiplier,
                                                     self.clipping_norm,
                                                     self._expected_sample_size(grid))
+            if self._restored_clipping_norm is not None:
+                self.dp.clipping_norm = self._restored_clipping_norm
             self.strategy = self.dp  # type: ignore[assignment]
         messages = list(self.dp.configure_train(server_round, arrays, config, grid))
         if messages and len(messages) != self.dp.num_sampled_clients:
@@ -275,13 +338,13 @@ class CentralDP(StrategyWrapper):
         arrays, metrics = self.dp.aggregate_train(server_round, ok)
         if arrays is None:
             return None, metrics
-        self.releases += 1
+        self.ledger.record(noise_multipliers=self.dp.release_multipliers())
         metrics = metrics if metrics is not None else MetricRecord()
         metrics.update({
-            "central-dp-client-epsilon": gaussian_epsilon(
-                noise_multiplier=self.noise_multiplier, releases=self.releases,
-                delta=self.delta, accountant=self.accountant),
-            "central-dp-client-epsilon-round": self.epsilon_round,
+            "central-dp-client-epsilon": self.epsilon(),
+            "central-dp-client-epsilon-round": composed_gaussian_epsilon(
+                history=[(self.dp.release_multipliers(), 1)], delta=self.delta,
+                accountant=self.accountant),
             "central-dp-delta": self.delta,
             "central-dp-noise-multiplier": self.noise_multiplier,
             "central-dp-noise-std": self.dp.last_noise_std,

@@ -42,7 +42,8 @@ def _central(strategy: Strategy, config: RunConfig) -> Strategy:
     return CentralDP(strategy, clipping=config.central_dp_clipping,
                      clipping_norm=config.central_dp_clipping_norm,
                      noise_multiplier=_noise(config, noise_multiplier=config.central_dp_noise_multiplier,
-                                             target_epsilon=config.central_dp_target_epsilon),
+                                             target_epsilon=config.central_dp_target_epsilon,
+                                             sensitivity_factor=2.0),  # replace-one: Δ = 2C
                      delta=config.dp_delta, accountant=config.dp_accountant)
 
 

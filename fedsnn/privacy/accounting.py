@@ -4,7 +4,10 @@ Two mechanisms are accounted:
 
 - the Gaussian mechanism (central DP, local DP; DP-SGD is accounted by Opacus), given its noise
   multiplier z = σ / Δ relative to the release's L2 sensitivity Δ, composed over releases, with
-  optional Poisson subsampling; neighbouring datasets differ by adding or removing one unit;
+  optional Poisson subsampling. Without subsampling the privacy loss depends on σ / Δ only, so a
+  replace-one mechanism is accounted as the Gaussian with Δ the replace-one sensitivity (2C for
+  a clipped update: `replace_one_multiplier`). dp-accounting's RDP accountant does *not* do
+  this for you: under REPLACE_ONE it treats a GaussianDpEvent as having sensitivity 1;
 - binary randomized response (spike-level DP), given its noise parameter (the probability of
   answering with a fair coin instead of the true bit), composed over bits and releases;
   neighbouring datasets differ by replacing one unit (dp-accounting defines RR only for that).
@@ -18,7 +21,7 @@ accountant, whose count is correct. `tests/privacy/test_accounting.py` pins both
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dp_accounting
 from dp_accounting import dp_event
@@ -94,6 +97,41 @@ def gaussian_epsilon(*, noise_multiplier: float, releases: int, delta: float,
     ledger = _accountant(accountant, NeighboringRelation.ADD_OR_REMOVE_ONE)
     ledger.compose(gaussian_event(noise_multiplier=noise_multiplier, sample_rate=sample_rate),
                    releases)
+    return float(ledger.get_epsilon(delta))
+
+
+def replace_one_multiplier(noise_multiplier: float) -> float:
+    """The multiplier σ / Δ of noise σ = z·C under replace-one: two clipped updates (each of norm
+    ≤ C) differ by up to Δ = 2C, so σ / Δ = z / 2 (central DP with a fixed m, local DP)."""
+    return noise_multiplier / 2
+
+
+def composed_gaussian_epsilon(*, history: Sequence[tuple[Sequence[float], int]], delta: float,
+                              accountant: str = "rdp") -> float:
+    """ε of a history of releases, each a composition of Gaussian mechanisms.
+
+    Args:
+        history: (noise multipliers σ/Δ of one release's parts, number of such releases); e.g.
+            adaptive clipping releases an update and a clipped count each round: ((z_u, z_b), n).
+        delta: the δ at which ε is reported.
+        accountant: "rdp" or "pld".
+
+    Example:
+        >>> round(composed_gaussian_epsilon(history=[((1.0,), 10)], delta=1e-5), 2)
+        19.05
+    """
+    _check(delta=delta, releases=sum(count for _, count in history))
+    if any(z < 0 for parts, _ in history for z in parts):
+        raise AccountingError(f"Expected non-negative noise multipliers, got {history}")
+    events = [dp_event.SelfComposedDpEvent(
+        dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(z) for z in parts]), count)
+        for parts, count in history if count > 0 and parts]
+    if not events:
+        return 0.0
+    if any(z == 0 for parts, count in history if count > 0 for z in parts):
+        return math.inf
+    ledger = _accountant(accountant, NeighboringRelation.ADD_OR_REMOVE_ONE)
+    ledger.compose(dp_event.ComposedDpEvent(events))
     return float(ledger.get_epsilon(delta))
 
 

@@ -9,14 +9,17 @@ import pytest
 from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord,
                       RecordDict)
 from flwr.serverapp.strategy import FedAvg, FedMedian, Krum
+from dp_accounting import NeighboringRelation, dp_event
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
 from clients.privacy import privacy_mod
 from fedsnn.config import ConfigError, RunConfig
-from fedsnn.privacy.accounting import gaussian_epsilon
+from fedsnn.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
 from strategies.metrics import mean_scalar_metrics
-from strategies.local_grid import LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 GLOBAL = {"w": np.zeros(4, np.float32), "count": np.array([5], np.int64)}
 
@@ -80,8 +83,8 @@ def test_a_zero_update_and_integer_arrays_survive_clipping_and_the_release_is_ac
     assert np.all(np.abs(new["w"].numpy() - 0.5 / 3) < 6 * std)
     assert metrics["central-dp-noise-std"] == pytest.approx(std)
     assert metrics["central-dp-clipping-norm"] == 1.0
-    assert metrics["central-dp-client-epsilon"] == pytest.approx(
-        gaussian_epsilon(noise_multiplier=0.5, releases=1, delta=1e-5))
+    assert metrics["central-dp-client-epsilon"] == pytest.approx(  # replace-one: z/2
+        gaussian_epsilon(noise_multiplier=0.25, releases=1, delta=1e-5))
 
 
 def test_epsilon_grows_round_by_round() -> None:
@@ -164,3 +167,101 @@ def test_without_defenses_the_mod_changes_nothing() -> None:
     out = run_mod({}, np.full(4, 3.0))
     assert np.array_equal(out.content["arrays"]["w"].numpy(), np.full(4, 3.0, np.float32))
     assert "dp-weight" not in out.content["metrics"]
+
+
+# -- central DP's neighbouring relation, ledger and adaptive split (issue 15) ------------------
+
+DOCUMENTED_Z = 2.0165  # the docs' "ε = 8 over 10 rounds" under add/remove
+
+
+def released_rounds(dp: CentralDP, rounds: range) -> float:
+    grid = LocalGrid([lambda m, c: m] * 3, [{}] * 3, {})
+    metrics = None
+    for server_round in rounds:
+        dp.configure_train(server_round, arrays(GLOBAL["w"]), ConfigRecord(), grid)
+        _, metrics = dp.aggregate_train(server_round, [reply(np.full(4, 0.1 * server_round))] * 3)
+    return metrics["central-dp-client-epsilon"]
+
+
+def independent_rdp(events: list, delta: float = 1e-5) -> float:
+    ledger = rdp_privacy_accountant.RdpAccountant(
+        neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
+    for event in events:
+        ledger.compose(event)
+    return ledger.get_epsilon(delta)
+
+
+def test_central_dp_reports_replace_one_epsilon_at_the_documented_setting() -> None:
+    """z·C/m on the mean of exactly m replies: replacing a client moves the mean by 2C/m, so the
+    multiplier on that sensitivity is z/2. The docs' ε = 8 is really 18.85."""
+    dp, _ = central(noise_multiplier=DOCUMENTED_Z)
+    reported = released_rounds(dp, range(1, 11))
+    expected = independent_rdp([dp_event.GaussianDpEvent(DOCUMENTED_Z / 2)] * 10)
+    assert reported == pytest.approx(expected, abs=1e-6)
+    assert reported == pytest.approx(18.85, abs=0.01)
+    assert independent_rdp([dp_event.GaussianDpEvent(DOCUMENTED_Z)] * 10) == pytest.approx(8, abs=1e-3)
+
+
+def test_central_dp_pld_matches_dp_accountings_native_replace_one() -> None:
+    """dp-accounting's PLD accountant knows replace-one for the Gaussian (sensitivity 2)."""
+    dp, _ = central(noise_multiplier=DOCUMENTED_Z, accountant="pld")
+    reported = released_rounds(dp, range(1, 11))
+    native = pld_privacy_accountant.PLDAccountant(NeighboringRelation.REPLACE_ONE,
+                                                  value_discretization_interval=PLD_INTERVAL)
+    native.compose(dp_event.GaussianDpEvent(DOCUMENTED_Z), 10)
+    assert reported == pytest.approx(native.get_epsilon(1e-5), abs=1e-6)
+
+
+@pytest.mark.parametrize("clipping", ["server-adaptive", "client-adaptive"])
+def test_adaptive_clipping_spends_what_its_two_releases_compose_to(clipping: str) -> None:
+    """Update (z_u/2) and uncentred clipped count (σ_b, sensitivity 1) composed by dp-accounting
+    equal fixed clipping's z/2: Flower's split of z holds under replace-one."""
+    dp, _ = central(clipping, noise_multiplier=DOCUMENTED_Z)
+    if clipping == "client-adaptive":
+        for message in (reply_with_bit := [reply(np.full(4, 0.1))] * 3):
+            next(iter(message.content.metric_records.values()))[KEY_NORM_BIT] = 0
+        grid = LocalGrid([lambda m, c: m] * 3, [{}] * 3, {})
+        for server_round in range(1, 11):
+            dp.configure_train(server_round, arrays(GLOBAL["w"]), ConfigRecord(), grid)
+            _, metrics = dp.aggregate_train(server_round, reply_with_bit)
+        reported = metrics["central-dp-client-epsilon"]
+    else:
+        reported = released_rounds(dp, range(1, 11))
+    z_update, sigma_count = dp.dp.noise_multiplier, dp.dp.clipped_count_stddev
+    assert z_update > DOCUMENTED_Z  # part of z went to the count
+    composed = dp_event.ComposedDpEvent([dp_event.GaussianDpEvent(z_update / 2),
+                                         dp_event.GaussianDpEvent(sigma_count)])
+    assert reported == pytest.approx(independent_rdp([composed] * 10), abs=1e-6)
+    assert reported == pytest.approx(independent_rdp([dp_event.GaussianDpEvent(DOCUMENTED_Z / 2)] * 10),
+                                     abs=1e-6)
+
+
+def test_adaptive_clipping_noise_does_not_use_numpys_global_generator(monkeypatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("numpy's global generator was used")
+
+    monkeypatch.setattr(np.random, "normal", forbidden)
+    dp, _ = central("server-adaptive", noise_multiplier=DOCUMENTED_Z)
+    before = dp.dp.clipping_norm
+    released_rounds(dp, range(1, 3))
+    assert dp.dp.clipping_norm != before  # the noisy count moved the norm
+
+
+@pytest.mark.parametrize("clipping", ["server-fixed", "server-adaptive"])
+def test_a_resumed_central_dp_ledger_reports_the_uninterrupted_epsilon(clipping: str) -> None:
+    whole, _ = central(clipping, noise_multiplier=DOCUMENTED_Z)
+    uninterrupted = released_rounds(whole, range(1, 11))
+    first, _ = central(clipping, noise_multiplier=DOCUMENTED_Z)
+    released_rounds(first, range(1, 5))
+    saved = first.state_dict()
+    resumed = CentralDP(FedAvg(weighted_by_key="dp-weight", min_available_nodes=3,
+                               train_metrics_aggr_fn=mean_scalar_metrics), clipping=clipping,
+                        clipping_norm=1.0, noise_multiplier=DOCUMENTED_Z, delta=1e-5)
+    resumed.load_state_dict(saved)
+    assert resumed.releases == 4
+    reported = released_rounds(resumed, range(5, 11))
+    assert reported == pytest.approx(uninterrupted, abs=1e-6)
+    expected = independent_rdp([dp_event.GaussianDpEvent(DOCUMENTED_Z / 2)] * 10)
+    assert reported == pytest.approx(expected, abs=1e-6)
+    if clipping == "server-adaptive":  # the adapted norm continues, not the initial one
+        assert resumed.dp.clipping_norm != 1.0 or first.dp.clipping_norm == 1.0
