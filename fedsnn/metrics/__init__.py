@@ -1,10 +1,13 @@
 """Reconstruction metrics: image similarity (torchmetrics), optimal matching, spike distances,
-label accuracy and rates with Wilson confidence intervals."""
+identification (nearest neighbour in a pool), label accuracy and rates with Wilson confidence
+intervals."""
 
+from fedsnn.metrics.identification import identified, nearest_in_pool
 from fedsnn.metrics.images import image_scores, per_sample_scores, to_images
 from fedsnn.metrics.matching import match_by_mse
 from fedsnn.metrics.rates import label_accuracy, mean_interval, wilson_interval
 from fedsnn.metrics.spikes import spike_l1, spike_l2
 
-__all__ = ["image_scores", "label_accuracy", "match_by_mse", "mean_interval", "per_sample_scores",
-           "spike_l1", "spike_l2", "to_images", "wilson_interval"]
+__all__ = ["identified", "image_scores", "label_accuracy", "match_by_mse", "mean_interval",
+           "nearest_in_pool", "per_sample_scores", "spike_l1", "spike_l2", "to_images",
+           "wilson_interval"]
