@@ -57,6 +57,11 @@ def bench(
     time_steps: int = typer.Option(4, help="T of the spiking models"),
     encoding: str = typer.Option("direct", help="input encoding of the spiking models: direct | "
                                                 "poisson (the private spike draws are seeded per sample)"),
+    public_size: int = typer.Option(0, help="grant the attacker public data: the first N images of "
+                                            "the train split (disjoint from the attack set); the "
+                                            "rate-decoder attack needs it, strongest uses it"),
+    decoder_epochs: int = typer.Option(40, help="rate-decoder: training epochs of its decoder "
+                                                "(one decoder per victim model)"),
     seed: int = typer.Option(0, help="seeds the attack set, the victims and the attacks"),
     grid: int = typer.Option(8, help="samples drawn per attack in grid-<attack>.png"),
     threads: int = typer.Option(1, help="torch CPU threads"),
@@ -104,7 +109,8 @@ def bench(
                              stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
-                             time_steps=time_steps, encoding=encoding, grid=grid)
+                             time_steps=time_steps, encoding=encoding, grid=grid,
+                             public_size=public_size, decoder_epochs=decoder_epochs)
         results = run_bench(config, out, ray_address=ray_address or ("local" if ray else None),
                             vectorize=vectorize, shard=parse_shard(shard))
     except (ValueError, BenchResumeError) as error:

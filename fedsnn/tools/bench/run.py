@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from attacks import Observation, Reconstruction, invert
 from fedsnn.training import batch_gradient
-from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
+from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, public_data, variants
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
 from fedsnn.judges import Judge, load_judge
@@ -207,8 +207,9 @@ def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: I
     observations = [observe(variant, batch, x, y, data, config)
                     for (batch, _), (x, y) in zip(items, inputs, strict=True)]
     settings = attack_settings(variant, config)
-    reconstructions = (invert(observations, settings, vectorize=vectorize) if vectorize > 1
-                       else invert(observations, settings))
+    public = public_data(config, data.train_x)
+    reconstructions = (invert(observations, settings, vectorize=vectorize, public=public)
+                       if vectorize > 1 else invert(observations, settings, public=public))
     finished = []
     for (batch, sample_ids), (x, y), reconstruction in zip(items, inputs, reconstructions, strict=True):
         rows, matched = score(reconstruction, x, y, judge)
@@ -277,7 +278,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
-                              **({"vectorize": vectorize} if vectorize > 1 else {})})
+                              **({"vectorize": vectorize} if vectorize > 1 else {}),
+                              **({"public-size": config.public_size} if config.public_size else {})})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
                if (v.key, b) not in store.done and (shard is None or b % shard[1] == shard[0])]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
