@@ -69,7 +69,7 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     strategy = build_strategy(config)
-    curious = attach_audit(strategy, config, spec) if config.audit_enabled else None
+    curious = attach_audit(strategy, config, spec, data) if config.audit_enabled else None
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(

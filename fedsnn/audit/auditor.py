@@ -4,7 +4,8 @@ This is a different code path from the attacker. It receives a finished reconstr
 sample ids the client reported, looks the samples up in the dataset, matches reconstructions to
 originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
 It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
-told apart from guessing.
+told apart from guessing. A reconstruction "identifies" its original when the original is its
+nearest neighbour, in pixel space, in the whole train split (breaching's IIP).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from attacks import Reconstruction, Status
 from fedsnn.audit.queue import AuditJob
-from fedsnn.metrics import image_scores, match_by_mse
+from fedsnn.metrics import identified, image_scores, match_by_mse
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
@@ -91,6 +92,7 @@ class Auditor:
             "label-accuracy": (float((inferred == true_labels).float().mean())
                                if inferred is not None else math.nan),
             "asr": (sum(hits) / len(hits)) if hits is not None else None,
+            "identified": float(identified(matched, ids, self.train_x).float().mean()),
             "_images": (truth, matched),
         })
         return row
@@ -110,6 +112,7 @@ class Auditor:
             images = guess.expand_as(truth)
             scores = image_scores(images, truth)
             hits = self._judge_hits(images, labels)
-            out[name] = {**scores, "asr": (sum(hits) / len(hits)) if hits is not None else None}
+            out[name] = {**scores, "asr": (sum(hits) / len(hits)) if hits is not None else None,
+                         "identified": float(identified(images, ids, self.train_x).float().mean())}
         return out
 
