@@ -58,3 +58,4 @@ def observed_features(observation: Observation) -> Factors:
     if weight is None or bias is None:
         raise ValueError(f"the readout features need the gradients of {weight_name} and its bias")
     return separable_factors(weight, bias, observation.batch_size)
+

@@ -3,6 +3,8 @@ gradient are the client's exactly; on real digits its reconstructions beat the m
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -95,3 +97,20 @@ def test_strongest_runs_it_only_when_public_data_is_granted(
     names = [n for n, _, _ in run_candidates(observation, settings, seed=0,
                                              names=["analytic", "rate-decoder"], public=public)]
     assert names == ["analytic", "rate-decoder"]
+
+
+def test_strongest_keeps_the_decoder_by_its_own_criterion_on_lenet_snn(
+        split: tuple[PublicData, torch.Tensor, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
+    strongest_module = importlib.import_module("attacks.strongest")
+    public, x, y = split
+    names = ("analytic", "rate-decoder", "idlg")
+    monkeypatch.setattr(strongest_module, "CANDIDATES",
+                        {n: strongest_module.CANDIDATES[n] for n in names})
+    observation = _shared_victims(x[:1], y[:1])[0]
+    settings = FAST.with_(attack="strongest", iterations=5)
+    candidates = run_candidates(observation, settings, seed=0, public=public)
+    ranks = {n: strongest_module.rank(observation, settings, r, loss) for n, r, loss in candidates}
+    kept = strongest_module.strongest(observation, settings, seed=0, public=public)
+    assert kept.winner == min(ranks, key=ranks.get) == "rate-decoder"
+    mse = float(((kept.inputs - x[:1]) ** 2).mean())
+    assert mse < float(((public.images.mean(0) - x[0]) ** 2).mean())
