@@ -32,26 +32,29 @@ from attacks.rate_decoder import CapabilityError, PublicData, rate_decoder, requ
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
-from attacks.strongest import strongest
-from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, ThreatModel, refusal
-from attacks.types import Observation, Reconstruction, Status
+from attacks.strongest_mode import strongest
+from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, UNROLLED_NEEDS, ThreatModel, refusal
+from attacks.types import LocalTraining, Observation, Reconstruction, Status
+from attacks.unrolled import unrolled
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
-                             "smooth": smooth, "strongest": strongest, "rate-decoder": rate_decoder}
+                             "smooth": smooth, "strongest": strongest, "unrolled": unrolled,
+                             "rate-decoder": rate_decoder}
 # attacks that take the public images a threat model may grant (`public=`): those whose NEEDS
 # include public-data are refused without them, `strongest` leaves out the candidates that need them
 TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
 
 # The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
-NEEDS: dict[str, frozenset[str]] = {name: GRADIENT_NEEDS for name in ATTACKS}
-NEEDS["rate-decoder"] = GRADIENT_NEEDS | {PUBLIC_DATA}
+NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},
+                                    "unrolled": UNROLLED_NEEDS,
+                                    "rate-decoder": GRADIENT_NEEDS | {PUBLIC_DATA}}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
            vectorize: bool | int = False, public: PublicData | None = None) -> list[Reconstruction]:
     """Attack each observation independently; see the module docstring.
 
-    `vectorize` (True, or K) runs DLG/iDLG through the batched engine (attacks/batched.py): K
+    `vectorize` (True, or K) runs DLG/iDLG/GRNN through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
     gives, up to floating-point noise. Other attacks ignore it. `public`: public same-domain
     images, when the threat model grants them (the rate-decoder attack needs them).
@@ -76,5 +79,5 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
 
 
 __all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError",
-           "CapabilityError", "Observation", "PublicData", "Reconstruction", "Status", "ThreatModel",
-           "infer_labels", "invert", "refusal", "spike_modality"]
+           "CapabilityError", "LocalTraining", "Observation", "PublicData", "Reconstruction",
+           "Status", "ThreatModel", "infer_labels", "invert", "refusal", "spike_modality"]

@@ -3,41 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from torch import nn
 
-from clients.privacy import TrainingHooks
+from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_secret, node_state,
+                             private_inputs, record_dp_sgd)
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.privacy.dpsgd import private_epochs, private_gradient
+from fedsnn.sampling import round_seed, training_indices
+from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
 
 @dataclass(frozen=True)
 class NodeSetup:
-    """What a node knows: the run config, its partition, its data and the model spec."""
+    """What a node knows: the run config, its partition, its data and the model spec.
+
+    `secret` is the node-local seed of its random draws when `client-randomness = "secret"`
+    (drawn once from `secrets`, kept in its `Context.state`); None: they derive from the run's
+    public `seed` (`fedsnn.sampling`), reproducibly, and the server can derive them too.
+    """
 
     config: RunConfig
     partition_id: int
     num_partitions: int
     data: ClientData
     spec: ModelSpec
+    secret: int | None = None
 
     @classmethod
     def from_context(cls, context: Context, overrides: Mapping[str, Any] | None = None) -> NodeSetup:
         config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
         node_config = context.node_config
         if "data-path" in node_config:
-            return cls.with_own_data(config, str(node_config["data-path"]),
+            node = cls.with_own_data(config, str(node_config["data-path"]),
                                      int(node_config.get("partition-id", -1)))
-        if "partition-id" not in node_config or "num-partitions" not in node_config:
+        elif "partition-id" not in node_config or "num-partitions" not in node_config:
             raise ValueError("node config needs 'partition-id' and 'num-partitions' "
                              "(e.g. --node-config \"partition-id=0 num-partitions=2\")")
-        return cls.for_partition(config, int(node_config["partition-id"]),
-                                 int(node_config["num-partitions"]))
+        else:
+            node = cls.for_partition(config, int(node_config["partition-id"]),
+                                     int(node_config["num-partitions"]))
+        if config.client_randomness == "secret":
+            node = dataclasses.replace(node, secret=node_secret(context.state))
+        return node
 
     @classmethod
     def for_partition(cls, config: RunConfig, partition_id: int, num_partitions: int) -> NodeSetup:
@@ -68,8 +83,16 @@ class NodeSetup:
         return cls(config, partition_id, 1, data, spec)
 
     def round_seed(self, server_round: int) -> int:
-        """This node's seed for a round: batches, shuffling and Poisson spikes derive from it."""
-        return self.config.seed * 1_000_003 + server_round * 1009 + self.partition_id
+        """This node's seed for a round: batches, shuffling and Poisson spikes derive from it
+        (from the run's public seed, or from the node's secret)."""
+        base = self.config.seed if self.secret is None else self.secret
+        return round_seed(base, server_round, self.partition_id)
+
+    def training_indices(self, server_round: int) -> torch.Tensor:
+        """Which local train samples this node trains on in a round (the auditor recomputes the
+        same in simulation: `fedsnn.audit.ground_truth`)."""
+        return training_indices(self.config.update_mode, len(self.data.train_x),
+                                self.config.batch_size, self.round_seed(server_round))
 
     def model_with(self, arrays: ArrayRecord, encoder_seed: int = 0) -> nn.Module:
         """The model with the global weights the server sent."""
@@ -80,44 +103,57 @@ class NodeSetup:
 
 
 def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
-                      hooks: TrainingHooks | None = None) -> tuple[ArrayRecord, MetricRecord]:
-    """Train per the run's update mode and build the reply's arrays and metrics.
+                      config: Mapping[str, Any] | None = None, state: RecordDict | None = None
+                      ) -> tuple[ArrayRecord, MetricRecord]:
+    """Encode, then train per the run's update mode: the update and training's metrics, before
+    `clients.privacy.release` privatizes them for the reply.
 
-    - `fedavg`: E local epochs; reply with the updated weights.
+    - `fedavg`: E local epochs; the updated weights.
     - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples, applied as one
-      plain SGD step; reply with w - lr * g in float64, so the server recovers g = (w - w') / lr
-      to float64 precision while every aggregation strategy still sees weights.
+      plain SGD step: w - lr * g in float64, so the server recovers g = (w - w') / lr to float64
+      precision while every aggregation strategy still sees weights.
 
-    The metrics carry `sample-ids` (dataset ids of the samples used, never pixels) so that the
-    auditor can find the ground truth; attacks never read them.
+    Args:
+        config: the round's train config: the defenses it names (spike-level DP, DP-SGD) apply.
+        state: the node's `Context.state`, where its privacy ledgers persist across rounds.
 
-    `hooks` (`clients.privacy`) run the inputs, gradient and training through the round's
-    defenses (DP-SGD, spike-level DP); plain training without them.
+    Nothing returned tells which samples were used: the auditor recomputes that from the
+    partition and the round seed (`NodeSetup.training_indices`, the same draw as here).
     """
-    hooks = hooks or TrainingHooks()
+    config = config or {}
+    privacy = node_state(state if state is not None else RecordDict())
     cfg = node.config
-    seed = node.round_seed(server_round)
-    data = node.data
+    indices = node.training_indices(server_round)
+    x, y = node.data.train_x[indices], node.data.train_y[indices]
+    x, figures = private_inputs(model, x, config, node.spec, privacy)          # 1. encode
+    dpsgd = dp_sgd_settings(config, node.spec)                                   # 2. train
     if cfg.update_mode == "gradient":
-        generator = torch.Generator().manual_seed(seed)
-        batch = torch.randperm(len(data.train_x), generator=generator)[:cfg.batch_size]
-        batch = batch.sort().values
-        loss, gradients = hooks.gradient(model, hooks.inputs(model, data.train_x[batch]),
-                                         data.train_y[batch])
-        state = model.state_dict()
-        new_state = {name: (state[name].double() - cfg.learning_rate * gradients[name].double())
-                     if name in gradients else state[name] for name in state}
-        arrays = ArrayRecord(new_state)
-        metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1,
-                   "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
+        if dpsgd is None:
+            loss, gradients = batch_gradient(model, x, y)
+        else:
+            gradients, outcome = private_gradient(model, x, y, settings=dpsgd,
+                                                  history=dp_sgd_history(privacy))
+            loss = outcome.loss
+            figures.update(record_dp_sgd(privacy, outcome))
+        state_dict = model.state_dict()
+        update = ArrayRecord({name: (value.double() - cfg.learning_rate * gradients[name].double())
+                              if name in gradients else value
+                              for name, value in state_dict.items()})
+        metrics = {"train-loss": loss, "num-examples": len(x), "local-steps": 1}
     else:
-        result = hooks.train(model, hooks.inputs(model, data.train_x), data.train_y,
-                             epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
-                              optimizer=cfg.optimizer, momentum=cfg.momentum, seed=seed)
-        arrays = ArrayRecord(model.state_dict())
+        if dpsgd is None:
+            result = train_epochs(model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                                  lr=cfg.learning_rate, optimizer=cfg.optimizer,
+                                  momentum=cfg.momentum, seed=node.round_seed(server_round))
+        else:
+            optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.learning_rate,
+                                       momentum=cfg.momentum)
+            outcome = private_epochs(model, x, y, optimizer=optimizer, settings=dpsgd,
+                                     epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                                     history=dp_sgd_history(privacy))
+            result = TrainResult(outcome.loss, outcome.num_examples, outcome.steps)
+            figures.update(record_dp_sgd(privacy, outcome))
+        update = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
-                   "local-steps": result.steps,
-                   "sample-ids": data.train_ids.tolist() if data.shared_ids else []}
-    metrics["partition-id"] = node.partition_id
-    metrics.update(hooks.metrics())
-    return arrays, MetricRecord(metrics)
+                   "local-steps": result.steps}
+    return update, MetricRecord({**metrics, "partition-id": node.partition_id, **figures})

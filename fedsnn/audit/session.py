@@ -28,8 +28,11 @@ def drain_timeout(plan: AuditPlan, pending: int) -> float | None:
 
 def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                    skipped: Sequence[dict[str, Any]], auditor: Auditor,
-                   judge_accuracy: float | None = None) -> dict[str, Any]:
+                   judge: dict[str, Any] | None = None) -> dict[str, Any]:
     """Drain the queue, score every attack, write audit.json, pictures and the report.
+
+    `judge` is the judge's card (`Judge.card()`: accuracy, majority-class baseline, where it
+    was fit and measured, whether ASR is meaningful); None without a judge.
 
     Returns the audit's summary (also stored in audit.json)."""
     finished = queue.drain(drain_timeout(plan, len(queue.pending)))
@@ -50,8 +53,9 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                  else sorted(plan.rounds), "max-clients": plan.max_clients,
                  "max-batch": plan.max_batch, "settings": plan.settings.to_dict(),
                  "public-data": None if queue.public is None else queue.public.source},
-        "judge-test-accuracy": judge_accuracy,
-        "baselines": auditor.baselines([i for job, _ in finished for i in job.sample_ids]),
+        "judge-test-accuracy": (judge or {}).get("accuracy"),
+        "judge": judge or {},
+        "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),
         "attacks": rows,
         "skipped": list(skipped),
     }

@@ -11,7 +11,7 @@ import torch
 from attacks import AttackSettings, CapabilityError, PublicData, invert
 from attacks.rate_decoder import DecoderCache
 from attacks.readout import observed_features, readout_features
-from attacks.strongest import run_candidates
+from attacks.strongest_mode import run_candidates
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from tests.attacks.victims import observe
@@ -101,7 +101,7 @@ def test_strongest_runs_it_only_when_public_data_is_granted(
 
 def test_strongest_keeps_the_decoder_by_its_own_criterion_on_lenet_snn(
         split: tuple[PublicData, torch.Tensor, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
-    strongest_module = importlib.import_module("attacks.strongest")
+    strongest_module = importlib.import_module("attacks.strongest_mode")
     public, x, y = split
     names = ("analytic", "rate-decoder", "idlg")
     monkeypatch.setattr(strongest_module, "CANDIDATES",

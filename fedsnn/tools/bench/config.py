@@ -9,15 +9,19 @@ from typing import Any
 import torch
 
 from attacks import ATTACKS, NEEDS, AttackSettings, PublicData, ThreatModel, refusal
-from attacks.threat_model import PUBLIC_DATA
 from attacks.settings import OPTIMIZERS
+from attacks.threat_model import PUBLIC_DATA
+from fedsnn.config import ENCODINGS
+from fedsnn.data.dvs import parse_event_spec
 from fedsnn.models import MODELS
+
+IMAGE_ENCODINGS = tuple(e for e in ENCODINGS if e != "frames")  # frames: event data only
 
 # Fields that decide the attack set and the victims: every run into one folder must share them.
 # (Each row's attack settings are checked separately, so different rows may be run by different
 # invocations, even at the same time.)
 ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
-                     "encoding")
+                     "encoding", "image_size")
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -69,7 +73,8 @@ class BenchConfig:
     lbfgs_projection: bool = False
     time_steps: int = 4
     encoding: str = "direct"
-    judge_epochs: int = 8
+    judge_epochs: int = 40          # the most; early stopping on a validation slice ends sooner
+    image_size: int = 28
     grid: int = 8
     public_size: int = 0
     decoder_epochs: int = 40
@@ -83,6 +88,12 @@ class BenchConfig:
             if unknown or not values:
                 raise ValueError(f"--{name}: unknown {unknown or 'empty list'}; expected a "
                                  f"comma-separated list from {accepted}")
+        if parse_event_spec(self.dataset) is not None:
+            raise ValueError(f"--dataset {self.dataset}: an event dataset; its benchmark is "
+                             "`fedsnn bench-events`")
+        if self.encoding not in IMAGE_ENCODINGS:
+            raise ValueError(f"--encoding {self.encoding!r}: expected one of "
+                             f"{', '.join(IMAGE_ENCODINGS)}")
         if self.public_size < 0:
             raise ValueError(f"--public-size: expected >= 0, got {self.public_size}")
         needing = [a for a in self.attacks if PUBLIC_DATA in NEEDS[a]]
