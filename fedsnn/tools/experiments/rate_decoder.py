@@ -33,7 +33,8 @@ from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import identified, mean_interval, wilson_interval
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_gradient
-from fedsnn.tools.bench.run import draw_attack_set, score
+from fedsnn.audit.scoring import score_images
+from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.training import batch_gradient, evaluate, train_epochs
 
 MNIST = "mnist:../shared/data/mnist"  # from the main checkout
@@ -118,7 +119,8 @@ def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y
 def _scored(reconstruction: Reconstruction, ids: list[int], data: ImageData, judge: Judge,
             pool: torch.Tensor, pool_ids: list[int]) -> list[dict[str, Any]]:
     index = torch.tensor(ids)
-    rows, matched = score(reconstruction, data.test_x[index], data.test_y[index], judge)
+    rows, matched = score_images(reconstruction, data.test_x[index], data.test_y[index],
+                                 judge.predict)
     hits = identified(matched, torch.tensor([pool_ids.index(i) for i in ids]), pool)
     for row, sample, hit in zip(rows, ids, hits.tolist(), strict=True):
         row.update(sample=sample, identified=hit)
