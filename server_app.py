@@ -92,7 +92,7 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     strategy = build_strategy(config)
-    curious = attach_audit(strategy, config, spec) if config.audit_enabled else None
+    curious = attach_audit(strategy, config, spec, data) if config.audit_enabled else None
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(

@@ -5,7 +5,8 @@ ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples
 trained on, looks them up in the dataset, matches reconstructions to
 originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
 It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
-told apart from guessing.
+told apart from guessing. A reconstruction "identifies" its original when the original is its
+nearest neighbour, in pixel space, in the whole train split (breaching's IIP).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
 from fedsnn.audit.scoring import score_images
-from fedsnn.metrics import to_images
+from fedsnn.metrics import identified, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
@@ -97,6 +98,7 @@ class Auditor:
             "label-accuracy": (fmean(r["label-correct"] for r in rows)
                                if len(reconstruction.labels) == len(ids) else math.nan),
             "asr": fmean(r["success"] for r in rows) if self.judge is not None else None,
+            "identified": float(identified(matched, ids, self.train_x).float().mean()),
             "_images": (truth, matched),
         })
         return row
@@ -108,10 +110,12 @@ class Auditor:
         if len(ids) == 0:
             return {}
         truth = self.train_x[ids]
-        scored = score_guesses(image_guesses(self.train_x, truth), truth, self.train_y[ids],
-                               distances=image_distances,
+        guesses = image_guesses(self.train_x, truth)
+        scored = score_guesses(guesses, truth, self.train_y[ids], distances=image_distances,
                                predict=self._predict if self.judge is not None else None)
         return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
                        "ssim": s["ssim"]["value"],
-                       "asr": s["asr"]["value"] if s["asr"] is not None else None}
+                       "asr": s["asr"]["value"] if s["asr"] is not None else None,
+                       "identified": float(identified(guesses[name], ids, self.train_x)
+                                           .float().mean())}
                 for name, s in scored.items()}

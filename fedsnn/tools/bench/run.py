@@ -194,7 +194,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
-                              **({"vectorize": vectorize} if vectorize > 1 else {})})
+                              **({"vectorize": vectorize} if vectorize > 1 else {}),
+                              **({"public-size": config.public_size} if config.public_size else {})})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
                if (v.key, b) not in store.done and (shard is None or b % shard[1] == shard[0])]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

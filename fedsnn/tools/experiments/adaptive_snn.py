@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> None:
             deadline = time.monotonic() + args.budget_s
             candidates = run_candidates(observation, group.settings(settings), seed=args.seed,
                                         deadline=deadline, names=group.attacks)
-            kept = select(candidates)
+            kept = select(candidates, observation, group.settings(settings))
             rows = [*((name, rec, loss, False) for name, rec, loss in candidates),
                     ("strongest", kept[1], kept[2], kept[0])]
             for attacker, reconstruction, loss, winner in rows:
