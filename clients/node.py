@@ -84,7 +84,8 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
     """Train per the run's update mode and build the reply's arrays and metrics.
 
     - `fedavg`: E local epochs; reply with the updated weights.
-    - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples, applied as one
+    - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples (under DP-SGD a
+      Poisson-sampled batch of that expected size), applied as one
       plain SGD step; reply with w - lr * g in float64, so the server recovers g = (w - w') / lr
       to float64 precision while every aggregation strategy still sees weights.
 
@@ -99,16 +100,13 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
     seed = node.round_seed(server_round)
     data = node.data
     if cfg.update_mode == "gradient":
-        generator = torch.Generator().manual_seed(seed)
-        batch = torch.randperm(len(data.train_x), generator=generator)[:cfg.batch_size]
-        batch = batch.sort().values
-        loss, gradients = hooks.gradient(model, hooks.inputs(model, data.train_x[batch]),
-                                         data.train_y[batch])
+        loss, gradients, batch, num_examples = hooks.gradient(
+            model, data.train_x, data.train_y, batch_size=cfg.batch_size, seed=seed)
         state = model.state_dict()
         new_state = {name: (state[name].double() - cfg.learning_rate * gradients[name].double())
                      if name in gradients else state[name] for name in state}
         arrays = ArrayRecord(new_state)
-        metrics = {"train-loss": loss, "num-examples": len(batch), "local-steps": 1,
+        metrics = {"train-loss": loss, "num-examples": num_examples, "local-steps": 1,
                    "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
     else:
         result = hooks.train(model, hooks.inputs(model, data.train_x), data.train_y,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -114,12 +114,21 @@ def _local_dp(arrays: list[np.ndarray], reference: list[np.ndarray], config: Con
 
 # -- training-level defenses (hooks for clients.node) ------------------------------------------
 
+class BatchGradient(NamedTuple):
+    """One batch's loss and gradient (FedSGD), which samples it used and how many it reports."""
+
+    loss: float
+    gradients: dict[str, torch.Tensor]
+    indices: torch.Tensor
+    num_examples: int
+
+
 @dataclass
 class TrainingHooks:
     """How local training runs: plain by default; DP-SGD and spike-level DP replace pieces.
 
-    `clients.node.local_train_reply` calls `inputs` on the samples it trains on, then `gradient`
-    (FedSGD) or `train` (local epochs), and adds `metrics()` to its reply.
+    `clients.node.local_train_reply` calls `gradient` (FedSGD: it draws the batch and runs
+    `inputs` on it) or `inputs` then `train` (local epochs), and adds `metrics()` to its reply.
     """
 
     state: ConfigRecord = field(default_factory=ConfigRecord)
@@ -146,15 +155,23 @@ class TrainingHooks:
             return spikes
         return debiased_rate(spikes, flip_probability=self.spike.mechanism.flip_probability)
 
-    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[float, dict[str, torch.Tensor]]:
-        """Loss and gradient of one batch (DP-SGD: clipped per sample and noised)."""
+    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                 seed: int) -> BatchGradient:
+        """Draw one batch from (x, y) and return its loss and gradient. Plain: `batch_size`
+        samples drawn with the round's seed. DP-SGD: a Poisson-sampled batch (Opacus, secret
+        generator; expected size ≈ batch_size), clipped per sample and noised, whose sample rate
+        the accountant counts; `num_examples` is then the expected batch size (the drawn size
+        is itself private)."""
         if self.dpsgd is None:
-            return batch_gradient(model, x, y)
-        gradients, outcome = private_gradient(model, x, y, settings=self.dpsgd,
-                                              history=self._history())
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+            batch = order[:batch_size].sort().values
+            loss, gradients = batch_gradient(model, self.inputs(model, x[batch]), y[batch])
+            return BatchGradient(loss, gradients, batch, len(batch))
+        gradients, outcome, batch = private_gradient(
+            model, x, y, settings=self.dpsgd, batch_size=batch_size, history=self._history(),
+            inputs=lambda samples: self.inputs(model, samples), generator=_secret_torch())
         self._record(outcome.history, outcome.epsilon)
-        return outcome.loss, gradients
+        return BatchGradient(outcome.loss, gradients, batch.sort().values, outcome.num_examples)
 
     def train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
               batch_size: int, lr: float, optimizer: str = "adam", momentum: float = 0.0,

@@ -1,7 +1,10 @@
 """DP-SGD on a client with Opacus: per-sample clipping and Gaussian noise in local training.
 
 Everything Opacus is behind `private_epochs` (local epochs on Poisson-sampled batches) and
-`private_gradient` (one private gradient of a fixed batch, for FedSGD replies). Both take the
+`private_gradient` (one private gradient of one Poisson-sampled batch, for FedSGD replies). Both
+sample batches with Opacus' `DPDataLoader` (each sample joins a batch independently with
+probability q = 1 / ⌈n / batch-size⌉, Opacus' rule), so ε is per sample under add/remove one
+sample, amplified by sampling at rate q: the relation Opacus' accountant assumes. Both take the
 accountant's history of earlier rounds and return the new one: a client object is re-created every
 round, so the caller keeps the history (Flower's `Context.state`) and ε accumulates over the run.
 
@@ -12,12 +15,13 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from opacus import GradSampleModule, PrivacyEngine
+from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -66,11 +70,13 @@ class DpSgdOutcome:
 
 
 def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                  settings: DpSgdSettings, *, history: Sequence[Sequence[float]]
+                  settings: DpSgdSettings, *, history: Sequence[Sequence[float]],
+                  steps_per_epoch: int | None = None
                   ) -> tuple[PrivacyEngine, GradSampleModule, torch.optim.Optimizer, DataLoader]:
     """Opacus' engine around `model`. The loader is used as given: Opacus would build its Poisson
     loader with the model's `batch_first`, which for a spiking model puts the batch of the *data*
-    (batch-first [B, ...] samples and [B] labels) in the wrong dimension."""
+    (batch-first [B, ...] samples and [B] labels) in the wrong dimension. `steps_per_epoch`: an
+    "epoch" that takes that many steps instead of a pass over the loader (FedSGD: one)."""
     if settings.accountant not in OPACUS_ACCOUNTANTS:
         raise ValueError(f"Unknown accountant {settings.accountant!r}; expected one of "
                          f"{sorted(OPACUS_ACCOUNTANTS)}")
@@ -78,10 +84,16 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     common = dict(module=model, optimizer=optimizer, data_loader=loader,
                   max_grad_norm=settings.max_grad_norm, batch_first=settings.batch_first,
                   poisson_sampling=False)
-    if settings.target_epsilon > 0:
+    if settings.target_epsilon > 0 and steps_per_epoch is None:
         module, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
             target_epsilon=settings.target_epsilon, target_delta=settings.delta,
             epochs=settings.total_epochs, **common)
+    elif settings.target_epsilon > 0:  # σ for total_epochs × steps_per_epoch steps at rate q
+        module, dp_optimizer, dp_loader = engine.make_private(
+            noise_multiplier=get_noise_multiplier(
+                target_epsilon=settings.target_epsilon, target_delta=settings.delta,
+                sample_rate=1 / len(loader), steps=settings.total_epochs * steps_per_epoch,
+                accountant=engine.accountant.mechanism()), **common)
     else:
         module, dp_optimizer, dp_loader = engine.make_private(
             noise_multiplier=settings.noise_multiplier, **common)
@@ -99,14 +111,22 @@ def _outcome(engine: PrivacyEngine, optimizer: torch.optim.Optimizer, settings: 
                         noise_multiplier=float(optimizer.noise_multiplier), history=history)
 
 
+def poisson_loader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                   generator: torch.Generator | None = None) -> DPDataLoader:
+    """Opacus' Poisson-sampling loader over (x, y): q = 1 / ⌈n / batch_size⌉."""
+    return DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size),
+                                         generator=generator)
+
+
 def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                    optimizer: torch.optim.Optimizer, settings: DpSgdSettings, epochs: int,
-                   batch_size: int, history: Sequence[Sequence[float]] = ()) -> DpSgdOutcome:
+                   batch_size: int, history: Sequence[Sequence[float]] = (),
+                   generator: torch.Generator | None = None) -> DpSgdOutcome:
     """`epochs` of DP-SGD over (x, y) on Poisson-sampled batches (expected size `batch_size`).
 
     The model is trained in place. ε is per sample (add/remove one sample), whole run so far.
     """
-    loader = DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size))
+    loader = poisson_loader(x, y, batch_size=batch_size, generator=generator)
     engine, module, dp_optimizer, dp_loader = _make_private(model, optimizer, loader, settings,
                                                             history=history)
     module.train()
@@ -138,28 +158,41 @@ def _empty_step(module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
 
 
 def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                     settings: DpSgdSettings, history: Sequence[Sequence[float]] = ()
-                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome]:
-    """The DP-SGD gradient of one fixed batch: per-sample gradients clipped to C, summed, plus
-    N(0, σ²C²), divided by the batch size. By parameter name.
+                     settings: DpSgdSettings, batch_size: int,
+                     history: Sequence[Sequence[float]] = (),
+                     inputs: Callable[[torch.Tensor], torch.Tensor] = lambda batch: batch,
+                     generator: torch.Generator | None = None
+                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome, torch.Tensor]:
+    """The DP-SGD gradient of one Poisson-sampled batch of (x, y) (expected size ≈ batch_size):
+    per-sample gradients clipped to C, summed, plus N(0, σ²C²), divided by the expected batch
+    size. By parameter name, with the outcome and the indices of the samples drawn.
 
-    The batch is not Poisson-sampled, so it is accounted with sample rate 1 (no amplification).
+    `inputs` maps the drawn samples to what the model trains on (spike-level DP), so nothing
+    outside the batch is touched. ε: one step at sample rate q (Opacus' accountant);
+    `settings.target_epsilon` calibrates σ for `settings.total_epochs` such steps.
     """
-    loader = DataLoader(TensorDataset(x, y), batch_size=len(x))
+    loader = poisson_loader(torch.arange(len(x)), y, batch_size=batch_size, generator=generator)
     plain = torch.optim.SGD(model.parameters(), lr=1.0)
     engine, module, dp_optimizer, _ = _make_private(model, plain, loader, settings,
-                                                    history=history)
+                                                    history=history, steps_per_epoch=1)
+    indices, _ = next(iter(loader))
     module.train()
+    loss_value = 0.0
     try:
         dp_optimizer.zero_grad()
-        loss = F.cross_entropy(module(x), y)
-        loss.backward()
+        if len(indices) == 0:  # an empty Poisson batch: noise only
+            _empty_step(module, dp_optimizer)
+        else:
+            loss = F.cross_entropy(module(inputs(x[indices])), y[indices])
+            loss.backward()
+            loss_value = loss.item()
         dp_optimizer.pre_step()  # clip, sum, noise, scale, account; no weight update
         gradients = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     finally:
         module.cleanup()
-    return gradients, _outcome(engine, dp_optimizer, settings, loss=loss.item(),
-                               num_examples=len(x), steps=1)
+    outcome = _outcome(engine, dp_optimizer, settings, loss=loss_value,
+                       num_examples=int(dp_optimizer.expected_batch_size), steps=1)
+    return gradients, outcome, indices
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from opacus.accountants import RDPAccountant
 
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
@@ -66,15 +67,46 @@ def test_history_carried_across_rounds_accumulates_epsilon_to_the_target(digits)
     assert fresh.epsilon == pytest.approx(first.epsilon)  # without the history ε restarts: wrong
 
 
-def test_one_private_gradient_is_a_gaussian_release_without_amplification(digits) -> None:
-    x, y = digits
+def independent_opacus_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    accountant = RDPAccountant()
+    accountant.history = list(history)
+    return accountant.get_epsilon(delta)
+
+
+def test_one_private_gradient_is_a_poisson_sampled_step_accounted_at_its_rate(digits) -> None:
+    x, y = digits  # 96 samples, batch 16: q = 1/6
     settings = DpSgdSettings(max_grad_norm=0.5, delta=1e-5, noise_multiplier=2.0)
     model = build_model(ModelSpec("lenet-snn", image_size=16), seed=0)
-    gradients, outcome = private_gradient(model, x[:2], y[:2], settings=settings)
+    seen: list[int] = []
+    gradients, outcome, indices = private_gradient(
+        model, x, y, settings=settings, batch_size=16,
+        inputs=lambda batch: seen.append(len(batch)) or batch,
+        generator=torch.Generator().manual_seed(3))
     assert set(gradients) == {name for name, _ in model.named_parameters()}
-    assert outcome.history == [(2.0, 1.0, 1)]
-    assert outcome.epsilon == pytest.approx(
-        gaussian_epsilon(noise_multiplier=2.0, releases=1, delta=1e-5), rel=0.05)
-    # noise std σC/B per coordinate: far larger than a clipped per-sample gradient's share
+    assert outcome.history == [(2.0, pytest.approx(1 / 6), 1)]
+    assert outcome.num_examples == 16  # the expected batch size, not the drawn one
+    assert seen == ([len(indices)] if len(indices) else [])  # only the drawn samples are read
+    assert outcome.epsilon == pytest.approx(independent_opacus_epsilon([(2.0, 1 / 6, 1)], 1e-5),
+                                            abs=1e-6)
+    # noise std σC/E[B] per coordinate: far larger than a clipped per-sample gradient's share
     flat = torch.cat([g.flatten() for g in gradients.values()])
-    assert flat.std() == pytest.approx(2.0 * 0.5 / 2, rel=0.1)
+    assert flat.std() == pytest.approx(2.0 * 0.5 / 16, rel=0.1)
+
+
+def test_fedsgd_rounds_compose_to_the_independent_accountants_epsilon(digits) -> None:
+    """Ten FedSGD rounds, history carried: Opacus' ε equals an independent Opacus RDP accountant
+    to 1e-6 and dp-accounting's Poisson-subsampled Gaussian to its order grid (1 %)."""
+    x, y = digits
+    settings = DpSgdSettings(max_grad_norm=1.0, delta=1e-5, target_epsilon=3.0, total_epochs=10)
+    model = build_model(ModelSpec("lenet", image_size=16), seed=0)
+    history: list = []
+    for _ in range(10):
+        _, outcome, _ = private_gradient(model, x, y, settings=settings, batch_size=16,
+                                         history=history)
+        history = outcome.history
+    (sigma, rate, steps), = history
+    assert (rate, steps) == (pytest.approx(1 / 6), 10)
+    assert outcome.epsilon == pytest.approx(independent_opacus_epsilon(history, 1e-5), abs=1e-6)
+    assert outcome.epsilon == pytest.approx(3.0, rel=0.02)  # σ calibrated for 10 steps at q
+    reference = gaussian_epsilon(noise_multiplier=sigma, releases=10, delta=1e-5, sample_rate=rate)
+    assert outcome.epsilon == pytest.approx(reference, rel=0.01)
