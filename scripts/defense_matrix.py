@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
+from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
 from server_app import run  # noqa: E402
 from strategies.local_grid import federate_in_process  # noqa: E402
 
@@ -60,8 +61,7 @@ CURVES: dict[str, tuple[str, list[float]]] = {
 # the ε each defense reports, by the unit it claims (train metrics of the last round)
 EPSILON_KEYS = {"central-dp": "central-dp-client-epsilon", "local-dp": "local-dp-client-epsilon-max",
                 "dp-sgd": "dp-sgd-sample-epsilon-max", "spike-dp": "spike-dp-sample-epsilon"}
-UNITS = {"none": "—", "central-dp": "client", "local-dp": "client", "dp-sgd": "sample",
-         "spike-dp": "sample"}
+UNITS = {"none": "—"} | {name: unit.label() for name, unit in DEFENSE_UNITS.items()}
 
 
 def federation(run_config: dict[str, Any], nodes: int) -> Path:
@@ -162,7 +162,7 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
 
 def markdown(cells: dict[str, Any]) -> str:
     """The matrix as one Markdown table (curve points are in matrix.json and the plot)."""
-    lines = ["| model | defense | test acc. | ε (unit) | ε per bit | PSNR dB (guess) | SSIM | "
+    lines = ["| model | defense | test acc. | ε (unit, relation) | ε per bit | PSNR dB (guess) | SSIM | "
              "judge ASR | labels | MIA AUC | TPR@1%FPR | MIA bal. acc. |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, cell in cells.items():
@@ -205,7 +205,7 @@ def curves(cells: dict[str, Any], path: Path) -> None:
         right.axhline(none["leakage"]["guess-psnr"], color="black", ls=":", label="mean-image guess")
     for ax, title in ((left, "final test accuracy"), (right, "in-line iDLG PSNR (dB), round 1")):
         ax.set_xscale("log")
-        ax.set_xlabel("ε reported for the run (δ = 1e-5), log scale")
+        ax.set_xlabel("ε reported for the run (δ = 1e-5; unit per legend), log scale")
         ax.set_title(f"lenet: {title}")
         ax.grid(alpha=0.3)
     right.legend(fontsize=8)
