@@ -10,14 +10,20 @@
   Opacus, and spike-level DP on the inputs.
 
 Each node keeps its privacy state across rounds in `Context.state` (Flower re-creates the client
-every round): local-DP and spike-DP release counts, and Opacus' accountant history.
+every round): local-DP and spike-DP release counts, and Opacus' accountant history. With node
+config `privacy-ledger` (a JSON file on the node) that state also survives a restart of the
+node or of the run: it is read on the node's first message and written after every training
+reply. The ledger belongs to the node's data, not to a run: the server cannot reset it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,12 +43,38 @@ from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_ra
                                    poisson_spikes)
 
 STATE_KEY = "fedsnn-privacy"   # the ConfigRecord in Context.state holding this node's privacy state
+LEDGER_KEY = "privacy-ledger"  # node config: the JSON file the node's privacy state persists in
 
 
 def _state(context_state: RecordDict) -> ConfigRecord:
     if STATE_KEY not in context_state:
         context_state[STATE_KEY] = ConfigRecord()
     return context_state[STATE_KEY]  # type: ignore[return-value]
+
+
+def restore_node_ledger(context: Context) -> None:
+    """Load the node's privacy state from its `privacy-ledger` file, once per Context."""
+    path = context.node_config.get(LEDGER_KEY)
+    if not path or STATE_KEY in context.state or not Path(str(path)).is_file():
+        return
+    try:
+        saved = json.loads(Path(str(path)).read_text())
+    except (OSError, ValueError) as error:  # a ledger we cannot read must not be reset silently
+        raise ValueError(f"privacy-ledger {path}: cannot read it ({error}); fix or remove it "
+                         "knowingly (removing it restarts this node's ε at zero)") from None
+    context.state[STATE_KEY] = ConfigRecord(saved)
+
+
+def save_node_ledger(context: Context) -> None:
+    """Write the node's privacy state to its `privacy-ledger` file (atomically)."""
+    path = context.node_config.get(LEDGER_KEY)
+    if not path or STATE_KEY not in context.state:
+        return
+    target = Path(str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(dict(_state(context.state))))
+    os.replace(tmp, target)
 
 
 def _secret_numpy() -> np.random.Generator:
@@ -64,7 +96,10 @@ def privacy_mod(msg: Message, context: Context, call_next: Callable[[Message, Co
     """
     config_records = list(msg.content.config_records.values())
     config = config_records[0] if config_records else ConfigRecord()
+    restore_node_ledger(context)
     reply = call_next(msg, context)
+    if msg.metadata.message_type == "train":
+        save_node_ledger(context)  # what training spent, even if the reply is an error
     if reply.has_error():
         return reply
     if msg.metadata.message_type == "evaluate":
@@ -90,6 +125,7 @@ def privacy_mod(msg: Message, context: Context, call_next: Callable[[Message, Co
                 metrics[KEY_NORM_BIT] = int(clipped.clipped)
     if "local-dp-noise-multiplier" in config:
         arrays = _local_dp(arrays, reference, config, metrics, _state(context.state))
+        save_node_ledger(context)
     reply.content[name] = ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(keys, arrays)})
     return reply
 
