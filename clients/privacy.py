@@ -235,6 +235,7 @@ class TrainingHooks:
         self.state["dp-sgd-rate"] = [float(h[1]) for h in history]
         self.state["dp-sgd-steps"] = [int(h[2]) for h in history]
         self.extra["dp-sgd-sample-epsilon"] = epsilon
+        self.extra["dp-sgd-noise-multiplier"] = float(history[-1][0])  # σ: public, not data
 
 
 def training_privacy(config: ConfigRecord | dict[str, Any], context_state: RecordDict,

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))  # the repo's client_app.py, not an installed copy
 import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
+from fedsnn.audit.leakage import mean_leakage  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
 from server_app import run  # noqa: E402
@@ -107,18 +108,7 @@ def leakage(args: argparse.Namespace, model: str, defense: str, extra: dict[str,
                           "seed": args.seed, "min-available-nodes": args.nodes,
                           "output-dir": str(scratch)}
                          | model_overrides(model, defense) | attack | overrides, args.nodes)
-    audit = json.loads((run_dir / "audit.json").read_text())
-    rows = [row for row in audit["attacks"] if row.get("psnr") is not None]
-
-    def mean(key: str) -> float | None:
-        values = [row[key] for row in rows if row.get(key) is not None]
-        return sum(values) / len(values) if values else None
-
-    return {"psnr": mean("psnr"), "ssim": mean("ssim"), "asr": mean("asr"),
-            "label-accuracy": mean("label-accuracy"), "scored": len(rows),
-            "guess-psnr": audit["baselines"]["mean-image"]["psnr"],
-            "judge-accuracy": audit["judge-test-accuracy"],
-            "guess-ssim": audit["baselines"]["mean-image"]["ssim"]}
+    return mean_leakage(json.loads((run_dir / "audit.json").read_text()))
 
 
 def cells_to_run(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, Any]]]:

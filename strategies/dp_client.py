@@ -112,4 +112,4 @@ class DpSgd(ClientDefense):
             "dp-sgd-max-grad-norm": max_grad_norm, "dp-sgd-noise-multiplier": noise_multiplier,
             "dp-sgd-target-epsilon": target_epsilon, "dp-sgd-total-epochs": total_epochs,
             "dp-delta": delta, "dp-accountant": accountant,
-        }, reported=("dp-sgd-sample-epsilon",))
+        }, reported=("dp-sgd-sample-epsilon", "dp-sgd-noise-multiplier"))
