@@ -11,7 +11,7 @@ from flwr.clientapp import ClientApp
 from clients.malicious import byzantine_role, malicious_train_reply
 from clients.node import NodeSetup, local_train_reply
 from clients.privacy import privacy_mod, training_privacy
-from clients.training import evaluate as evaluate_model
+from fedsnn.training import evaluate as evaluate_model
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:

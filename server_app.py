@@ -11,7 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from clients.training import evaluate
+from fedsnn.training import evaluate
 from fedsnn.audit.auditor import Auditor
 from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
 from fedsnn.config import ConfigError, RunConfig

@@ -31,10 +31,14 @@ from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest import strongest
+from attacks.threat_model import GRADIENT_NEEDS, ThreatModel, refusal
 from attacks.types import Observation, Reconstruction, Status
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
                              "smooth": smooth, "strongest": strongest}
+
+# The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
+NEEDS: dict[str, frozenset[str]] = {name: GRADIENT_NEEDS for name in ATTACKS}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
@@ -54,5 +58,6 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
             for observation in observations]
 
 
-__all__ = ["ATTACKS", "AttackFn", "AttackSettings", "AttackSettingsError", "Observation",
-           "Reconstruction", "Status", "infer_labels", "invert", "spike_modality"]
+__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError", "Observation",
+           "Reconstruction", "Status", "ThreatModel", "infer_labels", "invert", "refusal",
+           "spike_modality"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from attacks import AttackSettings, Observation, invert
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 

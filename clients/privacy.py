@@ -32,7 +32,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from torch import nn
 
-from clients.training import TrainResult, batch_gradient, make_optimizer, train_epochs
+from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 from fedsnn.models import ModelSpec
 from fedsnn.models.encoders import FramesEncoder
 from fedsnn.privacy.accounting import gaussian_epsilon

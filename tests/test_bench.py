@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import fedsnn.bench.run as bench_run
-from fedsnn.bench import BenchConfig, run_bench, variants
-from fedsnn.bench.run import BenchResumeError
-from fedsnn.cli import app
+import fedsnn.tools.bench.run as bench_run
+from fedsnn.tools.bench import BenchConfig, run_bench, variants
+from fedsnn.tools.bench.run import BenchResumeError
+from fedsnn.tools.cli import app
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def test_rows_table_and_grids(tmp_path: Path) -> None:
 
 
 def test_the_asr_ceiling_is_the_judges_accuracy_on_the_originals() -> None:
-    from fedsnn.bench.report import ceiling
+    from fedsnn.tools.bench.report import ceiling
     from fedsnn.data import load_dataset
 
     data = load_dataset("digits")

@@ -1,4 +1,4 @@
-"""`fedsnn bench` on Ray gives the rows of a local run (fedsnn/bench/distributed.py)."""
+"""`fedsnn bench` on Ray gives the rows of a local run (fedsnn/tools/bench/distributed.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fedsnn.bench.config import BenchConfig
-from fedsnn.bench.run import run_bench
+from fedsnn.tools.bench.config import BenchConfig
+from fedsnn.tools.bench.run import run_bench
 
 TIMING = ("seconds",)
 
@@ -46,9 +46,9 @@ def test_vectorized_bench_gives_the_rows_of_the_one_at_a_time_bench(tmp_path: Pa
 
 
 def test_a_ray_chunk_gives_the_rows_of_a_local_run(tmp_path: Path) -> None:
-    from fedsnn.bench.config import variants
-    from fedsnn.bench.distributed import run_chunk
-    from fedsnn.bench.run import attack_set
+    from fedsnn.tools.bench.config import variants
+    from fedsnn.tools.bench.distributed import run_chunk
+    from fedsnn.tools.bench.run import attack_set
     from fedsnn.data import load_dataset
 
     config = BenchConfig("digits", attacks=("idlg",), models=("lenet",), samples=2, iters=1,

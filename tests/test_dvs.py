@@ -140,7 +140,7 @@ def _tiny_events(n: int = 24, classes: int = 3) -> ImageData:
 
 def test_dvs_judge_is_trained_once_then_cached(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from fedsnn import judges_dvs
+    from fedsnn.judges import dvs as judges_dvs
     from fedsnn.judges import load_judge
 
     data = _tiny_events()
@@ -154,7 +154,7 @@ def test_dvs_judge_is_trained_once_then_cached(tmp_path: Path,
 
 
 def test_table_i_architecture() -> None:
-    from fedsnn.judges_dvs import WIDTHS, DVSGestureSNN
+    from fedsnn.judges.dvs import WIDTHS, DVSGestureSNN
 
     net = DVSGestureSNN(2, 11)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -164,7 +164,7 @@ def test_table_i_architecture() -> None:
 
 
 def test_thresholding_sweeps_return_binary_tensors() -> None:
-    from fedsnn.bench.events import EventBenchConfig, attack_sample
+    from fedsnn.tools.bench.events import EventBenchConfig, attack_sample
 
     config = EventBenchConfig("dvs-digits:frames=2", thresholds=(0.1, 0.5, 0.9), iters=3)
     spec = ModelSpec("lenet-snn", in_channels=2, num_classes=3, image_size=8, time_steps=2,
@@ -205,7 +205,7 @@ def test_two_rounds_of_lenet_snn_on_dvs_digits(tmp_path: Path) -> None:
 def test_event_bench_writes_tables_v_vi_and_frames(tmp_path: Path) -> None:
     import json
 
-    from fedsnn.bench.events import EventBenchConfig, run_event_bench
+    from fedsnn.tools.bench.events import EventBenchConfig, run_event_bench
 
     config = EventBenchConfig("dvs-digits", samples=2, iters=2, thresholds=(0.25, 0.5),
                               workers=1, pictures=1, judge_epochs=1)

@@ -1,4 +1,5 @@
 """Dataset sources, named by a spec string: `digits`, `mnist:<dir>`, `npz:<file>`, `hf:<name>`,
+the colour datasets `cifar100:<dir>` (`fedsnn.data.cifar`) and `lfw:<dir>` (`fedsnn.data.lfw`),
 and the event datasets `dvs-digits[:options]`, `dvsgesture:<dir>[,options]` (`fedsnn.data.dvs`).
 
 Every source gives an `ImageData`: float tensors in [0, 1], [N, C, H, W] (event datasets: binary
@@ -10,6 +11,7 @@ clients report them and the auditor looks the ground truth up with them.
 from __future__ import annotations
 
 import gzip
+import importlib
 import logging
 import struct
 from collections.abc import Callable, Mapping
@@ -24,8 +26,8 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
-                  "'hf:<hugging face dataset name>', 'dvs-digits[:frames=T]', "
-                  "'dvsgesture:<dir>[,frames=T]'")
+                  "'hf:<hugging face dataset name>', 'cifar100:<dir>[,labels=coarse]', "
+                  "'lfw:<dir>[,min=N]', 'dvs-digits[:frames=T]', 'dvsgesture:<dir>[,frames=T]'")
 SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
 
 
@@ -227,12 +229,10 @@ def dataset_spec(location: str) -> str:
     return f"mnist:{location}"
 
 
-def _event_source(name: str) -> Callable[[str, int], ImageData]:
-    """A loader of `fedsnn.data.dvs`, imported on first use (it imports this module)."""
+def _lazy_source(module: str, name: str) -> Callable[[str, int], ImageData]:
+    """The loader `name` of `fedsnn.data.<module>`, imported on first use (it imports this module)."""
     def load(argument: str, image_size: int) -> ImageData:
-        from fedsnn.data import dvs
-
-        return getattr(dvs, name)(argument, image_size)
+        return getattr(importlib.import_module(f"fedsnn.data.{module}"), name)(argument, image_size)
     return load
 
 
@@ -241,8 +241,10 @@ SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "mnist": load_mnist,
     "npz": load_npz,
     "hf": load_hf,
-    "dvs-digits": _event_source("load_dvs_digits"),
-    "dvsgesture": _event_source("load_dvsgesture"),
+    "cifar100": _lazy_source("cifar", "load_cifar100"),
+    "lfw": _lazy_source("lfw", "load_lfw"),
+    "dvs-digits": _lazy_source("dvs", "load_dvs_digits"),
+    "dvsgesture": _lazy_source("dvs", "load_dvsgesture"),
 }
 ARGUMENT = {"digits": "none", "dvs-digits": "optional"}  # the others require one
 

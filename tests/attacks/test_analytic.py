@@ -10,7 +10,7 @@ import torch
 
 from attacks import AttackSettings, Observation, Status, invert
 from attacks.separable import separable_factors
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.data import load_dataset
 from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model

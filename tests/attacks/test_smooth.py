@@ -10,7 +10,7 @@ from attacks import AttackSettings, Observation, Status, invert
 from attacks.matching import rebuild_victim
 from attacks.parametrize import encoder_aware, parametrization, sample_spikes_ste
 from attacks.smooth import SmoothSpike, sharpness_schedule, smooth_copy
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.models import ModelSpec, build_model
 
 

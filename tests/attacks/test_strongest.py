@@ -14,7 +14,7 @@ import torch
 from attacks import AttackSettings, Observation, Reconstruction, Status, invert
 from attacks.idlg import infer_labels
 from attacks.strongest import Candidate, consistency_loss, run_candidates, select, strongest
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 

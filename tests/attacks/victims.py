@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from attacks import Observation
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.models import ModelSpec, build_model
 
 Victim = tuple[Observation, torch.Tensor, torch.Tensor]

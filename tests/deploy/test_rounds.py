@@ -18,7 +18,7 @@ from fedsnn.checkpoint import load_checkpoint
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from server_app import run
-from strategies.local_grid import Handler, LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import Handler, LocalGrid, server_identity
 
 # Small and fast: the ANN LeNet on 16x16 digits, one local epoch, no in-line audit.
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-rounds": 2,

@@ -14,7 +14,7 @@ from client_app import create_client_app
 from fedsnn.privacy.mia_run import audit_run
 from fedsnn.privacy.spikes import RandomizedResponse, SpikeAccountant
 from server_app import run
-from strategies.local_grid import federate_in_process
+from fedsnn.tools.experiments.local_grid import federate_in_process
 
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-rounds": 2,
         "audit-enabled": False, "batch-size": 32, "min-available-nodes": 3}

@@ -19,7 +19,7 @@ from fedsnn.config import ConfigError, RunConfig
 from fedsnn.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
 from strategies.metrics import mean_scalar_metrics
-from strategies.local_grid import LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 GLOBAL = {"w": np.zeros(4, np.float32), "count": np.array([5], np.int64)}
 

@@ -19,7 +19,7 @@ from client_app import create_client_app
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from server_app import run
-from strategies.local_grid import LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 pytestmark = pytest.mark.slow
 

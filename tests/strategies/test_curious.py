@@ -13,7 +13,7 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, Strategy
 
 from attacks import AttackSettings, Observation, Reconstruction, Status
-from clients.training import batch_gradient
+from fedsnn.training import batch_gradient
 from fedsnn.audit import queue as audit_queue
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import gradient_from_update, observe_update
@@ -23,7 +23,7 @@ from fedsnn.config import ConfigError
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from strategies.curious import CuriousServer
-from strategies.local_grid import server_identity
+from fedsnn.tools.experiments.local_grid import server_identity
 
 SPEC = ModelSpec("lenet")
 FAST = AttackSettings(attack="idlg", iterations=2, lbfgs_max_eval=2)

@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg
 
 from strategies.validation import ArraySpec, ValidatingStrategy, check_arrays, norm_outliers
-from strategies.local_grid import server_identity
+from fedsnn.tools.experiments.local_grid import server_identity
 
 SPEC = {"w": ArraySpec((2, 3), "f"), "steps": ArraySpec((), "i")}
 GOOD = {"w": np.zeros((2, 3), np.float32), "steps": np.array(3, np.int64)}

@@ -10,9 +10,9 @@ at no extra cost. Results go to <out>/<group>.jsonl (one line per sample and att
 <out>/table.md.
 
 Example (two shards of lenet-snn in parallel, then the table):
-    python benchmarks/adaptive_snn.py run --group lenet-snn --shard 0/2 --out runs/adaptive
-    python benchmarks/adaptive_snn.py run --group lenet-snn --shard 1/2 --out runs/adaptive
-    python benchmarks/adaptive_snn.py table --out runs/adaptive
+    python -m fedsnn.tools.experiments.adaptive_snn run --group lenet-snn --shard 0/2 --out runs/adaptive
+    python -m fedsnn.tools.experiments.adaptive_snn run --group lenet-snn --shard 1/2 --out runs/adaptive
+    python -m fedsnn.tools.experiments.adaptive_snn table --out runs/adaptive
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import torch
 from attacks import AttackSettings, Observation, Status
 from attacks.runner import relative_loss
 from attacks.strongest import run_candidates, select
-from clients.training import batch_gradient
-from fedsnn.bench.report import baselines
-from fedsnn.bench.command import parse_shard
-from fedsnn.bench.run import MODEL_SEED_STRIDE, draw_attack_set, score
+from fedsnn.training import batch_gradient
+from fedsnn.tools.bench.report import baselines
+from fedsnn.tools.bench.command import parse_shard
+from fedsnn.tools.bench.run import MODEL_SEED_STRIDE, draw_attack_set, score
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
 from fedsnn.judges import load_judge

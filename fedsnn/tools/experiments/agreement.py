@@ -6,7 +6,7 @@ Table IV (DLG/iDLG vectorized) against the 100-image one (one at a time); both a
 victims on their first 100 batches (same attack set prefix, same model seeds).
 
 Usage:
-    .venv/bin/python benchmarks/agreement.py runs/table4 runs/table4-1000
+    .venv/bin/python -m fedsnn.tools.experiments.agreement runs/table4 runs/table4-1000
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Attack × aggregator experiments in one process, with Flower's strategies and the ClientApp.
 
 `run_federation` runs a strategy's usual round loop (`Strategy.start`) on the in-process grid of
-strategies/local_grid.py, so the strategies aggregate real `Message` replies built by the client
+fedsnn/tools/experiments/local_grid.py, so the strategies aggregate real `Message` replies built by the client
 code (honest or Byzantine), exactly as in a simulation, without starting Ray. As in the
 ServerApp, the strategy sits behind the reply validator (`reject-norm-factor`). Federated
 evaluation is skipped; the global model is evaluated centrally on the test set after each round.
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
-from clients.training import evaluate
+from fedsnn.training import evaluate
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from fedsnn.models import build_model, spec_for
-from strategies.local_grid import LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 from strategies.robust_updates import flat64, reply_arrays
 from strategies.stack import build_strategy
 from strategies.validation import ValidatingStrategy

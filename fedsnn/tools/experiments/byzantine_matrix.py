@@ -2,13 +2,13 @@
 round's aggregate update to the honest-only FedAvg update.
 
 Each cell is a federation of `--nodes` nodes whose first `--byzantine` partitions attack, run
-in one process by `strategies.robust_bench.run_federation` (Flower's strategy objects and the
+in one process by `fedsnn.tools.experiments.robust_bench.run_federation` (Flower's strategy objects and the
 real ClientApp on real `Message`s; no Ray). Writes JSON (resumable: finished cells are kept),
 one heatmap per model and a Markdown table.
 
 Example (the committed matrix: 132 cells, 37 min on 2 cores shared with other jobs):
 
-    .venv/bin/python scripts/byzantine_matrix.py --out docs/robust
+    .venv/bin/python -m fedsnn.tools.experiments.byzantine_matrix --out docs/robust
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ import argparse
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the repo's client_app.py, not an installed copy
+REPO = Path(__file__).resolve().parents[3]
 
 import torch  # noqa: E402
 
 from fedsnn.config import BYZANTINE_ATTACKS  # noqa: E402
-from strategies.robust_bench import run_federation  # noqa: E402
+from fedsnn.tools.experiments.robust_bench import run_federation  # noqa: E402
 
 # column -> run-config overrides (num-malicious is set to --byzantine for the robust rules)
 COLUMNS: dict[str, dict[str, Any]] = {

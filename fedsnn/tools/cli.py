@@ -77,7 +77,7 @@ def mia(
 
 
 def _register_bench() -> None:
-    from fedsnn.bench.command import bench
+    from fedsnn.tools.bench.command import bench
 
     app.command("bench")(bench)
 

@@ -5,7 +5,7 @@ for every (attack, model, optimizer) row. Rows are written to results.json as th
 re-run with the same --out skips finished ones.
 """
 
-from fedsnn.bench.config import BenchConfig, Variant, variants
-from fedsnn.bench.run import run_bench
+from fedsnn.tools.bench.config import BenchConfig, Variant, variants
+from fedsnn.tools.bench.run import run_bench
 
 __all__ = ["BenchConfig", "Variant", "run_bench", "variants"]

@@ -2,7 +2,7 @@
 accuracy / PSNR against ε for the ANN (seed 002's curves).
 
 Every cell is two federations run in one process through the real ServerApp body and ClientApp
-(`strategies/local_grid.py`'s in-process grid; no Ray):
+(`fedsnn/tools/experiments/local_grid.py`'s in-process grid; no Ray):
 
 - *training*: FedAvg-mode rounds, no audit → final test accuracy, the ε the run reports (in the
   unit its defense claims) and the membership-inference audit of the final model (`fedsnn mia`);
@@ -13,7 +13,7 @@ Writes `matrix.json` (resumable: finished cells are kept), `table.md` and `curve
 
 Example (the committed matrix; ~25 min on 2 busy cores):
 
-    .venv/bin/python scripts/defense_matrix.py --out docs/defenses
+    .venv/bin/python -m fedsnn.tools.experiments.defense_matrix --out docs/defenses
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the repo's client_app.py, not an installed copy
+REPO = Path(__file__).resolve().parents[3]
 
 import torch  # noqa: E402
 
@@ -37,7 +35,7 @@ from fedsnn.audit.leakage import mean_leakage  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
 from server_app import run  # noqa: E402
-from strategies.local_grid import federate_in_process  # noqa: E402
+from fedsnn.tools.experiments.local_grid import federate_in_process  # noqa: E402
 
 # defense -> (training overrides, leakage overrides); the documented settings
 DEFENSES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

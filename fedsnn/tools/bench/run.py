@@ -15,8 +15,8 @@ import torch
 from tqdm import tqdm
 
 from attacks import Observation, Reconstruction, invert
-from clients.training import batch_gradient
-from fedsnn.bench.config import BenchConfig, Variant, attack_settings, variants
+from fedsnn.training import batch_gradient
+from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
 from fedsnn.judges import Judge, load_judge
@@ -158,7 +158,7 @@ class ResultStore:
 
     def write(self, header: dict[str, Any]) -> dict[str, Any]:
         """Rebuild results.json: `header`, the settings of every variant and every row."""
-        from fedsnn.bench.report import summarize
+        from fedsnn.tools.bench.report import summarize
 
         rows = self.all_rows()
         settings = self.variant_settings()
@@ -250,7 +250,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
               vectorize: int = 0, shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run (or resume) a benchmark into `out`; returns the content of results.json.
 
-    `ray_address` runs the pending batches as Ray tasks (fedsnn/bench/distributed.py): "local"
+    `ray_address` runs the pending batches as Ray tasks (fedsnn/tools/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
     attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
@@ -261,7 +261,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
     """
-    from fedsnn.bench.report import baselines, ceiling, write_outputs
+    from fedsnn.tools.bench.report import baselines, ceiling, write_outputs
 
     started = time.time()
     out = out.expanduser().resolve()
@@ -289,7 +289,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
         if ray_address is None:
             finished = _local_batches(pending, batches, data, config, judge, store, vectorize)
         else:  # chunks of batches as Ray tasks; rows land here, in the same store
-            from fedsnn.bench.distributed import ray_batches
+            from fedsnn.tools.bench.distributed import ray_batches
 
             todo = [(v, b) for v, b in pending if not store.is_done(v, b)]
             session["ray-address"] = ray_address

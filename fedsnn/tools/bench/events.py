@@ -32,7 +32,7 @@ import torch
 
 from attacks import AttackSettings, Observation, invert, spike_modality
 from attacks.spiking import binarize
-from fedsnn.bench.run import draw_attack_set
+from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.data import ImageData, load_dataset
 from fedsnn.data.dvs import parse_event_spec
 from fedsnn.models import ModelSpec, build_model
@@ -115,7 +115,7 @@ def victim_spec(data: ImageData, config: EventBenchConfig) -> ModelSpec:
 def observe(spec: ModelSpec, index: int, x: torch.Tensor, y: torch.Tensor, seed: int
             ) -> Observation:
     """A client's gradient on (x [1, T, 2, H, W], y) through a fresh DLG-initialised victim."""
-    from clients.training import batch_gradient
+    from fedsnn.training import batch_gradient
 
     model = build_model(spec, dlg_init=True, seed=seed * MODEL_SEED_STRIDE + index)
     _, gradients = batch_gradient(model, x, y)
@@ -226,9 +226,9 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     Example:
         >>> run_event_bench(EventBenchConfig("dvs-digits", samples=2, iters=5), Path("/tmp/e"))  # doctest: +SKIP
     """
-    from fedsnn.bench.events_report import baselines, class_distances, summarize, write_outputs
+    from fedsnn.tools.bench.events_report import baselines, class_distances, summarize, write_outputs
     from fedsnn.judges import load_judge
-    from fedsnn.judges_dvs import WIDTHS, widths_for
+    from fedsnn.judges.dvs import WIDTHS, widths_for
 
     started = time.time()
     out = out.expanduser().resolve()
@@ -284,7 +284,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
 def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, modes: str,
             samples: int, iters: int, lr: float | None, seed: int, image_size: int, workers: int,
             pictures: int, out: Path) -> None:
-    """`fedsnn bench` on an event dataset (called by fedsnn.bench.command): build the config from
+    """`fedsnn bench` on an event dataset (called by fedsnn.tools.bench.command): build the config from
     the command's options, run, print table.md. GRNN is not part of Tables V-VI and is skipped."""
     import typer
 

@@ -3,7 +3,7 @@
 Each node is a `ClientApp` with its own `Context`; `send_and_receive` calls it directly. Nodes
 can go offline (they stop replying and leave `get_node_ids`), as a killed SuperNode does.
 Hooks: `before_delivery(message)` (tests take nodes offline there), `after_reply(message, reply)`
-(an observer, e.g. strategies/robust_bench.py's honest-update auditor), and `skip_types`
+(an observer, e.g. fedsnn/tools/experiments/robust_bench.py's honest-update auditor), and `skip_types`
 (message types not delivered, e.g. "evaluate" when the caller evaluates centrally).
 """
 

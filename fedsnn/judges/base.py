@@ -19,6 +19,7 @@ from torch import nn
 
 from fedsnn.data import ImageData
 from fedsnn.models import ModelSpec, build_model
+from fedsnn.training import evaluate, train_epochs
 
 JUDGE_ARCHITECTURE = "lenet5"  # a ReLU LeNet-5: 98-99 % on MNIST digits in a few epochs
 
@@ -55,7 +56,7 @@ def judge_key(data: ImageData, *, epochs: int, seed: int,
     return f"{slug}-{digest}"
 
 
-def _spec(data: ImageData) -> ModelSpec:
+def image_spec(data: ImageData) -> ModelSpec:
     return ModelSpec(JUDGE_ARCHITECTURE, in_channels=data.in_channels,
                      num_classes=data.num_classes, image_size=data.image_size)
 
@@ -63,39 +64,11 @@ def _spec(data: ImageData) -> ModelSpec:
 def train_judge(data: ImageData, *, epochs: int = 8, seed: int = 0, batch_size: int = 64,
                 lr: float = 1e-3) -> Judge:
     """Train a judge on the train split and measure it on the test split (no caching)."""
-    from clients.training import evaluate, train_epochs
-
-    model = build_model(_spec(data), seed=seed)
+    model = build_model(image_spec(data), seed=seed)
     train_epochs(model, data.train_x, data.train_y, epochs=epochs, batch_size=batch_size, lr=lr,
                  seed=seed)
     _, accuracy = evaluate(model, data.test_x, data.test_y)
     return Judge(model.eval(), accuracy, judge_key(data, epochs=epochs, seed=seed))
-
-
-def load_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
-               directory: Path | None = None) -> Judge:
-    """The cached judge for `data`, trained and cached on first use: a LeNet-5 for images, the
-    DVS judge (`fedsnn.judges_dvs`) for event datasets (spike frames [N, T, 2, H, W]).
-
-    Args:
-        epochs: training epochs; None picks the judge's default (8 for the LeNet-5).
-
-    Example:
-        >>> from fedsnn.data import load_dataset
-        >>> judge = load_judge(load_dataset("digits"))  # doctest: +SKIP
-        >>> judge.test_accuracy > 0.9  # doctest: +SKIP
-        True
-    """
-    if data.train_x.dim() == 5:
-        from fedsnn.judges_dvs import load_dvs_judge
-
-        return load_dvs_judge(data, epochs=epochs, seed=seed, directory=directory)
-    epochs = epochs or 8
-    return cached_judge(directory or cache_dir(), judge_key(data, epochs=epochs, seed=seed),
-                        build=lambda: build_model(_spec(data)),
-                        train=lambda: train_judge(data, epochs=epochs, seed=seed),
-                        meta={"dataset": data.name, "architecture": JUDGE_ARCHITECTURE,
-                              "epochs": epochs, "seed": seed})
 
 
 def cached_judge(directory: Path, key: str, *, build: Callable[[], nn.Module],

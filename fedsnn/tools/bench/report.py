@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedsnn.bench.config import Variant  # noqa: E402
+from fedsnn.tools.bench.config import Variant  # noqa: E402
 from fedsnn.data.sources import ImageData  # noqa: E402
 from fedsnn.judges import Judge  # noqa: E402
 from fedsnn.metrics import mean_interval, per_sample_scores, wilson_interval  # noqa: E402

@@ -22,7 +22,7 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
 from fedsnn.data import ImageData
-from fedsnn.judges import Judge, cache_dir, cached_judge, judge_key
+from fedsnn.judges.base import Judge, cache_dir, cached_judge, judge_key
 
 WIDTHS: dict[str, tuple[int, ...]] = {"table-i": (64, 128, 256, 512), "small": (16, 32, 64, 128)}
 WIDTHS_BY_SOURCE = {"dvsgesture": "table-i", "dvs-digits": "small"}
@@ -96,7 +96,7 @@ def train_dvs_judge(model: nn.Module, data: ImageData, *, epochs: int, seed: int
                     batch_size: int = 32, lr: float = 1e-3) -> float:
     """Train on the train split (Adam, cosine-annealed lr, mean cross-entropy) and return the
     clean test accuracy."""
-    from clients.training import evaluate
+    from fedsnn.training import evaluate
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

@@ -1,6 +1,6 @@
 """`fedsnn bench` on Ray: the pending batches, in chunks, as Ray tasks.
 
-Each task runs `fedsnn.bench.run.attack_batch` on its chunk (the same function, the same seeds as
+Each task runs `fedsnn.tools.bench.run.attack_batch` on its chunk (the same function, the same seeds as
 a local run) and returns the rows; the driver writes them into the bench folder as tasks finish,
 so a Ray run resumes and shares folders exactly as a local run does.
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from fedsnn.bench.config import BenchConfig, Variant
+from fedsnn.tools.bench.config import BenchConfig, Variant
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHUNK_BATCHES = 4  # batches per task: enough work to amortize a task's dataset and judge loading
 
 Finished = tuple[Variant, int, list[dict[str, Any]], torch.Tensor]
@@ -32,7 +32,7 @@ def run_chunk(chunk: Sequence[tuple[Variant, int, list[int]]], config: BenchConf
     """What a Ray task runs: `attack_batches` on the (variant, batch, sample ids) of `chunk`, per
     variant (`vectorize` > 1: through the vectorized DLG/iDLG engine, as a local run does)."""
     torch.set_num_threads(threads)
-    from fedsnn.bench.run import attack_batches
+    from fedsnn.tools.bench.run import attack_batches
     from fedsnn.data import load_dataset
     from fedsnn.judges import load_judge
 

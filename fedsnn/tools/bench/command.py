@@ -1,4 +1,4 @@
-"""The `fedsnn bench` command (registered in fedsnn/cli.py)."""
+"""The `fedsnn bench` command (registered in fedsnn/tools/cli.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fedsnn.bench.config import BenchConfig
-from fedsnn.bench.run import BenchResumeError, run_bench
+from fedsnn.tools.bench.config import BenchConfig
+from fedsnn.tools.bench.run import BenchResumeError, run_bench
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -80,7 +80,7 @@ def bench(
 ) -> None:
     """Offline gradient-inversion benchmark (the study's Table IV): results.json, table.md and
     grid-<attack>.png in --out. On an event dataset (dvs-digits, dvsgesture:<dir>): the spike
-    modality's Tables V-VI and frames.png (fedsnn/bench/events.py).
+    modality's Tables V-VI and frames.png (fedsnn/tools/bench/events.py).
 
     Example: fedsnn bench --dataset mnist:../shared/data/mnist --samples 100 --out runs/table4
     """
@@ -90,7 +90,7 @@ def bench(
     from fedsnn.data.dvs import parse_event_spec
 
     if parse_event_spec(dataset) is not None:  # the spike modality: Tables V-VI
-        from fedsnn.bench.events import cli_run
+        from fedsnn.tools.bench.events import cli_run
 
         cli_run(dataset=dataset, attacks=attacks, optimizers=optimizers, thresholds=thresholds,
                 modes=threshold_modes, samples=samples, iters=iters, lr=adam_lr, seed=seed,

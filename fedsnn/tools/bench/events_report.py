@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedsnn.bench.events import RAW, EventBenchConfig  # noqa: E402
+from fedsnn.tools.bench.events import RAW, EventBenchConfig  # noqa: E402
 from fedsnn.data import ImageData  # noqa: E402
 from fedsnn.metrics import mean_interval, wilson_interval  # noqa: E402
 from fedsnn.metrics.spikes import class_distance_stats  # noqa: E402
