@@ -23,7 +23,7 @@ from fedsnn.checkpoint import load_checkpoint
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from server_app import run
-from strategies.local_grid import LocalGrid, server_identity
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "batch-size": 32,
         "audit-enabled": False, "min-available-nodes": 2, "dp-delta": 1e-5}
