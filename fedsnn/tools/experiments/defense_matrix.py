@@ -7,7 +7,9 @@ Every cell is two federations run in one process through the real ServerApp body
 - *training*: FedAvg-mode rounds, no audit → final test accuracy, the ε the run reports (in the
   unit its defense claims) and the membership-inference audit of the final model (`fedsnn mia`);
 - *leakage*: FedSGD, batch 1, one round, the curious server runs the in-line attack on every
-  client's reply → PSNR / SSIM / judge ASR / label accuracy beside the mean-image guess.
+  client's reply → PSNR / SSIM / judge ASR / label accuracy beside the mean-image guess. Under
+  DP-SGD the batch is Poisson-sampled (expected size 1): a reply whose batch came out empty has
+  nothing to score (`scored`).
 
 Writes `matrix.json` (resumable: finished cells are kept), `table.md` and `curves.png` to --out.
 
@@ -151,8 +153,8 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
 def markdown(cells: dict[str, Any]) -> str:
     """The matrix as one Markdown table (curve points are in matrix.json and the plot)."""
     lines = ["| model | defense | test acc. | ε (unit, relation) | ε per bit | PSNR dB (guess) | SSIM | "
-             "judge ASR | labels | MIA AUC | TPR@1%FPR | MIA bal. acc. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "judge ASR | labels | scored | MIA AUC | TPR@1%FPR | MIA bal. acc. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, cell in cells.items():
         if key.count("|") > 1:
             continue
@@ -163,6 +165,7 @@ def markdown(cells: dict[str, Any]) -> str:
             f" | {_fmt(train['epsilon'], '{:.3g}')} ({unit}) | {_fmt(train['epsilon-bit'], '{:g}')}"
             f" | {_fmt(leak['psnr'], '{:.1f}')} ({_fmt(leak['guess-psnr'], '{:.1f}')}) | "
             f"{_fmt(leak['ssim'])} | {_fmt(leak['asr'])} | {_fmt(leak['label-accuracy'])} | "
+            f"{leak['scored']} | "
             f"{_fmt(mia.get('auc'))} | {_fmt(mia.get('tpr_at_1pct_fpr'))} | "
             f"{_fmt(mia.get('balanced_accuracy'))} |")
     return "\n".join(lines)
