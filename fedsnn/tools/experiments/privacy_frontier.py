@@ -2,7 +2,7 @@
 per-sample ε (add/remove one sample, Poisson batches; Opacus' accountant), ANN and SNN.
 
 A setting with more data per client than the defense matrix: real MNIST (../shared/data/mnist,
-8,000 train images at 16×16), 2 IID clients (~3,200 train samples each), 4 FedAvg rounds of one
+8,000 train images at 16×16), 2 IID clients (~3,200 train samples each), 2 FedAvg rounds of one
 local epoch on Poisson batches of expected size 128 (Adam), then:
 
 - *tuning* (ANN only, at the middle ε): a small grid of clipping norm C × Adam learning rate; the
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, 16.0])
     parser.add_argument("--clips", nargs="+", type=float, default=[0.5, 2.0])
     parser.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01])
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=16)
