@@ -5,32 +5,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.malicious import byzantine_role, malicious_train_reply
 from clients.node import NodeSetup, local_train_reply
-from clients.privacy import privacy_mod, training_privacy
+from clients.privacy import (node_state, release, released_evaluation, restore_node_ledger,
+                             save_node_ledger)
 from fedsnn.training import evaluate as evaluate_model
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
-    app = ClientApp(mods=[privacy_mod])  # client side of the DP defenses
+    app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        """Local training on this node's partition; reply with the update and metrics."""
+        """encode → train (plain or DP-SGD) → privatize the update → reply."""
         node = NodeSetup.from_context(context, overrides)
-        server_round = int(msg.content["config"].get("server-round", 0))
+        restore_node_ledger(context)  # node config privacy-ledger: ε survives restarts
+        config, sent = msg.content["config"], msg.content["arrays"]
+        server_round = int(config.get("server-round", 0))
         role = byzantine_role(node, context.node_config)
-        if role is not None:  # a Byzantine node: clients/malicious.py
-            arrays, metrics = malicious_train_reply(node, role, msg.content["arrays"], server_round)
+        if role is not None:  # a Byzantine node crafts its update: clients/malicious.py
+            update, metrics = malicious_train_reply(node, role, sent, server_round)
         else:
-            model = node.model_with(msg.content["arrays"],
-                                    encoder_seed=node.round_seed(server_round))
-            hooks = training_privacy(msg.content["config"], context.state, node.spec)
-            arrays, metrics = local_train_reply(node, model, server_round, hooks)
+            model = node.model_with(sent, encoder_seed=node.round_seed(server_round))
+            update, metrics = local_train_reply(node, model, server_round, config, context.state)
+        arrays, metrics = release(update, metrics, sent=sent, config=config,
+                                  state=node_state(context.state))
+        save_node_ledger(context)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()
@@ -39,9 +43,10 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         node = NodeSetup.from_context(context, overrides)
         model = node.model_with(msg.content["arrays"])
         loss, accuracy = evaluate_model(model, node.data.test_x, node.data.test_y)
-        metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy,
-                                "num-examples": len(node.data.test_x),
-                                "partition-id": node.partition_id})
+        metrics = released_evaluation({"eval-loss": loss, "eval-acc": accuracy,
+                                       "num-examples": len(node.data.test_x),
+                                       "partition-id": node.partition_id},
+                                      msg.content.get("config", {}))
         return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
     return app

@@ -32,11 +32,12 @@ from torch import nn
 
 from attacks.idlg import infer_labels, last_linear_names
 from attacks.matching import Victim, final_loss, rebuild_victim
+from attacks.rgap import recover_conv_chain
 from attacks.runner import relative_loss
 from attacks.separable import Factors, separable_factors
 from attacks.settings import AttackSettings
 from attacks.spiking import model_logits
-from attacks.types import Observation, Reconstruction, Status
+from attacks.types import NotDeterminedError, Observation, Reconstruction, Recovery, Status
 
 # A recovered pixel may leave [0, 1] (a spike frame: {0, 1}) by this much and still count as exact.
 VALUE_TOLERANCE = 1e-3
@@ -46,13 +47,6 @@ MAX_ORDERS = 720
 MAX_ENUMERATED = 100_000
 # A relative gradient mismatch this small means the inputs and labels are exact (float32 gradients).
 EXACT_RELATIVE_LOSS = 1e-9
-
-Recovery = tuple[torch.Tensor, str]  # inputs the attack returns, a note on what was recovered
-
-
-class NotDeterminedError(ValueError):
-    """The observed gradients do not determine the input (the message says why)."""
-
 
 def first_parametrized(model: nn.Module) -> tuple[str, nn.Module]:
     """Name and module of the first layer with parameters.
@@ -218,8 +212,6 @@ def recover_linear_first(observation: Observation, victim: Victim, layer: str,
 
 def _recover_conv_first(observation: Observation, victim: Victim, layer: str,
                         settings: AttackSettings) -> Recovery:
-    from attacks.rgap import recover_conv_chain
-
     return recover_conv_chain(observation, victim)
 
 

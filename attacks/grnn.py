@@ -20,6 +20,7 @@ from attacks.matching import (final_loss, matching_loss, optimize, rebuild_victi
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction
+from fedsnn.models import ModelSpec
 
 
 def _up_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -56,21 +57,18 @@ class Generator(nn.Module):
         return x, soft_labels
 
 
-def _to_dummy(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Generator output [B, T*C, H, W] -> the dummy shape ([B, C, H, W] or [T, B, C, H, W])."""
+def to_dummy(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Generator output [..., B, T*C, H, W] -> the dummy shape ([..., B, C, H, W] or
+    [..., T, B, C, H, W]); leading dimensions (K generators) are kept."""
     if len(shape) == 4:
         return images
     steps, batch = shape[0], shape[1]
-    return images.reshape(batch, steps, *shape[2:]).transpose(0, 1)
+    return images.reshape(*images.shape[:-4], batch, steps, *shape[2:]).transpose(-5, -4)
 
 
-def grnn(observation: Observation, settings: AttackSettings, *, seed: int,
-         deadline: float | None = None) -> Reconstruction:
-    """GRNN: train a generator so its sample's gradient matches the observation (one restart)."""
-    started = time.monotonic()
-    victim = rebuild_victim(observation)
-    spec = observation.model_spec
-    shape = dummy_shape(spec, observation.batch_size, settings)
+def build_generator(spec: ModelSpec, settings: AttackSettings, shape: tuple[int, ...],
+                    batch_size: int, seed: int) -> tuple[Generator, torch.Tensor]:
+    """The generator of a restart seeded `seed` (in training mode) and its fixed noise [B, noise_dim]."""
     steps = shape[0] if len(shape) == 5 else 1
     generator_rng = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -78,11 +76,20 @@ def grnn(observation: Observation, settings: AttackSettings, *, seed: int,
         net = Generator(settings.grnn_noise_dim, spec.num_classes, spec.in_channels * steps,
                         spec.image_size)
     net.train()
-    noise = torch.randn((observation.batch_size, settings.grnn_noise_dim), generator=generator_rng)
+    return net, torch.randn((batch_size, settings.grnn_noise_dim), generator=generator_rng)
+
+
+def grnn(observation: Observation, settings: AttackSettings, *, seed: int,
+         deadline: float | None = None) -> Reconstruction:
+    """GRNN: train a generator so its sample's gradient matches the observation (one restart)."""
+    started = time.monotonic()
+    victim = rebuild_victim(observation)
+    shape = dummy_shape(observation.model_spec, observation.batch_size, settings)
+    net, noise = build_generator(observation.model_spec, settings, shape, observation.batch_size, seed)
 
     def objective() -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         images, soft_labels = net(noise)
-        dummy = _to_dummy(images, shape)
+        dummy = to_dummy(images, shape)
         loss = matching_loss(victim, as_model_input(dummy, settings),
                              lambda logits: soft_cross_entropy(logits, soft_labels), settings,
                              image_for_prior=dummy)

@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.analytic import NotDeterminedError, Recovery
 from attacks.matching import Victim
-from attacks.types import Observation
+from attacks.types import NotDeterminedError, Observation, Recovery
 
 # Pre-activations are taken from outputs clamped this far inside (0, 1) for the sigmoid's inverse.
 SIGMOID_MARGIN = 1e-7

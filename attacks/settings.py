@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest")
+ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest", "unrolled")
 OPTIMIZERS = ("lbfgs", "adam")
 GENERATOR_OPTIMIZERS = ("rmsprop", "adam", "lbfgs")
 DISTANCES = ("l2", "cosine")

@@ -22,6 +22,40 @@ from fedsnn.models import ModelSpec
 
 
 @dataclass(frozen=True)
+class LocalTraining:
+    """The client's local training as the server configured it (known to the server only as far
+    as its threat model grants; `attacks/threat_model.py`).
+
+    Attributes:
+        update_mode: "gradient" (one FedSGD step) or "fedavg" (local epochs).
+        optimizer: "sgd" or "adam" (torch defaults otherwise: Adam betas (0.9, 0.999), eps 1e-8).
+        learning_rate: the client's learning rate.
+        momentum: SGD momentum (0 for none).
+        epochs: local epochs E.
+        batch_size: local batch size.
+        num_examples: samples the client trained on (the reply's `num-examples`).
+        shuffle_seed: the seed of the client's batch order, when the server can derive it
+            (capability client-randomness); None otherwise.
+    """
+
+    update_mode: str
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    epochs: int
+    batch_size: int
+    num_examples: int
+    shuffle_seed: int | None = None
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: E * ceil(N / batch size) (1 for FedSGD)."""
+        if self.update_mode == "gradient":
+            return 1
+        return self.epochs * -(-self.num_examples // self.batch_size)
+
+
+@dataclass(frozen=True)
 class Observation:
     """One intercepted client update and the public settings it was produced with.
 
@@ -36,6 +70,9 @@ class Observation:
         learning_rate: the client's learning rate (public).
         local_steps: optimizer steps behind the update (1 for a true gradient).
         exact_gradient: False when `gradients` is an estimate from several local steps.
+        delta: parameter name -> w_sent - w_returned (the update itself), for attacks that replay
+            local training; None when the server did not keep it.
+        training: the client's local training, as far as the threat model grants it.
     """
 
     target_id: str
@@ -46,6 +83,8 @@ class Observation:
     learning_rate: float = 0.0
     local_steps: int = 1
     exact_gradient: bool = True
+    delta: dict[str, torch.Tensor] | None = None
+    training: LocalTraining | None = None
 
 
 class Status(str, Enum):
@@ -81,3 +120,10 @@ class Reconstruction:
     seconds: float = 0.0
     restart: int = 0
     winner: str = ""
+
+
+Recovery = tuple[torch.Tensor, str]  # what a closed-form attack recovered: inputs, and a note on it
+
+
+class NotDeterminedError(ValueError):
+    """The observed gradients do not determine the input (the message says why)."""

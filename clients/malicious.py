@@ -99,7 +99,7 @@ Craft = Callable[[GroupKnowledge, float], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Attack:
+class Behaviour:
     """An attack: its update rule, its default strength, what it needs."""
 
     craft: Craft
@@ -215,17 +215,17 @@ def stealth_suppression(k: GroupKnowledge, scale: float) -> torch.Tensor:
     return _suppression(k, scale, deviation)
 
 
-ATTACKS: dict[str, Attack] = {
-    "sign-flip": Attack(sign_flip, 1.0),
-    "constant": Attack(constant, 1.0),
-    "gaussian": Attack(gaussian, 1.0),
-    "label-flip": Attack(honest, flips_labels=True),
-    "alie": Attack(alie, 0.0, colluding=True),
-    "ipm": Attack(ipm, 0.5, colluding=True),
-    "min-max": Attack(min_max, colluding=True),
-    "min-sum": Attack(min_sum, colluding=True),
-    "gradient-suppression": Attack(gradient_suppression, 10.0, colluding=True),
-    "stealth-suppression": Attack(stealth_suppression, 1.0, colluding=True),
+BEHAVIOURS: dict[str, Behaviour] = {
+    "sign-flip": Behaviour(sign_flip, 1.0),
+    "constant": Behaviour(constant, 1.0),
+    "gaussian": Behaviour(gaussian, 1.0),
+    "label-flip": Behaviour(honest, flips_labels=True),
+    "alie": Behaviour(alie, 0.0, colluding=True),
+    "ipm": Behaviour(ipm, 0.5, colluding=True),
+    "min-max": Behaviour(min_max, colluding=True),
+    "min-sum": Behaviour(min_sum, colluding=True),
+    "gradient-suppression": Behaviour(gradient_suppression, 10.0, colluding=True),
+    "stealth-suppression": Behaviour(stealth_suppression, 1.0, colluding=True),
 }
 
 
@@ -252,9 +252,9 @@ def byzantine_role(node: NodeSetup, node_config: Mapping[str, Any]) -> Byzantine
                                config.byzantine_attack if in_first_k else "none"))
     if name == "none":
         return None
-    if name not in ATTACKS:
+    if name not in BEHAVIOURS:
         raise ValueError(f"Unknown byzantine-attack {name!r}; expected one of "
-                         f"{['none', *sorted(ATTACKS)]}")
+                         f"{['none', *sorted(BEHAVIOURS)]}")
     if "byzantine-group" in node_config:
         group = _parse_group(str(node_config["byzantine-group"]))
     else:
@@ -281,7 +281,7 @@ def malicious_train_reply(node: NodeSetup, role: ByzantineRole, global_arrays: A
                           server_round: int) -> tuple[ArrayRecord, MetricRecord]:
     """The reply of a Byzantine node: w_global + the crafted update, with the metrics its honest
     reply would carry (so nothing but the arrays gives it away)."""
-    attack = ATTACKS[role.attack]
+    attack = BEHAVIOURS[role.attack]
     members = role.group if attack.colluding else (node.partition_id,)
     replies = [_group_estimate(node, p, attack.flips_labels, global_arrays, server_round)
                for p in members]

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from torch import nn
 
-from clients.privacy import TrainingHooks
+from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_state, private_inputs,
+                             record_dp_sgd, secret_torch)
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.privacy.dpsgd import poisson_batch, private_epochs, private_gradient
+from fedsnn.sampling import round_seed, training_indices
+from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,13 @@ class NodeSetup:
 
     def round_seed(self, server_round: int) -> int:
         """This node's seed for a round: batches, shuffling and Poisson spikes derive from it."""
-        return self.config.seed * 1_000_003 + server_round * 1009 + self.partition_id
+        return round_seed(self.config.seed, server_round, self.partition_id)
+
+    def training_indices(self, server_round: int) -> torch.Tensor:
+        """Which local train samples this node trains on in a round (the auditor recomputes the
+        same in simulation: `fedsnn.audit.ground_truth`)."""
+        return training_indices(self.config.update_mode, len(self.data.train_x),
+                                self.config.batch_size, self.round_seed(server_round))
 
     def model_with(self, arrays: ArrayRecord, encoder_seed: int = 0) -> nn.Module:
         """The model with the global weights the server sent."""
@@ -80,42 +90,65 @@ class NodeSetup:
 
 
 def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
-                      hooks: TrainingHooks | None = None) -> tuple[ArrayRecord, MetricRecord]:
-    """Train per the run's update mode and build the reply's arrays and metrics.
+                      config: Mapping[str, Any] | None = None, state: RecordDict | None = None
+                      ) -> tuple[ArrayRecord, MetricRecord]:
+    """Encode, then train per the run's update mode: the update and training's metrics, before
+    `clients.privacy.release` privatizes them for the reply.
 
-    - `fedavg`: E local epochs; reply with the updated weights.
+    - `fedavg`: E local epochs; the updated weights.
     - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples (under DP-SGD a
-      Poisson-sampled batch of that expected size), applied as one
-      plain SGD step; reply with w - lr * g in float64, so the server recovers g = (w - w') / lr
-      to float64 precision while every aggregation strategy still sees weights.
+      Poisson batch of that expected size, drawn with a secret generator), applied as one
+      plain SGD step: w - lr * g in float64, so the server recovers g = (w - w') / lr to float64
+      precision while every aggregation strategy still sees weights.
 
-    The metrics carry `sample-ids` (dataset ids of the samples used, never pixels) so that the
-    auditor can find the ground truth; attacks never read them.
+    Args:
+        config: the round's train config: the defenses it names (spike-level DP, DP-SGD) apply.
+        state: the node's `Context.state`, where its privacy ledgers persist across rounds.
 
-    `hooks` (`clients.privacy`) run the inputs, gradient and training through the round's
-    defenses (DP-SGD, spike-level DP); plain training without them.
+    Nothing returned tells which samples were used: the auditor recomputes that from the
+    partition and the round seed (`NodeSetup.training_indices`, the same draw as here), except
+    for DP-SGD's secret Poisson batch, which nobody outside the node can know.
     """
-    hooks = hooks or TrainingHooks()
+    config = config or {}
+    privacy = node_state(state if state is not None else RecordDict())
     cfg = node.config
-    seed = node.round_seed(server_round)
-    data = node.data
-    if cfg.update_mode == "gradient":
-        loss, gradients, batch, num_examples = hooks.gradient(
-            model, data.train_x, data.train_y, batch_size=cfg.batch_size, seed=seed)
-        state = model.state_dict()
-        new_state = {name: (state[name].double() - cfg.learning_rate * gradients[name].double())
-                     if name in gradients else state[name] for name in state}
-        arrays = ArrayRecord(new_state)
-        metrics = {"train-loss": loss, "num-examples": num_examples, "local-steps": 1,
-                   "sample-ids": data.train_ids[batch].tolist() if data.shared_ids else []}
+    dpsgd = dp_sgd_settings(config, node.spec)
+    poisson = cfg.update_mode == "gradient" and dpsgd is not None
+    indices = (poisson_batch(len(node.data.train_x), batch_size=cfg.batch_size,
+                             generator=secret_torch()) if poisson
+               else node.training_indices(server_round))
+    x, y = node.data.train_x[indices], node.data.train_y[indices]
+    x, figures = private_inputs(model, x, config, node.spec, privacy)          # 1. encode
+    if cfg.update_mode == "gradient":                                            # 2. train
+        if dpsgd is None:
+            loss, gradients = batch_gradient(model, x, y)
+            num_examples = len(x)
+        else:  # the drawn size is private: report the expected one
+            gradients, outcome = private_gradient(model, x, y, settings=dpsgd,
+                                                  num_samples=len(node.data.train_x),
+                                                  batch_size=cfg.batch_size,
+                                                  history=dp_sgd_history(privacy))
+            loss, num_examples = outcome.loss, outcome.num_examples
+            figures.update(record_dp_sgd(privacy, outcome))
+        state_dict = model.state_dict()
+        update = ArrayRecord({name: (value.double() - cfg.learning_rate * gradients[name].double())
+                              if name in gradients else value
+                              for name, value in state_dict.items()})
+        metrics = {"train-loss": loss, "num-examples": num_examples, "local-steps": 1}
     else:
-        result = hooks.train(model, hooks.inputs(model, data.train_x), data.train_y,
-                             epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.learning_rate,
-                              optimizer=cfg.optimizer, momentum=cfg.momentum, seed=seed)
-        arrays = ArrayRecord(model.state_dict())
+        if dpsgd is None:
+            result = train_epochs(model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                                  lr=cfg.learning_rate, optimizer=cfg.optimizer,
+                                  momentum=cfg.momentum, seed=node.round_seed(server_round))
+        else:
+            optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.learning_rate,
+                                       momentum=cfg.momentum)
+            outcome = private_epochs(model, x, y, optimizer=optimizer, settings=dpsgd,
+                                     epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                                     history=dp_sgd_history(privacy))
+            result = TrainResult(outcome.loss, outcome.num_examples, outcome.steps)
+            figures.update(record_dp_sgd(privacy, outcome))
+        update = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
-                   "local-steps": result.steps,
-                   "sample-ids": data.train_ids.tolist() if data.shared_ids else []}
-    metrics["partition-id"] = node.partition_id
-    metrics.update(hooks.metrics())
-    return arrays, MetricRecord(metrics)
+                   "local-steps": result.steps}
+    return update, MetricRecord({**metrics, "partition-id": node.partition_id, **figures})

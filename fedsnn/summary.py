@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 
-def summarize(run_dir: Path) -> tuple[str, bool]:
+def summary_line(run_dir: Path) -> tuple[str, bool]:
     """A one-line summary of a run and whether it completed with every round trained."""
     path = run_dir / "results.json"
     if not path.is_file():

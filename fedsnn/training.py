@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsnn.sampling import epoch_batches
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -36,19 +38,15 @@ def train_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: 
         return TrainResult(loss=float("nan"), num_examples=0, steps=0)
     model.train()
     opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum)
-    generator = torch.Generator().manual_seed(seed)
     total_loss, seen, steps = 0.0, 0, 0
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x[batch]), y[batch])
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(batch)
-            seen += len(batch)
-            steps += 1
+    for batch in epoch_batches(len(x), epochs=epochs, batch_size=batch_size, seed=seed):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x[batch]), y[batch])
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(batch)
+        seen += len(batch)
+        steps += 1
     return TrainResult(loss=total_loss / seen, num_examples=len(x), steps=steps)
 
 

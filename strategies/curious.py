@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from logging import INFO, WARNING
 
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.audit.observe import observe_update
@@ -57,6 +58,13 @@ class CuriousServer(StrategyWrapper):
         self.learning_rate = learning_rate
         self.skipped: list[Skipped] = []
         self.submitted = 0
+        self.nodes_seen = 0  # the most nodes online in a round: a simulation's partition count
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Count the nodes online (what the simulation knows of its partitions), then delegate."""
+        self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
+        return super().configure_train(server_round, arrays, config, grid)
 
     def describe(self) -> str:
         rounds = "all" if self.plan.rounds is None else sorted(self.plan.rounds)
@@ -90,7 +98,6 @@ class CuriousServer(StrategyWrapper):
         metrics = msg.content["metrics"]
         batch = int(metrics.get("num-examples", 0))
         steps = int(metrics.get("local-steps", 1))
-        sample_ids = [int(i) for i in metrics.get("sample-ids", [])]
         if batch > self.plan.max_batch:
             self._skip(server_round, partition_id,
                        f"update computed on {batch} samples > audit-max-batch {self.plan.max_batch}")
@@ -103,8 +110,7 @@ class CuriousServer(StrategyWrapper):
         except (KeyError, ValueError, StopIteration) as error:
             self._skip(server_round, partition_id, f"unusable reply: {error}")
             return
-        jobs.append(AuditJob(server_round, partition_id, observation, self.plan.settings,
-                             sample_ids))
+        jobs.append(AuditJob(server_round, partition_id, observation, self.plan.settings))
         self.submitted += 1
         log(INFO, "curious server: round %d, partition %d: %s attack submitted (batch %d, %d "
             "local step%s)", server_round, partition_id, self.plan.settings.attack, batch, steps,

@@ -63,7 +63,7 @@ from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_
 from fedsnn.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
 from fedsnn.privacy.ledger import GaussianLedger, LedgerError
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update, update_norm
-from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from strategies.base import StrategyWrapper
 
 
@@ -96,7 +96,7 @@ def _norm_bits(replies: list[Message]) -> int:
         metrics = next(iter(reply.content.metric_records.values()))
         if KEY_NORM_BIT not in metrics:
             raise AggregationError(f"central DP: a reply has no '{KEY_NORM_BIT}' metric; clients "
-                                   "need clients.privacy.privacy_mod for client-side adaptive clipping")
+                                   "need clients.privacy.release for client-side adaptive clipping")
         count += int(bool(metrics[KEY_NORM_BIT]))
     return count
 
@@ -169,7 +169,7 @@ class ServerFixed(_SafeRelease, DifferentialPrivacyServerSideFixedClipping):
 
 
 class ClientFixed(_SafeRelease, DifferentialPrivacyClientSideFixedClipping):
-    """Flower's client-side fixed clipping with `_SafeRelease` (clients clip: `privacy_mod`)."""
+    """Flower's client-side fixed clipping with `_SafeRelease` (clients clip: `clients.privacy.release`)."""
 
 
 class ServerAdaptive(_SafeRelease, DifferentialPrivacyServerSideAdaptiveClipping):
@@ -366,7 +366,7 @@ class CentralDP(StrategyWrapper):
             records = list(reply.content.metric_records.values())
             if len(records) != 1 or records[0].get(EQUAL_WEIGHT_KEY) != 1:
                 return (f"a reply does not report {EQUAL_WEIGHT_KEY}=1 (clients need "
-                        "clients.privacy.privacy_mod); unequal weights break the C/m sensitivity")
+                        "clients.privacy.release); unequal weights break the C/m sensitivity")
             if self.dp.adaptive and client_side and KEY_NORM_BIT not in records[0]:
                 return f"a reply has no '{KEY_NORM_BIT}' (client-side adaptive clipping)"
             if reference is not None:

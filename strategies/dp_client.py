@@ -1,8 +1,9 @@
 """Wrappers for defenses that run on the clients: local DP and DP-SGD (spike-level DP builds on
 the same base in `strategies.spike_dp`).
 
-A `ClientDefense` writes its settings into every round's train config; `clients.privacy` applies
-them on the node (before the update leaves it) and reports the ε the node has spent, from the
+A `ClientDefense` writes its settings into every round's train config (and `CLIENT_DP_FLAG` into
+the evaluate config too: a protected node's replies carry only allow-listed metrics,
+`fedsnn.protocol.PROTECTED_REPLY_KEYS`); `clients.privacy` applies them on the node (before the update leaves it) and reports the ε the node has spent, from the
 node's own accountant. The wrapper adds the largest reported figure over the round's clients
 (`<key>-max`) to the round's train metrics: clients' ε differ (data sizes), and the mean of
 guarantees is not a guarantee.
@@ -21,6 +22,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.privacy.accounting import gaussian_epsilon
+from fedsnn.protocol import CLIENT_DP_FLAG
 from strategies.base import StrategyWrapper
 
 Scalar = int | float | str | bool
@@ -50,7 +52,15 @@ class ClientDefense(StrategyWrapper):
                         grid: Grid) -> Iterable[Message]:
         """Add this defense's settings to the round's train config, then delegate."""
         config.update(self.settings)
+        config[CLIENT_DP_FLAG] = 1
         return super().configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """Flag the evaluation too: a protected node's loss and accuracy on its own test split
+        are no DP release, so they do not leave it."""
+        config[CLIENT_DP_FLAG] = 1
+        return super().configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:

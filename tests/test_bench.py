@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import fedsnn.tools.bench.run as bench_run
+import fedsnn.tools.bench.batches as bench_batches
 from fedsnn.tools.bench import BenchConfig, run_bench, variants
 from fedsnn.tools.bench.run import BenchResumeError
 from fedsnn.tools.cli import app
@@ -65,13 +65,13 @@ def test_rerun_skips_finished_rows_and_adds_new_ones(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     run_bench(_config(attacks=("idlg",), models=("lenet",)), tmp_path)
     calls: list[str] = []
-    real_invert = bench_run.invert
+    real_invert = bench_batches.invert
 
     def counting_invert(observations, settings):  # type: ignore[no-untyped-def]
         calls.append(settings.attack)
         return real_invert(observations, settings)
 
-    monkeypatch.setattr(bench_run, "invert", counting_invert)
+    monkeypatch.setattr(bench_batches, "invert", counting_invert)
     results = run_bench(_config(attacks=("idlg", "dlg"), models=("lenet",)), tmp_path)
     assert calls == ["dlg", "dlg"]  # the two iDLG rows were already there
     assert len(results["rows"]) == 4

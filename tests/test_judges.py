@@ -26,3 +26,11 @@ def test_judge_is_trained_once_then_cached(tmp_path: Path, monkeypatch: pytest.M
     x = data.test_x[:16]
     assert torch.equal(again.predict(x), first.predict(x))
     assert judges.judge_key(data, epochs=2, seed=0) != first.key  # other settings, other judge
+
+
+def test_majority_class_baseline_guesses_the_most_frequent_train_label() -> None:
+    from fedsnn.data import ImageData
+
+    x = torch.zeros(6, 3, 12, 12)
+    data = ImageData("toy", x, torch.tensor([2, 2, 2, 0, 1, 1]), x[:4], torch.tensor([2, 0, 2, 1]), 3)
+    assert judges.majority_accuracy(data) == 0.5

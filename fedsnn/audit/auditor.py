@@ -1,7 +1,8 @@
 """The auditor: scores reconstructions against ground truth that it loads itself.
 
-This is a different code path from the attacker. It receives a finished reconstruction and the
-sample ids the client reported, looks the samples up in the dataset, matches reconstructions to
+This is a different code path from the attacker. It receives a finished reconstruction, asks its
+ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples the client
+trained on, looks them up in the dataset, matches reconstructions to
 originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
 It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
 told apart from guessing.
@@ -17,15 +18,15 @@ import torch
 from torch import nn
 
 from attacks import Reconstruction, Status
+from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
+from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
-from fedsnn.metrics import image_scores, match_by_mse
+from fedsnn.metrics import image_scores, match_by_mse, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
-    """Reconstruction inputs as [B, C, H, W] images: per-time-step dummies [T, B, …] are averaged
-    over time (the image a direct or rate encoding would have come from)."""
-    inputs = reconstruction.inputs.detach().float()
-    return inputs.mean(0) if inputs.dim() == 5 else inputs
+    """Reconstruction inputs as [B, C, H, W] images (`fedsnn.metrics.to_images`)."""
+    return to_images(reconstruction.inputs)
 
 
 class Auditor:
@@ -35,24 +36,35 @@ class Auditor:
         train_x: the train split's images (ids index into it).
         train_y: their labels.
         judge: a classifier for the judge ASR (None: ASR is not reported).
+        ground_truth: (round, partition id) -> the ids the client trained on, or None.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor,
-                 judge: nn.Module | None = None) -> None:
+                 judge: nn.Module | None = None, ground_truth: GroundTruth = no_ground_truth
+                 ) -> None:
         self.train_x = train_x
         self.train_y = train_y
         self.judge = judge
+        self.ground_truth = ground_truth
+
+    def sample_ids(self, job: AuditJob) -> list[int]:
+        """The ids of the samples behind `job`'s reply ([] when unknown)."""
+        return list(self.ground_truth(job.server_round, job.partition_id) or [])
+
+    def _predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The judge's labels of images (clamped to [0, 1])."""
+        assert self.judge is not None
+        with torch.no_grad():
+            return self.judge(images.clamp(0, 1)).argmax(1)
 
     def _judge_hits(self, images: torch.Tensor, labels: torch.Tensor) -> list[bool] | None:
         if self.judge is None:
             return None
-        with torch.no_grad():
-            predicted = self.judge(images.clamp(0, 1)).argmax(1)
-        return (predicted == labels).tolist()
+        return (self._predict(images) == labels).tolist()
 
     def score(self, job: AuditJob, reconstruction: Reconstruction) -> dict[str, Any]:
         """One audit.json row for an attack on one client reply."""
-        ids = torch.tensor(job.sample_ids, dtype=torch.long)
+        ids = torch.tensor(self.sample_ids(job), dtype=torch.long)
         row: dict[str, Any] = {
             "round": job.server_round, "partition-id": job.partition_id,
             "target": reconstruction.target_id, "attack": reconstruction.attack,
@@ -66,9 +78,9 @@ class Auditor:
         }
         if reconstruction.status not in (Status.OK, Status.TIMEOUT, Status.DIVERGED):
             return row
-        if len(ids) == 0:  # e.g. an edge node training on its own data (data-path)
-            row.update(status="unscored", message=f"{row['message']}; the node reported no "
-                       "sample ids, so there is no ground truth to score against".lstrip("; "))
+        if len(ids) == 0:  # a deployment (audit-ground-truth="none") or an unknown partition
+            row.update(status="unscored", message=f"{row['message']}; no ground truth for this "
+                       "node's samples (audit-ground-truth), nothing to score against".lstrip("; "))
             return row
         images = as_images(reconstruction)
         truth = self.train_x[ids]
@@ -96,20 +108,16 @@ class Auditor:
         return row
 
     def baselines(self, sample_ids: Sequence[int]) -> dict[str, dict[str, float | None]]:
-        """Scores of guesses made without any update, on the same attacked samples."""
+        """Scores of guesses made without any update, on the same attacked samples (means, as in
+        the rows; `fedsnn.audit.baselines`)."""
         ids = torch.tensor(list(sample_ids), dtype=torch.long)
         if len(ids) == 0:
             return {}
         truth = self.train_x[ids]
-        labels = self.train_y[ids]
-        guesses = {"mean-image": self.train_x.mean(0, keepdim=True),
-                   "black": torch.zeros_like(truth[:1]),
-                   "gray-0.5": torch.full_like(truth[:1], 0.5)}
-        out = {}
-        for name, guess in guesses.items():
-            images = guess.expand_as(truth)
-            scores = image_scores(images, truth)
-            hits = self._judge_hits(images, labels)
-            out[name] = {**scores, "asr": (sum(hits) / len(hits)) if hits is not None else None}
-        return out
-
+        scored = score_guesses(image_guesses(self.train_x, truth), truth, self.train_y[ids],
+                               distances=image_distances,
+                               predict=self._predict if self.judge is not None else None)
+        return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
+                       "ssim": s["ssim"]["value"],
+                       "asr": s["asr"]["value"] if s["asr"] is not None else None}
+                for name, s in scored.items()}

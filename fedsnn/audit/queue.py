@@ -1,7 +1,7 @@
 """Run attacks off the training's critical path: worker processes (or one background thread).
 
-The queue keeps each job's ground-truth handle (the sample ids a client reported) on the server
-side; workers receive only the observation and the attack settings.
+Workers receive only the observation and the attack settings; the job's round and partition stay
+on the server side, where the auditor finds the ground truth (`fedsnn.audit.ground_truth`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from attacks import AttackSettings, Observation, Reconstruction, Status, invert
 
 @dataclass
 class AuditJob:
-    """One attack on one client reply. `sample_ids` never leave the server process."""
+    """One attack on one client reply (round and partition: the auditor's key to the ground
+    truth; they never reach the attack worker)."""
 
     server_round: int
     partition_id: int
     observation: Observation
     settings: AttackSettings
-    sample_ids: list[int]
     submitted: float = field(default_factory=time.monotonic)
 
 

@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from fedsnn.pictures import show_image  # noqa: E402
+
 LEAKAGE_KEYS = ("psnr", "ssim", "asr")
 
 
@@ -32,9 +34,7 @@ def save_pair_grid(path: Path, originals: torch.Tensor, reconstructions: torch.T
             axis = axes[row][column]
             axis.axis("off")
             if column < count:
-                image = images[column]
-                image = image.permute(1, 2, 0) if image.shape[0] == 3 else image[0]
-                axis.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, images[column])
     axes[0][0].set_title("original", fontsize=8, loc="left")
     axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)

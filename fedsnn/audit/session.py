@@ -50,7 +50,7 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                  else sorted(plan.rounds), "max-clients": plan.max_clients,
                  "max-batch": plan.max_batch, "settings": plan.settings.to_dict()},
         "judge-test-accuracy": judge_accuracy,
-        "baselines": auditor.baselines([i for job, _ in finished for i in job.sample_ids]),
+        "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),
         "attacks": rows,
         "skipped": list(skipped),
     }

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedsnn.data.sources import DatasetError, ImageData, _resize, _split
+from fedsnn.data.base import DatasetError, ImageData, _resize, _split
 from fedsnn.data.spec_options import one_of, parse_folder_options
 
 log = logging.getLogger(__name__)

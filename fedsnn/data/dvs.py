@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fedsnn.data.events import PixelModel, saccade_events
-from fedsnn.data.sources import DatasetError, ImageData, _split
+from fedsnn.data.base import DatasetError, ImageData, _split
 
 log = logging.getLogger(__name__)
 

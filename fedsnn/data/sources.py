@@ -11,11 +11,9 @@ clients report them and the auditor looks the ground truth up with them.
 from __future__ import annotations
 
 import gzip
-import importlib
 import logging
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,51 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.cifar import load_cifar100
+from fedsnn.data.lfw import load_lfw
+from fedsnn.data.dvs import load_dvs_digits, load_dvsgesture
+
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMS = ("'digits', 'mnist:<dir with IDX files>', 'npz:<file with x, y arrays>', "
                   "'hf:<hugging face dataset name>', 'cifar100:<dir>[,labels=coarse]', "
                   "'lfw:<dir>[,min=N]', 'dvs-digits[:frames=T]', 'dvsgesture:<dir>[,frames=T]'")
-SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
-
-
-class DatasetError(ValueError):
-    """A dataset spec or file that cannot be loaded; the message says what was expected."""
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """A labelled image dataset with a train and a test split."""
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    num_classes: int
-    note: str = ""
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train_x.shape[-3])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)
-
-
-def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[torch.Tensor, ...]:
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_test = int(round(len(x) * test_fraction))
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
 
 
 def load_digits(image_size: int = 28) -> ImageData:
@@ -229,22 +192,15 @@ def dataset_spec(location: str) -> str:
     return f"mnist:{location}"
 
 
-def _lazy_source(module: str, name: str) -> Callable[[str, int], ImageData]:
-    """The loader `name` of `fedsnn.data.<module>`, imported on first use (it imports this module)."""
-    def load(argument: str, image_size: int) -> ImageData:
-        return getattr(importlib.import_module(f"fedsnn.data.{module}"), name)(argument, image_size)
-    return load
-
-
 SOURCES: dict[str, Callable[[str, int], ImageData]] = {
     "digits": lambda _arg, size: load_digits(size),
     "mnist": load_mnist,
     "npz": load_npz,
     "hf": load_hf,
-    "cifar100": _lazy_source("cifar", "load_cifar100"),
-    "lfw": _lazy_source("lfw", "load_lfw"),
-    "dvs-digits": _lazy_source("dvs", "load_dvs_digits"),
-    "dvsgesture": _lazy_source("dvs", "load_dvsgesture"),
+    "cifar100": load_cifar100,
+    "lfw": load_lfw,
+    "dvs-digits": load_dvs_digits,
+    "dvsgesture": load_dvsgesture,
 }
 ARGUMENT = {"digits": "none", "dvs-digits": "optional"}  # the others require one
 

@@ -39,6 +39,22 @@ class Judge:
         return self.model(images.float().clamp(0, 1)).argmax(1)
 
 
+def majority_accuracy(data: ImageData) -> float:
+    """Test accuracy of always guessing the train split's most frequent label: the floor a judge's
+    clean accuracy is read against (a judge trained from scratch on few images per class, as for
+    LFW, may barely beat it).
+
+    Example:
+        >>> from fedsnn.data import load_dataset
+        >>> round(majority_accuracy(load_dataset("digits")), 2)  # doctest: +SKIP
+        0.1
+    """
+    if not len(data.test_y) or not len(data.train_y):
+        return float("nan")
+    majority = int(torch.bincount(data.train_y).argmax())
+    return float((data.test_y == majority).float().mean())
+
+
 def cache_dir() -> Path:
     """Where judges are cached: $FEDSNN_CACHE or ~/.cache/fedsnn."""
     return Path(os.environ.get("FEDSNN_CACHE", Path.home() / ".cache" / "fedsnn")) / "judges"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -43,6 +44,32 @@ def mean_interval(values: Sequence[float], *, z: float = 1.959964) -> tuple[floa
     sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
     half = z * sd / math.sqrt(len(finite))
     return (mean, mean - half, mean + half)
+
+
+def rate_stat(successes: int, trials: int) -> dict[str, float]:
+    """A rate as {"value", "low", "high"} (Wilson 95 %), the form results files keep.
+
+    Example:
+        >>> {k: round(v, 3) for k, v in rate_stat(88, 100).items()}
+        {'value': 0.88, 'low': 0.802, 'high': 0.93}
+    """
+    low, high = wilson_interval(successes, trials)
+    return {"value": successes / trials if trials else math.nan, "low": low, "high": high}
+
+
+def mean_stat(values: Sequence[float], *, std: bool = False) -> dict[str, float]:
+    """A mean as {"value", "low", "high"} (normal 95 %), with the sample "std" if asked.
+
+    Example:
+        >>> mean_stat([1.0, 2.0, 3.0], std=True)["std"]
+        1.0
+    """
+    mean, low, high = mean_interval(values)
+    stat = {"value": mean, "low": low, "high": high}
+    if std:
+        finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        stat["std"] = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return stat
 
 
 def label_accuracy(predicted: Sequence[int] | torch.Tensor, truth: Sequence[int] | torch.Tensor) -> float:

@@ -15,7 +15,7 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from opacus import GradSampleModule, PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -157,42 +158,55 @@ def _empty_step(module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
             parameter.grad_sample = torch.zeros((0, *parameter.shape))
 
 
-def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                     settings: DpSgdSettings, batch_size: int,
-                     history: Sequence[Sequence[float]] = (),
-                     inputs: Callable[[torch.Tensor], torch.Tensor] = lambda batch: batch,
-                     generator: torch.Generator | None = None
-                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome, torch.Tensor]:
-    """The DP-SGD gradient of one Poisson-sampled batch of (x, y) (expected size ≈ batch_size):
-    per-sample gradients clipped to C, summed, plus N(0, σ²C²), divided by the expected batch
-    size. By parameter name, with the outcome and the indices of the samples drawn.
+def poisson_sample_rate(num_samples: int, batch_size: int) -> float:
+    """Opacus' sampling rate for an expected batch of `batch_size` out of `num_samples`:
+    q = 1 / ⌈n / batch_size⌉ (what `DPDataLoader.from_data_loader` uses)."""
+    return 1 / len(DataLoader(range(num_samples), batch_size=batch_size))
 
-    `inputs` maps the drawn samples to what the model trains on (spike-level DP), so nothing
-    outside the batch is touched. ε: one step at sample rate q (Opacus' accountant);
-    `settings.target_epsilon` calibrates σ for `settings.total_epochs` such steps.
+
+def poisson_batch(num_samples: int, *, batch_size: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Poisson-sampled batch (sorted indices): each of `num_samples` samples joins with
+    probability q = `poisson_sample_rate` (Opacus' `UniformWithReplacementSampler`). The
+    generator must be secret from whoever the ε is claimed against: the amplification by
+    sampling holds only if they cannot tell which samples were drawn."""
+    sampler = UniformWithReplacementSampler(
+        num_samples=num_samples, sample_rate=poisson_sample_rate(num_samples, batch_size),
+        generator=generator, steps=1)
+    return torch.tensor(next(iter(sampler)), dtype=torch.long)
+
+
+def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                     settings: DpSgdSettings, num_samples: int, batch_size: int,
+                     history: Sequence[Sequence[float]] = ()
+                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome]:
+    """The DP-SGD gradient of one Poisson-sampled batch (x, y) drawn by `poisson_batch` from
+    `num_samples` samples with expected size `batch_size`: per-sample gradients clipped to C,
+    summed, plus N(0, σ²C²), divided by the expected batch size. By parameter name.
+
+    ε: one step at sample rate q (Opacus' accountant); `settings.target_epsilon` calibrates σ
+    for `settings.total_epochs` such steps. An empty batch still takes a noise-only step.
     """
-    loader = poisson_loader(torch.arange(len(x)), y, batch_size=batch_size, generator=generator)
+    population = DataLoader(TensorDataset(torch.arange(num_samples)), batch_size=batch_size)
     plain = torch.optim.SGD(model.parameters(), lr=1.0)
-    engine, module, dp_optimizer, _ = _make_private(model, plain, loader, settings,
+    engine, module, dp_optimizer, _ = _make_private(model, plain, population, settings,
                                                     history=history, steps_per_epoch=1)
-    indices, _ = next(iter(loader))
     module.train()
     loss_value = 0.0
     try:
         dp_optimizer.zero_grad()
-        if len(indices) == 0:  # an empty Poisson batch: noise only
+        if len(x) == 0:
             _empty_step(module, dp_optimizer)
         else:
-            loss = F.cross_entropy(module(inputs(x[indices])), y[indices])
+            loss = F.cross_entropy(module(x), y)
             loss.backward()
             loss_value = loss.item()
         dp_optimizer.pre_step()  # clip, sum, noise, scale, account; no weight update
         gradients = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     finally:
         module.cleanup()
-    outcome = _outcome(engine, dp_optimizer, settings, loss=loss_value,
-                       num_examples=int(dp_optimizer.expected_batch_size), steps=1)
-    return gradients, outcome, indices
+    return gradients, _outcome(engine, dp_optimizer, settings, loss=loss_value,
+                               num_examples=int(dp_optimizer.expected_batch_size), steps=1)
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,

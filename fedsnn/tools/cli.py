@@ -26,11 +26,11 @@ def version() -> None:
 @app.command()
 def summary(run_dirs: list[Path]) -> None:
     """One line per run (model, rounds, final test accuracy, wall time, where it is)."""
-    from fedsnn.summary import summarize
+    from fedsnn.summary import summary_line
 
     all_ok = True
     for run_dir in run_dirs:
-        line, ok = summarize(run_dir)
+        line, ok = summary_line(run_dir)
         all_ok &= ok
         typer.echo(line)
     if not all_ok:
@@ -77,12 +77,54 @@ def mia(
 
 
 def _register_bench() -> None:
-    from fedsnn.tools.bench.command import bench
+    from fedsnn.tools.bench.command import bench, bench_events
 
     app.command("bench")(bench)
+    app.command("bench-events")(bench_events)
 
 
 _register_bench()
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only)"),
+    port: int = typer.Option(7860, help="port to serve the page on"),
+    runs_dir: Path = typer.Option(None, "--runs-dir",
+                                  help="folder whose runs the Runs view lists (default: the run "
+                                       "config's output-dir)"),
+) -> None:
+    """Start the local web demo: a curious server rebuilding a client's image, ANN beside SNN,
+    with and without defenses; and the reports of your runs (needs the `demo` extra)."""
+    try:
+        from fedsnn.tools.demo.app import launch
+    except ImportError as error:
+        typer.echo(f"fedsnn demo: {error.name} is not installed; install the demo extra: "
+                   "pip install -e '.[demo]'", err=True)
+        raise typer.Exit(code=2) from None
+    from fedsnn.config import RunConfig
+
+    try:
+        launch(host=host, port=port, runs_dir=runs_dir or RunConfig().resolved_output_dir())
+    except OSError as error:
+        typer.echo(f"fedsnn demo: cannot serve on {host}:{port}: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command("check-config")
+def check_config(
+    run_config: str = typer.Option("", "--run-config",
+                                   help="overrides as for `flwr run --run-config`, e.g. "
+                                        "\"num-server-rounds=3 model='lenet-snn'\""),
+) -> None:
+    """Check run-config overrides before a run: one line naming a bad key or value (an unknown
+    key with the closest known one), exit status 2; silent with status 0 when they are valid."""
+    from fedsnn.tools.check_config import check_overrides
+
+    problem = check_overrides(run_config)
+    if problem is not None:
+        typer.echo(f"fedsnn check-config: {problem}", err=True)
+        raise typer.Exit(code=2)
 
 
 @app.command("config-doc")

@@ -13,13 +13,12 @@ import torch
 
 from attacks import AttackSettings, Observation, Reconstruction, Status, invert
 from attacks.idlg import infer_labels
-from attacks.strongest import Candidate, consistency_loss, run_candidates, select, strongest
+from attacks.strongest_mode import Candidate, consistency_loss, run_candidates, select, strongest
 from fedsnn.training import batch_gradient
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 
-# the package exports the function `strongest`, which shadows the submodule as an attribute
-strongest_module = importlib.import_module("attacks.strongest")
+strongest_module = importlib.import_module("attacks.strongest_mode")
 GROUND_TRUTH_WORDS = ("truth", "target_x", "target_y", "x_true", "image", "sample", "label")
 
 

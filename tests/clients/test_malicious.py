@@ -10,7 +10,7 @@ from flwr.app import ArrayRecord, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 from clients.malicious import (
-    ATTACKS, ByzantineRole, GroupKnowledge, alie_z, byzantine_role, cancelling_coefficients,
+    BEHAVIOURS, ByzantineRole, GroupKnowledge, alie_z, byzantine_role, cancelling_coefficients,
     flipped_labels, honest_reply, malicious_train_reply)
 from clients.node import NodeSetup
 from fedsnn.config import BYZANTINE_ATTACKS, RunConfig
@@ -26,12 +26,12 @@ def knowledge(member: int = 0, num_clients: int = 10) -> GroupKnowledge:
 
 
 def craft(name: str, member: int = 0, scale: float | None = None) -> torch.Tensor:
-    attack = ATTACKS[name]
+    attack = BEHAVIOURS[name]
     return attack.craft(knowledge(member), attack.default_scale if scale is None else scale)
 
 
 def test_every_configurable_attack_is_implemented() -> None:
-    assert set(ATTACKS) == set(BYZANTINE_ATTACKS) - {"none"}
+    assert set(BEHAVIOURS) == set(BYZANTINE_ATTACKS) - {"none"}
 
 
 def test_sign_flip_constant_and_gaussian() -> None:
@@ -39,9 +39,9 @@ def test_sign_flip_constant_and_gaussian() -> None:
     assert torch.equal(craft("sign-flip", scale=4.0), -4.0 * UPDATES[0])
     assert torch.equal(craft("constant", scale=2.5), torch.full((4,), 2.5, dtype=torch.float64))
     big = GroupKnowledge(torch.zeros(1, 100_000, dtype=torch.float64), WEIGHTS[:1], 0, 10, 0, 3)
-    noise = ATTACKS["gaussian"].craft(big, 2.0)
+    noise = BEHAVIOURS["gaussian"].craft(big, 2.0)
     assert abs(float(noise.mean())) < 0.02 and float(noise.std()) == pytest.approx(2.0, rel=0.01)
-    assert torch.equal(noise, ATTACKS["gaussian"].craft(big, 2.0))  # seeded
+    assert torch.equal(noise, BEHAVIOURS["gaussian"].craft(big, 2.0))  # seeded
 
 
 def test_alie_is_mean_minus_z_std_with_baruchs_z() -> None:
@@ -78,7 +78,7 @@ def test_suppression_updates_cancel_in_the_weighted_sum(name: str) -> None:
     assert float((WEIGHTS[:, None] * updates).sum(0).abs().max()) < 1e-12
     envelope = float(UPDATES.norm(dim=1).median())
     norms = updates.norm(dim=1)
-    scale = ATTACKS[name].default_scale
+    scale = BEHAVIOURS[name].default_scale
     assert float(norms.max()) == pytest.approx(scale * envelope)
     assert float(norms.max()) <= scale * envelope + 1e-12
     assert torch.all(norms[1] < norms.max())  # the middle member of three sends (almost) nothing

@@ -14,11 +14,11 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
-from clients.privacy import privacy_mod
+from clients.privacy import node_state, release
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
-from strategies.metrics import mean_scalar_metrics
+from strategies.aggregate_metrics import mean_scalar_metrics
 from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
 GLOBAL = {"w": np.zeros(4, np.float32), "count": np.array([5], np.int64)}
@@ -125,15 +125,14 @@ def train_message(config: dict) -> Message:
 
 
 def run_mod(config: dict, w: np.ndarray, context: Context | None = None) -> Message:
+    """The reply a node sends after training produced `w` (the client app's release step)."""
     message = train_message(config)
-
-    def honest(msg: Message, ctx: Context) -> Message:
-        metrics = MetricRecord({"num-examples": 10})
-        return Message(RecordDict({"arrays": arrays(w, count=8), "metrics": metrics}), reply_to=msg)
-
     context = context or Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
                                  run_config={})
-    return privacy_mod(message, context, honest)
+    out, metrics = release(arrays(w, count=8), {"num-examples": 10},
+                           sent=message.content["arrays"], config=message.content["config"],
+                           state=node_state(context.state))
+    return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=message)
 
 
 def test_client_side_clipping_reports_equal_weight_and_the_norm_bit() -> None:

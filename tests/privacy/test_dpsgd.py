@@ -11,7 +11,8 @@ from opacus.accountants import RDPAccountant
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.accounting import gaussian_epsilon
-from fedsnn.privacy.dpsgd import DpSgdSettings, per_sample_gradients, private_epochs, private_gradient
+from fedsnn.privacy.dpsgd import (DpSgdSettings, per_sample_gradients, poisson_batch,
+                                  private_epochs, private_gradient)
 
 
 def loop_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, list]:
@@ -77,20 +78,23 @@ def test_one_private_gradient_is_a_poisson_sampled_step_accounted_at_its_rate(di
     x, y = digits  # 96 samples, batch 16: q = 1/6
     settings = DpSgdSettings(max_grad_norm=0.5, delta=1e-5, noise_multiplier=2.0)
     model = build_model(ModelSpec("lenet-snn", image_size=16), seed=0)
-    seen: list[int] = []
-    gradients, outcome, indices = private_gradient(
-        model, x, y, settings=settings, batch_size=16,
-        inputs=lambda batch: seen.append(len(batch)) or batch,
-        generator=torch.Generator().manual_seed(3))
+    sizes = [len(poisson_batch(96, batch_size=16, generator=torch.Generator().manual_seed(s)))
+             for s in range(200)]
+    assert 14 < sum(sizes) / len(sizes) < 18 and len(set(sizes)) > 3  # Poisson, mean 16
+    batch = poisson_batch(96, batch_size=16, generator=torch.Generator().manual_seed(3))
+    gradients, outcome = private_gradient(model, x[batch], y[batch], settings=settings,
+                                          num_samples=96, batch_size=16)
     assert set(gradients) == {name for name, _ in model.named_parameters()}
     assert outcome.history == [(2.0, pytest.approx(1 / 6), 1)]
     assert outcome.num_examples == 16  # the expected batch size, not the drawn one
-    assert seen == ([len(indices)] if len(indices) else [])  # only the drawn samples are read
     assert outcome.epsilon == pytest.approx(independent_opacus_epsilon([(2.0, 1 / 6, 1)], 1e-5),
                                             abs=1e-6)
     # noise std σC/E[B] per coordinate: far larger than a clipped per-sample gradient's share
     flat = torch.cat([g.flatten() for g in gradients.values()])
     assert flat.std() == pytest.approx(2.0 * 0.5 / 16, rel=0.1)
+    empty, _ = private_gradient(model, x[:0], y[:0], settings=settings, num_samples=96,
+                                batch_size=16)  # an empty draw: a noise-only step
+    assert torch.cat([g.flatten() for g in empty.values()]).std() > 0
 
 
 def test_fedsgd_rounds_compose_to_the_independent_accountants_epsilon(digits) -> None:
@@ -101,8 +105,9 @@ def test_fedsgd_rounds_compose_to_the_independent_accountants_epsilon(digits) ->
     model = build_model(ModelSpec("lenet", image_size=16), seed=0)
     history: list = []
     for _ in range(10):
-        _, outcome, _ = private_gradient(model, x, y, settings=settings, batch_size=16,
-                                         history=history)
+        batch = poisson_batch(96, batch_size=16)
+        _, outcome = private_gradient(model, x[batch], y[batch], settings=settings,
+                                      num_samples=96, batch_size=16, history=history)
         history = outcome.history
     (sigma, rate, steps), = history
     assert (rate, steps) == (pytest.approx(1 / 6), 10)

@@ -45,7 +45,7 @@ def _replies(sent: dict[str, torch.Tensor], count: int = 4) -> list[Message]:
         state = {k: sent[k].double() - 0.1 * grads[k].double() for k in sent}
         instruction = Message(RecordDict(), dst_node_id=client + 1, message_type="train")
         metrics = MetricRecord({"num-examples": 1 + client, "partition-id": count - 1 - client,
-                                "local-steps": 1, "sample-ids": [client]})
+                                "local-steps": 1})
         replies.append(Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}),
                                reply_to=instruction))
     return replies
@@ -102,7 +102,9 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
         arrays, _ = curious.aggregate_train(1, _replies(sent))
     assert arrays is not None  # training goes on
     (tmp_path / "results.json").write_text(json.dumps({"config": {"model": "lenet"}, "rounds": []}))
-    curious.finish(tmp_path, Auditor(data.train_x, data.train_y))
+    # partition p's reply is client 3 - p's one digit (`_replies`): the auditor's ground truth
+    curious.finish(tmp_path, Auditor(data.train_x, data.train_y,
+                                     ground_truth=lambda server_round, partition: [3 - partition]))
     return json.loads((tmp_path / "audit.json").read_text())
 
 

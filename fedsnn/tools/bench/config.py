@@ -8,13 +8,17 @@ from typing import Any
 
 from attacks import ATTACKS, AttackSettings
 from attacks.settings import OPTIMIZERS
+from fedsnn.config import ENCODINGS
+from fedsnn.data.dvs import parse_event_spec
 from fedsnn.models import MODELS
+
+IMAGE_ENCODINGS = tuple(e for e in ENCODINGS if e != "frames")  # frames: event data only
 
 # Fields that decide the attack set and the victims: every run into one folder must share them.
 # (Each row's attack settings are checked separately, so different rows may be run by different
 # invocations, even at the same time.)
 ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
-                     "encoding")
+                     "encoding", "image_size")
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -67,6 +71,7 @@ class BenchConfig:
     time_steps: int = 4
     encoding: str = "direct"
     judge_epochs: int = 8
+    image_size: int = 28
     grid: int = 8
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -78,6 +83,12 @@ class BenchConfig:
             if unknown or not values:
                 raise ValueError(f"--{name}: unknown {unknown or 'empty list'}; expected a "
                                  f"comma-separated list from {accepted}")
+        if parse_event_spec(self.dataset) is not None:
+            raise ValueError(f"--dataset {self.dataset}: an event dataset; its benchmark is "
+                             "`fedsnn bench-events`")
+        if self.encoding not in IMAGE_ENCODINGS:
+            raise ValueError(f"--encoding {self.encoding!r}: expected one of "
+                             f"{', '.join(IMAGE_ENCODINGS)}")
         if self.samples < 1 or self.batch_size < 1 or self.samples % self.batch_size:
             raise ValueError(f"--samples ({self.samples}) must be a positive multiple of "
                              f"--batch-size ({self.batch_size})")

@@ -1,6 +1,6 @@
 """`fedsnn bench` on Ray: the pending batches, in chunks, as Ray tasks.
 
-Each task runs `fedsnn.tools.bench.run.attack_batch` on its chunk (the same function, the same seeds as
+Each task runs `fedsnn.tools.bench.batches.attack_batches` on its chunk (the same function, the same seeds as
 a local run) and returns the rows; the driver writes them into the bench folder as tasks finish,
 so a Ray run resumes and shares folders exactly as a local run does.
 
@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from fedsnn.data import load_dataset
+from fedsnn.judges import load_judge
+from fedsnn.tools.bench.batches import attack_batches
 from fedsnn.tools.bench.config import BenchConfig, Variant
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,13 +33,9 @@ Finished = tuple[Variant, int, list[dict[str, Any]], torch.Tensor]
 def run_chunk(chunk: Sequence[tuple[Variant, int, list[int]]], config: BenchConfig,
               threads: int = 1, vectorize: int = 0) -> list[Finished]:
     """What a Ray task runs: `attack_batches` on the (variant, batch, sample ids) of `chunk`, per
-    variant (`vectorize` > 1: through the vectorized DLG/iDLG engine, as a local run does)."""
+    variant (`vectorize` > 1: through the vectorized engine, as a local run does)."""
     torch.set_num_threads(threads)
-    from fedsnn.tools.bench.run import attack_batches
-    from fedsnn.data import load_dataset
-    from fedsnn.judges import load_judge
-
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     finished: list[Finished] = []
     for variant in dict.fromkeys(v for v, _, _ in chunk):

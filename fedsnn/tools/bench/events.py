@@ -23,87 +23,26 @@ import json
 import multiprocessing
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from attacks import AttackSettings, Observation, invert, spike_modality
+from attacks import Observation, invert
 from attacks.spiking import binarize
-from fedsnn.tools.bench.run import draw_attack_set
+from fedsnn.audit.cases import victim_case, victim_seed
 from fedsnn.data import ImageData, load_dataset
-from fedsnn.data.dvs import parse_event_spec
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.judges import load_judge
+from fedsnn.judges.dvs import WIDTHS, widths_for
+from fedsnn.models import ModelSpec
 from fedsnn.results import _jsonable, write_json_atomic
-
-THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-MODES = ("post", "in")
-RAW = "raw"  # the post-mode row of the un-binarized dummy
-MODEL_SEED_STRIDE = 1_000_003
-
-
-class EventBenchError(ValueError):
-    """Settings that cannot run, or an --out folder made with other settings."""
-
-
-@dataclass(frozen=True)
-class EventBenchConfig:
-    """Settings of the event benchmark (see `fedsnn bench --help`)."""
-
-    dataset: str
-    attacks: tuple[str, ...] = ("dlg", "idlg")
-    thresholds: tuple[float, ...] = THRESHOLDS
-    modes: tuple[str, ...] = MODES
-    samples: int = 100
-    seed: int = 0
-    iters: int = 50
-    optimizer: str = "adam"
-    lr: float | None = None
-    init_mean: float = 0.1
-    init_std: float = 0.01
-    image_size: int = 28
-    neuron: str = "if"
-    judge_epochs: int | None = None
-    pictures: int = 3
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        if parse_event_spec(self.dataset) is None:
-            raise EventBenchError(f"{self.dataset!r} is not an event dataset "
-                                  "('dvs-digits[:frames=T]', 'dvsgesture:<dir>[,frames=T]')")
-        bad = [a for a in self.attacks if a not in ("dlg", "idlg")] or [
-            m for m in self.modes if m not in MODES] or [
-            t for t in self.thresholds if not 0.0 < t <= 1.0]
-        if bad or not self.attacks or not self.modes:
-            raise EventBenchError(f"unknown or empty: {bad or 'attacks/modes'}; expected attacks "
-                                  f"from dlg, idlg, modes from {', '.join(MODES)}, thresholds in (0, 1]")
-        if self.samples < 1 or self.iters < 1 or self.workers < 1:
-            raise EventBenchError("--samples, --iters and --workers must be >= 1")
-
-    @property
-    def time_steps(self) -> int:
-        spec = parse_event_spec(self.dataset)
-        assert spec is not None
-        return spec.frames
-
-    def settings(self, attack: str, mode: str, threshold: float | None = None) -> AttackSettings:
-        """The spike-modality attacker of one run: "post" runs unthresholded (binarized later)."""
-        base = AttackSettings(attack=attack, optimizer=self.optimizer, iterations=self.iters,
-                              lr=self.lr, init_mean=self.init_mean, init_std=self.init_std,
-                              seed=self.seed)
-        if mode == "in":
-            return spike_modality(base, threshold_mode="in", threshold=float(threshold))
-        return spike_modality(base, threshold_mode="none")
-
-    def row_defining(self) -> dict[str, Any]:
-        """Settings every finished row depends on (a resumed run must keep them)."""
-        data = asdict(self)
-        for key in ("samples", "pictures", "workers"):
-            data.pop(key)
-        return data
-
+from fedsnn.tools.bench.events_config import (MODES, RAW, THRESHOLDS, EventBenchConfig,
+                                              EventBenchError)
+from fedsnn.tools.bench.events_report import (baselines, class_distances, summarize_events,
+                                              write_outputs)
+from fedsnn.tools.bench.run import draw_attack_set
 
 def victim_spec(data: ImageData, config: EventBenchConfig) -> ModelSpec:
     """The attacked model: lenet-snn on the dataset's spike frames (public hyper-parameters)."""
@@ -115,13 +54,8 @@ def victim_spec(data: ImageData, config: EventBenchConfig) -> ModelSpec:
 def observe(spec: ModelSpec, index: int, x: torch.Tensor, y: torch.Tensor, seed: int
             ) -> Observation:
     """A client's gradient on (x [1, T, 2, H, W], y) through a fresh DLG-initialised victim."""
-    from fedsnn.training import batch_gradient
-
-    model = build_model(spec, dlg_init=True, seed=seed * MODEL_SEED_STRIDE + index)
-    _, gradients = batch_gradient(model, x, y)
-    return Observation(target_id=f"sample-{index}", model_spec=spec,
-                       global_state={k: v.detach().clone() for k, v in model.state_dict().items()},
-                       gradients=gradients, batch_size=len(x))
+    return victim_case(spec, x, y, target_id=f"sample-{index}",
+                       seed=victim_seed(seed, index)).observation
 
 
 def attack_sample(task: tuple[EventBenchConfig, ModelSpec, int, torch.Tensor, torch.Tensor]
@@ -226,10 +160,6 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     Example:
         >>> run_event_bench(EventBenchConfig("dvs-digits", samples=2, iters=5), Path("/tmp/e"))  # doctest: +SKIP
     """
-    from fedsnn.tools.bench.events_report import baselines, class_distances, summarize, write_outputs
-    from fedsnn.judges import load_judge
-    from fedsnn.judges.dvs import WIDTHS, widths_for
-
     started = time.time()
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -265,7 +195,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
                   "test-accuracy": judge.test_accuracy, "key": judge.key},
         "table-vi": class_distances(data),
         "baselines": baselines(data, ids, judge, config),
-        "summary": summarize(rows, config),
+        "summary": summarize_events(rows, config),
         "attack-seconds": round(sum(r["seconds"] for r in rows if r["threshold"] in (RAW, None)
                                     or r["mode"] == "in"), 1),
         "status": "completed" if len({r["batch"] for r in rows}) >= len(ids) else "partial",
@@ -281,36 +211,4 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
     return results
 
 
-def cli_run(*, dataset: str, attacks: str, optimizers: str, thresholds: str, modes: str,
-            samples: int, iters: int, lr: float | None, seed: int, image_size: int, workers: int,
-            pictures: int, out: Path) -> None:
-    """`fedsnn bench` on an event dataset (called by fedsnn.tools.bench.command): build the config from
-    the command's options, run, print table.md. GRNN is not part of Tables V-VI and is skipped."""
-    import typer
-
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    if "grnn" in names:
-        typer.echo("fedsnn bench: GRNN is not part of the event benchmark (Tables V-VI); skipped",
-                   err=True)
-    try:
-        config = EventBenchConfig(
-            dataset=dataset, attacks=tuple(a for a in names if a != "grnn"),
-            thresholds=tuple(float(t) for t in thresholds.split(",") if t.strip()),
-            modes=tuple(m.strip() for m in modes.split(",") if m.strip()), samples=samples,
-            seed=seed, iters=iters, optimizer=optimizers.split(",")[0].strip(), lr=lr,
-            image_size=image_size, pictures=pictures, workers=workers)
-        results = run_event_bench(config, out)
-    except ValueError as error:
-        typer.echo(f"fedsnn bench: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    except KeyboardInterrupt:
-        typer.echo(f"fedsnn bench: interrupted; finished samples are in {out}/rows.jsonl and a "
-                   "re-run with the same --out resumes", err=True)
-        raise typer.Exit(code=130) from None
-    typer.echo((out / "table.md").read_text())
-    typer.echo(f"results: {out.resolve()}/results.json ({results['sessions'][-1]['wall-time-s']} "
-               f"s wall this session, {results['wall-time-s']} s in all; {results['status']})")
-
-
-__all__ = ["EventBenchConfig", "EventBenchError", "MODES", "THRESHOLDS", "cli_run",
-           "run_event_bench"]
+__all__ = ["EventBenchConfig", "EventBenchError", "MODES", "THRESHOLDS", "run_event_bench"]

@@ -3,7 +3,6 @@ in the study's layout (table.md) and original vs reconstructed event frames (fra
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedsnn.tools.bench.events import RAW, EventBenchConfig  # noqa: E402
+from fedsnn.audit.baselines import score_guesses, spike_distances, spike_guesses  # noqa: E402
 from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.metrics import mean_interval, wilson_interval  # noqa: E402
+from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
 from fedsnn.metrics.spikes import class_distance_stats  # noqa: E402
+from fedsnn.tools.bench.events_config import RAW, EventBenchConfig  # noqa: E402
 
 # The study's Table V (DVS128 Gesture): theta -> attack -> (post ASR %, post L1, in ASR %, in L1).
 STUDY_TABLE_V: dict[float, dict[str, tuple[float, float, float, float]]] = {
@@ -34,19 +34,7 @@ STUDY_TABLE_VI = {"intra": (60.34, 13.80, 0.00, 106.64), "inter": (60.80, 11.51,
 FRAME_SAMPLES = 3  # samples drawn in frames.png
 
 
-def _rate(successes: int, trials: int) -> dict[str, float]:
-    low, high = wilson_interval(successes, trials)
-    return {"value": successes / trials if trials else math.nan, "low": low, "high": high}
-
-
-def _mean(values: Sequence[float]) -> dict[str, float]:
-    mean, low, high = mean_interval(values)
-    finite = [v for v in values if math.isfinite(v)]
-    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    return {"value": mean, "low": low, "high": high, "std": std}
-
-
-def summarize(rows: Sequence[dict[str, Any]], config: EventBenchConfig) -> list[dict[str, Any]]:
+def summarize_events(rows: Sequence[dict[str, Any]], config: EventBenchConfig) -> list[dict[str, Any]]:
     """Per (attack, mode, theta): n, ASR and label accuracy (Wilson), L1 and spike count (mean,
     normal interval, std), statuses and seconds per optimization."""
     summary = []
@@ -63,10 +51,10 @@ def summarize(rows: Sequence[dict[str, Any]], config: EventBenchConfig) -> list[
                 summary.append({
                     "variant": f"{attack}/{mode}/{threshold}", "attack": attack, "mode": mode,
                     "threshold": threshold, "n": len(mine),
-                    "asr": _rate(sum(r["success"] for r in mine), len(mine)),
-                    "label-accuracy": _rate(sum(r["label-correct"] for r in mine), len(mine)),
-                    "l1": _mean([r["l1"] for r in mine]),
-                    "spikes": _mean([r["spikes"] for r in mine]),
+                    "asr": rate_stat(sum(r["success"] for r in mine), len(mine)),
+                    "label-accuracy": rate_stat(sum(r["label-correct"] for r in mine), len(mine)),
+                    "l1": mean_stat([r["l1"] for r in mine], std=True),
+                    "spikes": mean_stat([r["spikes"] for r in mine], std=True),
                     "statuses": statuses,
                     "seconds": sum(r["seconds"] for r in mine) / len(mine)})
     return summary
@@ -81,23 +69,13 @@ def class_distances(data: ImageData) -> dict[str, Any]:
 def baselines(data: ImageData, ids: Sequence[int], judge: Any, config: EventBenchConfig
               ) -> dict[str, dict[str, Any]]:
     """Guesses made without the update, scored like reconstructions on the attack set: no spikes,
-    the train split's mean frames binarized at 0.5, and random spikes at the train split's rate."""
+    the train split's mean frames binarized at 0.5, and random spikes at the train split's rate
+    (`fedsnn.audit.baselines`)."""
     index = torch.tensor(list(ids))
-    truth, labels = data.test_x[index], data.test_y[index]
-    rate = float(data.train_x.mean())
-    generator = torch.Generator().manual_seed(config.seed)
-    guesses = {
-        "no spikes": torch.zeros_like(truth),
-        "mean frames >= 0.5": (data.train_x.mean(0, keepdim=True) >= 0.5).float().expand_as(truth),
-        f"random spikes (rate {rate:.3f})": (torch.rand(truth.shape, generator=generator) < rate)
-        .float(),
-    }
-    out = {}
-    for name, guess in guesses.items():
-        hits = int((judge.predict(guess) == labels).sum())
-        out[name] = {"asr": _rate(hits, len(ids)),
-                     "l1": _mean((guess - truth).abs().flatten(1).sum(1).tolist())}
-    return out
+    truth = data.test_x[index]
+    return score_guesses(spike_guesses(data.train_x, truth, config.seed), truth,
+                         data.test_y[index], distances=spike_distances, predict=judge.predict,
+                         std=True)
 
 
 def _pct(stat: dict[str, float]) -> str:

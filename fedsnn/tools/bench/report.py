@@ -15,46 +15,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedsnn.tools.bench.config import Variant  # noqa: E402
-from fedsnn.data.sources import ImageData  # noqa: E402
+from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: E402
+                                    image_guesses, score_guesses)
+from fedsnn.data import ImageData  # noqa: E402
 from fedsnn.judges import Judge  # noqa: E402
-from fedsnn.metrics import mean_interval, per_sample_scores, wilson_interval  # noqa: E402
+from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
+from fedsnn.pictures import show_image  # noqa: E402
+from fedsnn.tools.bench.config import Variant  # noqa: E402
 
-SCORE_KEYS = ("mse", "ssim", "psnr")
 MODEL_LABEL = {False: "ANN", True: "SNN"}
-
-
-def _rate(successes: int, trials: int) -> dict[str, float]:
-    low, high = wilson_interval(successes, trials)
-    return {"value": successes / trials if trials else math.nan, "low": low, "high": high}
-
-
-def _mean(values: Sequence[float]) -> dict[str, float]:
-    mean, low, high = mean_interval(values)
-    return {"value": mean, "low": low, "high": high}
 
 
 def baselines(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, dict[str, Any]]:
     """Scores of guesses made without any update on the attacked samples: the train split's mean
-    image, an all-black image and mid-gray 0.5."""
+    image, an all-black image and mid-gray 0.5 (`fedsnn.audit.baselines`)."""
     index = torch.tensor(list(ids))
-    truth, labels = data.test_x[index], data.test_y[index]
-    guesses = {"mean-image": data.train_x.mean(0, keepdim=True),
-               "black": torch.zeros_like(truth[:1]), "gray-0.5": torch.full_like(truth[:1], 0.5)}
-    out = {}
-    for name, guess in guesses.items():
-        images = guess.expand_as(truth)
-        scores = per_sample_scores(images, truth)
-        hits = int((judge.predict(images) == labels).sum())
-        out[name] = {"asr": _rate(hits, len(ids)),
-                     **{k: _mean(scores[k].tolist()) for k in SCORE_KEYS}}
-    return out
+    truth = data.test_x[index]
+    return score_guesses(image_guesses(data.train_x, truth), truth, data.test_y[index],
+                         distances=image_distances, predict=judge.predict)
 
 
 def ceiling(data: ImageData, ids: Sequence[int], judge: Judge) -> dict[str, float]:
     """The judge's accuracy on the attacked originals: the highest ASR any attack can score."""
     index = torch.tensor(list(ids))
-    return _rate(int((judge.predict(data.test_x[index]) == data.test_y[index]).sum()), len(ids))
+    return rate_stat(int((judge.predict(data.test_x[index]) == data.test_y[index]).sum()), len(ids))
 
 
 def present_variants(rows: Sequence[dict[str, Any]]) -> list[Variant]:
@@ -62,7 +46,7 @@ def present_variants(rows: Sequence[dict[str, Any]]) -> list[Variant]:
     return sorted({Variant.from_key(r["variant"]) for r in rows}, key=Variant.sort_key)
 
 
-def summarize(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
+def summarize_rows(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = None
               ) -> list[dict[str, Any]]:
     """One entry per (attack, model, optimizer) with n, ASR, label accuracy (Wilson intervals),
     MSE / SSIM / PSNR means (normal intervals), statuses, time per batch and the row's attack
@@ -78,9 +62,9 @@ def summarize(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None = 
         summary.append({
             "variant": variant.key, "attack": variant.attack, "model": variant.model,
             "optimizer": variant.optimizer, "n": len(mine),
-            "asr": _rate(sum(r["success"] for r in mine), len(mine)),
-            "label-accuracy": _rate(sum(r["label-correct"] for r in mine), len(mine)),
-            **{k: _mean([r[k] for r in mine]) for k in SCORE_KEYS},
+            "asr": rate_stat(sum(r["success"] for r in mine), len(mine)),
+            "label-accuracy": rate_stat(sum(r["label-correct"] for r in mine), len(mine)),
+            **{k: mean_stat([r[k] for r in mine]) for k in IMAGE_SCORE_KEYS},
             "statuses": statuses,
             "seconds-per-batch": sum(per_batch.values()) / len(per_batch),
             "iterations": attack.get("iterations"), "restarts": attack.get("restarts"),
@@ -110,6 +94,8 @@ def markdown(results: dict[str, Any]) -> str:
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
+        + (f" (always guessing the majority class: {100 * judge['majority-class-accuracy']:.2f} %)"
+           if "majority-class-accuracy" in judge else "")
         + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
            if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
@@ -150,13 +136,13 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
     batch_size = results["config"]["batch_size"]
     columns = min(grid * batch_size, len(ids))
     pictures: list[tuple[str, list[np.ndarray | None]]] = [
-        ("ground truth", [data.test_x[i, 0].numpy() for i in ids[:columns]])]
+        ("ground truth", [data.test_x[i].numpy() for i in ids[:columns]])]
     for variant in rows:
         folder = out / "reconstructions" / variant.key.replace("/", "_")
         images: list[np.ndarray | None] = []
         for batch in range(grid):
             file = folder / f"{batch}.npy"
-            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * batch_size
+            images += list(np.load(file)) if file.is_file() else [None] * batch_size
         label = f"{MODEL_LABEL[variant.model.endswith('-snn')]} ({variant.model}, {variant.optimizer})"
         pictures.append((label, images[:columns]))
     if len(pictures) == 1 or columns == 0:
@@ -170,7 +156,7 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
             axis.set_yticks([])
             image = images[c] if c < len(images) else None
             if image is not None:
-                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, image)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     dataset = results["config"]["dataset"].split(":")[0]
     fig.suptitle(f"{attack.upper()} on {dataset}: ground truth | ANN | SNN", fontsize=9)

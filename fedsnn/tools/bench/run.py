@@ -14,19 +14,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from attacks import Observation, Reconstruction, invert
-from fedsnn.training import batch_gradient
-from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
-from fedsnn.data import load_dataset
-from fedsnn.data.sources import ImageData
-from fedsnn.judges import Judge, load_judge
-from fedsnn.metrics import match_by_mse, per_sample_scores, to_images
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.data import ImageData, load_dataset
+from fedsnn.judges import Judge, load_judge, majority_accuracy
 from fedsnn.results import _jsonable, write_json_atomic
+from fedsnn.tools.bench.batches import attack_batches
+from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
+from fedsnn.tools.bench.distributed import ray_batches
+from fedsnn.tools.bench.report import baselines, ceiling, summarize_rows, write_outputs
 
 log = logging.getLogger(__name__)
 
-MODEL_SEED_STRIDE = 1_000_003  # model seed of batch b: seed * stride + b (twins share weights)
 REFILL_CHUNKS = 4  # vectorized runs: targets per engine call, in multiples of K (slots get refilled)
 
 
@@ -47,45 +44,6 @@ def draw_attack_set(data: ImageData, samples: int, seed: int) -> list[int]:
 def attack_set(data: ImageData, config: BenchConfig) -> list[int]:
     """The bench's attack set."""
     return draw_attack_set(data, config.samples, config.seed)
-
-
-def _spec(model: str, data: ImageData, config: BenchConfig) -> ModelSpec:
-    return ModelSpec(name=model, in_channels=data.in_channels, num_classes=data.num_classes,
-                     image_size=data.image_size, time_steps=config.time_steps,
-                     encoding=config.encoding)
-
-
-def observe(variant: Variant, batch: int, x: torch.Tensor, y: torch.Tensor, data: ImageData,
-            config: BenchConfig) -> Observation:
-    """What the attacker sees for one batch: a fresh DLG-initialised model and its gradient on
-    (x, y), made the way a client makes it (mean cross-entropy)."""
-    spec = _spec(variant.model, data, config)
-    model_seed = config.seed * MODEL_SEED_STRIDE + batch
-    model = build_model(spec, dlg_init=True, seed=model_seed, encoder_seed=model_seed)
-    _, gradients = batch_gradient(model, x, y)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Observation(target_id=f"{variant.key}/{batch}", model_spec=spec, global_state=state,
-                       gradients=gradients, batch_size=len(x))
-
-
-def score(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tensor, judge: Judge
-          ) -> tuple[list[dict[str, Any]], torch.Tensor]:
-    """Per-sample scores of a reconstruction of batch (x, y), matched to it by an optimal
-    assignment; and the matched images."""
-    images = to_images(reconstruction.inputs)
-    if images.shape != x.shape or not torch.isfinite(images).all():
-        images = torch.zeros_like(x)  # nothing usable came back: scored as a black guess
-    order = match_by_mse(images, x) if len(x) > 1 else torch.zeros(1, dtype=torch.long)
-    matched = images[order]
-    labels = reconstruction.labels[order] if len(reconstruction.labels) == len(x) else \
-        torch.full_like(y, -1)
-    scores = per_sample_scores(matched, x)
-    predicted = judge.predict(matched)
-    rows = [{"true-label": int(y[i]), "inferred-label": int(labels[i]),
-             "judge-label": int(predicted[i]), "success": bool(predicted[i] == y[i]),
-             "label-correct": bool(labels[i] == y[i]),
-             **{k: float(v[i]) for k, v in scores.items()}} for i in range(len(x))]
-    return rows, matched
 
 
 class ResultStore:
@@ -158,11 +116,9 @@ class ResultStore:
 
     def write(self, header: dict[str, Any]) -> dict[str, Any]:
         """Rebuild results.json: `header`, the settings of every variant and every row."""
-        from fedsnn.tools.bench.report import summarize
-
         rows = self.all_rows()
         settings = self.variant_settings()
-        data = {**header, "variants": settings, "rows": rows, "summary": summarize(rows, settings)}
+        data = {**header, "variants": settings, "rows": rows, "summary": summarize_rows(rows, settings)}
         write_json_atomic(self.path, data)
         return data
 
@@ -185,44 +141,6 @@ def _save_reconstruction(out: Path, variant: Variant, batch: int, images: torch.
     folder = out / "reconstructions" / variant.key.replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / f"{batch}.npy", images.numpy().astype(np.float32))
-
-
-def attack_batch(variant: Variant, batch: int, sample_ids: list[int], data: ImageData,
-                 config: BenchConfig, judge: Judge) -> tuple[list[dict[str, Any]], torch.Tensor]:
-    """One row of the table for one batch: the attack on a fresh victim, scored per sample; and
-    the matched reconstructions. Depends only on its arguments (local and Ray runs agree)."""
-    (_, rows, matched), = attack_batches(variant, [(batch, sample_ids)], data, config, judge)
-    return rows, matched
-
-
-def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: ImageData,
-                   config: BenchConfig, judge: Judge, vectorize: int = 0
-                   ) -> list[tuple[int, list[dict[str, Any]], torch.Tensor]]:
-    """`attack_batch` for several (batch, sample ids) of one variant; with `vectorize` > 1,
-    DLG/iDLG attack them in one batched optimization (attacks/batched.py)."""
-    inputs = []
-    for batch, sample_ids in items:
-        index = torch.tensor(sample_ids)
-        inputs.append((data.test_x[index], data.test_y[index]))
-    observations = [observe(variant, batch, x, y, data, config)
-                    for (batch, _), (x, y) in zip(items, inputs, strict=True)]
-    settings = attack_settings(variant, config)
-    reconstructions = (invert(observations, settings, vectorize=vectorize) if vectorize > 1
-                       else invert(observations, settings))
-    finished = []
-    for (batch, sample_ids), (x, y), reconstruction in zip(items, inputs, reconstructions, strict=True):
-        rows, matched = score(reconstruction, x, y, judge)
-        for position, row in enumerate(rows):
-            row.update(variant=variant.key, attack=variant.attack, model=variant.model,
-                       optimizer=variant.optimizer, batch=batch, position=position,
-                       sample=sample_ids[position],
-                       status=reconstruction.status.value, message=reconstruction.message,
-                       **{"matching-loss": reconstruction.matching_loss,
-                          "steps": len(reconstruction.loss_history),
-                          "restart": reconstruction.restart,
-                          "seconds": round(reconstruction.seconds, 3)})
-        finished.append((batch, rows, matched))
-    return finished
 
 
 def _local_batches(pending: list[tuple[Variant, int]], batches: list[list[int]], data: ImageData,
@@ -253,7 +171,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     `ray_address` runs the pending batches as Ray tasks (fedsnn/tools/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
-    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
+    attacks that many batches of a variant at once through the vectorized engine (DLG, iDLG, GRNN; here
     or in each Ray task; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
     floating-point noise). `shard` (i, n) attacks only the batches b with b % n == i: n processes
     sharing `out` split the work without overlap (rows depend only on the batch, not the shard).
@@ -261,18 +179,17 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     Example:
         >>> run_bench(BenchConfig("digits", samples=2, iters=5), Path("/tmp/b"))  # doctest: +SKIP
     """
-    from fedsnn.tools.bench.report import baselines, ceiling, write_outputs
-
     started = time.time()
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     store = ResultStore(out, config)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     ids = attack_set(data, config)
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
+                        "majority-class-accuracy": majority_accuracy(data),
                         "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
@@ -289,8 +206,6 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
         if ray_address is None:
             finished = _local_batches(pending, batches, data, config, judge, store, vectorize)
         else:  # chunks of batches as Ray tasks; rows land here, in the same store
-            from fedsnn.tools.bench.distributed import ray_batches
-
             todo = [(v, b) for v, b in pending if not store.is_done(v, b)]
             session["ray-address"] = ray_address
             finished = ray_batches(todo, batches, config, ray_address, vectorize=vectorize)

@@ -3,8 +3,8 @@ networks").
 
 Each sample of the attack set is attacked on a fresh DLG-initialised model, batch 1, exactly as
 `fedsnn bench` does (same attack set, same victim seeds). For each sample the strongest mode's
-candidates run once (`attacks.strongest.run_candidates`: analytic, iDLG, smooth, DLG, as
-selected) and the strongest row is the candidate `attacks.strongest.select` keeps, by the
+candidates run once (`attacks.strongest_mode.run_candidates`: analytic, iDLG, smooth, DLG, as
+selected) and the strongest row is the candidate `attacks.strongest_mode.select` keeps, by the
 attacker's own consistency loss. Every candidate is scored too, so each attacker gets its own row
 at no extra cost. Results go to <out>/<group>.jsonl (one line per sample and attacker) and
 <out>/table.md.
@@ -30,16 +30,16 @@ import torch
 
 from attacks import AttackSettings, Observation, Status
 from attacks.runner import relative_loss
-from attacks.strongest import run_candidates, select
-from fedsnn.training import batch_gradient
-from fedsnn.tools.bench.report import baselines
+from attacks.strongest_mode import run_candidates, select
+from fedsnn.audit.cases import victim_case, victim_seed
+from fedsnn.audit.scoring import score_images
+from fedsnn.data import ImageData, load_dataset
 from fedsnn.tools.bench.command import parse_shard
-from fedsnn.tools.bench.run import MODEL_SEED_STRIDE, draw_attack_set, score
-from fedsnn.data import load_dataset
-from fedsnn.data.sources import ImageData
+from fedsnn.tools.bench.report import baselines
+from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.judges import load_judge
 from fedsnn.metrics import mean_interval, wilson_interval
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,9 @@ def observe(group: Group, index: int, x: torch.Tensor, y: torch.Tensor, data: Im
     """The gradient a client with one sample sends for a fresh DLG-initialised model."""
     spec = ModelSpec(name=group.model, in_channels=data.in_channels, num_classes=data.num_classes,
                      image_size=data.image_size, time_steps=time_steps, encoding=group.encoding)
-    model_seed = seed * MODEL_SEED_STRIDE + index
-    model = build_model(spec, dlg_init=True, seed=model_seed, encoder_seed=model_seed)
-    _, gradients = batch_gradient(model, x, y)
-    return Observation(target_id=f"{group.model}/{group.encoding}/{index}", model_spec=spec,
-                       global_state={k: v.detach().clone() for k, v in model.state_dict().items()},
-                       gradients=gradients, batch_size=len(x))
+    model_seed = victim_seed(seed, index)
+    return victim_case(spec, x, y, target_id=f"{group.model}/{group.encoding}/{index}",
+                       seed=model_seed, encoder_seed=model_seed).observation
 
 
 def run(args: argparse.Namespace) -> None:
@@ -129,7 +126,7 @@ def run(args: argparse.Namespace) -> None:
                     scored = {"success": None, "label-correct": None, "mse": None, "ssim": None,
                               "psnr": None}
                 else:
-                    scored = score(reconstruction, x, y, judge)[0][0]
+                    scored = score_images(reconstruction, x, y, judge.predict)[0][0]
                 relative = relative_loss(replace(reconstruction, matching_loss=loss), observation,
                                          settings) if math.isfinite(loss) else None
                 sink.write(json.dumps({

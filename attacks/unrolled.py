@@ -1,0 +1,93 @@
+"""The unrolled FedAvg attack (Dimitrov et al., TMLR 2022; breaching's `local_update` user).
+
+The server knows the update w_sent - w_returned and how the client trained (optimizer and its
+hyper-parameters, epochs, batch size, num-examples). It makes N dummy images (N = num-examples)
+with labels from the label-count estimate (`attacks/label_counts.py`), replays the client's local
+training on them (`attacks/local_training.py`, differentiable) and moves the dummies until the
+replayed update matches the observed one (cosine or L2, `settings.distance`).
+
+Batch assignment is epoch-order invariant: every epoch reuses the same N dummies. Without the
+client's shuffle the replay visits them in their own order each epoch; when the threat model
+grants the client's randomness (`LocalTraining.shuffle_seed`), it visits them in the client's
+order. FedSGD with a batch > 1 is the special case of one epoch and one batch. ANN and SNN alike
+(the SNN's surrogate gradients through its T steps); a Poisson-encoded SNN is replayed on its
+expected spikes (the rates), since its draws are the client's secret.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from attacks.label_counts import infer_label_counts, labels_from_counts
+from attacks.local_training import client_batches, simulate_update
+from attacks.matching import DISTANCES, optimize, total_variation
+from attacks.settings import AttackSettings
+from attacks.spiking import as_model_input, finalize, init_dummy, project_
+from attacks.types import Observation, Reconstruction
+from fedsnn.models import build_model
+from fedsnn.models.encoders import DirectEncoder
+
+
+def replay_model(observation: Observation) -> nn.Module:
+    """The victim architecture for the replay (weights come from the observation); a spiking
+    model reads the dummy images as rates on every step."""
+    model = build_model(observation.model_spec)
+    if getattr(model, "is_spiking", False):
+        model.encoder = DirectEncoder(model.time_steps)
+    return model.train()
+
+
+def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
+    """Labels of the N dummies: the inferred histogram, in a seeded random order so each
+    replayed batch gets a mix of classes, as a shuffled client batch does."""
+    labels = labels_from_counts(counts)
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+
+
+def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
+             deadline: float | None = None) -> Reconstruction:
+    """One restart of the unrolled attack.
+
+    Raises:
+        ValueError: the observation lacks the update or the client's local training.
+    """
+    started = time.monotonic()
+    training, delta = observation.training, observation.delta
+    if training is None or delta is None:
+        raise ValueError("the unrolled attack needs the update itself and the client's local "
+                         "training (optimizer, epochs, batch size, num-examples)")
+    spec = observation.model_spec
+    model = replay_model(observation)
+    names = [n for n, _ in model.named_parameters() if n in delta]
+    params = {n: observation.global_state[n].float() for n in names}
+    observed = [delta[n].float() for n in names]
+    labels = dummy_labels(infer_label_counts(observation, seed=seed), seed)
+    shape = (training.num_examples, spec.in_channels, spec.image_size, spec.image_size)
+    dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))
+    batches = client_batches(training)
+    distance = DISTANCES[settings.distance]
+
+    def matching(inputs: torch.Tensor) -> torch.Tensor:
+        replayed = simulate_update(model, params, as_model_input(inputs, settings), labels,
+                                   training, batches=batches, create_graph=True)
+        loss = distance([replayed[n] for n in names], observed)
+        if settings.tv_weight > 0:
+            loss = loss + settings.tv_weight * total_variation(inputs)
+        return loss
+
+    def objective() -> tuple[torch.Tensor, torch.Tensor]:
+        return matching(dummy), dummy.detach().clone()
+
+    outcome = optimize([dummy], objective, settings, project=lambda: project_(dummy, settings),
+                       deadline=deadline)
+    project_(outcome.best, settings)
+    inputs = finalize(outcome.best, settings)
+    with torch.enable_grad():
+        final = float(matching(inputs).detach())
+    return Reconstruction(target_id=observation.target_id, attack="unrolled", inputs=inputs,
+                          labels=labels, matching_loss=final, loss_history=outcome.history,
+                          status=outcome.status, message=outcome.message,
+                          seconds=time.monotonic() - started)
