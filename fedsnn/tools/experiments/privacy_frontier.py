@@ -5,8 +5,8 @@ A setting with more data per client than the defense matrix: real MNIST (../shar
 8,000 train images at 16×16), 2 IID clients (~3,200 train samples each), 2 FedAvg rounds of one
 local epoch on Poisson batches of expected size 128 (Adam), then:
 
-- *tuning* (ANN only, at the middle ε): a small grid of clipping norm C × Adam learning rate; the
-  best accuracy's (C, lr) is used everywhere;
+- *tuning* (ANN only, at ε = --tune-epsilon): a small grid of clipping norm C × Adam learning
+  rate; the best accuracy's (C, lr) is used everywhere;
 - *training*: per model and ε (and without DP): final test accuracy and the ε and σ the run
   reports;
 - *leakage*: the curious server's in-line iDLG on FedSGD replies of expected batch size 1 noised
@@ -111,7 +111,7 @@ def run_frontier(args: argparse.Namespace) -> dict[str, Any]:
     """Tune (C, lr) on the ANN, then train and attack every (model, ε)."""
     path = args.out / "frontier.json"
     cells: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    middle = args.epsilons[len(args.epsilons) // 2]
+    middle = args.tune_epsilon
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         tuning = {(clip, lr): cached(cells, f"tune|lenet|eps={middle:g}|C={clip:g}|lr={lr:g}",
@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=MNIST)
     parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
-    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, 16.0])
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, 16.0, 64.0, 256.0])
+    parser.add_argument("--tune-epsilon", type=float, default=4.0)
     parser.add_argument("--clips", nargs="+", type=float, default=[0.5, 2.0])
     parser.add_argument("--lrs", nargs="+", type=float, default=[0.003, 0.01])
     parser.add_argument("--rounds", type=int, default=2)
