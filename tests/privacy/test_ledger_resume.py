@@ -22,6 +22,7 @@ from client_app import create_client_app
 from fedsnn.checkpoint import load_checkpoint
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
+from fedsnn.results import RunFailed
 from server_app import run
 from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 
@@ -45,7 +46,7 @@ def serve(tmp_path: Path, overrides: dict[str, Any], *, rounds: int, resume_from
         try:
             run(grid, config, load_dataset(config.dataset, config.image_size),
                 load_checkpoint(resume_from) if resume_from else None)
-        except SystemExit as stop:
+        except RunFailed as stop:
             print(stop)
     (path,) = set(tmp_path.glob("*/results.json")) - before
     return json.loads(path.read_text()) | {"run-dir": str(path.parent)}
@@ -110,8 +111,8 @@ def test_a_spike_dp_budget_cannot_be_overspent_across_a_restart(tmp_path: Path) 
     assert part["status"] == "completed"
     resumed = serve(tmp_path / "resumed", overrides | {"spike-dp-budget": budget}, rounds=4,
                     resume_from=part["run-dir"])
-    assert resumed["status"] == "stopped" and "round 3" in resumed["stop-reason"]
-    assert "budget spent" in resumed["stop-reason"]
+    assert resumed["status"] == "failed"
+    assert "round 3" in resumed["error"] and "budget spent" in resumed["error"]
     bits = 4 * 16 * 16  # T · C · H · W
     noise = 2 / (1 + 2.718281828459045 ** 0.02)
     ledger = rdp_privacy_accountant.RdpAccountant(
