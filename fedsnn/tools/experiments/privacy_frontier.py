@@ -142,11 +142,15 @@ def points(cells: dict[str, Any], model: str) -> list[dict[str, Any]]:
                      "accuracy": train["accuracy"], **{k: leak.get(k) for k in (
                          "psnr", "guess-psnr", "label-accuracy", "scored")}})
     none = next((r for r in rows if r["epsilon"] is None), None)
-    for row in rows:
-        fails = row["psnr"] is not None and row["psnr"] < row["guess-psnr"] + GUESS_MARGIN_DB
+    for row in rows:  # None: no reply had a sample to score (empty Poisson batches)
+        fails = (None if row["psnr"] is None
+                 else row["psnr"] < row["guess-psnr"] + GUESS_MARGIN_DB)
         holds = none is not None and row["accuracy"] >= none["accuracy"] - ACCURACY_DROP
         row.update({"attack-fails": fails, "accuracy-holds": holds})
     return sorted(rows, key=lambda r: (r["epsilon"] is not None, r["epsilon"] or 0))
+
+
+_YES_NO = {True: "yes", False: "no"}
 
 
 def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
@@ -164,7 +168,7 @@ def markdown(cells: dict[str, Any], models: list[str]) -> str:
                 f"{_fmt(row['sigma'], '{:.3g}')} | {100 * row['accuracy']:.1f}% | "
                 f"{_fmt(row['psnr'], '{:.1f}')} ({_fmt(row['guess-psnr'], '{:.1f}')}) | "
                 f"{_fmt(row['label-accuracy'])} | {row['scored']} | "
-                f"{'yes' if row['attack-fails'] else 'no'} | "
+                f"{_YES_NO.get(row['attack-fails'], '—')} | "
                 f"{'yes' if row['accuracy-holds'] else 'no'} |")
     return "\n".join(lines)
 
@@ -192,7 +196,8 @@ def plot(cells: dict[str, Any], models: list[str], path: Path) -> None:
                          label=f"{model} without DP")
             right.axhline(none["psnr"], color=line.get_color(), ls="--", alpha=0.6,
                           label=f"{model} without DP")
-            right.axhline(none["guess-psnr"], color="black", ls=":", label="mean-image guess")
+            right.axhline(none["guess-psnr"], color="black", ls=":",
+                          label="mean-image guess" if model == models[0] else None)
     for ax, title in ((left, "final test accuracy"), (right, "in-line iDLG PSNR (dB)")):
         ax.set_xscale("log")
         ax.set_xlabel(f"DP-SGD ε per sample (add/remove one, δ = 1e-5), log scale")
