@@ -54,7 +54,12 @@ def audited(tmp_path: Path, defense: str, nodes: int = 2) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def audits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     tmp_path = tmp_path_factory.mktemp("story")
-    return {defense: audited(tmp_path, defense) for defense in DEFENSES}
+    audits = {defense: audited(tmp_path, defense) for defense in DEFENSES}
+    for defense, audit in audits.items():  # the documented figures (pytest -s shows them)
+        print(defense, [(r["partition-id"], r["psnr"], r["status"], r.get("inferred-labels"),
+                         r.get("true-labels")) for r in audit["attacks"]],
+              "guess", audit["baselines"].get("mean-image", {}).get("psnr"))
+    return audits
 
 
 def psnr(audit: dict[str, Any]) -> dict[int, float]:
