@@ -106,7 +106,8 @@ class LocalDP(ClientDefense):
                                                 delta=delta, accountant=accountant)
 
     def describe(self) -> str:
-        return f"{super().describe()}; client-level ε per release {self.epsilon_release:.4g}"
+        return (f"{super().describe()}; client-level ε (replace-one) per release "
+                f"{self.epsilon_release:.4g}")
 
 
 class DpSgd(ClientDefense):
