@@ -113,11 +113,11 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
         raise
     record.set("epsilon-units", epsilon_units(record.data["rounds"]))
     if curious is not None:
-        judge = load_judge(data)
+        judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)
                  if config.audit_ground_truth == "partitions" else no_ground_truth)
         auditor = Auditor(data.train_x, data.train_y, judge.model, ground_truth=truth)
-        record.set("audit", curious.finish(run_dir, auditor, judge_accuracy=judge.test_accuracy))
+        record.set("audit", curious.finish(run_dir, auditor, judge=judge.card()))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
     if stopped is not None:
         record.fail(str(stopped), **{"stop-reason": str(stopped), "resumable": True})

@@ -30,10 +30,29 @@ def _up_block(in_channels: int, out_channels: int) -> nn.Sequential:
                          nn.BatchNorm2d(out_channels * 2), nn.GLU(dim=1))
 
 
+class Decoder(nn.Module):
+    """GRNN's image branch after its stem: [B, width * 2**blocks, 4, 4] -> GLU up-sampling blocks,
+    a 3x3 conv, sigmoid, resized to `size` -> [B, out_channels, size, size] in (0, 1)."""
+
+    def __init__(self, width: int, blocks: int, out_channels: int, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.blocks = nn.Sequential(*[_up_block(width * 2 ** (b + 1), width * 2 ** b)
+                                      for b in reversed(range(blocks))])
+        self.head = nn.Conv2d(width, out_channels, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.sigmoid(self.head(self.blocks(x)))
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x
+
+
 class Generator(nn.Module):
     """Noise [B, noise_dim] -> (images [B, out_channels, size, size] in (0, 1), soft labels [B, K]).
 
-    The image branch starts at 4x4 and doubles until it covers `size`, then resizes to `size`.
+    The image branch (a transposed-conv stem on the noise as a 1x1 map, then the `Decoder`) starts
+    at 4x4 and doubles until it covers `size`, then resizes to `size`.
     """
 
     def __init__(self, noise_dim: int, num_classes: int, out_channels: int, size: int,
@@ -41,20 +60,13 @@ class Generator(nn.Module):
         super().__init__()
         blocks = max(1, math.ceil(math.log2(size / 4)))
         channels = width * 2 ** blocks
-        self.size = size
         self.label_branch = nn.Linear(noise_dim, num_classes)
         self.stem = nn.Sequential(nn.ConvTranspose2d(noise_dim, channels * 2, 4, 1, 0), nn.GLU(dim=1))
-        self.blocks = nn.Sequential(*[_up_block(width * 2 ** (b + 1), width * 2 ** b)
-                                      for b in reversed(range(blocks))])
-        self.head = nn.Conv2d(width, out_channels, 3, 1, 1)
+        self.decoder = Decoder(width, blocks, out_channels, size)
 
     def forward(self, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         soft_labels = F.softmax(self.label_branch(noise), dim=-1)
-        x = self.blocks(self.stem(noise[:, :, None, None]))
-        x = torch.sigmoid(self.head(x))
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return x, soft_labels
+        return self.decoder(self.stem(noise[:, :, None, None])), soft_labels
 
 
 def to_dummy(images: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

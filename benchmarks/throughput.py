@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from attacks import AttackSettings, Observation, invert
-from fedsnn.audit.cases import victim_case
+from fedsnn.audit.cases import sample_cases
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec
 
@@ -66,13 +66,6 @@ class PeakMemory:
     @property
     def mib(self) -> float:
         return (self.peak - self.base) / 2 ** 20
-
-
-def make_targets(model: str, x: torch.Tensor, y: torch.Tensor) -> list[Observation]:
-    """Target i: image i seen by a fresh DLG-initialised `model` seeded i (a client's gradient)."""
-    spec = ModelSpec(model, time_steps=4)
-    return [victim_case(spec, x[i:i + 1], y[i:i + 1], target_id=f"{model}/{i}", seed=i).observation
-            for i in range(len(x))]
 
 
 def measure(observations: list[Observation], x: torch.Tensor, y: torch.Tensor,
@@ -121,7 +114,8 @@ def main() -> None:
                                       iterations=args.grnn_iterations if grnn else args.iterations,
                                       tv_weight=1e-3 if grnn else 0.0)
             for model in args.models:
-                observations = make_targets(model, x, y)
+                observations = [case.observation for case in
+                                sample_cases(ModelSpec(model, time_steps=4), x, y, name=model)]
                 rows = [("reference", False, args.reference_targets)]
                 rows += [(f"K={k}", k, k * args.targets_per_slot) for k in args.ks]
                 reference = None

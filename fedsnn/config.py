@@ -27,6 +27,7 @@ PARTITIONERS = ("iid", "dirichlet")
 OPTIMIZERS = ("adam", "sgd")
 UPDATE_MODES = ("fedavg", "gradient")
 GROUND_TRUTHS = ("partitions", "none")  # where the auditor gets it: fedsnn.audit.ground_truth
+CLIENT_RANDOMNESS = ("derived", "secret")  # what clients seed their draws with: fedsnn.sampling
 
 
 # old key -> its new name (a run config with the old one stops with this, not silently ignored)
@@ -39,6 +40,7 @@ class RunConfig:
     """Every knob of a run. Field names are the config keys with '-' replaced by '_'."""
 
     seed: int = 0
+    client_randomness: str = "derived"
     num_server_rounds: int = 10
     fraction_train: float = 1.0
     fraction_evaluate: float = 1.0
@@ -172,6 +174,7 @@ class RunConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("update-mode", self.update_mode, UPDATE_MODES)
         _one_of("audit-ground-truth", self.audit_ground_truth, GROUND_TRUTHS)
+        _one_of("client-randomness", self.client_randomness, CLIENT_RANDOMNESS)
         _positive_int("num-server-rounds", self.num_server_rounds)
         _positive_int("time-steps", self.time_steps)
         _positive_int("mlp-hidden", self.mlp_hidden)

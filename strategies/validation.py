@@ -34,9 +34,11 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.config import RunConfig
+from fedsnn.privacy.clipping import update_norm
 from fedsnn.protocol import (ARRAYS_RECORD, METRICS_RECORD, NUM_EXAMPLES_KEY, REPLY_METRICS,
                              MetricKey, expected_keys, required_keys)
 from strategies.base import StrategyWrapper
+from strategies.robust_updates import MalformedReply, reply_arrays
 
 REJECTION_KINDS = ("malformed", "metric-keys", "metric-value", "missing-arrays", "extra-arrays",
                    "shape", "dtype", "non-finite", "norm")
@@ -352,11 +354,13 @@ def _sent_config(messages: list[Message], config: ConfigRecord) -> dict[str, obj
 
 
 def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str, np.ndarray]]:
-    """The reply's one ArrayRecord as numpy arrays, or (kind, reason) when it has none/several
-    or its bytes do not decode."""
-    if len(content.array_records) != 1:
-        return ("malformed", f"expected one ArrayRecord, got {len(content.array_records)}"), {}
-    (name, record), = content.array_records.items()
+    """The reply's one ArrayRecord (`reply_arrays`, named `ARRAYS_RECORD`) as numpy arrays, or
+    (kind, reason) when it has none/several, another name, or its bytes do not decode."""
+    try:
+        record = reply_arrays(content)
+    except MalformedReply as error:
+        return ("malformed", str(error)), {}
+    (name,) = content.array_records.keys()
     if name != ARRAYS_RECORD:
         return ("malformed", f"the ArrayRecord is named {name!r}; expected {ARRAYS_RECORD!r}"), {}
     try:
@@ -367,13 +371,7 @@ def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str
 
 def _update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None
                  ) -> float:
-    """‖arrays - reference‖₂ over the floating-point arrays, in float64 (‖arrays‖ without one)."""
-    total = 0.0
-    for key, array in arrays.items():
-        if array.dtype.kind != "f":
-            continue
-        delta = array.astype(np.float64)
-        if reference is not None:
-            delta = delta - reference[key].astype(np.float64)
-        total += float(np.square(delta).sum())
-    return float(np.sqrt(total))
+    """‖arrays - reference‖₂ over the floating-point arrays (‖arrays‖ without a reference)."""
+    base = [reference[key] if reference is not None else np.zeros_like(array)
+            for key, array in arrays.items()]
+    return update_norm(list(arrays.values()), base)

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from fedsnn.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.pictures import show_image  # noqa: E402
 
 LEAKAGE_KEYS = ("psnr", "ssim", "asr")
@@ -74,7 +75,8 @@ def save_leakage_plot(path: Path, audit: dict[str, Any], results: dict[str, Any]
     ax_psnr.set_ylabel("PSNR (dB)")
     ax_psnr.legend(fontsize=7)
     ax_rate.plot(rounds, [leakage[r]["ssim"] for r in rounds], "s-", label="SSIM")
-    ax_rate.plot(rounds, [leakage[r]["asr"] for r in rounds], "^-", label="judge ASR")
+    ax_rate.plot(rounds, [leakage[r]["asr"] for r in rounds], "^-",
+                 label=flag_asr("judge ASR", judge_card(audit)))
     ax_rate.plot(list(accuracy), list(accuracy.values()), "-", c="k", alpha=0.6,
                  label="test accuracy")
     ax_rate.set_xlabel("round")
@@ -99,6 +101,11 @@ def _mean(values: Sequence[Any]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def judge_card(audit: dict[str, Any]) -> dict[str, Any]:
+    """The judge's card in audit.json (`stored_card`)."""
+    return stored_card(audit.get("judge"), audit.get("judge-test-accuracy"))
+
+
 def _summary(run_dir: Path) -> dict[str, Any]:
     audit = json.loads((run_dir / "audit.json").read_text())
     results = json.loads((run_dir / "results.json").read_text())
@@ -112,18 +119,24 @@ def _summary(run_dir: Path) -> dict[str, Any]:
             "update-mode": results["config"].get("update-mode"),
             "attack": audit["plan"]["attack"], "attacked": len(attacks), "scored": len(scored),
             "skipped": len(audit.get("skipped", [])),
-            "accuracy": rounds[-1]["central"]["accuracy"] if rounds else math.nan, **mean}
+            "accuracy": rounds[-1]["central"]["accuracy"] if rounds else math.nan, **mean,
+            "judge-accuracy": judge_card(audit).get("accuracy"),
+            "majority-baseline": judge_card(audit).get("majority-baseline"),
+            "judge": judge_card(audit)}
 
 
 SUMMARY_COLUMNS = ("run", "model", "update-mode", "attack", "attacked", "scored", "accuracy",
-                   "mse", "psnr", "ssim", "asr", "label-accuracy")
+                   "mse", "psnr", "ssim", "asr", "label-accuracy", "judge-accuracy",
+                   "majority-baseline")
 
 
 def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for summary in summaries:
-        lines.append("| " + " | ".join(_fmt(summary[c]) for c in SUMMARY_COLUMNS) + " |")
+        cells = [_fmt(summary[c]) if c != "asr" else flag_asr(_fmt(summary[c]), summary["judge"])
+                 for c in SUMMARY_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -147,6 +160,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     results = json.loads((run_dir / "results.json").read_text())
     save_leakage_plot(run_dir / "leakage.png", audit, results)
     summary = _summary(run_dir)
+    card = judge_card(audit)
     baselines = audit.get("baselines", {})
     md = [f"# Privacy audit of run `{run_dir.name}`", "",
           f"Model `{summary['model']}` on `{summary['dataset']}`, update mode "
@@ -156,16 +170,15 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           f"{_fmt(summary['accuracy'])}.", "",
           "## How much leaked", "", *_markdown_table([summary]), "",
           "Scores are means over the attacked updates; each reconstruction is matched to the "
-          "client's true samples (looked up by the ids the client reported) by an optimal "
-          "assignment. ASR: fraction of reconstructions the judge model classifies as the true "
-          f"label (judge: a LeNet-5 trained on the dataset's train split, clean test accuracy "
-          f"{_fmt(audit.get('judge-test-accuracy'))}).", "",
+          "client's true samples (which the auditor knows outside the messages; no reply "
+          "carries them) by an optimal assignment. ASR: fraction of reconstructions the judge "
+          "model classifies as the true label.", "", judge_sentence(card), "",
           *_privacy_section(results),
           "## What a guess without the update scores", "",
           "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]
     for name, scores in baselines.items():
         md.append(f"| {name} | {_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
-                  f"{_fmt(scores.get('ssim'))} | {_fmt(scores.get('asr'))} |")
+                  f"{_fmt(scores.get('ssim'))} | {flag_asr(_fmt(scores.get('asr')), card)} |")
     md += ["", "## Per attacked update", "",
            "| round | partition | status | true labels | inferred | MSE | PSNR | SSIM | ASR | "
            "time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -173,7 +186,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         md.append(f"| {row['round']} | {row['partition-id']} | {row['status']} | "
                   f"{_short(row.get('true-labels'))} | {_short(row.get('inferred-labels'))} | "
                   f"{_fmt(row.get('mse'))} | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
-                  f"{_fmt(row.get('asr'))} | {_fmt(row.get('seconds'), 1)} |")
+                  f"{flag_asr(_fmt(row.get('asr')), card)} | {_fmt(row.get('seconds'), 1)} |")
     for skipped in audit.get("skipped", []):
         md.append(f"| {skipped['round']} | {skipped['partition-id']} | skipped: "
                   f"{skipped['reason']} | | | | | | | |")

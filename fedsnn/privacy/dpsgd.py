@@ -15,6 +15,7 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,6 +71,12 @@ class DpSgdOutcome:
     history: History
 
 
+def secret_generator() -> torch.Generator:
+    """A generator seeded from `secrets`: DP-SGD's noise and Poisson batches must not follow
+    torch's global generator, which any `torch.manual_seed` in the process makes derivable."""
+    return torch.Generator().manual_seed(secrets.randbits(63))
+
+
 def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                   settings: DpSgdSettings, *, history: Sequence[Sequence[float]],
                   steps_per_epoch: int | None = None
@@ -84,7 +91,7 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     engine = PrivacyEngine(accountant=OPACUS_ACCOUNTANTS[settings.accountant])
     common = dict(module=model, optimizer=optimizer, data_loader=loader,
                   max_grad_norm=settings.max_grad_norm, batch_first=settings.batch_first,
-                  poisson_sampling=False)
+                  poisson_sampling=False, noise_generator=secret_generator())
     if settings.target_epsilon > 0 and steps_per_epoch is None:
         module, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
             target_epsilon=settings.target_epsilon, target_delta=settings.delta,
@@ -127,7 +134,7 @@ def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     The model is trained in place. ε is per sample (add/remove one sample), whole run so far.
     """
-    loader = poisson_loader(x, y, batch_size=batch_size, generator=generator)
+    loader = poisson_loader(x, y, batch_size=batch_size, generator=generator or secret_generator())
     engine, module, dp_optimizer, dp_loader = _make_private(model, optimizer, loader, settings,
                                                             history=history)
     module.train()
@@ -168,11 +175,12 @@ def poisson_batch(num_samples: int, *, batch_size: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """One Poisson-sampled batch (sorted indices): each of `num_samples` samples joins with
     probability q = `poisson_sample_rate` (Opacus' `UniformWithReplacementSampler`). The
-    generator must be secret from whoever the ε is claimed against: the amplification by
-    sampling holds only if they cannot tell which samples were drawn."""
+    generator (default: `secret_generator`) must be secret from whoever the ε is claimed
+    against: the amplification by sampling holds only if they cannot tell which samples were
+    drawn."""
     sampler = UniformWithReplacementSampler(
         num_samples=num_samples, sample_rate=poisson_sample_rate(num_samples, batch_size),
-        generator=generator, steps=1)
+        generator=generator or secret_generator(), steps=1)
     return torch.tensor(next(iter(sampler)), dtype=torch.long)
 
 

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: E402
                                     image_guesses, score_guesses)
 from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.judges import Judge  # noqa: E402
+from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
 from fedsnn.pictures import show_image  # noqa: E402
 from fedsnn.tools.bench.config import Variant  # noqa: E402
@@ -87,6 +87,7 @@ def markdown(results: dict[str, Any]) -> str:
     its 95 % interval; then the guess baselines and the settings."""
     config = results["config"]
     judge = results.get("judge", {})
+    card = stored_card(judge)
     lines = [
         f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
         f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']}, "
@@ -94,12 +95,10 @@ def markdown(results: dict[str, Any]) -> str:
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
-        + (f" (always guessing the majority class: {100 * judge['majority-class-accuracy']:.2f} %)"
-           if "majority-class-accuracy" in judge else "")
         + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
            if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
-        "PSNR, capped at 100 dB.",
+        "PSNR, capped at 100 dB.", "", judge_sentence(card),
         "",
         "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
         "Label acc. (%) | s/batch |",
@@ -112,13 +111,14 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
             f"({row.get('iterations')} × {row.get('restarts')}) | "
-            f"{row['n']} | {_pct(row['asr'])} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
+            f"{row['n']} | {flag_asr(_pct(row['asr']), card)} | {_num(row['mse'], 3)} | "
+            f"{_num(row['ssim'], 3)} | "
             f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
     lines += ["", "Guesses without the update (same attack set):", "",
               "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
     for name, scores in results.get("baselines", {}).items():
-        lines.append(f"| {name} | {_pct(scores['asr'])} | {_num(scores['mse'], 3)} | "
+        lines.append(f"| {name} | {flag_asr(_pct(scores['asr']), card)} | {_num(scores['mse'], 3)} | "
                      f"{_num(scores['ssim'], 3)} | {_num(scores['psnr'], 2)} |")
     statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
     odd = {k: v for k, v in statuses.items() if set(v) - {"ok"}}

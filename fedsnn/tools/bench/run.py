@@ -190,7 +190,8 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
                         "majority-class-accuracy": majority_accuracy(data),
-                        "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key},
+                        "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key,
+                        **judge.card()},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),

@@ -3,10 +3,11 @@
 Every step is the project's own code, only wired here for a single reply:
 
 - the settings: `RunConfig` (validated like a run's; a bad value gives its `ConfigError`);
-- the defenses: the server's wrappers (`strategies.dp_stack.wrap_defenses`) fill the train config
-  the client receives, with ε turned into noise by the same calibration as a run;
-- the client: `clients.privacy.privacy_mod` around `clients.node.local_train_reply`, with the
-  hooks of `clients.privacy.training_privacy` (DP-SGD, spike-DP) — what the ClientApp runs;
+- the defenses: the server's strategy stack (`strategies.dp_stack.wrap_defenses`) builds the
+  round's train message, with ε turned into noise by the same calibration as a run;
+- the client: `clients.node.local_train_reply` (encode, train plain or with DP-SGD, spike-DP on
+  the inputs) then `clients.privacy.release` (local DP, the allow-listed metrics) — the steps
+  the ClientApp's train handler runs;
 - the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
   (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
 - the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
@@ -17,21 +18,23 @@ auditor.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
 
 from attacks import Reconstruction, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup, local_train_reply
-from clients.privacy import privacy_mod, training_privacy
+from clients.privacy import node_state, release
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.plan import AuditPlan
@@ -41,9 +44,8 @@ from fedsnn.data import ClientData, ImageData, load_dataset
 from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model, spec_for
-from strategies.dp_client import ClientDefense
+from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 from strategies.dp_stack import wrap_defenses
-from fedsnn.tools.experiments.local_grid import server_identity
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
 UPDATE_MODES = ("gradient", "fedavg")
@@ -178,51 +180,57 @@ class Victims:
         labels = torch.tensor([label, *(int(self.data.test_y[i]) for i in others)])
         return images, labels
 
-    def auditor(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[Auditor, list[int]]:
-        """The audit's auditor over the dataset plus the client's samples, and their ids."""
+    def auditor(self, images: torch.Tensor, labels: torch.Tensor, trained: list[int]
+                ) -> tuple[Auditor, list[int]]:
+        """The audit's auditor over the dataset plus the client's samples, whose ground truth is
+        the `trained` ones (indices into `images`); and their ids in its pool."""
         pool_x = torch.cat([self.data.train_x, self.data.test_x, images.float()])
         pool_y = torch.cat([self.data.train_y, self.data.test_y, labels.long()])
-        first = len(pool_x) - len(images)
-        return Auditor(pool_x, pool_y, judge=self.judge().model), list(range(first, len(pool_x)))
+        ids = [len(pool_x) - len(images) + i for i in trained]
+        auditor = Auditor(pool_x, pool_y, judge=self.judge().model,
+                          ground_truth=lambda server_round, partition_id: ids)
+        return auditor, ids
 
 
-def client_train_config(config: RunConfig) -> dict[str, Any]:
-    """The train config the server's defense wrappers send to the clients in round 1."""
-    settings: dict[str, Any] = {"server-round": 1}
-    strategy: Strategy | None = wrap_defenses(FedAvg(), config)
-    while strategy is not None:
-        if isinstance(strategy, ClientDefense):
-            settings.update(strategy.settings)
-        strategy = getattr(strategy, "strategy", None)
-    return settings
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Flower logs every round's sampling; the demo runs one round per click."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def client_train_config(config: RunConfig, sent: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The train config the server's strategy stack (with the scenario's defense wrappers) sends
+    to the client in round 1, taken from the message it builds."""
+    strategy = wrap_defenses(FedAvg(min_train_nodes=1, min_evaluate_nodes=1,
+                                    min_available_nodes=1), config)
+    with server_identity(), _quiet(logging.getLogger("flwr")):
+        grid = LocalGrid([lambda message, context: message], [{}], run_config={})
+        messages = list(strategy.configure_train(1, ArrayRecord(sent),
+                                                 ConfigRecord({"server-round": 1}), grid))
+    return dict(messages[0].content["config"])
 
 
 def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tensor],
-                 images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor],
-                                                                      dict[str, Any]]:
-    """What the client sends back after round 1 on (images, labels): its arrays and metrics,
-    computed by the ClientApp's own pieces (local training with the round's privacy hooks, then
-    the privacy mod on the reply)."""
+                 images: torch.Tensor, labels: torch.Tensor
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[int]]:
+    """What the client sends back after round 1 on (images, labels), made as the ClientApp makes
+    it (encode → train → privatize the update → reply): its arrays, its metrics, and (for the
+    auditor only, never in the reply) which of the images it trained on."""
     ids = torch.arange(len(images))
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
-
-    def train(msg: Message, context: Context) -> Message:
-        model = node.model_with(msg.content["arrays"], encoder_seed=node.round_seed(1))
-        hooks = training_privacy(msg.content["config"], context.state, spec)
-        arrays, metrics = local_train_reply(node, model, 1, hooks)
-        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
-
-    with server_identity():
-        message = Message(RecordDict({"arrays": ArrayRecord(sent),
-                                      "config": ConfigRecord(client_train_config(config))}),
-                          dst_node_id=1, message_type="train")
-        context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
-        reply = privacy_mod(message, context, train)
-    if reply.has_error():
-        raise DemoError(f"the client failed: {reply.error.reason}")
-    arrays = reply.content["arrays"].to_torch_state_dict()
-    return arrays, dict(reply.content["metrics"])
+    round_config, state = client_train_config(config, sent), RecordDict()
+    record = ArrayRecord(sent)
+    model = node.model_with(record, encoder_seed=node.round_seed(1))
+    update, metrics = local_train_reply(node, model, 1, round_config, state)
+    arrays, released = release(update, metrics, sent=record, config=round_config,
+                               state=node_state(state))
+    return arrays.to_torch_state_dict(), dict(released), node.training_indices(1).tolist()
 
 
 Listener = Callable[[Step], bool | None]
@@ -252,7 +260,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     model = build_model(spec, dlg_init=config.dlg_init, seed=config.seed)
     sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        returned, metrics = client_reply(config, spec, sent, images, labels)
+        returned, metrics, trained = client_reply(config, spec, sent, images, labels)
     except (ValueError, RuntimeError) as error:
         raise DemoError(f"the client could not train with these settings: {error}") from None
     observation = observe_update("demo/round-1/partition-0", spec, sent, returned,
@@ -261,8 +269,8 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     settings = AuditPlan.from_config(config).settings
     with watch(listener or (lambda step: None)):
         reconstruction: Reconstruction = invert([observation], settings)[0]
-    auditor, ids = victims.auditor(images, labels)
-    row = auditor.score(AuditJob(1, 0, observation, settings, ids), reconstruction)
+    auditor, ids = victims.auditor(images, labels, trained)
+    row = auditor.score(AuditJob(1, 0, observation, settings), reconstruction)
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
     return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),

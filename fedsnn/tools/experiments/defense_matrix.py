@@ -34,6 +34,7 @@ import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
 from fedsnn.audit.leakage import mean_leakage  # noqa: E402
+from fedsnn.judges import flag_asr, judge_sentence  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
 from server_app import run  # noqa: E402
@@ -164,10 +165,13 @@ def markdown(cells: dict[str, Any]) -> str:
             f"| `{cell['model']}` | {cell['defense']} | {_fmt(100 * train['accuracy'], '{:.1f}%')}"
             f" | {_fmt(train['epsilon'], '{:.3g}')} ({unit}) | {_fmt(train['epsilon-bit'], '{:g}')}"
             f" | {_fmt(leak['psnr'], '{:.1f}')} ({_fmt(leak['guess-psnr'], '{:.1f}')}) | "
-            f"{_fmt(leak['ssim'])} | {_fmt(leak['asr'])} | {_fmt(leak['label-accuracy'])} | "
-            f"{leak['scored']} | "
+            f"{_fmt(leak['ssim'])} | {flag_asr(_fmt(leak['asr']), leak.get('judge'))} | "
+            f"{_fmt(leak['label-accuracy'])} | {leak['scored']} | "
             f"{_fmt(mia.get('auc'))} | {_fmt(mia.get('tpr_at_1pct_fpr'))} | "
             f"{_fmt(mia.get('balanced_accuracy'))} |")
+    judges = {json.dumps(c["leakage"].get("judge"), sort_keys=True): c["leakage"].get("judge")
+              for k, c in cells.items() if k.count("|") == 1}
+    lines += ["", *(judge_sentence(card or {}) for card in judges.values())]
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ def write_run(run_dir: Path, victims: Victims, scenario: Scenario) -> Path:
     model = build_model(spec, dlg_init=True, seed=0)
     sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
     images, labels = victims.batch(*victims.digit(3), size=scenario.batch_size, after=3)
-    returned, metrics = client_reply(config, spec, sent, images, labels)
+    returned, metrics, trained = client_reply(config, spec, sent, images, labels)
     observation = observe_update("round-1/partition-0", spec, sent, returned,
                                  lr=config.learning_rate, steps=int(metrics["local-steps"]),
                                  batch_size=int(metrics["num-examples"]))
@@ -43,9 +43,11 @@ def write_run(run_dir: Path, victims: Victims, scenario: Scenario) -> Path:
     record.update_round(1, "central", {"accuracy": 0.2, "loss": 2.2})
     pool_x, pool_y = data.test_x, data.test_y
     queue = AuditQueue(workers=0)
-    queue.submit(AuditJob(1, 0, observation, plan.settings, [3 + i for i in range(len(images))]))
-    summary = complete_audit(run_dir, queue=queue, plan=plan, skipped=[],
-                             auditor=Auditor(pool_x, pool_y, judge=victims.judge().model),
+    queue.submit(AuditJob(1, 0, observation, plan.settings))
+    ids = [3 + i for i in trained]  # the batch is test digits 3, 4, …
+    auditor = Auditor(pool_x, pool_y, judge=victims.judge().model,
+                      ground_truth=lambda server_round, partition_id: ids)
+    summary = complete_audit(run_dir, queue=queue, plan=plan, skipped=[], auditor=auditor,
                              judge_accuracy=victims.judge().test_accuracy)
     record.set("audit", summary)
     record.finish()

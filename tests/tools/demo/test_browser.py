@@ -176,9 +176,9 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.find_element(By.ID, "run").click()
         wait(lambda: "not an image" in text("status"), 60, what="the bad upload's message")
 
-        # 4. ANN beside SNN: the same digit, both twins (mlp: the analytic attack on each)
+        # 4. ANN beside SNN: the same digit, lenet (iDLG) and lenet-snn (smooth), 20 steps each
         tab("ANN beside SNN")
-        choose("twins-model", "mlp")
+        number("twins-iterations", 20)
         driver.find_element(By.ID, "run-twins").click()
         wait(lambda: "PSNR" in text("ann-metrics") and "PSNR" in text("snn-metrics"),
              what="both twins' metrics")
