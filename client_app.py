@@ -10,7 +10,7 @@ from flwr.clientapp import ClientApp
 
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup
-from clients.privacy import released_evaluation
+from clients.privacy import released_evaluation, restore_node_ledger, save_node_ledger
 from clients.reply import train_reply
 from fedsnn.training import evaluate as evaluate_model
 
@@ -22,11 +22,13 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         """encode → train (plain or DP-SGD) → privatize the update → reply."""
-        node = NodeSetup.from_context(context, overrides)
+        restore_node_ledger(context)  # node config privacy-ledger: ε survives restarts
+        node = NodeSetup.from_context(context, overrides)  # (after: a secret seed is in the ledger)
         config, sent = msg.content["config"], msg.content["arrays"]
         server_round = int(config.get("server-round", 0))
         arrays, metrics = train_reply(node, sent, config, context.state, server_round,
                                       role=byzantine_role(node, context.node_config))
+        save_node_ledger(context)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

@@ -19,8 +19,11 @@ from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
 from fedsnn.judges import load_judge
 from fedsnn.models import build_model, spec_for
+from fedsnn.privacy.ledger import LedgerError
+from fedsnn.privacy.units import epsilon_units
 from fedsnn.results import RunFailed, RunRecord, create_run_dir, record_failure
 from strategies.curious import attach_audit
+from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
 from strategies.validation import ValidatingStrategy, example_cap
@@ -78,6 +81,14 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     strategy = build_strategy(config)
+    if resume:
+        try:
+            restored = restore_ledgers(strategy, resume.ledgers)
+        except LedgerError as error:
+            record.fail(f"resume-from: {error}")
+            log(ERROR, "fedsnn: resume-from: %s", error)
+            raise RunFailed(f"fedsnn: resume-from: {error}") from None
+        record.set("resumed-ledgers", restored)
     curious = attach_audit(strategy, config, spec) if config.audit_enabled else None
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
@@ -92,7 +103,7 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
             evaluate_fn=central_evaluation, report=record.update_round,
             on_round_end=lambda server_round, arrays: save_checkpoint(
                 run_dir, server_round=server_round, results=record.data,
-                model_state=arrays.to_torch_state_dict()))
+                model_state=arrays.to_torch_state_dict(), ledgers=save_ledgers(strategy)))
     except RunStopped as error:
         stopped = error
     except Exception as error:  # a crash: say so in results.json, then let Flower see it
@@ -100,6 +111,7 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
         if curious is not None:
             curious.queue.close()
         raise
+    record.set("epsilon-units", epsilon_units(record.data["rounds"]))
     if curious is not None:
         judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)

@@ -142,6 +142,9 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
               "local DP releases", low=0, when="local-dp-noise-multiplier", released=True),
     MetricKey("dp-sgd-sample-epsilon", "float", "sample-level epsilon DP-SGD spent so far",
               low=0, when="dp-sgd-max-grad-norm", released=True),
+    MetricKey("dp-sgd-noise-multiplier", "float", "DP-SGD's noise multiplier sigma (public: "
+              "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm",
+              released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
               when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
