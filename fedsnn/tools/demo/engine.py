@@ -137,7 +137,7 @@ class Outcome:
     row: dict[str, Any]
     baselines: dict[str, dict[str, float | None]]
     epsilon: dict[str, float]
-    judge_accuracy: float | None
+    judge_card: dict[str, Any]
     originals: torch.Tensor
     reconstruction: torch.Tensor
     reconstruction_status: str
@@ -270,7 +270,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
     return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),
-                   epsilon=epsilon, judge_accuracy=victims.judge().test_accuracy,
+                   epsilon=epsilon, judge_card=victims.judge().card(),
                    originals=truth, reconstruction=matched,
                    reconstruction_status=reconstruction.status.value,
                    message=reconstruction.message, seconds=reconstruction.seconds)
