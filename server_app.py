@@ -19,8 +19,11 @@ from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
 from fedsnn.judges import load_judge
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.privacy.ledger import LedgerError
+from fedsnn.privacy.units import epsilon_units
 from fedsnn.results import RunFailed, RunRecord, create_run_dir, record_failure
 from strategies.curious import attach_audit
+from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
 from strategies.validation import ValidatingStrategy, example_cap
@@ -92,6 +95,14 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
     strategy = build_strategy(config)
+    if resume:
+        try:
+            restored = restore_ledgers(strategy, resume.ledgers)
+        except LedgerError as error:
+            record.fail(f"resume-from: {error}")
+            log(ERROR, "fedsnn: resume-from: %s", error)
+            raise RunFailed(f"fedsnn: resume-from: {error}") from None
+        record.set("resumed-ledgers", restored)
     curious = attach_audit(strategy, config, spec, data) if config.audit_enabled else None
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
@@ -106,13 +117,14 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
             evaluate_fn=central_evaluation, report=record.update_round,
             on_round_end=lambda server_round, arrays: save_checkpoint(
                 run_dir, server_round=server_round, results=record.data,
-                model_state=arrays.to_torch_state_dict()))
+                model_state=arrays.to_torch_state_dict(), ledgers=save_ledgers(strategy)))
     except RunStopped as error:
         stopped = error
     except Exception:
         if curious is not None:  # no attack outlives a crashed run
             curious.queue.close()
         raise
+    record.set("epsilon-units", epsilon_units(record.data["rounds"]))
     if curious is not None:
         judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)

@@ -16,7 +16,7 @@ from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_secret, node_
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
-from fedsnn.privacy.dpsgd import private_epochs, private_gradient
+from fedsnn.privacy.dpsgd import poisson_batch, private_epochs, private_gradient
 from fedsnn.sampling import round_seed, training_indices
 from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
@@ -130,7 +130,8 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
     `clients.privacy.release` privatizes them for the reply.
 
     - `fedavg`: E local epochs; the updated weights.
-    - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples, applied as one
+    - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples (under DP-SGD a
+      Poisson batch of that expected size, drawn with a secret generator), applied as one
       plain SGD step: w - lr * g in float64, so the server recovers g = (w - w') / lr to float64
       precision while every aggregation strategy still sees weights.
 
@@ -139,28 +140,34 @@ def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
         state: the node's `Context.state`, where its privacy ledgers persist across rounds.
 
     Nothing returned tells which samples were used: the auditor recomputes that from the
-    partition and the round seed (`NodeSetup.training_indices`, the same draw as here).
+    partition and the round seed (`NodeSetup.training_indices`, the same draw as here), except
+    for DP-SGD's secret Poisson batch, which nobody outside the node can know.
     """
     config = config or {}
     privacy = node_state(state if state is not None else RecordDict())
     cfg = node.config
-    indices = node.training_indices(server_round)
+    dpsgd = dp_sgd_settings(config, node.spec)
+    poisson = cfg.update_mode == "gradient" and dpsgd is not None
+    indices = (poisson_batch(len(node.data.train_x), batch_size=cfg.batch_size) if poisson
+               else node.training_indices(server_round))
     x, y = node.data.train_x[indices], node.data.train_y[indices]
     x, figures = private_inputs(model, x, config, node.spec, privacy)          # 1. encode
-    dpsgd = dp_sgd_settings(config, node.spec)                                   # 2. train
-    if cfg.update_mode == "gradient":
+    if cfg.update_mode == "gradient":                                            # 2. train
         if dpsgd is None:
             loss, gradients = batch_gradient(model, x, y)
-        else:
+            num_examples = len(x)
+        else:  # the drawn size is private: report the expected one
             gradients, outcome = private_gradient(model, x, y, settings=dpsgd,
+                                                  num_samples=len(node.data.train_x),
+                                                  batch_size=cfg.batch_size,
                                                   history=dp_sgd_history(privacy))
-            loss = outcome.loss
+            loss, num_examples = outcome.loss, outcome.num_examples
             figures.update(record_dp_sgd(privacy, outcome))
         state_dict = model.state_dict()
         update = ArrayRecord({name: (value.double() - cfg.learning_rate * gradients[name].double())
                               if name in gradients else value
                               for name, value in state_dict.items()})
-        metrics = {"train-loss": loss, "num-examples": len(x), "local-steps": 1}
+        metrics = {"train-loss": loss, "num-examples": num_examples, "local-steps": 1}
     else:
         if dpsgd is None:
             result = train_epochs(model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,

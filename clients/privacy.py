@@ -17,19 +17,25 @@ integer arrays, and `LocalDpMod` sizes its noise with the classic σ = Δ√(2 l
 only for ε ≤ 1; here ε comes from dp-accounting for the noise actually added.
 
 Each node keeps its privacy state across rounds in `Context.state` (Flower re-creates the client
-every round): local-DP and spike-DP release counts, and Opacus' accountant history. DP noise is
+every round): local-DP and spike-DP release counts, and Opacus' accountant history. With node
+config `privacy-ledger` (a JSON file on the node) that state also survives a restart of the node
+or of the run (`restore_node_ledger` / `save_node_ledger`): the ledger belongs to the node's
+data, not to a run, and the server cannot reset it. DP noise, and DP-SGD's Poisson batch, are
 drawn from `secrets`, never from a seed the server knows.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from torch import nn
 
@@ -43,6 +49,7 @@ from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_ra
                                    poisson_spikes)
 
 STATE_KEY = "fedsnn-privacy"   # the ConfigRecord in Context.state holding this node's privacy state
+LEDGER_KEY = "privacy-ledger"  # node config: the JSON file the node's privacy state persists in
 Config = Mapping[str, Any]     # a round's config (a ConfigRecord, or a dict in tests)
 
 
@@ -51,6 +58,35 @@ def node_state(context_state: RecordDict) -> ConfigRecord:
     if STATE_KEY not in context_state:
         context_state[STATE_KEY] = ConfigRecord()
     return context_state[STATE_KEY]  # type: ignore[return-value]
+
+
+def restore_node_ledger(context: Context) -> None:
+    """Load the node's privacy state from its `privacy-ledger` file, once per Context.
+
+    Raises:
+        ValueError: the file exists but cannot be read (a ledger must not reset silently).
+    """
+    path = context.node_config.get(LEDGER_KEY)
+    if not path or STATE_KEY in context.state or not Path(str(path)).is_file():
+        return
+    try:
+        saved = json.loads(Path(str(path)).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"privacy-ledger {path}: cannot read it ({error}); fix or remove it "
+                         "knowingly (removing it restarts this node's ε at zero)") from None
+    context.state[STATE_KEY] = ConfigRecord(saved)
+
+
+def save_node_ledger(context: Context) -> None:
+    """Write the node's privacy state to its `privacy-ledger` file (atomically)."""
+    path = context.node_config.get(LEDGER_KEY)
+    if not path or STATE_KEY not in context.state:
+        return
+    target = Path(str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(dict(node_state(context.state))))
+    os.replace(tmp, target)
 
 
 def node_secret(context_state: RecordDict) -> int:
@@ -137,7 +173,8 @@ def record_dp_sgd(state: ConfigRecord, outcome: DpSgdOutcome) -> dict[str, float
     state["dp-sgd-noise"] = [float(h[0]) for h in outcome.history]
     state["dp-sgd-rate"] = [float(h[1]) for h in outcome.history]
     state["dp-sgd-steps"] = [int(h[2]) for h in outcome.history]
-    return {"dp-sgd-sample-epsilon": outcome.epsilon}
+    return {"dp-sgd-sample-epsilon": outcome.epsilon,
+            "dp-sgd-noise-multiplier": outcome.noise_multiplier}  # σ: public, not data
 
 
 # -- 3. privatize the update, 4. reply ---------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Per-round checkpoints: the global model and the results so far, so a stopped run can resume.
+"""Per-round checkpoints: the global model, the results so far and the server's privacy ledgers
+(central-DP releases, adaptive clipping norm, spike-DP releases: each wrapper's `state_dict`), so
+a stopped run can resume and report the ε an uninterrupted run would. Client-side ledgers (local
+DP, DP-SGD, spike-DP on the node) live on the nodes (`clients.privacy`, node config
+`privacy-ledger`).
 
 One file per run directory, `checkpoint.pt`, replaced atomically after every completed round:
 a crash mid-write leaves the previous checkpoint intact. It holds plain tensors and JSON-like
@@ -10,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +38,16 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     results: dict[str, Any]  # results.json as it was after that round
     path: Path
+    ledgers: dict[str, Any] = field(default_factory=dict)  # wrapper label -> its state_dict
 
 
 def save_checkpoint(run_dir: Path, *, server_round: int, model_state: Mapping[str, torch.Tensor],
-                    results: Mapping[str, Any]) -> Path:
+                    results: Mapping[str, Any], ledgers: Mapping[str, Any] | None = None) -> Path:
     """Write `run_dir/checkpoint.pt` atomically and return its path."""
     path = run_dir / CHECKPOINT_NAME
     payload = {"format": FORMAT, "round": server_round,
                "model-state": {k: v.detach().cpu() for k, v in model_state.items()},
-               "results": dict(results)}
+               "results": dict(results), "ledgers": dict(ledgers or {})}
     handle, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{CHECKPOINT_NAME}.", suffix=".tmp")
     os.close(handle)
     try:
@@ -77,7 +82,7 @@ def load_checkpoint(location: str | Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"resume-from: {path} is not a fedsnn checkpoint (format {FORMAT})")
     return Checkpoint(int(payload["round"]), dict(payload["model-state"]),
-                      dict(payload["results"]), path.resolve())
+                      dict(payload["results"]), path.resolve(), dict(payload.get("ledgers", {})))
 
 
 def resume_into(checkpoint: Checkpoint, model: torch.nn.Module, record: RunRecord) -> int:

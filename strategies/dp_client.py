@@ -106,7 +106,8 @@ class LocalDP(ClientDefense):
                                                 delta=delta, accountant=accountant)
 
     def describe(self) -> str:
-        return f"{super().describe()}; client-level ε per release {self.epsilon_release:.4g}"
+        return (f"{super().describe()}; client-level ε (replace-one) per release "
+                f"{self.epsilon_release:.4g}")
 
 
 class DpSgd(ClientDefense):
@@ -122,4 +123,4 @@ class DpSgd(ClientDefense):
             "dp-sgd-max-grad-norm": max_grad_norm, "dp-sgd-noise-multiplier": noise_multiplier,
             "dp-sgd-target-epsilon": target_epsilon, "dp-sgd-total-epochs": total_epochs,
             "dp-delta": delta, "dp-accountant": accountant,
-        }, reported=("dp-sgd-sample-epsilon",))
+        }, reported=("dp-sgd-sample-epsilon", "dp-sgd-noise-multiplier"))

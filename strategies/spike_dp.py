@@ -23,6 +23,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsnn.privacy.ledger import LedgerError
 from fedsnn.privacy.spikes import SpikeAccountant, SpikeBudgetExhausted, build_mechanism
 from strategies.dp_client import ClientDefense
 from strategies.rounds import RunStopped
@@ -68,6 +69,25 @@ class SpikeDP(ClientDefense):
         return (f"{super().describe()}; ε_bit {self.ledger.epsilon_bit:.4g}, per-sample ε per "
                 f"release {self.ledger.sample_epsilon(1):.4g} over "
                 f"{self.ledger.bits_per_sample} bits")
+
+    def state_dict(self) -> dict[str, object]:
+        """The release count and what it counts (for checkpoints)."""
+        return {"releases": self.releases, "noise-parameter": self.ledger.mechanism.noise_parameter,
+                "bits-per-sample": self.ledger.bits_per_sample, "relation": "replace-one"}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Continue a checkpoint's count: the budget then covers the releases made before it.
+
+        Raises:
+            LedgerError: the checkpoint counted releases of another mechanism or record size.
+        """
+        mine = self.state_dict()
+        for key in ("noise-parameter", "bits-per-sample", "relation"):
+            if state.get(key) != mine[key]:
+                raise LedgerError(f"spike-DP ledger: the checkpoint's {key} is {state.get(key)}, "
+                                  f"this run's is {mine[key]}; resume with the same spike-DP "
+                                  "settings (the earlier releases cannot be composed otherwise)")
+        self.releases = int(state["releases"])  # type: ignore[call-overload]
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:

@@ -150,6 +150,20 @@ def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _privacy_section(results: dict[str, Any]) -> list[str]:
+    """The last reported value of every ε of the run, with its unit, relation and coverage."""
+    units = results.get("epsilon-units") or {}
+    if not units:
+        return []
+    lines = ["## Privacy spent (as the defenses report it)", "",
+             "| ε | value | unit | neighbouring relation | covers |", "|---|---|---|---|---|"]
+    for key, unit in units.items():
+        values = [r["train"][key] for r in results.get("rounds", []) if key in r.get("train", {})]
+        lines.append(f"| `{key}` | {_fmt(values[-1] if values else None)} | {unit['unit']} | "
+                     f"{unit['relation']} | {unit['covers']} |")
+    return [*lines, ""]
+
+
 def write_report(run_dir: Path) -> tuple[Path, Path]:
     """(Re)build report.md and report.html of one run from its audit.json and results.json."""
     audit = json.loads((run_dir / "audit.json").read_text())
@@ -169,6 +183,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "client's true samples (which the auditor knows outside the messages; no reply "
           "carries them) by an optimal assignment. ASR: fraction of reconstructions the judge "
           "model classifies as the true label.", "", judge_sentence(card) + _disjoint(card), "",
+          *_privacy_section(results),
           "## What a guess without the update scores", "",
           "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]
     for name, scores in baselines.items():

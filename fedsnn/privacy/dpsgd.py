@@ -1,7 +1,10 @@
 """DP-SGD on a client with Opacus: per-sample clipping and Gaussian noise in local training.
 
 Everything Opacus is behind `private_epochs` (local epochs on Poisson-sampled batches) and
-`private_gradient` (one private gradient of a fixed batch, for FedSGD replies). Both take the
+`private_gradient` (one private gradient of one Poisson-sampled batch, for FedSGD replies). Both
+sample batches with Opacus' `DPDataLoader` (each sample joins a batch independently with
+probability q = 1 / ⌈n / batch-size⌉, Opacus' rule), so ε is per sample under add/remove one
+sample, amplified by sampling at rate q: the relation Opacus' accountant assumes. Both take the
 accountant's history of earlier rounds and return the new one: a client object is re-created every
 round, so the caller keeps the history (Flower's `Context.state`) and ε accumulates over the run.
 
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from opacus import GradSampleModule, PrivacyEngine
+from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -73,11 +78,13 @@ def secret_generator() -> torch.Generator:
 
 
 def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                  settings: DpSgdSettings, *, history: Sequence[Sequence[float]]
+                  settings: DpSgdSettings, *, history: Sequence[Sequence[float]],
+                  steps_per_epoch: int | None = None
                   ) -> tuple[PrivacyEngine, GradSampleModule, torch.optim.Optimizer, DataLoader]:
     """Opacus' engine around `model`. The loader is used as given: Opacus would build its Poisson
     loader with the model's `batch_first`, which for a spiking model puts the batch of the *data*
-    (batch-first [B, ...] samples and [B] labels) in the wrong dimension."""
+    (batch-first [B, ...] samples and [B] labels) in the wrong dimension. `steps_per_epoch`: an
+    "epoch" that takes that many steps instead of a pass over the loader (FedSGD: one)."""
     if settings.accountant not in OPACUS_ACCOUNTANTS:
         raise ValueError(f"Unknown accountant {settings.accountant!r}; expected one of "
                          f"{sorted(OPACUS_ACCOUNTANTS)}")
@@ -85,10 +92,16 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     common = dict(module=model, optimizer=optimizer, data_loader=loader,
                   max_grad_norm=settings.max_grad_norm, batch_first=settings.batch_first,
                   poisson_sampling=False, noise_generator=secret_generator())
-    if settings.target_epsilon > 0:
+    if settings.target_epsilon > 0 and steps_per_epoch is None:
         module, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
             target_epsilon=settings.target_epsilon, target_delta=settings.delta,
             epochs=settings.total_epochs, **common)
+    elif settings.target_epsilon > 0:  # σ for total_epochs × steps_per_epoch steps at rate q
+        module, dp_optimizer, dp_loader = engine.make_private(
+            noise_multiplier=get_noise_multiplier(
+                target_epsilon=settings.target_epsilon, target_delta=settings.delta,
+                sample_rate=1 / len(loader), steps=settings.total_epochs * steps_per_epoch,
+                accountant=engine.accountant.mechanism()), **common)
     else:
         module, dp_optimizer, dp_loader = engine.make_private(
             noise_multiplier=settings.noise_multiplier, **common)
@@ -106,15 +119,22 @@ def _outcome(engine: PrivacyEngine, optimizer: torch.optim.Optimizer, settings: 
                         noise_multiplier=float(optimizer.noise_multiplier), history=history)
 
 
+def poisson_loader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                   generator: torch.Generator | None = None) -> DPDataLoader:
+    """Opacus' Poisson-sampling loader over (x, y): q = 1 / ⌈n / batch_size⌉."""
+    return DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size),
+                                         generator=generator)
+
+
 def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                    optimizer: torch.optim.Optimizer, settings: DpSgdSettings, epochs: int,
-                   batch_size: int, history: Sequence[Sequence[float]] = ()) -> DpSgdOutcome:
+                   batch_size: int, history: Sequence[Sequence[float]] = (),
+                   generator: torch.Generator | None = None) -> DpSgdOutcome:
     """`epochs` of DP-SGD over (x, y) on Poisson-sampled batches (expected size `batch_size`).
 
     The model is trained in place. ε is per sample (add/remove one sample), whole run so far.
     """
-    loader = DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size),
-                                           generator=secret_generator())
+    loader = poisson_loader(x, y, batch_size=batch_size, generator=generator or secret_generator())
     engine, module, dp_optimizer, dp_loader = _make_private(model, optimizer, loader, settings,
                                                             history=history)
     module.train()
@@ -145,29 +165,56 @@ def _empty_step(module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
             parameter.grad_sample = torch.zeros((0, *parameter.shape))
 
 
-def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                     settings: DpSgdSettings, history: Sequence[Sequence[float]] = ()
-                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome]:
-    """The DP-SGD gradient of one fixed batch: per-sample gradients clipped to C, summed, plus
-    N(0, σ²C²), divided by the batch size. By parameter name.
+def poisson_sample_rate(num_samples: int, batch_size: int) -> float:
+    """Opacus' sampling rate for an expected batch of `batch_size` out of `num_samples`:
+    q = 1 / ⌈n / batch_size⌉ (what `DPDataLoader.from_data_loader` uses)."""
+    return 1 / len(DataLoader(range(num_samples), batch_size=batch_size))
 
-    The batch is not Poisson-sampled, so it is accounted with sample rate 1 (no amplification).
+
+def poisson_batch(num_samples: int, *, batch_size: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Poisson-sampled batch (sorted indices): each of `num_samples` samples joins with
+    probability q = `poisson_sample_rate` (Opacus' `UniformWithReplacementSampler`). The
+    generator (default: `secret_generator`) must be secret from whoever the ε is claimed
+    against: the amplification by sampling holds only if they cannot tell which samples were
+    drawn."""
+    sampler = UniformWithReplacementSampler(
+        num_samples=num_samples, sample_rate=poisson_sample_rate(num_samples, batch_size),
+        generator=generator or secret_generator(), steps=1)
+    return torch.tensor(next(iter(sampler)), dtype=torch.long)
+
+
+def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                     settings: DpSgdSettings, num_samples: int, batch_size: int,
+                     history: Sequence[Sequence[float]] = ()
+                     ) -> tuple[dict[str, torch.Tensor], DpSgdOutcome]:
+    """The DP-SGD gradient of one Poisson-sampled batch (x, y) drawn by `poisson_batch` from
+    `num_samples` samples with expected size `batch_size`: per-sample gradients clipped to C,
+    summed, plus N(0, σ²C²), divided by the expected batch size. By parameter name.
+
+    ε: one step at sample rate q (Opacus' accountant); `settings.target_epsilon` calibrates σ
+    for `settings.total_epochs` such steps. An empty batch still takes a noise-only step.
     """
-    loader = DataLoader(TensorDataset(x, y), batch_size=len(x))
+    population = DataLoader(TensorDataset(torch.arange(num_samples)), batch_size=batch_size)
     plain = torch.optim.SGD(model.parameters(), lr=1.0)
-    engine, module, dp_optimizer, _ = _make_private(model, plain, loader, settings,
-                                                    history=history)
+    engine, module, dp_optimizer, _ = _make_private(model, plain, population, settings,
+                                                    history=history, steps_per_epoch=1)
     module.train()
+    loss_value = 0.0
     try:
         dp_optimizer.zero_grad()
-        loss = F.cross_entropy(module(x), y)
-        loss.backward()
+        if len(x) == 0:
+            _empty_step(module, dp_optimizer)
+        else:
+            loss = F.cross_entropy(module(x), y)
+            loss.backward()
+            loss_value = loss.item()
         dp_optimizer.pre_step()  # clip, sum, noise, scale, account; no weight update
         gradients = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
     finally:
         module.cleanup()
-    return gradients, _outcome(engine, dp_optimizer, settings, loss=loss.item(),
-                               num_examples=len(x), steps=1)
+    return gradients, _outcome(engine, dp_optimizer, settings, loss=loss_value,
+                               num_examples=int(dp_optimizer.expected_batch_size), steps=1)
 
 
 def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,

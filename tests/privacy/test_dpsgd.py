@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from opacus.accountants import RDPAccountant
 
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.accounting import gaussian_epsilon
-from fedsnn.privacy.dpsgd import DpSgdSettings, per_sample_gradients, private_epochs, private_gradient
+from fedsnn.privacy.dpsgd import (DpSgdSettings, per_sample_gradients, poisson_batch,
+                                  private_epochs, private_gradient)
 
 
 def loop_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, list]:
@@ -66,15 +68,50 @@ def test_history_carried_across_rounds_accumulates_epsilon_to_the_target(digits)
     assert fresh.epsilon == pytest.approx(first.epsilon)  # without the history ε restarts: wrong
 
 
-def test_one_private_gradient_is_a_gaussian_release_without_amplification(digits) -> None:
-    x, y = digits
+def independent_opacus_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    accountant = RDPAccountant()
+    accountant.history = list(history)
+    return accountant.get_epsilon(delta)
+
+
+def test_one_private_gradient_is_a_poisson_sampled_step_accounted_at_its_rate(digits) -> None:
+    x, y = digits  # 96 samples, batch 16: q = 1/6
     settings = DpSgdSettings(max_grad_norm=0.5, delta=1e-5, noise_multiplier=2.0)
     model = build_model(ModelSpec("lenet-snn", image_size=16), seed=0)
-    gradients, outcome = private_gradient(model, x[:2], y[:2], settings=settings)
+    sizes = [len(poisson_batch(96, batch_size=16, generator=torch.Generator().manual_seed(s)))
+             for s in range(200)]
+    assert 14 < sum(sizes) / len(sizes) < 18 and len(set(sizes)) > 3  # Poisson, mean 16
+    batch = poisson_batch(96, batch_size=16, generator=torch.Generator().manual_seed(3))
+    gradients, outcome = private_gradient(model, x[batch], y[batch], settings=settings,
+                                          num_samples=96, batch_size=16)
     assert set(gradients) == {name for name, _ in model.named_parameters()}
-    assert outcome.history == [(2.0, 1.0, 1)]
-    assert outcome.epsilon == pytest.approx(
-        gaussian_epsilon(noise_multiplier=2.0, releases=1, delta=1e-5), rel=0.05)
-    # noise std σC/B per coordinate: far larger than a clipped per-sample gradient's share
+    assert outcome.history == [(2.0, pytest.approx(1 / 6), 1)]
+    assert outcome.num_examples == 16  # the expected batch size, not the drawn one
+    assert outcome.epsilon == pytest.approx(independent_opacus_epsilon([(2.0, 1 / 6, 1)], 1e-5),
+                                            abs=1e-6)
+    # noise std σC/E[B] per coordinate: far larger than a clipped per-sample gradient's share
     flat = torch.cat([g.flatten() for g in gradients.values()])
-    assert flat.std() == pytest.approx(2.0 * 0.5 / 2, rel=0.1)
+    assert flat.std() == pytest.approx(2.0 * 0.5 / 16, rel=0.1)
+    empty, _ = private_gradient(model, x[:0], y[:0], settings=settings, num_samples=96,
+                                batch_size=16)  # an empty draw: a noise-only step
+    assert torch.cat([g.flatten() for g in empty.values()]).std() > 0
+
+
+def test_fedsgd_rounds_compose_to_the_independent_accountants_epsilon(digits) -> None:
+    """Ten FedSGD rounds, history carried: Opacus' ε equals an independent Opacus RDP accountant
+    to 1e-6 and dp-accounting's Poisson-subsampled Gaussian to its order grid (1 %)."""
+    x, y = digits
+    settings = DpSgdSettings(max_grad_norm=1.0, delta=1e-5, target_epsilon=3.0, total_epochs=10)
+    model = build_model(ModelSpec("lenet", image_size=16), seed=0)
+    history: list = []
+    for _ in range(10):
+        batch = poisson_batch(96, batch_size=16)
+        _, outcome = private_gradient(model, x[batch], y[batch], settings=settings,
+                                      num_samples=96, batch_size=16, history=history)
+        history = outcome.history
+    (sigma, rate, steps), = history
+    assert (rate, steps) == (pytest.approx(1 / 6), 10)
+    assert outcome.epsilon == pytest.approx(independent_opacus_epsilon(history, 1e-5), abs=1e-6)
+    assert outcome.epsilon == pytest.approx(3.0, rel=0.02)  # σ calibrated for 10 steps at q
+    reference = gaussian_epsilon(noise_multiplier=sigma, releases=10, delta=1e-5, sample_rate=rate)
+    assert outcome.epsilon == pytest.approx(reference, rel=0.01)

@@ -7,7 +7,9 @@ Every cell is two federations run in one process through the real ServerApp body
 - *training*: FedAvg-mode rounds, no audit → final test accuracy, the ε the run reports (in the
   unit its defense claims) and the membership-inference audit of the final model (`fedsnn mia`);
 - *leakage*: FedSGD, batch 1, one round, the curious server runs the in-line attack on every
-  client's reply → PSNR / SSIM / judge ASR / label accuracy beside the mean-image guess.
+  client's reply → PSNR / SSIM / judge ASR / label accuracy beside the mean-image guess. Under
+  DP-SGD the batch is Poisson-sampled (expected size 1): a reply whose batch came out empty has
+  nothing to score (`scored`).
 
 Writes `matrix.json` (resumable: finished cells are kept), `table.md` and `curves.png` to --out.
 
@@ -31,9 +33,10 @@ REPO = Path(__file__).resolve().parents[3]
 import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
-from fedsnn.audit.report import judge_card  # noqa: E402
+from fedsnn.audit.leakage import mean_leakage  # noqa: E402
 from fedsnn.judges import flag_asr, judge_sentence  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
+from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
 from server_app import run  # noqa: E402
 from fedsnn.tools.experiments.local_grid import federate_in_process  # noqa: E402
 
@@ -60,8 +63,7 @@ CURVES: dict[str, tuple[str, list[float]]] = {
 # the ε each defense reports, by the unit it claims (train metrics of the last round)
 EPSILON_KEYS = {"central-dp": "central-dp-client-epsilon", "local-dp": "local-dp-client-epsilon-max",
                 "dp-sgd": "dp-sgd-sample-epsilon-max", "spike-dp": "spike-dp-sample-epsilon"}
-UNITS = {"none": "—", "central-dp": "client", "local-dp": "client", "dp-sgd": "sample",
-         "spike-dp": "sample"}
+UNITS = {"none": "—"} | {name: unit.label() for name, unit in DEFENSE_UNITS.items()}
 
 
 def federation(run_config: dict[str, Any], nodes: int) -> Path:
@@ -107,18 +109,7 @@ def leakage(args: argparse.Namespace, model: str, defense: str, extra: dict[str,
                           "seed": args.seed, "min-available-nodes": args.nodes,
                           "output-dir": str(scratch)}
                          | model_overrides(model, defense) | attack | overrides, args.nodes)
-    audit = json.loads((run_dir / "audit.json").read_text())
-    rows = [row for row in audit["attacks"] if row.get("psnr") is not None]
-
-    def mean(key: str) -> float | None:
-        values = [row[key] for row in rows if row.get(key) is not None]
-        return sum(values) / len(values) if values else None
-
-    return {"psnr": mean("psnr"), "ssim": mean("ssim"), "asr": mean("asr"),
-            "label-accuracy": mean("label-accuracy"), "scored": len(rows),
-            "guess-psnr": audit["baselines"]["mean-image"]["psnr"],
-            "judge-accuracy": audit["judge-test-accuracy"], "judge": judge_card(audit),
-            "guess-ssim": audit["baselines"]["mean-image"]["ssim"]}
+    return mean_leakage(json.loads((run_dir / "audit.json").read_text()))
 
 
 def cells_to_run(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -162,9 +153,9 @@ def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
 
 def markdown(cells: dict[str, Any]) -> str:
     """The matrix as one Markdown table (curve points are in matrix.json and the plot)."""
-    lines = ["| model | defense | test acc. | ε (unit) | ε per bit | PSNR dB (guess) | SSIM | "
-             "judge ASR | labels | MIA AUC | TPR@1%FPR | MIA bal. acc. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | defense | test acc. | ε (unit, relation) | ε per bit | PSNR dB (guess) | SSIM | "
+             "judge ASR | labels | scored | MIA AUC | TPR@1%FPR | MIA bal. acc. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, cell in cells.items():
         if key.count("|") > 1:
             continue
@@ -175,7 +166,7 @@ def markdown(cells: dict[str, Any]) -> str:
             f" | {_fmt(train['epsilon'], '{:.3g}')} ({unit}) | {_fmt(train['epsilon-bit'], '{:g}')}"
             f" | {_fmt(leak['psnr'], '{:.1f}')} ({_fmt(leak['guess-psnr'], '{:.1f}')}) | "
             f"{_fmt(leak['ssim'])} | {flag_asr(_fmt(leak['asr']), leak.get('judge'))} | "
-            f"{_fmt(leak['label-accuracy'])} | "
+            f"{_fmt(leak['label-accuracy'])} | {leak['scored']} | "
             f"{_fmt(mia.get('auc'))} | {_fmt(mia.get('tpr_at_1pct_fpr'))} | "
             f"{_fmt(mia.get('balanced_accuracy'))} |")
     judges = {json.dumps(c["leakage"].get("judge"), sort_keys=True): c["leakage"].get("judge")
@@ -209,7 +200,7 @@ def curves(cells: dict[str, Any], path: Path) -> None:
         right.axhline(none["leakage"]["guess-psnr"], color="black", ls=":", label="mean-image guess")
     for ax, title in ((left, "final test accuracy"), (right, "in-line iDLG PSNR (dB), round 1")):
         ax.set_xscale("log")
-        ax.set_xlabel("ε reported for the run (δ = 1e-5), log scale")
+        ax.set_xlabel("ε reported for the run (δ = 1e-5; unit per legend), log scale")
         ax.set_title(f"lenet: {title}")
         ax.grid(alpha=0.3)
     right.legend(fontsize=8)
