@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from fedsnn.judges import flag_asr, judge_sentence
-from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, EPSILON_KEYS, IMAGE_SIZE, UPDATE_MODES,
+from fedsnn.protocol import TRAIN_METRICS
+from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)
 from fedsnn.tools.demo.runs import comparison_html, list_runs, report_html
@@ -76,9 +77,11 @@ def metrics_markdown(outcome: Outcome) -> str:
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     if outcome.epsilon:
-        spent = "; ".join(f"{key.replace('-', ' ')} = {value:.4g} ({EPSILON_KEYS[key]})"
+        spent = "; ".join(f"`{key}` = {value:.4g} ({TRAIN_METRICS[key].meaning})"
                           for key, value in outcome.epsilon.items())
-        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}."]
+        caution = " A per-bit ε is not a per-sample guarantee." \
+            if "spike-dp-bit-epsilon" in outcome.epsilon else ""
+        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}.{caution}"]
     else:
         lines += ["", "**ε spent**: none — no defense, no guarantee."]
     return "\n".join(lines)
