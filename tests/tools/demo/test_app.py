@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fedsnn.tools.demo.app import SCALE, metrics_markdown, picture
+from fedsnn.tools.demo.app import SCALE, figure, metrics_markdown, picture
 from fedsnn.tools.demo.engine import Scenario, run
 
 
@@ -22,3 +22,9 @@ def test_a_failed_attack_is_shown_as_failed_beside_the_guesses(victims) -> None:
     text = metrics_markdown(outcome)
     assert "failed" in text and "mean-image guess" in text and "local-dp-client-epsilon" in text
     picture(outcome.originals, outcome.reconstruction)  # draws without a reconstruction
+
+
+def test_a_figure_is_an_inline_png() -> None:
+    drawn = picture(torch.rand(1, 1, 28, 28), torch.rand(1, 1, 28, 28))
+    assert figure(drawn, "a <caption>").count("data:image/png;base64,") == 1
+    assert "&lt;caption&gt;" in figure(drawn, "a <caption>")
