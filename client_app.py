@@ -3,44 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from logging import ERROR
 from typing import Any
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 
-from clients.malicious import byzantine_role, malicious_train_reply
-from clients.node import NodeSetup, local_train_reply
-from clients.privacy import (node_state, release, released_evaluation, restore_node_ledger,
-                             save_node_ledger)
+from clients.malicious import byzantine_role
+from clients.node import NodeSetup, NodeSetupError
+from clients.privacy import LEDGER_KEY, released_evaluation
+from clients.reply import train_reply
+from fedsnn.config import ConfigError
+from fedsnn.data import DatasetError
 from fedsnn.training import evaluate as evaluate_model
+
+SETUP_ERROR_CODE = 1001  # the reply's error code when this node cannot take part (bad data/config)
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
     app = ClientApp()
 
+    def setup_or_error(msg: Message, context: Context) -> NodeSetup | Message:
+        """This node's setup, or an error reply naming the problem in one line (no traceback
+        in the SuperNode's log every round; the server records it in results.json)."""
+        try:
+            return NodeSetup.from_context(context, overrides)
+        except (NodeSetupError, DatasetError, ConfigError) as error:
+            log(ERROR, "fedsnn node: %s", error)
+            return Message(Error(code=SETUP_ERROR_CODE, reason=f"fedsnn node: {error}"),
+                           reply_to=msg)
+
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         """encode → train (plain or DP-SGD) → privatize the update → reply."""
-        node = NodeSetup.from_context(context, overrides)
-        restore_node_ledger(context)  # node config privacy-ledger: ε survives restarts
+        node = setup_or_error(msg, context)
+        if isinstance(node, Message):
+            return node
         config, sent = msg.content["config"], msg.content["arrays"]
         server_round = int(config.get("server-round", 0))
-        role = byzantine_role(node, context.node_config)
-        if role is not None:  # a Byzantine node crafts its update: clients/malicious.py
-            update, metrics = malicious_train_reply(node, role, sent, server_round)
-        else:
-            model = node.model_with(sent, encoder_seed=node.round_seed(server_round))
-            update, metrics = local_train_reply(node, model, server_round, config, context.state)
-        arrays, metrics = release(update, metrics, sent=sent, config=config,
-                                  state=node_state(context.state))
-        save_node_ledger(context)
+        arrays, metrics = train_reply(node, sent, config, context.state, server_round,
+                                      role=byzantine_role(node, context.node_config),
+                                      ledger=context.node_config.get(LEDGER_KEY))
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         """Loss and accuracy of the global model on this node's local test split."""
-        node = NodeSetup.from_context(context, overrides)
+        node = setup_or_error(msg, context)
+        if isinstance(node, Message):
+            return node
         model = node.model_with(msg.content["arrays"])
         loss, accuracy = evaluate_model(model, node.data.test_x, node.data.test_y)
         metrics = released_evaluation({"eval-loss": loss, "eval-acc": accuracy,

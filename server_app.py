@@ -18,7 +18,7 @@ from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resu
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
 from fedsnn.judges import load_judge
-from fedsnn.models import build_model, spec_for
+from fedsnn.models import ModelSpec, build_model, spec_for
 from fedsnn.privacy.ledger import LedgerError
 from fedsnn.privacy.units import epsilon_units
 from fedsnn.results import RunFailed, RunRecord, create_run_dir, record_failure
@@ -63,7 +63,21 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
     record = RunRecord(run_dir, config.to_dict(), {"seed": config.seed, "model-spec": spec.to_dict(),
                                                    "dataset": data.note})
     log(INFO, "fedsnn: %s on %s; results -> %s", config.model, data.note, run_dir)
+    try:
+        return _train(grid, config, data, resume, spec, record)
+    except RunFailed:
+        raise
+    except Exception as error:  # a crash: say so in results.json, then let Flower see it
+        record.fail(f"{type(error).__name__}: {error}")
+        log(ERROR, "fedsnn: the run crashed (%s: %s); results -> %s", type(error).__name__,
+            error, record.path)
+        raise
 
+
+def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, spec: ModelSpec,
+           record: RunRecord) -> RunRecord:
+    """The rounds, the audit and the final model of `run`, written to `record`."""
+    run_dir = record.run_dir
     model = build_model(spec, dlg_init=config.dlg_init, seed=config.seed)
     try:
         first_round = resume_into(resume, model, record) if resume else 1
@@ -89,7 +103,7 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
             log(ERROR, "fedsnn: resume-from: %s", error)
             raise RunFailed(f"fedsnn: resume-from: {error}") from None
         record.set("resumed-ledgers", restored)
-    curious = attach_audit(strategy, config, spec) if config.audit_enabled else None
+    curious = attach_audit(strategy, config, spec, data) if config.audit_enabled else None
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(
@@ -106,9 +120,8 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
                 model_state=arrays.to_torch_state_dict(), ledgers=save_ledgers(strategy)))
     except RunStopped as error:
         stopped = error
-    except Exception as error:  # a crash: say so in results.json, then let Flower see it
-        record.fail(f"{type(error).__name__}: {error}")
-        if curious is not None:
+    except Exception:
+        if curious is not None:  # no attack outlives a crashed run
             curious.queue.close()
         raise
     record.set("epsilon-units", epsilon_units(record.data["rounds"]))

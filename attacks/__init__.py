@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from attacks.analytic import analytic
 from attacks.batched import invert_batched
@@ -27,39 +28,56 @@ from attacks.batched import supports as supports_batched
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
+from attacks.rate_decoder import CapabilityError, PublicData, rate_decoder, require_public
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest_mode import strongest
-from attacks.threat_model import GRADIENT_NEEDS, UNROLLED_NEEDS, ThreatModel, refusal
+from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, UNROLLED_NEEDS, ThreatModel, refusal
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
 from attacks.unrolled import unrolled
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
-                             "smooth": smooth, "strongest": strongest, "unrolled": unrolled}
+                             "smooth": smooth, "strongest": strongest, "unrolled": unrolled,
+                             "rate-decoder": rate_decoder}
+# attacks that take the public images a threat model may grant (`public=`): those whose NEEDS
+# include public-data are refused without them, `strongest` leaves out the candidates that need them
+TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
 
 # The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
 NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},
-                                    "unrolled": UNROLLED_NEEDS}
+                                    "unrolled": UNROLLED_NEEDS,
+                                    "rate-decoder": GRADIENT_NEEDS | {PUBLIC_DATA}}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
-           vectorize: bool | int = False) -> list[Reconstruction]:
+           vectorize: bool | int = False, public: PublicData | None = None) -> list[Reconstruction]:
     """Attack each observation independently; see the module docstring.
 
     `vectorize` (True, or K) runs DLG/iDLG/GRNN through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
-    gives, up to floating-point noise. Other attacks ignore it."""
+    gives, up to floating-point noise. Other attacks ignore it. `public`: public same-domain
+    images, when the threat model grants them (the rate-decoder attack needs them).
+
+    Raises:
+        AttackSettingsError: an unknown attack.
+        CapabilityError: the attack needs public data and `public` is None (or of another shape).
+    """
     if settings.attack not in ATTACKS:
         raise AttackSettingsError(
             f"Unknown attack {settings.attack!r}; expected one of {sorted(ATTACKS)}")
+    if PUBLIC_DATA in NEEDS[settings.attack]:
+        for observation in observations:
+            require_public(public, observation.model_spec)
     if vectorize and supports_batched(settings):
         max_batch = None if vectorize is True else int(vectorize)
         return invert_batched(observations, settings, max_batch=max_batch)
-    return [invert_one(ATTACKS[settings.attack], observation, settings)
-            for observation in observations]
+    attack = ATTACKS[settings.attack]
+    if settings.attack in TAKES_PUBLIC_DATA:
+        attack = partial(attack, public=public)
+    return [invert_one(attack, observation, settings) for observation in observations]
 
 
-__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError", "LocalTraining", "Observation",
-           "Reconstruction", "Status", "ThreatModel", "infer_labels", "invert", "refusal",
-           "spike_modality"]
+__all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError",
+           "CapabilityError", "LocalTraining", "Observation", "PublicData", "Reconstruction",
+           "Status", "ThreatModel", "infer_labels", "invert", "refusal", "spike_modality"]

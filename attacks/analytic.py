@@ -32,6 +32,7 @@ from torch import nn
 
 from attacks.idlg import infer_labels, last_linear_names
 from attacks.matching import Victim, final_loss, rebuild_victim
+from attacks.readout import readout_features, readout_module
 from attacks.rgap import recover_conv_chain
 from attacks.runner import relative_loss
 from attacks.separable import Factors, separable_factors
@@ -174,20 +175,23 @@ def labels_from_head(victim: Victim, inputs: torch.Tensor, observation: Observat
     """Labels of known inputs: the last linear layer's gradient is Gᵀ [h, 1] with G = (p - y) / B,
     and h, p follow from the inputs, so y = p - B G. Falls back to iDLG's rule when the batch's
     features are not linearly independent."""
+    if observation.batch_size == 1:
+        return infer_labels(observation)
+    return labels_from_features(victim, readout_features(victim.model, inputs, forward=model_logits),
+                                observation)
+
+
+def labels_from_features(victim: Victim, features: torch.Tensor, observation: Observation
+                         ) -> torch.Tensor:
+    """`labels_from_head` given the readout features h [B, F] of the batch (in any order)."""
     weight_name, bias_name = last_linear_names(victim.model)
     batch = observation.batch_size
-    if batch == 1 or bias_name not in observation.gradients:
+    if batch == 1 or bias_name not in observation.gradients or len(features) != batch:
         return infer_labels(observation)
-    module = dict(victim.model.named_modules())[weight_name.removesuffix(".weight")]
-    captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
-    try:
-        with torch.no_grad():
-            probabilities = F.softmax(model_logits(victim.model, inputs), dim=-1).double()
-    finally:
-        handle.remove()
-    features = captured[-1].double()
-    features = features.mean(0) if features.dim() == 3 else features  # spiking: [T, B, F]
+    features = features.double()
+    head = readout_module(victim.model)
+    with torch.no_grad():  # the head is linear in the (time-averaged) features
+        probabilities = F.softmax(F.linear(features, head.weight.double(), head.bias.double()), -1)
     design = torch.cat([features, torch.ones(batch, 1, dtype=features.dtype)], dim=1)
     if torch.linalg.matrix_rank(design) < batch:
         return infer_labels(observation)

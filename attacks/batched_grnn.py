@@ -2,7 +2,7 @@
 the engine in attacks/batched.py).
 
 Each target keeps its own generator: the K generators' weights are stacked into [K, ...] tensors
-and run with `torch.func.vmap` over `functional_call` (BatchNorm without running statistics: in
+and run as batched products and `torch.func.vmap` over `functional_call` (BatchNorm without running statistics: in
 training mode, the only mode GRNN uses, its output never reads them). The K victims are one
 `ReplicatedVictim` and the objective is `matching_objectives`, so target k's loss depends only on
 its own generator and the summed loss gives each generator its own gradient. The generator's
@@ -34,6 +34,10 @@ from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction, Status
 
 ELEMENTWISE_OPTIMIZERS = ("rmsprop", "adam")  # L-BFGS's state is not per element
+# K for `vectorize=True`: on this machine K = 8 ran 2.2x the one-at-a-time rate and K = 32 only
+# 1.3-1.7x (32 generators' weights, gradients and optimizer states, ~370 MB, spill the caches);
+# docs/performance.md, "GRNN"
+DEFAULT_MAX_BATCH = 8
 
 
 def supports(settings: AttackSettings) -> bool:
@@ -52,8 +56,9 @@ class GeneratorStack:
     """K copies of one generator, weights stacked along a leading K dimension.
 
     The label branch and the stem run as batched products (the stem is a transposed convolution
-    on a 1x1 map, i.e. a linear map to [C, 4, 4]: as a grouped transposed convolution its weight
-    gradient was 70 % of a step), the decoder with `vmap` over `functional_call`.
+    on a 1x1 map, i.e. a linear map to [C, 4, 4]: run through `vmap` as a grouped transposed
+    convolution it took about a third of a K = 32 step), the decoder with `vmap` over
+    `functional_call`.
     """
 
     def __init__(self, template: Generator, k: int) -> None:

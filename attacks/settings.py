@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest", "unrolled")
+ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest", "unrolled",
+                "rate-decoder")
 OPTIMIZERS = ("lbfgs", "adam")
 GENERATOR_OPTIMIZERS = ("rmsprop", "adam", "lbfgs")
 DISTANCES = ("l2", "cosine")
@@ -79,6 +80,8 @@ class AttackSettings:
         smooth_keep: which stage the smooth attack returns: "last" (the end of the schedule) or
             "real-loss" (the stage whose result matches the observed gradient best on the real,
             hard victim; on spiking MLPs it prefers sharper, worse reconstructions).
+        decoder_epochs, decoder_hidden: the rate-decoder attack's MLP (features -> hidden ->
+            hidden -> pixels) and its training epochs over the public images.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -112,6 +115,8 @@ class AttackSettings:
     smooth_stages: int = 2
     smooth_keep: str = "last"
     rate_mode: str = "expected"
+    decoder_epochs: int = 40
+    decoder_hidden: int = 1024
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -126,7 +131,8 @@ class AttackSettings:
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
-        for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages"):
+        for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages",
+                     "decoder_epochs", "decoder_hidden"):
             if int(getattr(self, name)) < 1:
                 raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
         if not 0 < self.smooth_k_start <= self.smooth_k_end:

@@ -2,10 +2,13 @@
 
 For one observation, each candidate attack runs with encoder-aware settings
 (attacks/parametrize.py): the analytic recovery first (exact when it is determined, and nearly
-free), then iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
-reconstruction kept is the one whose inputs and labels reproduce the observed gradient best on the
-victim as the attacker rebuilt it (`consistency_loss`): exact consistency for the analytic attack,
-the matching loss for the others, one criterion for all. Ground truth has no way in: the entry
+free), the rate decoder when the threat model grants public data (attacks/rate_decoder.py), then
+iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
+reconstruction kept is chosen by one criterion for all (`rank`), computed on the victim as the
+attacker rebuilt it: one that reproduces the observed gradient exactly (`consistency_loss` ~ 0,
+e.g. the analytic attack) wins; otherwise the one that reproduces the readout layer's gradient best
+(`head_consistency`: it carries the readout features and the label, attacks/readout.py), then the
+lowest `consistency_loss`. Ground truth has no way in: the entry
 point takes the observation and the attacker's settings, nothing else.
 
 The result is the winner's reconstruction, with `attack="strongest"`, `winner` naming the attack
@@ -18,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +29,15 @@ import torch.nn.functional as F
 from attacks.analytic import EXACT_RELATIVE_LOSS, analytic
 from attacks.dlg import dlg
 from attacks.grnn import grnn
-from attacks.idlg import idlg
-from attacks.matching import final_loss, rebuild_victim
+from attacks.idlg import idlg, last_linear_names
+from attacks.matching import final_loss, loss_scale, rebuild_victim
 from attacks.parametrize import encoder_aware
+from attacks.rate_decoder import PublicData, rate_decoder
 from attacks.runner import AttackFn, relative_loss
 from attacks.settings import AttackSettings
 from attacks.smooth import smooth
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.models import ModelSpec
+from fedsnn.models import ModelSpec, build_model
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,13 @@ class Candidate:
         attack: the attack function (one restart).
         applies: whether it can run against a victim of this spec.
         adapt: the candidate's settings, derived from the strongest mode's.
+        needs_public_data: runs only when the threat model grants public images (`public=`).
     """
 
     attack: AttackFn
     applies: Callable[[ModelSpec], bool]
     adapt: Callable[[ModelSpec, AttackSettings], AttackSettings]
+    needs_public_data: bool = False
 
 
 def _always(_spec: ModelSpec) -> bool:
@@ -70,6 +77,8 @@ def _smooth_settings(spec: ModelSpec, settings: AttackSettings) -> AttackSetting
 # name -> candidate, in the order they run (cheapest and most decisive first)
 CANDIDATES: dict[str, Candidate] = {
     "analytic": Candidate(analytic, _always, lambda _spec, s: s.with_(attack="analytic")),
+    "rate-decoder": Candidate(rate_decoder, _always, lambda _spec, s: s.with_(attack="rate-decoder"),
+                              needs_public_data=True),
     "idlg": Candidate(idlg, _always, _plain("idlg")),
     "smooth": Candidate(smooth, _spiking, _smooth_settings),
     "dlg": Candidate(dlg, _always, _plain("dlg")),
@@ -98,16 +107,52 @@ def consistency_loss(observation: Observation, reconstruction: Reconstruction,
         return math.inf
 
 
-def select(candidates: Sequence[tuple[str, Reconstruction, float]]) -> tuple[str, Reconstruction, float]:
-    """The (name, reconstruction, loss) with the lowest consistency loss; the first one on ties."""
+def rank(observation: Observation, settings: AttackSettings, reconstruction: Reconstruction,
+         loss: float) -> tuple[bool, float, float]:
+    """The strongest mode's criterion, lower is better, from the observation alone: a
+    reconstruction that reproduces the whole gradient exactly first; then `head_consistency`
+    (on conv-first spiking victims every candidate matches the convolutions' gradients about
+    equally badly, while the head's gradient, δ hᵀ, pins down the readout features h and the
+    label); then the whole gradient's consistency loss."""
+    if not math.isfinite(loss):
+        return (True, math.inf, math.inf)
+    if relative_loss(replace(reconstruction, matching_loss=loss), observation, settings) \
+            <= EXACT_RELATIVE_LOSS:
+        return (False, 0.0, loss)
+    return (True, head_consistency(observation, reconstruction, settings), loss)
+
+
+def head_consistency(observation: Observation, reconstruction: Reconstruction,
+                     settings: AttackSettings) -> float:
+    """`consistency_loss` on the readout layer's weight and bias alone, relative to their observed
+    gradient (inf when the observation has no gradient for them)."""
+    names = [n for n in last_linear_names(build_model(observation.model_spec)) if n]
+    head = {n: observation.gradients[n] for n in names if n in observation.gradients}
+    if not head:
+        return math.inf
+    head_only = replace(observation, gradients=head)
+    loss = consistency_loss(head_only, reconstruction, settings)
+    return loss / loss_scale(head, settings.distance) if math.isfinite(loss) else math.inf
+
+
+def select(candidates: Sequence[tuple[str, Reconstruction, float]],
+           observation: Observation | None = None, settings: AttackSettings | None = None
+           ) -> tuple[str, Reconstruction, float]:
+    """The (name, reconstruction, loss) ranked first by `rank` (given the observation and
+    settings), else by the consistency loss alone; the first one on ties."""
     if not candidates:
         raise ValueError("the strongest mode needs at least one candidate")
-    return candidates[min(range(len(candidates)), key=lambda i: (candidates[i][2], i))]
+    if observation is None or settings is None:
+        keys = [(False, 0.0, loss) for _, _, loss in candidates]
+    else:
+        keys = [rank(observation, settings, reconstruction, loss)
+                for _, reconstruction, loss in candidates]
+    return candidates[min(range(len(candidates)), key=lambda i: (keys[i], i))]
 
 
 def run_candidates(observation: Observation, settings: AttackSettings, *, seed: int,
-                   deadline: float | None = None, names: Sequence[str] | None = None
-                   ) -> list[tuple[str, Reconstruction, float]]:
+                   deadline: float | None = None, names: Sequence[str] | None = None,
+                   public: PublicData | None = None) -> list[tuple[str, Reconstruction, float]]:
     """Run each applicable candidate once (one restart) and score it by `consistency_loss`.
 
     The time left before `deadline` is shared among the candidates still to run. The loop stops
@@ -120,8 +165,11 @@ def run_candidates(observation: Observation, settings: AttackSettings, *, seed: 
         seed: seeds every candidate's starting point.
         deadline: `time.monotonic()` value after which no candidate starts (and running ones stop).
         names: candidates to consider (default: all of CANDIDATES, in order).
+        public: public same-domain images, if the threat model grants them (candidates that need
+            them are left out otherwise).
     """
-    chosen = [n for n in (names or CANDIDATES) if CANDIDATES[n].applies(observation.model_spec)]
+    chosen = [n for n in (names or CANDIDATES) if CANDIDATES[n].applies(observation.model_spec)
+              and (public is not None or not CANDIDATES[n].needs_public_data)]
     results: list[tuple[str, Reconstruction, float]] = []
     for position, name in enumerate(chosen):
         candidate = CANDIDATES[name]
@@ -130,8 +178,10 @@ def run_candidates(observation: Observation, settings: AttackSettings, *, seed: 
         share = None if deadline is None else \
             time.monotonic() + max(deadline - time.monotonic(), 0.0) / (len(chosen) - position)
         sub_settings = candidate.adapt(observation.model_spec, settings)
+        attack = partial(candidate.attack, public=public) if candidate.needs_public_data \
+            else candidate.attack
         try:
-            reconstruction = candidate.attack(observation, sub_settings, seed=seed, deadline=share)
+            reconstruction = attack(observation, sub_settings, seed=seed, deadline=share)
         except Exception as error:  # noqa: BLE001 - one failing candidate must not stop the others
             results.append((name, _failed(observation, name, error), math.inf))
             continue
@@ -153,19 +203,21 @@ def _failed(observation: Observation, name: str, error: Exception) -> Reconstruc
 
 def summary(candidates: Sequence[tuple[str, Reconstruction, float]], observation: Observation,
             settings: AttackSettings) -> str:
-    """One line per run: each candidate's relative loss, or why it failed."""
+    """One line per run: each candidate's relative loss (and its head consistency), or why it
+    failed."""
     parts = []
     for name, reconstruction, loss in candidates:
         if math.isfinite(loss):
             relative = relative_loss(replace(reconstruction, matching_loss=loss), observation, settings)
-            parts.append(f"{name} {relative:.2e}")
+            head = head_consistency(observation, reconstruction, settings)
+            parts.append(f"{name} {relative:.2e} (head {head:.2e})")
         else:
             parts.append(f"{name} failed ({reconstruction.message[:120]})")
     return "; ".join(parts)
 
 
 def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
-              deadline: float | None = None) -> Reconstruction:
+              deadline: float | None = None, public: PublicData | None = None) -> Reconstruction:
     """Run every applicable attack and keep the reconstruction that reproduces the observed
     gradient best (one restart of each; `invert` repeats this for `settings.restarts`).
 
@@ -174,11 +226,11 @@ def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
         'analytic'
     """
     started = time.monotonic()
-    candidates = run_candidates(observation, settings, seed=seed, deadline=deadline)
-    name, best, loss = select(candidates)
+    candidates = run_candidates(observation, settings, seed=seed, deadline=deadline, public=public)
+    name, best, loss = select(candidates, observation, settings)
     if not math.isfinite(loss):
         raise RuntimeError(f"every candidate failed: {summary(candidates, observation, settings)}")
     return replace(best, attack="strongest", winner=name, matching_loss=loss,
-                   message=f"won by {name} (relative loss of each: "
+                   message=f"won by {name} (relative loss of each, and of its head: "
                            f"{summary(candidates, observation, settings)}); {best.message}",
                    seconds=time.monotonic() - started)

@@ -21,6 +21,10 @@ from fedsnn.sampling import round_seed, training_indices
 from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
 
+class NodeSetupError(ValueError):
+    """This node cannot take part with its config or data; the message says why, in one line."""
+
+
 @dataclass(frozen=True)
 class NodeSetup:
     """What a node knows: the run config, its partition, its data and the model spec.
@@ -45,7 +49,7 @@ class NodeSetup:
             node = cls.with_own_data(config, str(node_config["data-path"]),
                                      int(node_config.get("partition-id", -1)))
         elif "partition-id" not in node_config or "num-partitions" not in node_config:
-            raise ValueError("node config needs 'partition-id' and 'num-partitions' "
+            raise NodeSetupError("node config needs 'partition-id' and 'num-partitions' "
                              "(e.g. --node-config \"partition-id=0 num-partitions=2\")")
         else:
             node = cls.for_partition(config, int(node_config["partition-id"]),
@@ -59,9 +63,21 @@ class NodeSetup:
         """The setup of the node that holds `partition_id` (also how colluders stand in for a
         peer's side channel: see `clients.malicious`)."""
         dataset = load_dataset(config.dataset, config.image_size)
-        data = load_client_data(config.dataset, config.image_size, partition_id, num_partitions,
-                                kind=config.partitioner, alpha=config.dirichlet_alpha,
-                                seed=config.seed, local_test_fraction=config.local_test_fraction)
+        try:
+            data = load_client_data(config.dataset, config.image_size, partition_id,
+                                    num_partitions, kind=config.partitioner,
+                                    alpha=config.dirichlet_alpha, seed=config.seed,
+                                    local_test_fraction=config.local_test_fraction)
+        except ValueError as error:  # e.g. a partition-id outside [0, num-partitions)
+            raise NodeSetupError(str(error)) from None
+        except IndexError:  # Flower Datasets' IID partitioner: more partitions than samples
+            data = None
+        if data is None or len(data.train_x) == 0:
+            raise NodeSetupError(
+                f"partition {partition_id} of {num_partitions} holds no training sample: "
+                f"{config.dataset!r} has {len(dataset.train_y)} training samples for "
+                f"{num_partitions} partitions ({config.partitioner}); use fewer nodes"
+                + (" or a larger dirichlet-alpha" if config.partitioner == "dirichlet" else ""))
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, num_partitions, data, spec)
 
@@ -74,11 +90,16 @@ class NodeSetup:
         data = load_local_data(dataset_spec(data_path), config.image_size, seed=config.seed,
                                local_test_fraction=config.local_test_fraction)
         if data.train_x.shape[1:] != dataset.train_x.shape[1:]:
-            raise ValueError(f"data-path {data_path}: images of shape {tuple(data.train_x.shape[1:])}"
-                             f", but the run's model takes {tuple(dataset.train_x.shape[1:])}")
+            raise NodeSetupError(
+                f"data-path {data_path}: images of shape {tuple(data.train_x.shape[1:])} after "
+                f"resizing to image-size={config.image_size} ({data.train_x.shape[1]} channel(s)), "
+                f"but the run's model takes {tuple(dataset.train_x.shape[1:])}")
+        if len(data.train_x) == 0:
+            raise NodeSetupError(f"data-path {data_path}: no training sample left (local-test-"
+                                 f"fraction={config.local_test_fraction})")
         if len(data.train_y) and int(data.train_y.max()) >= dataset.num_classes:
-            raise ValueError(f"data-path {data_path}: label {int(data.train_y.max())} is outside "
-                             f"the run's {dataset.num_classes} classes")
+            raise NodeSetupError(f"data-path {data_path}: label {int(data.train_y.max())} is "
+                                 f"outside the run's {dataset.num_classes} classes")
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, 1, data, spec)
 

@@ -142,11 +142,14 @@ class LocalFederation:
         return self.root / "keys" / node
 
     # -- processes --------------------------------------------------------------------------
-    def start_superlink(self) -> subprocess.Popen[bytes]:
-        """Start the SuperLink and name the connection `fedsnn-local` for `flwr` commands."""
+    def start_superlink(self, database: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start the SuperLink (its state in `database`, else in memory) and name the connection
+        `fedsnn-local` for `flwr` commands."""
         args = (["--certs", str(self.root / "certs")] if self.tls
                 else ["--simulation-local-testing"] if self.simulation
                 else ["--insecure-local-testing"])
+        if database is not None:
+            args += ["--database", str(database)]
         process = self._start("superlink", "superlink.sh", *args, "--fleet", self.fleet,
                               "--control", self.control)
         security = str(self.root / "certs" / "ca.crt") if self.tls else "--insecure"
@@ -215,6 +218,18 @@ class LocalFederation:
         out = self._flwr("run", str(REPO), CONNECTION, "--run-config", overrides, *extra,
                          "--format", "json").stdout
         return int(json.loads(out)["run-id"])
+
+    def run_log(self, run_id: int) -> str:
+        """What `flwr log RUN_ID --show` prints: the run's ServerApp log as the SuperLink has it."""
+        return self._flwr("log", str(run_id), CONNECTION, "--show", check=False).stdout
+
+    def flwr_run_streamed(self, run_config: Mapping[str, Any], timeout: float = 600.0
+                          ) -> subprocess.CompletedProcess[str]:
+        """`flwr run --stream` to the end of the run: its exit status and what it printed."""
+        overrides = " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())
+        return subprocess.run(["flwr", "run", str(REPO), CONNECTION, "--stream", "--run-config",
+                               overrides], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO)
 
     def stop_run(self, run_id: int) -> None:
         """Ask the SuperLink to stop a run (no error if it already finished)."""

@@ -84,6 +84,7 @@ class RunConfig:
     audit_tv_weight: float = 0.0
     audit_time_budget_s: float = 12.0
     audit_workers: int = 1
+    audit_public_data: str = "none"
     audit_ground_truth: str = "partitions"
     # -- defenses (DP) --
     defenses: str = ""

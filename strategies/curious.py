@@ -20,12 +20,14 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsnn.audit.observe import observe_update
 from fedsnn.config import RunConfig
+from fedsnn.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.session import complete_audit
 from fedsnn.models import ModelSpec
 from strategies.base import StrategyWrapper
+from strategies.rounds import NodesUnavailable
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,20 @@ class CuriousServer(StrategyWrapper):
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        """Count the nodes online (what the simulation knows of its partitions), then delegate."""
-        self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
-        return super().configure_train(server_round, arrays, config, grid)
+        """Delegate (the inner strategy waits for its nodes), then count the nodes online: what
+        the simulation knows of its partitions."""
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        try:
+            self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
+        except NodesUnavailable:  # the stage's deadline passed meanwhile: count next round
+            pass
+        return messages
 
     def describe(self) -> str:
         rounds = "all" if self.plan.rounds is None else sorted(self.plan.rounds)
+        public = "" if self.queue.public is None else f"; public data: {self.queue.public.source}"
         return (f"{self.label}: {self.plan.settings.attack} on <= {self.plan.max_clients} "
-                f"clients in rounds {rounds}")
+                f"clients in rounds {rounds}{public}")
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -132,9 +140,14 @@ class CuriousServer(StrategyWrapper):
             partition_id, reason)
 
 
-def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec) -> CuriousServer:
+def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
+                 data: ImageData | None = None) -> CuriousServer:
     """Wrap `strategy` (outermost, so it sees replies as clients sent them) with the curious
-    server configured by the `audit-*` keys."""
+    server configured by the `audit-*` keys. `data`: the run's dataset, whose test split is the
+    server's public data when `audit-public-data` grants it."""
     plan = AuditPlan.from_config(config)
-    return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers), spec=spec,
+    public = plan.public(data) if data is not None else None
+    if plan.public_data != "none" and public is None:
+        raise ValueError("audit-public-data is granted but no dataset was given to the audit")
+    return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers, public), spec=spec,
                          learning_rate=config.learning_rate)

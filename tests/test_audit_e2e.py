@@ -40,3 +40,20 @@ def test_the_same_audit_on_the_spiking_twin_completes_and_is_scored(tmp_path: Pa
     rows = _audit(results)["attacks"]
     assert results["status"] == "completed" and len(rows) == 2
     assert all(row["status"] in ("ok", "timeout") and row["psnr"] is not None for row in rows)
+
+
+def test_strongest_finds_the_rate_map_leak_of_lenet_snn(tmp_path: Path) -> None:
+    # the curious server holds the test split as public data (disjoint from every client)
+    results = simulate(tmp_path, FEDSGD_AUDIT | {
+        "model": "lenet-snn", "audit-attack": "strongest", "audit-public-data": "test-split",
+        "audit-iterations": 10, "audit-time-budget-s": 90.0}, nodes=2)
+    audit = _audit(results)
+    rows = audit["attacks"]
+    assert len(rows) == 2 and all(row["status"] in ("ok", "timeout") for row in rows), \
+        [(row["status"], row["message"][:300]) for row in rows]
+    assert audit["plan"]["public-data"].startswith("digits test split")
+    identified = sum(row["identified"] for row in rows) / len(rows)
+    guessed = max(guess["identified"] for guess in audit["baselines"].values())
+    assert identified > guessed, (identified, guessed, [r["message"][:200] for r in rows])
+    assert all("won by rate-decoder" in row["message"] for row in rows)
+    assert max(row["mse"] for row in rows) < audit["baselines"]["mean-image"]["mse"]

@@ -119,3 +119,17 @@ def test_cli(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--models", "resnet",
                                    "--out", str(out)])
     assert bad.exit_code == 2 and "resnet" in bad.output
+
+
+def test_rate_decoder_rows_need_public_data(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs public-data"):
+        _config(attacks=("rate-decoder",))
+    config = _config(attacks=("rate-decoder",), models=("lenet-snn",), public_size=200,
+                     decoder_epochs=2)
+    results = run_bench(config, tmp_path)
+    assert len(results["rows"]) == 2 and all(r["status"] == "ok" for r in results["rows"])
+    assert "decoder trained on digits train split [:200]" in results["rows"][0]["message"]
+    assert results["variants"]["rate-decoder/lenet-snn/lbfgs"]["public-size"] == 200
+    refused = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--attacks", "rate-decoder",
+                                       "--out", str(tmp_path / "cli")])
+    assert refused.exit_code == 2 and "needs public-data" in refused.output

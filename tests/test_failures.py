@@ -87,3 +87,21 @@ def test_a_failed_node_is_named_in_the_round(tmp_path: Path) -> None:
     (failed,) = results["rounds"][1]["participation"]["failed-nodes"]
     assert results["status"] == "failed" and failed["node-id"] == 2
     assert "does not exist" in failed["error"]
+
+
+def test_a_crash_after_the_rounds_still_fails_the_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_judge(*args: Any, **kwargs: Any) -> None:
+        raise OSError("judge cache unreadable")
+
+    monkeypatch.setattr(server_app, "load_judge", no_judge)
+    run_config = BASE | {"output-dir": str(tmp_path), "audit-enabled": True,
+                         "audit-ground-truth": "none", "audit-max-batch": 1}  # no attack runs
+    grid = LocalGrid([create_client_app(BASE)] * 2,
+                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    with server_identity(), pytest.raises(OSError, match="judge cache unreadable"):
+        server_app.create_server_app(run_config)(grid, context)
+    (path,) = tmp_path.glob("*/results.json")
+    results = json.loads(path.read_text())
+    assert results["status"] == "failed" and results["error"] == "OSError: judge cache unreadable"

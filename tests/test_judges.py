@@ -111,6 +111,7 @@ def test_the_in_line_judge_never_saw_the_samples_it_scores(tmp_path: Path,
     assert asked == ["test"]
     assert audit["judge"]["trained-on"] == "test split"
     assert audit["judge"]["measured-on"] == "train split"
+    assert "fit on the test split only, never saw them" in (run_dir / "report.md").read_text()
     fit_x, _, held_x, _ = splits(load_dataset("digits", 16), "test")
     assert fit_x.data_ptr() == load_dataset("digits", 16).test_x.data_ptr()
     assert held_x.data_ptr() == load_dataset("digits", 16).train_x.data_ptr()

@@ -14,11 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("fedsnn", "attacks", "clients", "strategies", "benchmarks")
 TOP_FILES = ("server_app.py", "client_app.py")
 
-# (layer, name): bottom first. A module's layer is that of the longest prefix listed here.
+# (layer, name): bottom first. A module's layer is that of the longest prefix listed here (the
+# package `fedsnn` itself only for its __init__: a new fedsnn module must be placed explicitly).
 LAYERS: dict[str, tuple[int, str]] = {
     **{f"fedsnn.{name}": (0, "fedsnn core") for name in (
         "config", "models", "data", "metrics", "privacy", "results", "checkpoint", "training",
-        "judges", "summary", "config_doc")},
+        "judges", "summary", "config_doc", "pictures", "protocol", "sampling")},
     "fedsnn": (0, "fedsnn core"),
     "attacks": (1, "attacks"),
     "clients": (1, "clients"),
@@ -81,12 +82,12 @@ def _imports(module: str, path: Path) -> list[Import]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the importing package
-                package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                package = module.split(".")[:None if path.name == "__init__.py" else -1]
                 package = package[:len(package) - node.level + 1]
                 base = ".".join([*package, *([node.module] if node.module else [])])
             # `from a import b`: b may be a submodule of a
-            names = [f"{base}.{alias.name}" if _resolve(f"{base}.{alias.name}") == f"{base}.{alias.name}"
-                     else base for alias in node.names]
+            names = [f"{base}.{a.name}" if _resolve(f"{base}.{a.name}") == f"{base}.{a.name}"
+                     else base for a in node.names]
         for name in dict.fromkeys(names):
             target = _resolve(name)
             if target is not None and target != module:
@@ -102,8 +103,9 @@ IMPORTS = [imp for module, path in MODULES.items() for imp in _imports(module, p
 def layer(module: str) -> tuple[int, str]:
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
-        if ".".join(parts[:end]) in LAYERS:
-            return LAYERS[".".join(parts[:end])]
+        prefix = ".".join(parts[:end])
+        if prefix in LAYERS and (prefix != "fedsnn" or module == "fedsnn"):
+            return LAYERS[prefix]
     raise KeyError(module)
 
 
@@ -190,10 +192,25 @@ def test_no_import_cycles() -> None:
 def test_the_checks_see_lazy_imports_and_report_them(tmp_path: Path) -> None:
     """The walker itself: an import inside a function is found, and the message names it."""
     path = tmp_path / "example.py"
-    path.write_text("from attacks.types import Observation\n\ndef f():\n    from clients import node\n")
+    path.write_text("from attacks.types import Observation\n\n"
+                    "def f():\n    from clients import node\n")
     found = _imports("attacks.example", path)
     assert {(imp.target, imp.lazy) for imp in found} == {("attacks.types", False),
                                                           ("clients.node", True)}
     assert _describe(found[-1]).endswith("example.py:4: attacks.example imports inside a "
                                          "function clients.node")
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_attacks_do_not_import_flower() -> None:
+    """An attack works on an Observation; it never sees Flower's messages or loads data."""
+    found = []
+    for module, path in MODULES.items():
+        if module.split(".")[0] != "attacks":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno}: {module} imports {name}"
+                      for name in names if name.split(".")[0] in ("flwr", "flwr_datasets")]
+    assert not found, "\n".join(found)

@@ -5,12 +5,14 @@ ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples
 trained on, looks them up in the dataset, matches reconstructions to
 originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
 It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
-told apart from guessing.
+told apart from guessing. A reconstruction "identifies" its original when the original is its
+nearest neighbour, in pixel space, in the whole train split (breaching's IIP).
 """
 
 from __future__ import annotations
 
 import math
+from statistics import fmean
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,8 @@ from attacks import Reconstruction, Status
 from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
-from fedsnn.metrics import image_scores, match_by_mse, to_images
+from fedsnn.audit.scoring import score_images
+from fedsnn.metrics import identified, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
@@ -57,11 +60,6 @@ class Auditor:
         with torch.no_grad():
             return self.judge(images.clamp(0, 1)).argmax(1)
 
-    def _judge_hits(self, images: torch.Tensor, labels: torch.Tensor) -> list[bool] | None:
-        if self.judge is None:
-            return None
-        return (self._predict(images) == labels).tolist()
-
     def score(self, job: AuditJob, reconstruction: Reconstruction) -> dict[str, Any]:
         """One audit.json row for an attack on one client reply."""
         ids = torch.tensor(self.sample_ids(job), dtype=torch.long)
@@ -91,18 +89,16 @@ class Auditor:
         if not torch.isfinite(images).all():
             row.update(status="failed", message="non-finite reconstruction")
             return row
-        order = match_by_mse(images, truth)
-        matched = images[order]
-        scores = image_scores(matched, truth)
         true_labels = self.train_y[ids]
-        inferred = reconstruction.labels[order] if len(reconstruction.labels) == len(ids) else None
-        hits = self._judge_hits(matched, true_labels)
+        rows, matched = score_images(reconstruction, truth, true_labels,
+                                     self._predict if self.judge is not None else None)
         row.update({
             "status": "ok" if reconstruction.status == Status.OK else reconstruction.status.value,
-            "mse": scores["mse"], "psnr": scores["psnr"], "ssim": scores["ssim"],
-            "label-accuracy": (float((inferred == true_labels).float().mean())
-                               if inferred is not None else math.nan),
-            "asr": (sum(hits) / len(hits)) if hits is not None else None,
+            **{k: fmean(r[k] for r in rows) for k in ("mse", "psnr", "ssim")},
+            "label-accuracy": (fmean(r["label-correct"] for r in rows)
+                               if len(reconstruction.labels) == len(ids) else math.nan),
+            "asr": fmean(r["success"] for r in rows) if self.judge is not None else None,
+            "identified": float(identified(matched, ids, self.train_x).float().mean()),
             "_images": (truth, matched),
         })
         return row
@@ -114,10 +110,12 @@ class Auditor:
         if len(ids) == 0:
             return {}
         truth = self.train_x[ids]
-        scored = score_guesses(image_guesses(self.train_x, truth), truth, self.train_y[ids],
-                               distances=image_distances,
+        guesses = image_guesses(self.train_x, truth)
+        scored = score_guesses(guesses, truth, self.train_y[ids], distances=image_distances,
                                predict=self._predict if self.judge is not None else None)
         return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
                        "ssim": s["ssim"]["value"],
-                       "asr": s["asr"]["value"] if s["asr"] is not None else None}
+                       "asr": s["asr"]["value"] if s["asr"] is not None else None,
+                       "identified": float(identified(guesses[name], ids, self.train_x)
+                                           .float().mean())}
                 for name, s in scored.items()}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attacks import AttackSettings, Observation, Reconstruction, Status, invert
+from attacks import AttackSettings, Observation, PublicData, Reconstruction, Status, invert
 
 
 @dataclass
@@ -35,15 +35,18 @@ def _limit_threads() -> None:
     torch.set_num_threads(1)
 
 
-def run_attack(observation: Observation, settings: AttackSettings) -> Reconstruction:
-    """What a worker runs: the attack on the observation alone."""
-    return invert([observation], settings)[0]
+def run_attack(observation: Observation, settings: AttackSettings,
+               public: PublicData | None = None) -> Reconstruction:
+    """What a worker runs: the attack on the observation alone (and the public data granted)."""
+    return invert([observation], settings, public=public)[0]
 
 
-def run_attacks(observations: list[Observation], settings: AttackSettings) -> list[Reconstruction]:
+def run_attacks(observations: list[Observation], settings: AttackSettings,
+                public: PublicData | None = None) -> list[Reconstruction]:
     """What a worker runs for a batch of jobs: DLG/iDLG through the vectorized engine (one batched
-    optimization, each target's result as alone); other attacks one after the other."""
-    return invert(observations, settings, vectorize=True)
+    optimization, each target's result as alone); other attacks one after the other (the
+    rate decoder trains one decoder for the round's global model and serves them all)."""
+    return invert(observations, settings, vectorize=True, public=public)
 
 
 def _split(batch: Future[list[Reconstruction]], futures: list[Future[Reconstruction]]) -> None:
@@ -58,10 +61,12 @@ def _split(batch: Future[list[Reconstruction]], futures: list[Future[Reconstruct
 
 
 class AuditQueue:
-    """Submit attacks as rounds go on; `drain` waits for them (bounded) at the end of the run."""
+    """Submit attacks as rounds go on; `drain` waits for them (bounded) at the end of the run.
+    `public`: the public images the threat model grants, handed to every attack."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, public: PublicData | None = None) -> None:
         self.workers = workers
+        self.public = public
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self.pending: list[tuple[AuditJob, Future[Reconstruction]]] = []
@@ -79,22 +84,25 @@ class AuditQueue:
 
     def submit(self, job: AuditJob) -> None:
         with self._lock:
-            future = self._pool().submit(run_attack, job.observation, job.settings)
+            future = self._pool().submit(run_attack, job.observation, job.settings, self.public)
             self.pending.append((job, future))
 
     def submit_many(self, jobs: list[AuditJob]) -> None:
         """Submit jobs together: those with equal settings are split evenly over the workers, and
-        each worker attacks its share in one vectorized run (`run_attacks`)."""
+        each worker attacks its share in one vectorized run (`run_attacks`). With public data
+        they stay together in one worker, whose one decoder per global model serves them all."""
         groups: dict[AttackSettings, list[AuditJob]] = {}
         for job in jobs:
             groups.setdefault(job.settings, []).append(job)
         with self._lock:
             for settings, group in groups.items():
-                size = math.ceil(len(group) / max(self.workers, 1))
+                shares = 1 if self.public is not None else max(self.workers, 1)
+                size = math.ceil(len(group) / shares)
                 for begin in range(0, len(group), size):
                     share = group[begin:begin + size]
                     futures: list[Future[Reconstruction]] = [Future() for _ in share]
-                    batch = self._pool().submit(run_attacks, [j.observation for j in share], settings)
+                    batch = self._pool().submit(run_attacks, [j.observation for j in share],
+                                                settings, self.public)
                     batch.add_done_callback(lambda done, futures=futures: _split(done, futures))
                     self.pending.extend(zip(share, futures, strict=True))
 

@@ -106,6 +106,16 @@ def judge_card(audit: dict[str, Any]) -> dict[str, Any]:
     return stored_card(audit.get("judge"), audit.get("judge-test-accuracy"))
 
 
+def _disjoint(card: dict[str, Any]) -> str:
+    """Whether the judge saw the samples it scores (the attacked samples are clients' train
+    samples)."""
+    if card.get("trained-on") == "test split":
+        return (" The attacked samples are clients' train samples: the judge, fit on the test "
+                "split only, never saw them.")
+    return (" The attacked samples are clients' train samples, which this judge was fit on: "
+            "its ASR is optimistic.") if card else ""
+
+
 def _summary(run_dir: Path) -> dict[str, Any]:
     audit = json.loads((run_dir / "audit.json").read_text())
     results = json.loads((run_dir / "results.json").read_text())
@@ -172,7 +182,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "Scores are means over the attacked updates; each reconstruction is matched to the "
           "client's true samples (which the auditor knows outside the messages; no reply "
           "carries them) by an optimal assignment. ASR: fraction of reconstructions the judge "
-          "model classifies as the true label.", "", judge_sentence(card), "",
+          "model classifies as the true label.", "", judge_sentence(card) + _disjoint(card), "",
           *_privacy_section(results),
           "## What a guess without the update scores", "",
           "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]

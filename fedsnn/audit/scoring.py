@@ -14,9 +14,10 @@ from fedsnn.metrics import match_by_mse, per_sample_scores, to_images
 
 
 def score_images(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tensor,
-                 predict: Predict) -> tuple[list[dict[str, Any]], torch.Tensor]:
+                 predict: Predict | None) -> tuple[list[dict[str, Any]], torch.Tensor]:
     """Per-sample scores of a reconstruction of batch (x, y), matched to it by an optimal
-    assignment, and judged by `predict`; and the matched images."""
+    assignment, and judged by `predict` (None: no judge, its fields are None); and the matched
+    images. An unusable reconstruction (wrong shape, non-finite) is scored as a black guess."""
     images = to_images(reconstruction.inputs)
     if images.shape != x.shape or not torch.isfinite(images).all():
         images = torch.zeros_like(x)  # nothing usable came back: scored as a black guess
@@ -25,9 +26,10 @@ def score_images(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tenso
     labels = reconstruction.labels[order] if len(reconstruction.labels) == len(x) else \
         torch.full_like(y, -1)
     scores = per_sample_scores(matched, x)
-    predicted = predict(matched)
+    predicted = predict(matched) if predict is not None else None
     rows = [{"true-label": int(y[i]), "inferred-label": int(labels[i]),
-             "judge-label": int(predicted[i]), "success": bool(predicted[i] == y[i]),
+             "judge-label": int(predicted[i]) if predicted is not None else None,
+             "success": bool(predicted[i] == y[i]) if predicted is not None else None,
              "label-correct": bool(labels[i] == y[i]),
              **{k: float(v[i]) for k, v in scores.items()}} for i in range(len(x))]
     return rows, matched

@@ -51,7 +51,8 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     audit = {
         "plan": {"attack": plan.settings.attack, "rounds": "all" if plan.rounds is None
                  else sorted(plan.rounds), "max-clients": plan.max_clients,
-                 "max-batch": plan.max_batch, "settings": plan.settings.to_dict()},
+                 "max-batch": plan.max_batch, "settings": plan.settings.to_dict(),
+                 "public-data": None if queue.public is None else queue.public.source},
         "judge-test-accuracy": (judge or {}).get("accuracy"),
         "judge": judge or {},
         "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),

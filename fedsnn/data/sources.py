@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
+import zlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -47,19 +48,30 @@ def load_digits(image_size: int = 28) -> ImageData:
                           f"8x8 resized to {image_size}x{image_size}")
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An unsigned-byte IDX file with `ndim` dimensions (3: images [N, H, W]; 1: labels [N])."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
             data = handle.read()
-        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        zero, dtype_code, found = struct.unpack(">HBB", data[:4])
         if zero != 0 or dtype_code != 0x08:
             raise ValueError("not an unsigned-byte IDX file")
-        shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-        return array.reshape(shape)
-    except (OSError, ValueError, struct.error, EOFError) as error:
+        shape = struct.unpack(f">{found}I", data[4:4 + 4 * found])
+        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * found).reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError, zlib.error) as error:
         raise DatasetError(f"mnist: cannot read IDX file {path}: {error}") from None
+    if array.ndim != ndim:
+        expected = "images [N, H, W]" if ndim == 3 else "labels [N]"
+        raise DatasetError(f"mnist: {path} holds an array of shape {array.shape}; expected "
+                           f"{expected}")
+    return array
+
+
+def num_classes_of(*labels: torch.Tensor) -> int:
+    """The number of classes the labels imply: the largest label + 1 (0 without labels)."""
+    present = [y for y in labels if len(y)]
+    return max(int(y.max()) for y in present) + 1 if present else 0
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -84,8 +96,8 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
         images = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
         labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
         if images and labels:
-            x = torch.from_numpy(_read_idx(images).copy()).float().unsqueeze(1) / 255.0
-            y = torch.from_numpy(_read_idx(labels).astype(np.int64))
+            x = torch.from_numpy(_read_idx(images, 3).copy()).float().unsqueeze(1) / 255.0
+            y = torch.from_numpy(_read_idx(labels, 1).astype(np.int64))
             if len(x) != len(y):
                 raise DatasetError(f"mnist: {images.name} has {len(x)} images but "
                                    f"{labels.name} has {len(y)} labels")
@@ -102,8 +114,10 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
         train_x, train_y, test_x, test_y = _split(*splits[only], 0.2)
         note = (f"MNIST from {folder}: only the {only} split is present ({len(splits[only][0])} "
                 f"images); split 80/20 into train {len(train_x)} / test {len(test_x)}")
+    num_classes = num_classes_of(train_y, test_y)
+    note += f"; {num_classes} classes (from the labels: largest label + 1)"
     log.info(note)
-    return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, 10, note=note)
+    return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, num_classes, note=note)
 
 
 def load_hf(name: str, image_size: int = 28) -> ImageData:
@@ -130,7 +144,7 @@ def load_hf(name: str, image_size: int = 28) -> ImageData:
 
     train_x, train_y = to_tensors(train)
     test_x, test_y = to_tensors(test)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    num_classes = num_classes_of(train_y, test_y)
     return ImageData(f"hf:{name}", train_x, train_y, test_x, test_y, num_classes,
                      note=f"{name} via Flower Datasets: train {len(train_x)} / test {len(test_x)}")
 
@@ -141,6 +155,9 @@ def _npz_images(archive: Mapping[str, np.ndarray], x_key: str, y_key: str, path:
     if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y):
         raise DatasetError(f"npz: {path}: expected {x_key} [N, H, W] or [N, C, H, W] and {y_key} "
                            f"[N], got shapes {x.shape} and {y.shape}")
+    if x.ndim == 4 and x.shape[1] > 4 and x.shape[-1] <= 4:  # channels last, e.g. [N, 8, 8, 3]
+        raise DatasetError(f"npz: {path}: {x_key} has shape {x.shape}, which looks channels-last; "
+                           f"expected [N, C, H, W] (np.moveaxis({x_key}, -1, 1))")
     images = torch.from_numpy(x.astype(np.float32))
     if x.dtype == np.uint8:
         images /= 255.0
@@ -170,8 +187,7 @@ def load_npz(path: str | Path, image_size: int = 28) -> ImageData:
         raise
     except (OSError, ValueError) as error:
         raise DatasetError(f"npz: cannot read {path}: {error}") from None
-    labels = torch.cat([train_y, test_y])
-    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    num_classes = num_classes_of(train_y, test_y)
     return ImageData(f"npz:{path}", train_x, train_y, test_x, test_y, num_classes,
                      note=f"{path}: train {len(train_x)} / test {len(test_x)}")
 

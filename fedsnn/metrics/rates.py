@@ -72,6 +72,23 @@ def mean_stat(values: Sequence[float], *, std: bool = False) -> dict[str, float]
     return stat
 
 
+def percent_interval(stat: dict[str, float]) -> str:
+    """A `rate_stat` as "value [low, high]" in percent, one decimal.
+
+    Example:
+        >>> percent_interval(rate_stat(88, 100))
+        '88.0 [80.2, 93.0]'
+    """
+    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
+
+
+def number_interval(stat: dict[str, float], digits: int) -> str:
+    """A `mean_stat` as "value [low, high]" with `digits` decimals ("–" when there is none)."""
+    if stat["value"] is None or not math.isfinite(stat["value"]):
+        return "–"
+    return f"{stat['value']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+
+
 def label_accuracy(predicted: Sequence[int] | torch.Tensor, truth: Sequence[int] | torch.Tensor) -> float:
     """Fraction of predicted labels equal to the true ones (NaN for none).
 

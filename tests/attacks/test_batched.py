@@ -118,7 +118,7 @@ def test_audit_queue_runs_a_rounds_jobs_through_the_engine(digits):
     observations, _ = targets(digits, "lenet", 3)
     settings = AttackSettings(attack="idlg", iterations=1)
     queue = AuditQueue(workers=0)
-    queue.submit_many([AuditJob(1, i, o, settings, [i]) for i, o in enumerate(observations)])
+    queue.submit_many([AuditJob(1, i, o, settings) for i, o in enumerate(observations)])
     finished = queue.drain(timeout_s=120)
     expected = invert(observations, settings, vectorize=True)
     assert [job.partition_id for job, _ in finished] == [0, 1, 2]

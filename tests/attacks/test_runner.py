@@ -13,12 +13,14 @@ from attacks import ATTACKS, AttackSettings, Reconstruction, Status, invert
 from attacks.runner import invert_one
 from tests.attacks.victims import Victim
 
-ALLOWED = {"observation", "observations", "settings", "seed", "deadline"}
+# `public`: the public same-domain images a threat model may grant (disjoint from every client)
+ALLOWED = {"observation", "observations", "settings", "seed", "deadline", "public"}
 
 
 def test_no_parameter_through_which_ground_truth_could_arrive() -> None:
     # vectorize (attacks/batched.py) picks how many targets share an optimization, nothing more
-    assert set(inspect.signature(invert).parameters) == {"observations", "settings", "vectorize"}
+    assert set(inspect.signature(invert).parameters) == {"observations", "settings", "vectorize",
+                                                         "public"}
     for name, attack in ATTACKS.items():
         assert set(inspect.signature(attack).parameters) <= ALLOWED, name
     assert set(inspect.signature(invert_one).parameters) == {"attack", "observation", "settings"}

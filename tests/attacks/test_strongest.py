@@ -39,7 +39,7 @@ def test_nothing_in_the_signatures_can_carry_ground_truth() -> None:
         names = list(inspect.signature(function).parameters)
         assert not [n for n in names if any(w in n for w in GROUND_TRUTH_WORDS)], (function, names)
     assert list(inspect.signature(strongest).parameters) == ["observation", "settings", "seed",
-                                                              "deadline"]
+                                                              "deadline", "public"]
     fields = {f.name for f in dataclasses.fields(Observation)}
     assert not [n for n in fields if any(w in n for w in GROUND_TRUTH_WORDS)]
 

@@ -110,3 +110,38 @@ def test_hf_source_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DatasetError, match=r"^hf:ylecun/mnist: could not load through Flower "
                                            r"Datasets \(no route to the hub\)$"):
         load_dataset("hf:ylecun/mnist")
+
+
+def _idx_pair(folder: Path, labels: np.ndarray, images: np.ndarray | None = None,
+              prefix: str = "t10k") -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (len(labels), 8, 8)) if images is None else images
+    _write_idx(folder / f"{prefix}-images-idx3-ubyte", images, compress=False)
+    _write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, compress=False)
+
+
+def test_a_corrupt_gzip_idx_file_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    payload = struct.pack(">HBBIII", 0, 0x08, 3, 50, 8, 8) + bytes(range(256)) * 13
+    packed = bytearray(gzip.compress(payload))
+    packed[15:40] = b"\xff" * 25  # inside the deflate stream
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(bytes(packed))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(50), compress=False)
+    with pytest.raises(DatasetError) as info:
+        load_mnist(tmp_path)
+    assert "t10k-images-idx3-ubyte.gz" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("labels,classes", [(np.arange(1, 27).repeat(2), 27),  # EMNIST letters
+                                            (np.arange(4).repeat(10), 4)])
+def test_idx_classes_come_from_the_labels_and_the_note_says_so(
+        tmp_path: Path, labels: np.ndarray, classes: int) -> None:
+    _idx_pair(tmp_path, labels)
+    data = load_mnist(tmp_path, 8)
+    assert data.num_classes == classes
+    assert f"{classes} classes (from the labels" in data.note
+
+
+def test_two_dimensional_idx_images_are_refused_with_their_shape(tmp_path: Path) -> None:
+    _idx_pair(tmp_path, np.zeros(6), images=np.zeros((6, 64)))
+    with pytest.raises(DatasetError, match=r"shape \(6, 64\); expected images \[N, H, W\]"):
+        load_mnist(tmp_path)

@@ -9,6 +9,7 @@ timeout, so nothing here can hang CI.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,72 @@ def test_a_node_killed_mid_round_leaves_the_round_to_the_other_and_rejoins(
     assert by_round[2]["participation"]["replied"] == 2  # node1 is back
     federation.wait_online(len(NODES))
 
+
+
+FAST = {"model": "lenet", "image-size": 16, "local-epochs": 1, "audit-enabled": False,
+        "num-server-rounds": 1, "round-timeout": 120.0, "node-wait-timeout": 60.0}
+
+
+def run_ids(fed: LocalFederation) -> set[int]:
+    out = fed._flwr("list", "fedsnn-local", "--format", "json").stdout
+    return {int(run["run-id"]) for run in json.loads(out)["runs"]}
+
+
+def test_a_config_error_shows_in_the_stream_and_flwr_log_and_fails_the_run(
+        federation: LocalFederation, tmp_path: Path) -> None:
+    before = run_ids(federation)
+    done = federation.flwr_run_streamed(FAST | {"num-server-rounds": 0,
+                                                "output-dir": str(tmp_path)})
+    reason = "num-server-rounds: expected a positive integer, got 0"
+    assert reason in done.stdout + done.stderr, (done.returncode, done.stdout[-3000:])
+    (run_id,) = run_ids(federation) - before
+    assert federation.wait_run(run_id, 120) == "finished:failed"
+    assert reason in federation.run_log(run_id)
+    (path,) = tmp_path.glob("*/results.json")
+    results = json.loads(path.read_text())
+    assert results["status"] == "failed" and reason in results["error"]
+    print(f"flwr run --stream exit status on a failed run: {done.returncode}")
+
+
+def test_a_server_side_stop_shows_in_flwr_log_and_fails_the_run(federation: LocalFederation,
+                                                                 tmp_path: Path) -> None:
+    run_id = federation.flwr_run(FAST | {"min-train-replies": 3, "output-dir": str(tmp_path)})
+    try:
+        status = federation.wait_run(run_id, RUN_TIMEOUT)
+    finally:
+        if not federation.run_status(run_id).startswith("finished"):
+            federation.stop_run(run_id)
+    assert status == "finished:failed"
+    assert "min-train-replies is 3" in federation.run_log(run_id)
+    (path,) = tmp_path.glob("*/results.json")
+    results = json.loads(path.read_text())
+    assert results["status"] == "failed" and "min-train-replies is 3" in results["error"]
+
+
+def test_registrations_survive_a_superlink_restart_with_a_database(tmp_path: Path) -> None:
+    """docs/deployment.md, *Restarting the SuperLink*: with --database the registered key and
+    its node id are still there after a restart, and the running SuperNode reconnects."""
+    with LocalFederation(tmp_path / "fed") as fed:
+        fed.make_credentials(["node0"])
+        database = tmp_path / "superlink.db"
+        fed.start_superlink(database=database)
+        node_id = fed.register("node0")
+        fed.start_supernode("node0", node_config(0))
+        fed.wait_online(1)
+        fed.kill("superlink", sig=signal.SIGTERM)
+        fed.start_superlink(database=database)
+        assert [str(n["node-id"]) for n in fed.nodes()] == [str(node_id)]
+        fed.wait_online(1, timeout=180)  # the SuperNode reconnected by itself
+
+
+def test_on_a_simulation_superlink_a_config_error_fails_the_run(tmp_path: Path) -> None:
+    """`flwr run .`'s local simulation: a config error used to end finished:completed."""
+    with LocalFederation(tmp_path / "fed", simulation=True) as fed:
+        fed.start_superlink()
+        run_id = fed.flwr_run(FAST | {"num-server-rounds": 0, "output-dir": str(tmp_path / "out")})
+        status = fed.wait_run(run_id, RUN_TIMEOUT)
+        reason = "num-server-rounds: expected a positive integer, got 0"
+        assert status == "finished:failed", fed.log("superlink")[-3000:]
+        assert reason in fed.run_log(run_id)
+        (path,) = (tmp_path / "out").glob("*/results.json")
+        assert json.loads(path.read_text())["status"] == "failed"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
-from clients.node import NodeSetup, local_train_reply
+from clients.node import NodeSetup, NodeSetupError, local_train_reply
 from fedsnn.config import RunConfig
 from fedsnn.data import DatasetError, dataset_spec, load_dataset, load_local_data
 from fedsnn.models import build_model
@@ -70,3 +70,36 @@ def test_bad_local_data_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         NodeSetup.with_own_data(RunConfig(), str(tmp_path / "absent"))
     assert torch.get_num_threads() >= 1
+
+
+def test_a_channels_last_npz_is_reported_with_its_real_shape(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "hwc.npz", x=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+             y=rng.integers(0, 10, 40))
+    with pytest.raises(DatasetError, match=r"\(40, 8, 8, 3\), which looks channels-last"):
+        NodeSetup.with_own_data(RunConfig(image_size=16), str(tmp_path / "hwc.npz"))
+
+
+def test_a_node_that_cannot_set_up_replies_with_a_one_line_error(tmp_path: Path) -> None:
+    from flwr.app import ArrayRecord, ConfigRecord, Message
+
+    from client_app import SETUP_ERROR_CODE, create_client_app
+    from fedsnn.tools.experiments.local_grid import server_identity
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "hwc.npz", x=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+             y=rng.integers(0, 10, 40))
+    app = create_client_app({"model": "lenet", "image-size": 16})
+    with server_identity():
+        message = Message(RecordDict({"arrays": ArrayRecord(), "config": ConfigRecord(
+            {"server-round": 1})}), dst_node_id=1, message_type="train")
+    message.metadata.__dict__["_message_id"] = message.object_id
+    reply = app(message, context({"data-path": str(tmp_path / "hwc.npz")}))
+    assert reply.has_error() and reply.error.code == SETUP_ERROR_CODE
+    assert "channels-last" in reply.error.reason and "\n" not in reply.error.reason
+
+
+def test_more_nodes_than_samples_is_a_clear_error_not_an_index_error() -> None:
+    config = RunConfig(image_size=16)
+    with pytest.raises(NodeSetupError, match="partition 1999 of 2000 holds no training sample"):
+        NodeSetup.for_partition(config, 1999, 2000)

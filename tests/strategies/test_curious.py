@@ -92,7 +92,8 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
 
     monkeypatch.setattr(audit_queue, "run_attack", fake_attack)
     monkeypatch.setattr(audit_queue, "run_attacks",
-                        lambda observations, settings: [fake_attack(o, settings) for o in observations])
+                        lambda observations, settings, public=None: [fake_attack(o, settings)
+                                                                 for o in observations])
     sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
     data = load_dataset("digits")
     with server_identity():
@@ -110,7 +111,8 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
 
 def test_an_attack_that_raises_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
-    def boom(observation: Observation, settings: AttackSettings) -> Reconstruction:
+    def boom(observation: Observation, settings: AttackSettings, public: object = None
+             ) -> Reconstruction:
         raise RuntimeError("diverged badly")
 
     audit = _finish_with(monkeypatch, tmp_path, boom)
@@ -121,7 +123,8 @@ def test_an_attack_that_raises_is_recorded_as_failed(monkeypatch: pytest.MonkeyP
 
 def test_an_attack_that_returns_nan_is_recorded_as_failed(monkeypatch: pytest.MonkeyPatch,
                                                           tmp_path: Path) -> None:
-    def nan_attack(observation: Observation, settings: AttackSettings) -> Reconstruction:
+    def nan_attack(observation: Observation, settings: AttackSettings, public: object = None
+                   ) -> Reconstruction:
         return Reconstruction(observation.target_id, "idlg", torch.full((1, 1, 28, 28), math.nan),
                               torch.zeros(1, dtype=torch.long), math.nan, status=Status.OK)
 
@@ -152,3 +155,18 @@ def test_parse_rounds(text: str, expected: set[int] | None) -> None:
 def test_parse_rounds_rejects_bad_values(text: str) -> None:
     with pytest.raises(ConfigError, match="audit-rounds"):
         parse_rounds(text)
+
+
+def test_rate_decoder_is_refused_unless_public_data_is_granted() -> None:
+    from fedsnn.config import RunConfig
+
+    with pytest.raises(ConfigError, match="needs public-data, which the threat model withholds"):
+        AuditPlan.from_config(RunConfig(audit_attack="rate-decoder"))
+    with pytest.raises(ConfigError, match="audit-public-data"):
+        AuditPlan.from_config(RunConfig(audit_public_data="everything"))
+    plan = AuditPlan.from_config(RunConfig(audit_attack="rate-decoder",
+                                           audit_public_data="test-split"))
+    data = load_dataset("digits")
+    public = plan.public(data)
+    assert public is not None and torch.equal(public.images, data.test_x)  # no client's data
+    assert AuditPlan.from_config(RunConfig()).public(data) is None

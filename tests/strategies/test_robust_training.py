@@ -18,7 +18,7 @@ from tests.helpers import simulate
 pytestmark = pytest.mark.slow
 
 ATTACK = {"byzantine-attack": "constant", "num-byzantine": 2}
-MEDIAN = {"aggregator": "median", "num-malicious": 2}
+MEDIAN = {"aggregator": "median", "assumed-byzantine": 2}
 
 
 # Measured on the reference machine (seed 0), final accuracy: clean / attacked mean / attacked median

@@ -16,7 +16,7 @@ from fedsnn.audit.scoring import score_images
 from fedsnn.data import ImageData
 from fedsnn.judges import Judge
 from fedsnn.models import ModelSpec
-from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings
+from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, public_data
 
 
 def _spec(model: str, data: ImageData, config: BenchConfig) -> ModelSpec:
@@ -53,8 +53,9 @@ def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: I
     observations = [case(variant, batch, x, y, data, config).observation
                     for (batch, _), (x, y) in zip(items, inputs, strict=True)]
     settings = attack_settings(variant, config)
-    reconstructions = (invert(observations, settings, vectorize=vectorize) if vectorize > 1
-                       else invert(observations, settings))
+    public = public_data(config, data.train_x)
+    reconstructions = (invert(observations, settings, vectorize=vectorize, public=public)
+                       if vectorize > 1 else invert(observations, settings, public=public))
     finished = []
     for (batch, sample_ids), (x, y), reconstruction in zip(items, inputs, reconstructions, strict=True):
         rows, matched = score_images(reconstruction, x, y, judge.predict)

@@ -109,6 +109,11 @@ def bench(
     time_steps: int = typer.Option(4, help="T of the spiking models"),
     encoding: str = typer.Option("direct", help="input encoding of the spiking models: direct | "
                                                 "poisson (the private spike draws are seeded per sample)"),
+    public_size: int = typer.Option(0, help="grant the attacker public data: the first N images of "
+                                            "the train split (disjoint from the attack set); the "
+                                            "rate-decoder attack needs it, strongest uses it"),
+    decoder_epochs: int = typer.Option(40, help="rate-decoder: training epochs of its decoder "
+                                                "(one decoder per victim model)"),
     seed: int = SEED,
     grid: int = typer.Option(8, help="samples drawn per attack in grid-<attack>.png"),
     threads: int = THREADS,
@@ -138,7 +143,7 @@ def bench(
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
                              time_steps=time_steps, encoding=encoding, image_size=image_size,
-                             grid=grid)
+                             grid=grid, public_size=public_size, decoder_epochs=decoder_epochs)
         return config, parse_shard(shard)
 
     def run(built: tuple[BenchConfig, tuple[int, int] | None]) -> dict[str, Any]:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from attacks import ATTACKS, AttackSettings
+import torch
+
+from attacks import ATTACKS, NEEDS, AttackSettings, PublicData, ThreatModel, refusal
 from attacks.settings import OPTIMIZERS
+from attacks.threat_model import PUBLIC_DATA
 from fedsnn.config import ENCODINGS
 from fedsnn.data.dvs import parse_event_spec
 from fedsnn.models import MODELS
@@ -73,6 +76,8 @@ class BenchConfig:
     judge_epochs: int = 40          # the most; early stopping on a validation slice ends sooner
     image_size: int = 28
     grid: int = 8
+    public_size: int = 0
+    decoder_epochs: int = 40
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +94,12 @@ class BenchConfig:
         if self.encoding not in IMAGE_ENCODINGS:
             raise ValueError(f"--encoding {self.encoding!r}: expected one of "
                              f"{', '.join(IMAGE_ENCODINGS)}")
+        if self.public_size < 0:
+            raise ValueError(f"--public-size: expected >= 0, got {self.public_size}")
+        needing = [a for a in self.attacks if PUBLIC_DATA in NEEDS[a]]
+        if needing and self.public_size == 0:
+            raise ValueError(refusal(needing[0], NEEDS[needing[0]], ThreatModel()) + " (grant it "
+                             "with --public-size N: the first N train-split images)")
         if self.samples < 1 or self.batch_size < 1 or self.samples % self.batch_size:
             raise ValueError(f"--samples ({self.samples}) must be a positive multiple of "
                              f"--batch-size ({self.batch_size})")
@@ -114,6 +125,15 @@ def variants(config: BenchConfig) -> list[Variant]:
     return rows
 
 
+def public_data(config: BenchConfig, train_x: torch.Tensor) -> PublicData | None:
+    """The public images the bench's attacker holds: the first `public_size` images of the train
+    split (the attack set comes from the test split, so they are disjoint); None when 0."""
+    if config.public_size == 0:
+        return None
+    images = train_x[:config.public_size]
+    return PublicData(images, f"{config.dataset} train split [:{len(images)}]")
+
+
 def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
     """The attacker of one row (image modality: gray init, shared over T, pixel clamp)."""
     if variant.attack == "grnn":  # one generator run, as in GRNN's code
@@ -126,4 +146,5 @@ def attack_settings(variant: Variant, config: BenchConfig) -> AttackSettings:
         iterations=(config.adam_iters or config.iters) if adam else config.iters,
         lr=config.adam_lr if adam else None, lbfgs_max_eval=config.lbfgs_max_eval,
         restarts=config.restarts, accept_loss=config.accept_loss, stop_loss=config.stop_loss,
-        lbfgs_projection=config.lbfgs_projection, seed=config.seed)
+        lbfgs_projection=config.lbfgs_projection, seed=config.seed,
+        decoder_epochs=config.decoder_epochs)

@@ -1,8 +1,8 @@
 """`fedsnn bench` on Ray: the pending batches, in chunks, as Ray tasks.
 
-Each task runs `fedsnn.tools.bench.batches.attack_batches` on its chunk (the same function, the same seeds as
-a local run) and returns the rows; the driver writes them into the bench folder as tasks finish,
-so a Ray run resumes and shares folders exactly as a local run does.
+Each task runs `fedsnn.tools.bench.batches.attack_batches` on its chunk (the same function, the
+same seeds as a local run) and returns the rows; the driver writes them into the bench folder as
+tasks finish, so a Ray run resumes and shares folders exactly as a local run does.
 
 - `ray_address="local"`: a Ray instance on this machine (one task per CPU).
 - any other address (e.g. "ray://head:10001" or "auto"): an existing cluster, whose workers must

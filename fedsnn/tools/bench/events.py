@@ -1,4 +1,4 @@
-"""`fedsnn bench` on event datasets: the study's Tables V-VI (gradient inversion in the spike domain).
+"""`fedsnn bench-events`: the study's Tables V-VI (gradient inversion in the spike domain).
 
 For each sample of the attack set (test split, drawn with the seed) a fresh DLG-initialised
 `lenet-snn` (2 input channels, `frames` encoding, T = the dataset's frames) computes the client's
@@ -185,7 +185,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
                                    for k, r in result["runs"].items()})
         with open(rows_path, "a") as handle:
             handle.writelines(json.dumps(_jsonable(row)) + "\n" for row in rows)
-        print(f"fedsnn bench: sample {count}/{len(tasks)} (#{batch}) done", flush=True)
+        print(f"fedsnn bench-events: sample {count}/{len(tasks)} (#{batch}) done", flush=True)
     rows = [r for r in read_rows(rows_path) if r["batch"] < len(ids)]  # a smaller --samples
     results = {
         "config": _jsonable(asdict(config)), "dataset-note": data.note, "attack-set": ids,

@@ -17,7 +17,8 @@ import torch  # noqa: E402
 from fedsnn.audit.baselines import score_guesses, spike_distances, spike_guesses  # noqa: E402
 from fedsnn.data import ImageData  # noqa: E402
 from fedsnn.judges import flag_asr, judge_sentence, stored_card  # noqa: E402
-from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
+from fedsnn.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
+                            rate_stat)
 from fedsnn.metrics.spikes import class_distance_stats  # noqa: E402
 from fedsnn.tools.bench.events_config import RAW, EventBenchConfig  # noqa: E402
 
@@ -79,17 +80,13 @@ def baselines(data: ImageData, ids: Sequence[int], judge: Any, config: EventBenc
                          std=True)
 
 
-def _pct(stat: dict[str, float]) -> str:
-    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
-
-
 def _l1(stat: dict[str, float]) -> str:
     return f"{stat['value']:.1f} ± {stat['std']:.1f}"
 
 
 def _cells(summary: dict[str, dict[str, Any]], key: str, card: dict[str, Any]) -> tuple[str, str]:
     row = summary.get(key)
-    return (flag_asr(_pct(row["asr"]), card), _l1(row["l1"])) if row else ("–", "–")
+    return (flag_asr(percent_interval(row["asr"]), card), _l1(row["l1"])) if row else ("–", "–")
 
 
 def table_v(results: dict[str, Any]) -> list[str]:
@@ -129,7 +126,7 @@ def table_vi(results: dict[str, Any]) -> list[str]:
 
 def _label_line(results: dict[str, Any]) -> str:
     """Labels the attacks inferred (DLG: argmax of its soft label; iDLG: from the gradient)."""
-    parts = [f"{row['attack'].upper()} {_pct(row['label-accuracy'])}"
+    parts = [f"{row['attack'].upper()} {percent_interval(row['label-accuracy'])}"
              for row in results["summary"] if row["mode"] == "post" and row["threshold"] == RAW]
     return ("Label accuracy of the attacks (one optimization per sample, post-mode runs): "
             + "; ".join(parts) + " %.") if parts else ""
@@ -154,7 +151,8 @@ def markdown(results: dict[str, Any]) -> str:
         _label_line(results), "",
         "Guesses without the update (same samples):", "",
         "| Guess | judge ASR (%) | L1 |", "|---|---|---|",
-        *[f"| {name} | {flag_asr(_pct(b['asr']), stored_card(judge))} | {_l1(b['l1'])} |"
+        *[f"| {name} | {flag_asr(percent_interval(b['asr']), stored_card(judge))} | "
+          f"{_l1(b['l1'])} |"
           for name, b in results["baselines"].items()], "",
         f"**Table VI** (L1 distance between pairs of the {results['table-vi']['samples']} test "
         "samples):", "", *table_vi(results)]

@@ -19,7 +19,8 @@ from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: 
                                     image_guesses, score_guesses)
 from fedsnn.data import ImageData  # noqa: E402
 from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
-from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
+from fedsnn.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
+                            rate_stat)
 from fedsnn.pictures import show_image  # noqa: E402
 from fedsnn.tools.bench.config import Variant  # noqa: E402
 
@@ -72,16 +73,6 @@ def summarize_rows(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | No
     return summary
 
 
-def _pct(stat: dict[str, float]) -> str:
-    return f"{100 * stat['value']:.1f} [{100 * stat['low']:.1f}, {100 * stat['high']:.1f}]"
-
-
-def _num(stat: dict[str, float], digits: int) -> str:
-    if stat["value"] is None or not math.isfinite(stat["value"]):
-        return "–"
-    return f"{stat['value']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The Table IV layout: attack x model with ASR, MSE, SSIM, PSNR and label accuracy, each with
     its 95 % interval; then the guess baselines and the settings."""
@@ -95,8 +86,8 @@ def markdown(results: dict[str, Any]) -> str:
         f" every batch attacked on a fresh DLG-initialised (untrained) model. Judge: "
         f"{judge.get('architecture')} with clean test accuracy "
         f"{100 * judge.get('test-accuracy', math.nan):.2f} %"
-        + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
-           if "attack-set-accuracy" in judge else "")
+        + (f"; on the attacked originals {percent_interval(judge['attack-set-accuracy'])} %, "
+           "the ASR ceiling" if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
         "PSNR, capped at 100 dB.", "", judge_sentence(card),
         "",
@@ -111,15 +102,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
             f"({row.get('iterations')} × {row.get('restarts')}) | "
-            f"{row['n']} | {flag_asr(_pct(row['asr']), card)} | {_num(row['mse'], 3)} | "
-            f"{_num(row['ssim'], 3)} | "
-            f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
+            f"{row['n']} | {flag_asr(percent_interval(row['asr']), card)} | "
+            f"{number_interval(row['mse'], 3)} | {number_interval(row['ssim'], 3)} | "
+            f"{number_interval(row['psnr'], 2)} | {percent_interval(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
     lines += ["", "Guesses without the update (same attack set):", "",
               "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
     for name, scores in results.get("baselines", {}).items():
-        lines.append(f"| {name} | {flag_asr(_pct(scores['asr']), card)} | {_num(scores['mse'], 3)} | "
-                     f"{_num(scores['ssim'], 3)} | {_num(scores['psnr'], 2)} |")
+        lines.append(f"| {name} | {flag_asr(percent_interval(scores['asr']), card)} | "
+                     f"{number_interval(scores['mse'], 3)} | {number_interval(scores['ssim'], 3)} | "
+                     f"{number_interval(scores['psnr'], 2)} |")
     statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
     odd = {k: v for k, v in statuses.items() if set(v) - {"ok"}}
     if odd:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from fedsnn.data import ImageData, load_dataset
-from fedsnn.judges import Judge, load_judge, majority_accuracy
+from fedsnn.judges import Judge, load_judge
 from fedsnn.results import _jsonable, write_json_atomic
 from fedsnn.tools.bench.batches import attack_batches
 from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
@@ -189,13 +189,13 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
-                        "majority-class-accuracy": majority_accuracy(data),
                         "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key,
                         **judge.card()},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),
-                              **({"vectorize": vectorize} if vectorize > 1 else {})})
+                              **({"vectorize": vectorize} if vectorize > 1 else {}),
+                              **({"public-size": config.public_size} if config.public_size else {})})
     pending = [(v, b) for v in variants(config) for b in range(len(batches))
                if (v.key, b) not in store.done and (shard is None or b % shard[1] == shard[0])]
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -2,9 +2,9 @@
 
 The page only collects settings and draws: every attack runs through `engine.run` (the project's
 client, defense, attack and auditor code). Attacks run in their own threads and stream their best
-iterate; Stop (or closing the tab) ends them at their next step. Each event may run for several
-visitors at once (`CONCURRENCY`), so two tabs do not wait for each other. Bad input is answered in
-the page and never stops the server.
+iterate; Stop ends them at their next step (the best iterate so far is scored). Each event may
+run for several visitors at once (`CONCURRENCY`), so two tabs do not wait for each other. Bad
+input is answered in the page and never stops the server.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 import torch
 
+from fedsnn.judges import flag_asr, judge_sentence
 from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, EPSILON_KEYS, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)
@@ -57,22 +58,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def metrics_markdown(outcome: Outcome, victims: Victims) -> str:
+def metrics_markdown(outcome: Outcome) -> str:
     """The auditor's scores beside the guess baselines, the labels, the judge and the ε spent."""
-    row = outcome.row
-    judge = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
-                                                                           _fmt(row.get("asr")))
+    row, card = outcome.row, outcome.judge_card
+    verdict = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
+                                                                             _fmt(row.get("asr")))
     lines = [f"**{outcome.attack}**: {row.get('status')} in {outcome.seconds:.1f} s "
              f"({html.escape(outcome.message[:160]) or 'no message'})", "",
              "| | PSNR (dB) | SSIM | MSE | judge ASR |", "|---|---|---|---|---|",
              f"| **reconstruction** | {_fmt(row.get('psnr'), 1)} | {_fmt(row.get('ssim'))} | "
-             f"{_fmt(row.get('mse'))} | {_fmt(row.get('asr'), 2)} |"]
+             f"{_fmt(row.get('mse'))} | {flag_asr(_fmt(row.get('asr'), 2), card)} |"]
     for name, scores in outcome.baselines.items():
+        asr = flag_asr(_fmt(scores.get("asr"), 2), card)
         lines.append(f"| {name} guess | {_fmt(scores.get('psnr'), 1)} | {_fmt(scores.get('ssim'))}"
-                     f" | {_fmt(scores.get('mse'))} | {_fmt(scores.get('asr'), 2)} |")
-    majority = float(torch.bincount(victims.data.test_y).max()) / len(victims.data.test_y)
-    lines += ["", f"**Judge verdict**: {judge} (judge: a LeNet-5, test accuracy "
-              f"{_fmt(outcome.judge_accuracy, 3)}; majority class {majority:.3f}).", "",
+                     f" | {_fmt(scores.get('mse'))} | {asr} |")
+    lines += ["", f"**Judge verdict**: {flag_asr(verdict, card)}. {judge_sentence(card)}", "",
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     if outcome.epsilon:
@@ -176,6 +176,11 @@ def _parse(components: dict[str, Any], values: dict[Any, Any], victims: Victims
     return scenario, images, labels
 
 
+def _ended(outcome: Outcome) -> str:
+    """'stopped' when the visitor stopped the attack (its best iterate is what is scored)."""
+    return "stopped" if "stopped by the caller" in outcome.message else "done"
+
+
 def _error(message: str) -> str:
     return f"<div class='demo-error'>⚠️ {html.escape(message)}</div>"
 
@@ -204,8 +209,8 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 yield picture(images, None), _error(value), ""
             else:
                 yield (picture(value.originals, value.reconstruction),
-                       f"done: top row the client's images, bottom row what the server rebuilt",
-                       metrics_markdown(value, victims))
+                       f"{_ended(value)}: top row the client's images, bottom row what the "
+                       "server rebuilt", metrics_markdown(value))
 
     def play_twins(values: dict[Any, Any], request: gr.Request
                    ) -> Iterator[tuple[Any, Any, str, str, str]]:
@@ -232,7 +237,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 status[name], texts[name] = "failed", _error(value)
             else:
                 shown[name] = picture(value.originals, value.reconstruction)
-                status[name], texts[name] = "done", metrics_markdown(value, victims)
+                status[name], texts[name] = _ended(value), metrics_markdown(value)
             line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
                    f"{snn.model} ({snn.attack_name()}): {status['snn']}"
             yield shown["ann"], shown["snn"], line, texts["ann"], texts["snn"]
@@ -241,7 +246,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         event = _STOPS.get(_session(request))
         if event is not None:
             event.set()
-        return "stopped: the attack ends at its next step (its best iterate so far is kept)"
+        return "stopping: the attack ends at its next step and its best iterate is scored"
 
     def refresh(folder: str) -> tuple[Any, str]:
         try:
@@ -280,9 +285,9 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                                  elem_id="reconstruction", type="numpy", interactive=False,
                                  format="png")
                 metrics = gr.Markdown(elem_id="metrics")
-            event = run_button.click(play, set(inputs.values()), [image, status, metrics],
+            run_button.click(play, set(inputs.values()), [image, status, metrics],
                                      concurrency_limit=CONCURRENCY)
-            stop_button.click(stop, None, status, cancels=[event])
+            stop_button.click(stop, None, status)
         with gr.Tab("ANN beside SNN", id="twins"):
             twin_inputs = _inputs(("lenet", "mlp"), "twins")
             with gr.Row():
@@ -298,11 +303,11 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                     snn_image = gr.Image(label="SNN (spiking twin)", type="numpy",
                                          interactive=False, elem_id="snn-image", format="png")
                     snn_metrics = gr.Markdown(elem_id="snn-metrics")
-            twin_event = twin_button.click(
+            twin_button.click(
                 play_twins, set(twin_inputs.values()),
                 [ann_image, snn_image, twin_status, ann_metrics, snn_metrics],
                 concurrency_limit=CONCURRENCY)
-            twin_stop.click(stop, None, twin_status, cancels=[twin_event])
+            twin_stop.click(stop, None, twin_status)
         with gr.Tab("Runs", id="runs"):
             with gr.Row():
                 folder = gr.Textbox(str(runs_dir), label="output folder (or one run folder)",

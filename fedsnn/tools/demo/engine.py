@@ -5,9 +5,9 @@ Every step is the project's own code, only wired here for a single reply:
 - the settings: `RunConfig` (validated like a run's; a bad value gives its `ConfigError`);
 - the defenses: the server's strategy stack (`strategies.dp_stack.wrap_defenses`) builds the
   round's train message, with ε turned into noise by the same calibration as a run;
-- the client: `clients.node.local_train_reply` (encode, train plain or with DP-SGD, spike-DP on
-  the inputs) then `clients.privacy.release` (local DP, the allow-listed metrics) — the steps
-  the ClientApp's train handler runs;
+- the client: `clients.reply.train_reply` (encode, train plain or with DP-SGD, spike-DP on the
+  inputs; then local DP, central DP's clipping, the allow-listed metrics) — the ClientApp's own
+  train reply;
 - the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
   (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
 - the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
@@ -33,8 +33,8 @@ from flwr.serverapp.strategy import FedAvg
 
 from attacks import Reconstruction, invert
 from attacks.progress import Step, watch
-from clients.node import NodeSetup, local_train_reply
-from clients.privacy import node_state, release
+from clients.node import NodeSetup
+from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.plan import AuditPlan
@@ -137,7 +137,7 @@ class Outcome:
     row: dict[str, Any]
     baselines: dict[str, dict[str, float | None]]
     epsilon: dict[str, float]
-    judge_accuracy: float | None
+    judge_card: dict[str, Any]
     originals: torch.Tensor
     reconstruction: torch.Tensor
     reconstruction_status: str
@@ -224,12 +224,8 @@ def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tenso
     ids = torch.arange(len(images))
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
-    round_config, state = client_train_config(config, sent), RecordDict()
-    record = ArrayRecord(sent)
-    model = node.model_with(record, encoder_seed=node.round_seed(1))
-    update, metrics = local_train_reply(node, model, 1, round_config, state)
-    arrays, released = release(update, metrics, sent=record, config=round_config,
-                               state=node_state(state))
+    arrays, released = train_reply(node, ArrayRecord(sent),
+                                   ConfigRecord(client_train_config(config, sent)), RecordDict(), 1)
     return arrays.to_torch_state_dict(), dict(released), node.training_indices(1).tolist()
 
 
@@ -274,7 +270,7 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
     return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),
-                   epsilon=epsilon, judge_accuracy=victims.judge().test_accuracy,
+                   epsilon=epsilon, judge_card=victims.judge().card(),
                    originals=truth, reconstruction=matched,
                    reconstruction_status=reconstruction.status.value,
                    message=reconstruction.message, seconds=reconstruction.seconds)

@@ -38,7 +38,7 @@ from fedsnn.tools.bench.command import parse_shard
 from fedsnn.tools.bench.report import baselines
 from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.judges import judge_sentence, load_judge
-from fedsnn.metrics import mean_interval, wilson_interval
+from fedsnn.metrics import mean_stat, number_interval, percent_interval, rate_stat
 from fedsnn.models import ModelSpec
 
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> None:
             deadline = time.monotonic() + args.budget_s
             candidates = run_candidates(observation, group.settings(settings), seed=args.seed,
                                         deadline=deadline, names=group.attacks)
-            kept = select(candidates)
+            kept = select(candidates, observation, group.settings(settings))
             rows = [*((name, rec, loss, False) for name, rec, loss in candidates),
                     ("strongest", kept[1], kept[2], kept[0])]
             for attacker, reconstruction, loss, winner in rows:
@@ -139,19 +139,6 @@ def run(args: argparse.Namespace) -> None:
             sink.flush()
             print(f"{args.group} {batch}: kept {kept[0]} "
                   f"({', '.join(f'{n} {r.seconds:.0f}s' for n, r, _ in candidates)})", flush=True)
-
-
-def _interval(values: Sequence[float], digits: int) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "–"
-    mean, low, high = mean_interval(finite)
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _rate(hits: int, n: int) -> str:
-    low, high = wilson_interval(hits, n)
-    return f"{100 * hits / n:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def table(args: argparse.Namespace) -> None:
@@ -175,11 +162,13 @@ def table(args: argparse.Namespace) -> None:
                 continue
             n = len(mine)
             shown = f"{attacker} ({group.note})" if group.note else attacker
+            means = {k: mean_stat([r[k] for r in mine]) for k in ("mse", "ssim", "psnr")}
             lines.append(
-                f"| {label} | {shown} | {n} | {_rate(sum(r['success'] for r in mine), n)} | "
-                f"{_interval([r['mse'] for r in mine], 3)} | {_interval([r['ssim'] for r in mine], 3)} | "
-                f"{_interval([r['psnr'] for r in mine], 1)} | "
-                f"{_rate(sum(r['label-correct'] for r in mine), n)} | "
+                f"| {label} | {shown} | {n} | "
+                f"{percent_interval(rate_stat(sum(r['success'] for r in mine), n))} | "
+                f"{number_interval(means['mse'], 3)} | {number_interval(means['ssim'], 3)} | "
+                f"{number_interval(means['psnr'], 1)} | "
+                f"{percent_interval(rate_stat(sum(r['label-correct'] for r in mine), n))} | "
                 f"{sum(r['seconds'] for r in mine) / n:.1f} |")
         winners = [r["winner"] for r in rows if r["group"] == name and r["attacker"] == "strongest"]
         if winners and not alone:

@@ -48,7 +48,7 @@ def write_run(run_dir: Path, victims: Victims, scenario: Scenario) -> Path:
     auditor = Auditor(pool_x, pool_y, judge=victims.judge().model,
                       ground_truth=lambda server_round, partition_id: ids)
     summary = complete_audit(run_dir, queue=queue, plan=plan, skipped=[], auditor=auditor,
-                             judge_accuracy=victims.judge().test_accuracy)
+                             judge=victims.judge().card())
     record.set("audit", summary)
     record.finish()
     return run_dir

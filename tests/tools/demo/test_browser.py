@@ -47,7 +47,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def demo_url(runs_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """`fedsnn demo` on a free 127.0.0.1 port, listing the fixture runs."""
+    """`fedsnn demo` on a free 127.0.0.1 port, listing the fixture runs (its output goes to
+    demo.log in the test's tmp_path)."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_ANALYTICS_ENABLED": "False",
            "OMP_NUM_THREADS": "1", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
@@ -84,6 +85,7 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -100,13 +102,21 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         return driver.find_element(By.ID, element_id).text
 
     def wait(condition, seconds: float = 120, what: str = "") -> None:
-        WebDriverWait(driver, seconds, poll_frequency=0.3).until(
-            lambda _: condition(), message=f"waited {seconds} s for {what}; status: "
-            f"{[e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, '[id$=status]')]}")
+        try:
+            WebDriverWait(driver, seconds, poll_frequency=0.3).until(lambda _: condition())
+        except TimeoutException:
+            status = [e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, "[id$=status]")]
+            log = (tmp_path / "demo.log").read_text()[-3000:]
+            pytest.fail(f"waited {seconds} s for {what}; status lines {status}; server log:\n{log}")
 
     def tab(name: str) -> None:
         next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role='tab']")
              if b.text.strip() == name).click()
+
+    def shown(selector: str) -> bool:  # an image that has loaded and has pixels
+        return bool(driver.execute_script(
+            "const i = document.querySelector(arguments[0]);"
+            "return !!i && i.complete && i.naturalWidth > 0;", selector))
 
     def report() -> str:  # the HTML the Runs view shows
         frames = driver.find_elements(By.CSS_SELECTOR, "#report iframe")
@@ -135,8 +145,7 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         # 1. the playground: an attack on the first embedded digit (lenet, iDLG)
         driver.find_element(By.ID, "run").click()
         wait(lambda: "PSNR" in text("metrics"), what="the playground's metrics")
-        source = driver.find_element(By.CSS_SELECTOR, "#reconstruction img").get_attribute("src")
-        assert source and "file=" in source or source.startswith("data:image")
+        wait(lambda: shown("#reconstruction img"), 30, what="the reconstruction image")
         metrics = text("metrics")
         assert "mean-image guess" in metrics and "Judge verdict" in metrics
         assert "Inferred label" in metrics and "ε spent" in metrics
@@ -163,7 +172,8 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.switch_to.window(first)
         assert "done" not in text("status")  # the long attack is still running
         driver.find_element(By.ID, "stop").click()
-        wait(lambda: "stopped" in text("status"), 10, what="the Stop message")
+        wait(lambda: "stopped" in text("status") and "PSNR" in text("metrics"), 60,
+             what="the stopped attack's scores")
         pick("play-mode", "gradient")
         number("play-batch", 1)
 
@@ -182,8 +192,8 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.find_element(By.ID, "run-twins").click()
         wait(lambda: "PSNR" in text("ann-metrics") and "PSNR" in text("snn-metrics"),
              what="both twins' metrics")
-        assert driver.find_elements(By.CSS_SELECTOR, "#ann-image img")
-        assert driver.find_elements(By.CSS_SELECTOR, "#snn-image img")
+        wait(lambda: shown("#ann-image img") and shown("#snn-image img"), 30,
+             what="both twins' images")
         if shots:
             driver.save_screenshot(str(shots / "ann-beside-snn.png"))
 

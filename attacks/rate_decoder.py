@@ -1,0 +1,204 @@
+"""The rate-decoder attack: a decoder learned on public data reads the client's image back from
+the readout layer's input, which the head's gradient gives away exactly (attacks/readout.py).
+
+Capability: public images from the clients' domain ("surrogate data"), disjoint from every client,
+handed to the attacker as tensors (`PublicData`); without them the attack is refused. Steps:
+
+1. the readout features (firing-rate map of a spiking model, hidden activations of an ANN) of the
+   public images, through the global model the server sent;
+2. a small MLP decoder, features -> pixels, trained on them (mean squared error, Adam);
+3. the features of each client sample, factored out of the head's gradient, decoded.
+
+A decoder depends only on the global model, the public set and the decoder settings, so one per
+global model serves every client of a round (`DecoderCache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks.analytic import labels_from_features
+from attacks.matching import final_loss, rebuild_victim
+from attacks.readout import observed_features, readout_features
+from attacks.settings import AttackSettings
+from attacks.types import Observation, Reconstruction, Status
+from fedsnn.models import ModelSpec, build_model
+
+FEATURE_CHUNK = 500  # public images per forward pass when computing their features
+DECODER_BATCH = 128
+DECODER_LR = 1e-3
+CACHE_SIZE = 2  # global models whose decoders are kept (a round's, and the one before)
+
+
+class CapabilityError(ValueError):
+    """The threat model does not grant what an attack needs (the message says what)."""
+
+
+@dataclass(frozen=True, eq=False)
+class PublicData:
+    """Public images of the clients' domain that the curious server holds.
+
+    Attributes:
+        images: [N, C, H, W] in [0, 1], disjoint from every client's data.
+        source: where they come from, for the report (e.g. "mnist test split, 8000 images").
+    """
+
+    images: torch.Tensor
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4 or len(self.images) < 2:
+            raise ValueError(f"public data: expected [N >= 2, C, H, W] images, got "
+                             f"{tuple(self.images.shape)}")
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest([self.images])
+
+
+def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
+    """The public data, checked against the victim's input shape.
+
+    Raises:
+        CapabilityError: no public data granted, or of another shape than the model's inputs.
+    """
+    if public is None:
+        raise CapabilityError("rate-decoder needs public same-domain images, and the threat model "
+                              "grants none (give the curious server a public split)")
+    expected = (spec.in_channels, spec.image_size, spec.image_size)
+    if tuple(public.images.shape[1:]) != expected:
+        raise CapabilityError(f"rate-decoder: public images are {tuple(public.images.shape[1:])}, "
+                              f"the model takes {expected}")
+    return public
+
+
+def _digest(tensors: list[torch.Tensor]) -> str:
+    hasher = hashlib.sha1()
+    for tensor in tensors:
+        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return hasher.hexdigest()
+
+
+class Decoder(nn.Module):
+    """features -> image: standardize, two hidden ReLU layers, a sigmoid to pixels in [0, 1]."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden: int,
+                 shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.shape = shape
+        self.net = nn.Sequential(nn.Linear(len(mean), hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, math.prod(shape)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = (features - self.mean) / self.std
+        return torch.sigmoid(self.net(z)).view(-1, *self.shape)
+
+
+def public_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Readout features of the public images through `model`, in chunks."""
+    return torch.cat([readout_features(model, images[i:i + FEATURE_CHUNK])
+                      for i in range(0, len(images), FEATURE_CHUNK)])
+
+
+def train_decoder(observation: Observation, public: PublicData, settings: AttackSettings,
+                  seed: int) -> Decoder:
+    """A decoder for the global model of `observation`, trained on the public images."""
+    spec = observation.model_spec
+    model = build_model(spec, encoder_seed=seed)
+    model.load_state_dict(observation.global_state)
+    model.train()  # as the client ran it (no dropout/batch norm in these models)
+    features = public_features(model, public.images.float()).float()
+    targets = public.images.float()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = Decoder(features.mean(0), features.std(0).clamp(min=1e-3),
+                          settings.decoder_hidden, tuple(targets.shape[1:]))
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=DECODER_LR)
+    for _ in range(settings.decoder_epochs):
+        order = torch.randperm(len(features), generator=generator)
+        for begin in range(0, len(order), DECODER_BATCH):
+            index = order[begin:begin + DECODER_BATCH]
+            loss = F.mse_loss(decoder(features[index]), targets[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return decoder.eval()
+
+
+class DecoderCache:
+    """Decoders by (global model, public set, decoder settings, seed): one per global model serves
+    every client of a round. Keeps the CACHE_SIZE most recent."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._decoders: OrderedDict[str, Decoder] = OrderedDict()
+        self.trained = 0  # decoders trained (the attack's main cost)
+
+    def get(self, observation: Observation, public: PublicData, settings: AttackSettings,
+            seed: int) -> Decoder:
+        state = observation.global_state
+        key = "/".join([_digest([state[k] for k in sorted(state)]), repr(observation.model_spec),
+                        public.fingerprint, str(settings.decoder_epochs),
+                        str(settings.decoder_hidden), str(seed)])
+        if key not in self._decoders:
+            self._decoders[key] = train_decoder(observation, public, settings, seed)
+            self.trained += 1
+            while len(self._decoders) > self.size:
+                self._decoders.popitem(last=False)
+        self._decoders.move_to_end(key)
+        return self._decoders[key]
+
+
+CACHE = DecoderCache()
+
+
+def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: int,
+                 deadline: float | None = None, public: PublicData | None = None) -> Reconstruction:
+    """Decode the client's images from the readout features its gradient gives away.
+
+    The seed fixes the decoder's initialisation and data order (restarts retrain it). For a batch
+    of B, the B feature rows come out of the head's gradient in no particular order; rows that
+    could not be separated are filled with the mean public image (the message says how many).
+
+    Raises:
+        CapabilityError: no public data (the runner records the attack as FAILED with the reason).
+        ValueError: the head's gradient does not give the features away.
+    """
+    del deadline  # one decoder training is not interruptible; its cost is said in the docs
+    started = time.monotonic()
+    public = require_public(public, observation.model_spec)
+    factors = observed_features(observation)
+    decoder = CACHE.get(observation, public, settings, seed)
+    with torch.no_grad():
+        images = decoder(factors.rows.float())
+    batch = observation.batch_size
+    missing = batch - len(images)
+    if missing > 0:
+        images = torch.cat([images, public.images.float().mean(0, keepdim=True).expand(missing, -1, -1, -1)])
+    victim = rebuild_victim(observation)
+    labels = labels_from_features(victim, factors.rows, observation)
+
+    def loss_of_logits(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
+
+    loss = final_loss(victim, images, loss_of_logits, settings)
+    note = (f"{len(factors.rows)} of {batch} feature vectors read off the head's gradient (weight "
+            f"residual {factors.weight_residual:.1e}); decoder trained on {public.source}")
+    if missing > 0:
+        note += f"; {missing} filled with the mean public image"
+    return Reconstruction(target_id=observation.target_id, attack="rate-decoder", inputs=images,
+                          labels=labels, matching_loss=loss,
+                          status=Status.OK if math.isfinite(loss) else Status.DIVERGED,
+                          message=note, seconds=time.monotonic() - started)

@@ -1,0 +1,238 @@
+"""The rate-decoder attack across settings (docs/results.md, "The rate-decoder attack").
+
+One global model per setting serves every victim (as in one round of an in-line audit, where all
+clients of a round share the model the server sent), so one decoder per setting. Victims: the
+bench's attack set (the first `--samples` of its order over the test split), in batches of B, each
+batch the gradient of one client. Public data: the first `public_size` images of the train split
+(disjoint from every victim), or another dataset (cross-domain). Trained settings train the global
+model on the rest of the train split (TRAIN_FROM onward), so public images are never training
+images. Identification: the original is the reconstruction's nearest neighbour among the first
+`--pool` images of the attack-set order (they include the victims).
+
+Example:
+    python -m fedsnn.tools.experiments.rate_decoder run --setting snn --out runs/rate-decoder
+    python -m fedsnn.tools.experiments.rate_decoder table --out runs/rate-decoder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks import AttackSettings, Observation, PublicData, Reconstruction, invert
+from attacks.rate_decoder import CACHE
+from fedsnn.data import load_dataset
+from fedsnn.data.sources import ImageData
+from fedsnn.judges import Judge, load_judge
+from fedsnn.metrics import identified, mean_interval, wilson_interval
+from fedsnn.models import ModelSpec, build_model
+from fedsnn.privacy.dpsgd import DpSgdSettings, private_gradient
+from fedsnn.audit.scoring import score_images
+from fedsnn.tools.bench.run import draw_attack_set
+from fedsnn.training import batch_gradient, evaluate, train_epochs
+
+MNIST = "mnist:../shared/data/mnist"  # from the main checkout
+TRAIN_FROM = 3000  # trained settings: the global model trains on train[3000:], public is train[:3000]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row: the victim model, how it was trained, the attacker's public data, the batch and
+    the defense."""
+
+    model: str = "lenet-snn"
+    neuron: str = "if"
+    surrogate: str = "atan"
+    time_steps: int = 4
+    encoding: str = "direct"
+    trained_epochs: int = 0  # 0: DLG initialisation U(-0.5, 0.5)
+    public_size: int = 8000
+    public_dataset: str = ""  # "" : the victims' dataset (train split); else a dataset spec
+    batch: int = 1
+    dp_noise: float = 0.0  # > 0: DP-SGD gradient (clip dp_clip, noise multiplier dp_noise)
+    dp_clip: float = 1.0
+
+    def spec(self, data: ImageData) -> ModelSpec:
+        return ModelSpec(name=self.model, in_channels=data.in_channels,
+                         num_classes=data.num_classes, image_size=data.image_size,
+                         time_steps=self.time_steps, neuron=self.neuron, surrogate=self.surrogate,
+                         encoding=self.encoding)
+
+
+SNN = Setting()
+SETTINGS: dict[str, Setting] = {
+    "snn": SNN, "ann": replace(SNN, model="lenet"),
+    "snn-trained-2": replace(SNN, trained_epochs=2, public_size=3000),
+    "ann-trained-2": replace(SNN, model="lenet", trained_epochs=2, public_size=3000),
+    "snn-lif-sigmoid": replace(SNN, neuron="lif", surrogate="sigmoid"),
+    **{f"snn-t{t}": replace(SNN, time_steps=t) for t in (2, 8, 16)},
+    "snn-poisson": replace(SNN, encoding="poisson"),
+    **{f"snn-public-{n}": replace(SNN, public_size=n) for n in (100, 1000)},
+    **{f"ann-public-{n}": replace(SNN, model="lenet", public_size=n) for n in (100, 1000)},
+    "snn-digits-public": replace(SNN, public_dataset="digits"),
+    "ann-digits-public": replace(SNN, model="lenet", public_dataset="digits"),
+    **{f"snn-b{b}": replace(SNN, batch=b) for b in (2, 4, 8)},
+    **{f"ann-b{b}": replace(SNN, model="lenet", batch=b) for b in (2, 4, 8)},
+    **{f"snn-dp-{s}": replace(SNN, dp_noise=s) for s in (0.01, 0.1, 1.0)},
+    **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
+}
+
+
+def public_data(setting: Setting, data: ImageData) -> PublicData:
+    if setting.public_dataset:
+        other = load_dataset(setting.public_dataset, image_size=data.image_size)
+        images = torch.cat([other.train_x, other.test_x])[:setting.public_size]
+        return PublicData(images, f"{setting.public_dataset} ({len(images)} images, all splits)")
+    if setting.trained_epochs and setting.public_size > TRAIN_FROM:
+        raise ValueError(f"trained settings take public images from train[:{TRAIN_FROM}]")
+    images = data.train_x[:setting.public_size]
+    return PublicData(images, f"{data.name} train split [:{len(images)}]")
+
+
+def global_model(setting: Setting, data: ImageData, seed: int) -> tuple[torch.nn.Module, float]:
+    """The model the server sent, and its test accuracy."""
+    model = build_model(setting.spec(data), dlg_init=not setting.trained_epochs, seed=seed,
+                        encoder_seed=seed)
+    if setting.trained_epochs:
+        train_epochs(model, data.train_x[TRAIN_FROM:], data.train_y[TRAIN_FROM:],
+                     epochs=setting.trained_epochs, batch_size=64, lr=1e-3, seed=seed)
+    return model, evaluate(model, data.test_x, data.test_y)[1]
+
+
+def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+                    ) -> tuple[dict[str, torch.Tensor], float | None]:
+    """The client's gradient (DP-SGD's when the setting has noise) and its ε (δ = 1e-5)."""
+    if not setting.dp_noise:
+        return batch_gradient(model, x, y)[1], None
+    dp = DpSgdSettings(max_grad_norm=setting.dp_clip, delta=1e-5, noise_multiplier=setting.dp_noise,
+                       batch_first=not model.is_spiking)
+    gradients, outcome = private_gradient(model, x, y, settings=dp)
+    return gradients, outcome.epsilon
+
+
+def _scored(reconstruction: Reconstruction, ids: list[int], data: ImageData, judge: Judge,
+            pool: torch.Tensor, pool_ids: list[int]) -> list[dict[str, Any]]:
+    index = torch.tensor(ids)
+    rows, matched = score_images(reconstruction, data.test_x[index], data.test_y[index],
+                                 judge.predict)
+    hits = identified(matched, torch.tensor([pool_ids.index(i) for i in ids]), pool)
+    for row, sample, hit in zip(rows, ids, hits.tolist(), strict=True):
+        row.update(sample=sample, identified=hit)
+    return rows
+
+
+def run(args: argparse.Namespace) -> None:
+    """Attack the setting's victims; write <out>/<setting>.json (rows and summary)."""
+    torch.set_num_threads(1)
+    setting = SETTINGS[args.setting]
+    data = load_dataset(args.dataset)
+    judge = load_judge(data, seed=0)
+    samples = args.samples // setting.batch * setting.batch
+    pool_ids = draw_attack_set(data, args.pool, args.seed)  # its first `samples` are the victims
+    ids = pool_ids[:samples]
+    pool = data.test_x[torch.tensor(pool_ids)]
+    model, accuracy = global_model(setting, data, args.seed)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    public = public_data(setting, data)
+    settings = AttackSettings(attack="rate-decoder", decoder_epochs=args.decoder_epochs,
+                              seed=args.seed)
+    rows, guess_rows, epsilon, started = [], [], None, time.monotonic()
+    decoder_seconds = 0.0
+    for begin in range(0, samples, setting.batch):
+        batch_ids = ids[begin:begin + setting.batch]
+        x, y = data.test_x[torch.tensor(batch_ids)], data.test_y[torch.tensor(batch_ids)]
+        gradients, epsilon = client_gradient(setting, model, x, y)
+        observation = Observation(f"{args.setting}/{begin}", setting.spec(data), state, gradients,
+                                  batch_size=len(x))
+        trained_before = CACHE.trained
+        reconstruction, = invert([observation], settings, public=public)
+        if CACHE.trained > trained_before:
+            decoder_seconds = reconstruction.seconds
+        rows += _scored(reconstruction, batch_ids, data, judge, pool, pool_ids)
+        guess = Reconstruction("guess", "mean-image", public.images.mean(0, keepdim=True)
+                               .expand_as(x).clone(), torch.full_like(y, -1), 0.0)
+        guess_rows += _scored(guess, batch_ids, data, judge, pool, pool_ids)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"setting": args.setting, **asdict(setting), "samples": samples, "pool": args.pool,
+              "seed": args.seed, "dataset": data.note, "public": public.source,
+              "global-accuracy": accuracy, "dp-epsilon": epsilon,
+              "decoder-epochs": args.decoder_epochs, "decoder-seconds": round(decoder_seconds, 1),
+              "wall-seconds": round(time.monotonic() - started, 1),
+              "summary": {"rate-decoder": summarize(rows), "mean-image guess": summarize(guess_rows)},
+              "rows": rows}
+    (out / f"{args.setting}.json").write_text(json.dumps(result, indent=1))
+    print(markdown([result]))
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """n, ASR and identified fraction (Wilson 95 %), MSE/PSNR/SSIM means (95 %), median MSE."""
+    n = len(rows)
+    out: dict[str, Any] = {"n": n}
+    for key, name in (("success", "asr"), ("identified", "identified")):
+        hits = sum(bool(r[key]) for r in rows)
+        out[name] = [hits / n, *wilson_interval(hits, n)]
+    for key in ("mse", "psnr", "ssim"):
+        out[key] = list(mean_interval([r[key] for r in rows]))
+    out["median-mse"] = float(torch.tensor([r["mse"] for r in rows]).median())
+    return out
+
+
+def _cell(values: list[float], digits: int, percent: bool = False) -> str:
+    if percent:
+        return f"{100 * values[0]:.0f} % [{100 * values[1]:.0f}, {100 * values[2]:.0f}]"
+    return f"{values[0]:.{digits}f} [{values[1]:.{digits}f}, {values[2]:.{digits}f}]"
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| setting | global acc. | attacker | n | ASR | identified | MSE | median MSE | "
+             "PSNR (dB) | SSIM | decoder s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        note = f" (ε={result['dp-epsilon']:.3g})" if result.get("dp-epsilon") else ""
+        for attacker, s in result["summary"].items():
+            lines.append(
+                f"| {result['setting']}{note} | {100 * result['global-accuracy']:.0f} % | {attacker} "
+                f"| {s['n']} | {_cell(s['asr'], 0, True)} | {_cell(s['identified'], 0, True)} | "
+                f"{_cell(s['mse'], 4)} | {s['median-mse']:.4f} | {_cell(s['psnr'], 1)} | "
+                f"{_cell(s['ssim'], 2)} | "
+                f"{result['decoder-seconds'] if attacker == 'rate-decoder' else ''} |")
+    return "\n".join(lines)
+
+
+def table(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    found = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    results = [found[name] for name in SETTINGS if name in found]
+    missing = [name for name in SETTINGS if name not in found]
+    text = markdown(results) + (f"\n\nNot run: {', '.join(missing)}" if missing else "")
+    (out / "table.md").write_text(text + "\n")
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    go = commands.add_parser("run", help="attack one setting's victims")
+    go.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    go.add_argument("--dataset", default=MNIST)
+    go.add_argument("--samples", type=int, default=100)
+    go.add_argument("--pool", type=int, default=1000)
+    go.add_argument("--seed", type=int, default=0)
+    go.add_argument("--decoder-epochs", type=int, default=40)
+    go.add_argument("--out", default="runs/rate-decoder")
+    go.set_defaults(func=run)
+    show = commands.add_parser("table", help="the table of every setting run into --out")
+    show.add_argument("--out", default="runs/rate-decoder")
+    show.set_defaults(func=table)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
