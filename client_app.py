@@ -12,7 +12,7 @@ from flwr.common.logger import log
 
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
-from clients.privacy import LEDGER_KEY, released_evaluation
+from clients.privacy import LEDGER_KEY, released_evaluation, restore_node_ledger
 from clients.reply import train_reply
 from fedsnn.config import ConfigError
 from fedsnn.data import DatasetError
@@ -29,8 +29,10 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         """This node's setup, or an error reply naming the problem in one line (no traceback
         in the SuperNode's log every round; the server records it in results.json)."""
         try:
+            # first: a secret client seed is kept in the ledger too
+            restore_node_ledger(context.state, context.node_config.get(LEDGER_KEY))
             return NodeSetup.from_context(context, overrides)
-        except (NodeSetupError, DatasetError, ConfigError) as error:
+        except (NodeSetupError, DatasetError, ConfigError, ValueError) as error:
             log(ERROR, "fedsnn node: %s", error)
             return Message(Error(code=SETUP_ERROR_CODE, reason=f"fedsnn node: {error}"),
                            reply_to=msg)

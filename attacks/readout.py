@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from attacks.idlg import last_linear_names
@@ -59,3 +60,28 @@ def observed_features(observation: Observation) -> Factors:
         raise ValueError(f"the readout features need the gradients of {weight_name} and its bias")
     return separable_factors(weight, bias, observation.batch_size)
 
+
+
+def _encoded_forward(model: nn.Module, inputs: torch.Tensor) -> object:
+    """Images through the model's own encoder; per-step sequences [T, B, ...] as they are."""
+    if inputs.dim() == 5:
+        return model.forward_sequence(inputs)
+    return model(inputs)
+
+
+def readout_distance(model: nn.Module, inputs: torch.Tensor, observed: torch.Tensor) -> float:
+    """Σ_b ||h(x̂_b) - h_b||² / Σ_b ||h_b||²: the readout features of `inputs` through `model`
+    against the `observed` ones [K, F] (`observed_features(...).rows`), rows matched by an optimal
+    assignment; inf for inputs the model does not take or fewer rows than observed."""
+    try:
+        features = readout_features(model, inputs.detach().float(), forward=_encoded_forward)
+    except (RuntimeError, ValueError):
+        return float("inf")
+    features = features.double()
+    observed = observed.double()
+    if len(features) < len(observed) or not bool(torch.isfinite(features).all()):
+        return float("inf")
+    cost = torch.cdist(observed, features) ** 2
+    rows, columns = linear_sum_assignment(cost.numpy())
+    scale = float((observed ** 2).sum())
+    return float(cost[rows, columns].sum()) / scale if scale > 0 else float("inf")

@@ -6,9 +6,9 @@ free), the rate decoder when the threat model grants public data (attacks/rate_d
 iDLG, the smooth-surrogate annealing attack (spiking victims), DLG and GRNN. The
 reconstruction kept is chosen by one criterion for all (`rank`), computed on the victim as the
 attacker rebuilt it: one that reproduces the observed gradient exactly (`consistency_loss` ~ 0,
-e.g. the analytic attack) wins; otherwise the one that reproduces the readout layer's gradient best
-(`head_consistency`: it carries the readout features and the label, attacks/readout.py), then the
-lowest `consistency_loss`. Ground truth has no way in: the entry
+e.g. the analytic attack) wins; otherwise the one whose readout features are closest to those the
+head's gradient gives away, among those with the labels it gives away (`readout_consistency`,
+attacks/readout.py), then the lowest `consistency_loss`. Ground truth has no way in: the entry
 point takes the observation and the attacker's settings, nothing else.
 
 The result is the winner's reconstruction, with `attack="strongest"`, `winner` naming the attack
@@ -26,18 +26,19 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from attacks.analytic import EXACT_RELATIVE_LOSS, analytic
+from attacks.analytic import EXACT_RELATIVE_LOSS, analytic, labels_from_features
 from attacks.dlg import dlg
 from attacks.grnn import grnn
-from attacks.idlg import idlg, last_linear_names
-from attacks.matching import final_loss, loss_scale, rebuild_victim
+from attacks.idlg import idlg
+from attacks.matching import final_loss, rebuild_victim
 from attacks.parametrize import encoder_aware
 from attacks.rate_decoder import PublicData, rate_decoder
+from attacks.readout import observed_features, readout_distance
 from attacks.runner import AttackFn, relative_loss
 from attacks.settings import AttackSettings
 from attacks.smooth import smooth
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -110,29 +111,31 @@ def consistency_loss(observation: Observation, reconstruction: Reconstruction,
 def rank(observation: Observation, settings: AttackSettings, reconstruction: Reconstruction,
          loss: float) -> tuple[bool, float, float]:
     """The strongest mode's criterion, lower is better, from the observation alone: a
-    reconstruction that reproduces the whole gradient exactly first; then `head_consistency`
+    reconstruction that reproduces the whole gradient exactly first; then `readout_consistency`
     (on conv-first spiking victims every candidate matches the convolutions' gradients about
-    equally badly, while the head's gradient, δ hᵀ, pins down the readout features h and the
-    label); then the whole gradient's consistency loss."""
+    equally badly, while the head's gradient, Σ δ hᵀ, gives the readout features h and the labels
+    away exactly); then the whole gradient's consistency loss."""
     if not math.isfinite(loss):
         return (True, math.inf, math.inf)
     if relative_loss(replace(reconstruction, matching_loss=loss), observation, settings) \
             <= EXACT_RELATIVE_LOSS:
         return (False, 0.0, loss)
-    return (True, head_consistency(observation, reconstruction, settings), loss)
+    return (True, readout_consistency(observation, reconstruction), loss)
 
 
-def head_consistency(observation: Observation, reconstruction: Reconstruction,
-                     settings: AttackSettings) -> float:
-    """`consistency_loss` on the readout layer's weight and bias alone, relative to their observed
-    gradient (inf when the observation has no gradient for them)."""
-    names = [n for n in last_linear_names(build_model(observation.model_spec)) if n]
-    head = {n: observation.gradients[n] for n in names if n in observation.gradients}
-    if not head:
+def readout_consistency(observation: Observation, reconstruction: Reconstruction) -> float:
+    """How far the reconstruction's readout features are from those the head's gradient gives
+    away (`attacks.readout.readout_distance`); inf when its labels are not the ones the head
+    gives away, or when the head does not give the features away."""
+    victim = rebuild_victim(observation)
+    try:
+        observed = observed_features(observation).rows
+    except ValueError:
         return math.inf
-    head_only = replace(observation, gradients=head)
-    loss = consistency_loss(head_only, reconstruction, settings)
-    return loss / loss_scale(head, settings.distance) if math.isfinite(loss) else math.inf
+    given = labels_from_features(victim, observed, observation)
+    if sorted(reconstruction.labels.tolist()) != sorted(given.tolist()):
+        return math.inf
+    return readout_distance(victim.model, reconstruction.inputs, observed)
 
 
 def select(candidates: Sequence[tuple[str, Reconstruction, float]],
@@ -209,8 +212,8 @@ def summary(candidates: Sequence[tuple[str, Reconstruction, float]], observation
     for name, reconstruction, loss in candidates:
         if math.isfinite(loss):
             relative = relative_loss(replace(reconstruction, matching_loss=loss), observation, settings)
-            head = head_consistency(observation, reconstruction, settings)
-            parts.append(f"{name} {relative:.2e} (head {head:.2e})")
+            readout = readout_consistency(observation, reconstruction)
+            parts.append(f"{name} {relative:.2e} (readout {readout:.2e})")
         else:
             parts.append(f"{name} failed ({reconstruction.message[:120]})")
     return "; ".join(parts)
@@ -231,6 +234,6 @@ def strongest(observation: Observation, settings: AttackSettings, *, seed: int,
     if not math.isfinite(loss):
         raise RuntimeError(f"every candidate failed: {summary(candidates, observation, settings)}")
     return replace(best, attack="strongest", winner=name, matching_loss=loss,
-                   message=f"won by {name} (relative loss of each, and of its head: "
+                   message=f"won by {name} (relative loss of each, and its readout distance: "
                            f"{summary(candidates, observation, settings)}); {best.message}",
                    seconds=time.monotonic() - started)

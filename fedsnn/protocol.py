@@ -39,20 +39,6 @@ NUM_EXAMPLES_KEY = "num-examples"
 # the node's replies then carry only `PROTECTED_REPLY_KEYS`.
 CLIENT_DP_FLAG = "client-dp"
 
-# What a DP-protected client may send besides its (privatized) arrays, and why each is covered:
-PROTECTED_REPLY_KEYS = frozenset({
-    # Setup, not data: the node's label, and counts Flower's aggregation needs. FedSGD: the
-    # configured batch size. FedAvg: the local train split's size and the steps it makes, released
-    # in the clear as Flower and Opacus do (the dataset size is treated as public).
-    NUM_EXAMPLES_KEY, "local-steps", "partition-id",
-    EQUAL_WEIGHT_KEY,            # a constant 1
-    KEY_NORM_BIT,  # Flower's central-DP clipped bit, taken after local privatization
-    # the privacy figures: functions of public settings and release counts
-    "local-dp-client-epsilon", "local-dp-client-epsilon-release", "dp-sgd-sample-epsilon",
-    "dp-sgd-noise-multiplier",  # σ: a setting, not data
-    "spike-dp-bit-epsilon", "spike-dp-sample-epsilon",
-})
-
 SCALAR_KINDS = ("int", "float")
 
 
@@ -70,6 +56,9 @@ class MetricKey:
         per_client: identifies a client or its samples; never averaged across replies.
         raw: computed on the client's raw data without noise (a DP-protected reply must not
             carry it unless the defense covers it).
+        released: may leave a DP-protected client (`PROTECTED_REPLY_KEYS`): setup rather than
+            data, a constant, post-processing of the privatized update, or a privacy figure
+            (a function of public settings and release counts).
     """
 
     name: str
@@ -80,6 +69,7 @@ class MetricKey:
     when: str = ""
     per_client: bool = False
     raw: bool = False
+    released: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not fit this key (wrong type, implausible); None when it fits.
@@ -128,33 +118,37 @@ def _declare(*keys: MetricKey) -> dict[str, MetricKey]:
 
 
 _COMMON = (
+    # released under DP as Flower and Opacus do: FedSGD's configured batch size, or FedAvg's
+    # local train split size (the dataset size is treated as public)
     MetricKey(NUM_EXAMPLES_KEY, "int", "samples the reply was computed on (FedAvg's weight)",
-              low=1, raw=True),
+              low=1, raw=True, released=True),
     MetricKey("partition-id", "int", "the node's partition (-1: a node with its own data)",
-              low=-1, per_client=True),
+              low=-1, per_client=True, released=True),
     MetricKey(EQUAL_WEIGHT_KEY, "float", "central DP's weight: 1 in training, the example "
-              "count in evaluation", low=0, when=CENTRAL_DP_FLAG),
+              "count in evaluation", low=0, when=CENTRAL_DP_FLAG, released=True),
 )
 
 TRAIN_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
     MetricKey("train-loss", "float", "mean training loss of the last local epoch (FedSGD: of "
               "the batch)", low=0, raw=True),
-    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0),
+    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0, released=True),
+    # taken after the node's own privatization (clients.privacy.release): post-processing
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
-              low=0, high=1, when=ADAPTIVE_FLAG),
+              low=0, high=1, when=ADAPTIVE_FLAG, released=True),
     MetricKey("local-dp-client-epsilon-release", "float", "client-level epsilon of this local "
-              "DP release", low=0, when="local-dp-noise-multiplier"),
+              "DP release", low=0, when="local-dp-noise-multiplier", released=True),
     MetricKey("local-dp-client-epsilon", "float", "client-level epsilon of all this node's "
-              "local DP releases", low=0, when="local-dp-noise-multiplier"),
+              "local DP releases", low=0, when="local-dp-noise-multiplier", released=True),
     MetricKey("dp-sgd-sample-epsilon", "float", "sample-level epsilon DP-SGD spent so far",
-              low=0, when="dp-sgd-max-grad-norm"),
+              low=0, when="dp-sgd-max-grad-norm", released=True),
     MetricKey("dp-sgd-noise-multiplier", "float", "DP-SGD's noise multiplier sigma (public: "
-              "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm"),
+              "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm",
+              released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
-              when="spike-dp-mechanism"),
+              when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
-              low=0, when="spike-dp-mechanism"),
+              low=0, when="spike-dp-mechanism", released=True),
 )
 
 EVALUATE_METRICS: dict[str, MetricKey] = _declare(
@@ -166,6 +160,11 @@ EVALUATE_METRICS: dict[str, MetricKey] = _declare(
 )
 
 REPLY_METRICS = {"train": TRAIN_METRICS, "evaluate": EVALUATE_METRICS}
+
+# What a DP-protected client may send besides its (privatized) arrays (`MetricKey.released`):
+# under a client-side defense (CLIENT_DP_FLAG in the round's config) nothing else leaves it.
+PROTECTED_REPLY_KEYS = frozenset(k.name for table in REPLY_METRICS.values()
+                                 for k in table.values() if k.released)
 
 
 def expected_keys(declared: Mapping[str, MetricKey], config: Mapping[str, Any] | None

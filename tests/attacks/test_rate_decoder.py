@@ -114,3 +114,16 @@ def test_strongest_keeps_the_decoder_by_its_own_criterion_on_lenet_snn(
     assert kept.winner == min(ranks, key=ranks.get) == "rate-decoder"
     mse = float(((kept.inputs - x[:1]) ** 2).mean())
     assert mse < float(((public.images.mean(0) - x[0]) ** 2).mean())
+
+
+def test_a_batch_up_to_the_number_of_classes_gives_every_rate_map_away(
+        split: tuple[PublicData, torch.Tensor, torch.Tensor]) -> None:
+    # Σ_b δ_b r_bᵀ / B has rank B <= 10 classes; each sample's private units separate it exactly
+    _, x, y = split
+    observation = observe("lenet-snn", x[:6], y[:6], seed=3)
+    victim = build_model(ModelSpec("lenet-snn"))
+    victim.load_state_dict(observation.global_state)
+    truth = readout_features(victim, x[:6]).double()
+    recovered = observed_features(observation).rows
+    assert len(recovered) == 6
+    assert float(torch.cdist(truth, recovered).min(1).values.max()) < 1e-3

@@ -49,3 +49,20 @@ def test_a_run_with_secret_client_randomness_trains(tmp_path: Path) -> None:
                                              "update-mode": "gradient"})
     assert replies and not any(reply.has_error() for reply in replies)
     assert (run_dir / "results.json").is_file()
+
+
+def test_a_secret_seed_survives_a_node_restart_in_its_privacy_ledger(tmp_path: Path) -> None:
+    from clients.privacy import LEDGER_KEY, restore_node_ledger, save_node_ledger
+
+    def restarted() -> NodeSetup:  # a fresh Context, as after a SuperNode restart
+        context = Context(run_id=1, node_id=1, state=RecordDict(),
+                          node_config={"partition-id": 1, "num-partitions": 3,
+                                       LEDGER_KEY: str(tmp_path / "ledger.json")},
+                          run_config=RUN | {"client-randomness": "secret"})
+        restore_node_ledger(context)  # the order client_app keeps
+        node = NodeSetup.from_context(context)
+        save_node_ledger(context)
+        return node
+
+    first, second = restarted(), restarted()
+    assert first.secret is not None and second.secret == first.secret

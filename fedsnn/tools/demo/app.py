@@ -9,7 +9,9 @@ input is answered in the page and never stops the server.
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import math
 import threading
 from collections.abc import Iterator
@@ -19,9 +21,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image
 
 from fedsnn.judges import flag_asr, judge_sentence
-from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, EPSILON_KEYS, IMAGE_SIZE, UPDATE_MODES,
+from fedsnn.protocol import TRAIN_METRICS
+from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)
 from fedsnn.tools.demo.runs import comparison_html, list_runs, report_html
@@ -52,6 +56,18 @@ def picture(*rows: torch.Tensor | None) -> np.ndarray:
     return (big * 255).round().astype(np.uint8)
 
 
+def figure(array: np.ndarray, caption: str) -> str:
+    """A picture as self-contained HTML (an inline PNG: nothing to fetch, nothing cached on disk
+    between the streamed updates)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return (f"<figure style='margin:0'><img alt='{html.escape(caption)}' "
+            f"src='data:image/png;base64,{data}' style='image-rendering:pixelated'>"
+            f"<figcaption style='font-size:12px;color:#555'>{html.escape(caption)}</figcaption>"
+            "</figure>")
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -76,9 +92,11 @@ def metrics_markdown(outcome: Outcome) -> str:
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     if outcome.epsilon:
-        spent = "; ".join(f"{key.replace('-', ' ')} = {value:.4g} ({EPSILON_KEYS[key]})"
+        spent = "; ".join(f"`{key}` = {value:.4g} ({TRAIN_METRICS[key].meaning})"
                           for key, value in outcome.epsilon.items())
-        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}."]
+        caution = " A per-bit ε is not a per-sample guarantee." \
+            if "spike-dp-bit-epsilon" in outcome.epsilon else ""
+        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}.{caution}"]
     else:
         lines += ["", "**ε spent**: none — no defense, no guarantee."]
     return "\n".join(lines)
@@ -192,36 +210,40 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         >>> build(Victims(), Path("runs")).launch(server_name="127.0.0.1")  # doctest: +SKIP
     """
 
-    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[Any, str, str]]:
+    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[str, str, str]]:
         try:
             scenario, images, labels = _parse(inputs, values, victims)
         except DemoError as error:
-            yield None, _error(str(error)), ""
+            yield "", _error(str(error)), ""
             return
-        yield picture(images, None), "starting: the client trains, the server observes…", ""
+        caption = "the client's images (top), what the server rebuilds (bottom)"
+        yield (figure(picture(images, None), caption),
+               "starting: the client trains, the server observes…", "")
         for _, kind, value in _attacks({"one": (scenario, images, labels)}, victims, request):
             if kind == "step":
                 live = live_images(value)
                 if live is not None and live.shape == images.shape:
-                    yield (picture(images, live),
+                    yield (figure(picture(images, live), caption),
                            f"step {value.index + 1}: matching loss {value.loss:.3g}", "")
             elif kind == "error":
-                yield picture(images, None), _error(value), ""
+                yield figure(picture(images, None), caption), _error(value), ""
             else:
-                yield (picture(value.originals, value.reconstruction),
+                yield (figure(picture(value.originals, value.reconstruction), caption),
                        f"{_ended(value)}: top row the client's images, bottom row what the "
                        "server rebuilt", metrics_markdown(value))
 
     def play_twins(values: dict[Any, Any], request: gr.Request
-                   ) -> Iterator[tuple[Any, Any, str, str, str]]:
+                   ) -> Iterator[tuple[str, str, str, str, str]]:
         try:
             scenario, images, labels = _parse(twin_inputs, values, victims)
             ann, snn = twins(scenario)
             snn.run_config()
         except DemoError as error:
-            yield None, None, _error(str(error)), "", ""
+            yield "", "", _error(str(error)), "", ""
             return
-        shown: dict[str, Any] = {"ann": picture(images, None), "snn": picture(images, None)}
+        captions = {name: f"{twin.model}: the client's images (top), the reconstruction (bottom)"
+                    for name, twin in (("ann", ann), ("snn", snn))}
+        shown = {name: figure(picture(images, None), captions[name]) for name in captions}
         texts = {"ann": "", "snn": ""}
         status = {"ann": "running", "snn": "running"}
         yield shown["ann"], shown["snn"], "both attacks running…", "", ""
@@ -231,12 +253,13 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 live = live_images(value)
                 if live is None or live.shape != images.shape:
                     continue
-                shown[name] = picture(images, live)
+                shown[name] = figure(picture(images, live), captions[name])
                 status[name] = f"step {value.index + 1}"
             elif kind == "error":
                 status[name], texts[name] = "failed", _error(value)
             else:
-                shown[name] = picture(value.originals, value.reconstruction)
+                shown[name] = figure(picture(value.originals, value.reconstruction),
+                                     captions[name])
                 status[name], texts[name] = _ended(value), metrics_markdown(value)
             line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
                    f"{snn.model} ({snn.attack_name()}): {status['snn']}"
@@ -281,12 +304,10 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 stop_button = gr.Button("Stop", elem_id="stop")
             status = gr.HTML(elem_id="status")
             with gr.Row():
-                image = gr.Image(label="client's images (top) / reconstruction (bottom)",
-                                 elem_id="reconstruction", type="numpy", interactive=False,
-                                 format="png")
+                image = gr.HTML(elem_id="reconstruction")
                 metrics = gr.Markdown(elem_id="metrics")
             run_button.click(play, set(inputs.values()), [image, status, metrics],
-                                     concurrency_limit=CONCURRENCY)
+                             concurrency_limit=CONCURRENCY)
             stop_button.click(stop, None, status)
         with gr.Tab("ANN beside SNN", id="twins"):
             twin_inputs = _inputs(("lenet", "mlp"), "twins")
@@ -296,12 +317,10 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
             twin_status = gr.HTML(elem_id="twin-status")
             with gr.Row():
                 with gr.Column():
-                    ann_image = gr.Image(label="ANN", type="numpy", interactive=False,
-                                         elem_id="ann-image", format="png")
+                    ann_image = gr.HTML(elem_id="ann-image")
                     ann_metrics = gr.Markdown(elem_id="ann-metrics")
                 with gr.Column():
-                    snn_image = gr.Image(label="SNN (spiking twin)", type="numpy",
-                                         interactive=False, elem_id="snn-image", format="png")
+                    snn_image = gr.HTML(elem_id="snn-image")
                     snn_metrics = gr.Markdown(elem_id="snn-metrics")
             twin_button.click(
                 play_twins, set(twin_inputs.values()),

@@ -24,14 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from attacks import Reconstruction, invert
+from attacks import Reconstruction, Status, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup
 from clients.reply import train_reply
@@ -44,6 +44,7 @@ from fedsnn.data import ClientData, ImageData, load_dataset
 from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import to_images
 from fedsnn.models import ModelSpec, build_model, spec_for
+from fedsnn.protocol import TRAIN_METRICS
 from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 from strategies.dp_stack import wrap_defenses
 
@@ -61,11 +62,8 @@ DEFENSES: dict[str, tuple[str, str] | None] = {
     "DP-SGD": ("dp-sgd", "dp-sgd-target-epsilon"),
     "spike-DP": ("spike-dp", "spike-dp-epsilon-bit"),
 }
-# reply metrics that carry the ε the client spent, and what each one's unit is
-EPSILON_KEYS = {"local-dp-client-epsilon": "client-level (whole update)",
-                "dp-sgd-sample-epsilon": "per sample",
-                "spike-dp-sample-epsilon": "per sample (all T·C·H·W bits)",
-                "spike-dp-bit-epsilon": "per bit (not a per-sample guarantee)"}
+# the reply metrics (fedsnn/protocol.py) that carry the ε a client spent so far
+EPSILON_KEYS = tuple(key for key in TRAIN_METRICS if key.endswith("-epsilon"))
 DATASET = "digits"
 IMAGE_SIZE = 28
 
@@ -139,11 +137,9 @@ class Outcome:
     epsilon: dict[str, float]
     judge_card: dict[str, Any]
     originals: torch.Tensor
-    reconstruction: torch.Tensor
-    reconstruction_status: str
+    reconstruction: torch.Tensor | None
     message: str
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Victims:
@@ -268,11 +264,12 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
     auditor, ids = victims.auditor(images, labels, trained)
     row = auditor.score(AuditJob(1, 0, observation, settings), reconstruction)
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
+    if reconstruction.status == Status.FAILED or matched.shape != truth.shape:
+        matched = None  # a failed attack returns a placeholder, not a reconstruction
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
     return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),
                    epsilon=epsilon, judge_card=victims.judge().card(),
                    originals=truth, reconstruction=matched,
-                   reconstruction_status=reconstruction.status.value,
                    message=reconstruction.message, seconds=reconstruction.seconds)
 
 

@@ -77,8 +77,13 @@ SETTINGS: dict[str, Setting] = {
     **{f"ann-public-{n}": replace(SNN, model="lenet", public_size=n) for n in (100, 1000)},
     "snn-digits-public": replace(SNN, public_dataset="digits"),
     "ann-digits-public": replace(SNN, model="lenet", public_dataset="digits"),
-    **{f"snn-b{b}": replace(SNN, batch=b) for b in (2, 4, 8)},
-    **{f"ann-b{b}": replace(SNN, model="lenet", batch=b) for b in (2, 4, 8)},
+    **{f"snn-b{b}": replace(SNN, batch=b) for b in (2, 4, 8, 16, 32)},
+    **{f"ann-b{b}": replace(SNN, model="lenet", batch=b) for b in (2, 4, 8, 16, 32)},
+    # encoding / neuron / T ablations on 1,000 public images (8x cheaper; compare snn-public-1000)
+    **{f"{name}-p1000": replace(setting, public_size=1000) for name, setting in (
+        ("snn-poisson", replace(SNN, encoding="poisson")),
+        ("snn-lif-sigmoid", replace(SNN, neuron="lif", surrogate="sigmoid")),
+        *((f"snn-t{t}", replace(SNN, time_steps=t)) for t in (2, 8, 16)))},
     **{f"snn-dp-{s}": replace(SNN, dp_noise=s) for s in (0.01, 0.1, 1.0)},
     **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
 }
@@ -128,8 +133,20 @@ def _scored(reconstruction: Reconstruction, ids: list[int], data: ImageData, jud
 
 
 def run(args: argparse.Namespace) -> None:
-    """Attack the setting's victims; write <out>/<setting>.json (rows and summary)."""
+    """Run each of the comma-separated settings in turn (in one process, so settings with the same
+    global model and public data share one decoder)."""
     torch.set_num_threads(1)
+    names = [n.strip() for n in args.setting.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown or not names:
+        raise SystemExit(f"--setting: unknown {unknown or 'empty list'}; expected names from "
+                         f"{sorted(SETTINGS)}")
+    for name in names:
+        run_setting(argparse.Namespace(**{**vars(args), "setting": name}))
+
+
+def run_setting(args: argparse.Namespace) -> None:
+    """Attack the setting's victims; write <out>/<setting>.json (rows and summary)."""
     setting = SETTINGS[args.setting]
     data = load_dataset(args.dataset)
     judge = load_judge(data, seed=0)
@@ -152,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
                                   batch_size=len(x))
         trained_before = CACHE.trained
         reconstruction, = invert([observation], settings, public=public)
-        if CACHE.trained > trained_before:
+        if CACHE.trained > trained_before:  # this setting trained its decoder (not shared)
             decoder_seconds = reconstruction.seconds
         rows += _scored(reconstruction, batch_ids, data, judge, pool, pool_ids)
         guess = Reconstruction("guess", "mean-image", public.images.mean(0, keepdim=True)
@@ -219,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     go = commands.add_parser("run", help="attack one setting's victims")
-    go.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    go.add_argument("--setting", required=True,
+                    help=f"comma-separated settings from {', '.join(SETTINGS)}")
     go.add_argument("--dataset", default=MNIST)
     go.add_argument("--samples", type=int, default=100)
     go.add_argument("--pool", type=int, default=1000)
