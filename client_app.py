@@ -12,7 +12,7 @@ from flwr.common.logger import log
 
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
-from clients.privacy import released_evaluation, restore_node_ledger, save_node_ledger
+from clients.privacy import LEDGER_KEY, released_evaluation, restore_node_ledger
 from clients.reply import train_reply
 from fedsnn.config import ConfigError
 from fedsnn.data import DatasetError
@@ -29,7 +29,8 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         """This node's setup, or an error reply naming the problem in one line (no traceback
         in the SuperNode's log every round; the server records it in results.json)."""
         try:
-            restore_node_ledger(context)  # first: a secret client seed is kept in the ledger too
+            # first: a secret client seed is kept in the ledger too
+            restore_node_ledger(context.state, context.node_config.get(LEDGER_KEY))
             return NodeSetup.from_context(context, overrides)
         except (NodeSetupError, DatasetError, ConfigError, ValueError) as error:
             log(ERROR, "fedsnn node: %s", error)
@@ -45,8 +46,8 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         config, sent = msg.content["config"], msg.content["arrays"]
         server_round = int(config.get("server-round", 0))
         arrays, metrics = train_reply(node, sent, config, context.state, server_round,
-                                      role=byzantine_role(node, context.node_config))
-        save_node_ledger(context)
+                                      role=byzantine_role(node, context.node_config),
+                                      ledger=context.node_config.get(LEDGER_KEY))
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from torch import nn
 
@@ -50,6 +50,7 @@ from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_ra
 
 STATE_KEY = "fedsnn-privacy"   # the ConfigRecord in Context.state holding this node's privacy state
 LEDGER_KEY = "privacy-ledger"  # node config: the JSON file the node's privacy state persists in
+_RESTORED = "ledger-restored"  # in the privacy state: the ledger file was read in this Context
 Config = Mapping[str, Any]     # a round's config (a ConfigRecord, or a dict in tests)
 
 
@@ -60,32 +61,37 @@ def node_state(context_state: RecordDict) -> ConfigRecord:
     return context_state[STATE_KEY]  # type: ignore[return-value]
 
 
-def restore_node_ledger(context: Context) -> None:
-    """Load the node's privacy state from its `privacy-ledger` file, once per Context.
+def restore_node_ledger(state: RecordDict, path: str | None) -> None:
+    """Load the node's privacy state from its `privacy-ledger` file `path` into its
+    `Context.state`, once per Context (entries already there, e.g. a fresh node secret, stay).
 
     Raises:
         ValueError: the file exists but cannot be read (a ledger must not reset silently).
     """
-    path = context.node_config.get(LEDGER_KEY)
-    if not path or STATE_KEY in context.state or not Path(str(path)).is_file():
+    if not path or node_state(state).get(_RESTORED):
+        return
+    privacy = node_state(state)
+    privacy[_RESTORED] = 1
+    if not Path(path).is_file():  # the node's first round: nothing spent yet
         return
     try:
-        saved = json.loads(Path(str(path)).read_text())
+        saved = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"privacy-ledger {path}: cannot read it ({error}); fix or remove it "
                          "knowingly (removing it restarts this node's ε at zero)") from None
-    context.state[STATE_KEY] = ConfigRecord(saved)
+    for key, value in saved.items():
+        if key not in privacy:
+            privacy[key] = value
 
 
-def save_node_ledger(context: Context) -> None:
-    """Write the node's privacy state to its `privacy-ledger` file (atomically)."""
-    path = context.node_config.get(LEDGER_KEY)
-    if not path or STATE_KEY not in context.state:
+def save_node_ledger(state: RecordDict, path: str | None) -> None:
+    """Write the node's privacy state to its `privacy-ledger` file `path` (atomically)."""
+    if not path or STATE_KEY not in state:
         return
-    target = Path(str(path))
+    target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(dict(node_state(context.state))))
+    tmp.write_text(json.dumps({k: v for k, v in node_state(state).items() if k != _RESTORED}))
     os.replace(tmp, target)
 
 
