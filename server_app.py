@@ -108,7 +108,9 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(
             ValidatingStrategy(curious or strategy, norm_factor=config.reject_norm_factor,
-                               max_examples=example_cap(config, len(data.train_y))),
+                               max_examples=example_cap(config, len(data.train_y)),
+                               max_evaluate_examples=example_cap(config, len(data.train_y),
+                                                                 stage="evaluate")),
             grid, initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=config.num_server_rounds, first_round=first_round,
             policy=RoundPolicy(config.round_timeout, config.node_wait_timeout,

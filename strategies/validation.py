@@ -152,14 +152,14 @@ def norm_outliers(norms: list[float], factor: float) -> list[bool]:
     return flags
 
 
-def example_cap(config: RunConfig, train_size: int) -> int:
-    """The most examples a node can honestly claim: `max-num-examples` when set; else, in
-    gradient mode, `batch-size` (one batch); else the local-train share of the run dataset's
-    whole train split (no partition holds more; nodes with their own, larger data need
-    `max-num-examples`)."""
+def example_cap(config: RunConfig, train_size: int, *, stage: str = "train") -> int:
+    """The most examples a node can honestly claim: `max-num-examples` when set; else, for a
+    training reply in gradient mode, `batch-size` (one batch); else the local-train share of the
+    run dataset's whole train split (no partition holds more, and a node's local test split is
+    smaller still; nodes with their own, larger data need `max-num-examples`)."""
     if config.max_num_examples:
         return config.max_num_examples
-    if config.update_mode == "gradient":
+    if config.update_mode == "gradient" and stage == "train":
         return config.batch_size
     return max(1, train_size - int(train_size * config.local_test_fraction))
 
@@ -172,7 +172,9 @@ class ValidatingStrategy(StrategyWrapper):
         norm_factor: reject an update whose norm exceeds this multiple of the median of the
             others' norms; 0 turns the norm check off.
         weighted_by_key: the metric the inner strategy weights by (must be present and > 0).
-        max_examples: cap a reply's `num-examples` to this (0: no cap).
+        max_examples: cap a training reply's `num-examples` to this (0: no cap).
+        max_evaluate_examples: the same for evaluate replies (0: no cap); in gradient mode a
+            node evaluates on its whole local test split, not on one batch.
 
     Example:
         >>> from flwr.serverapp.strategy import FedAvg
@@ -180,15 +182,18 @@ class ValidatingStrategy(StrategyWrapper):
     """
 
     def __init__(self, strategy: Strategy, *, norm_factor: float = 100.0,
-                 weighted_by_key: str = NUM_EXAMPLES_KEY, max_examples: int = 0) -> None:
+                 weighted_by_key: str = NUM_EXAMPLES_KEY, max_examples: int = 0,
+                 max_evaluate_examples: int = 0) -> None:
         if norm_factor != 0 and not norm_factor > 1:
             raise ValueError(f"Expected argument `norm_factor` to be 0 or > 1 but got {norm_factor}")
-        if max_examples < 0:
-            raise ValueError(f"Expected argument `max_examples` to be >= 0 but got {max_examples}")
+        if max_examples < 0 or max_evaluate_examples < 0:
+            raise ValueError("Expected arguments `max_examples` and `max_evaluate_examples` to be "
+                             f">= 0 but got {max_examples} and {max_evaluate_examples}")
         super().__init__(strategy)
         self.norm_factor = norm_factor
         self.weighted_by_key = weighted_by_key
         self.max_examples = max_examples
+        self.max_evaluate_examples = max_evaluate_examples
         self.rejections: dict[int, list[Rejection]] = {}
         # the config each stage was sent with: it fixes the metric keys the replies must carry
         self.sent_config: dict[str, dict[str, object] | None] = {"train": None, "evaluate": None}
@@ -218,7 +223,7 @@ class ValidatingStrategy(StrategyWrapper):
         replies = list(replies)
         rejected = self.screen(server_round, replies, stage="train")
         kept = [msg for msg in replies if id(msg) not in rejected]
-        capped = self._cap_examples(server_round, kept)
+        capped = self._cap_examples(server_round, kept, self.max_examples)
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
         if rejected or capped:
             metrics = MetricRecord() if metrics is None else metrics
@@ -239,7 +244,7 @@ class ValidatingStrategy(StrategyWrapper):
         replies = list(replies)
         rejected = self.screen(server_round, replies, stage="evaluate")
         kept = [msg for msg in replies if id(msg) not in rejected]
-        self._cap_examples(server_round, kept)
+        self._cap_examples(server_round, kept, self.max_evaluate_examples)
         return self.strategy.aggregate_evaluate(server_round, kept)
 
     def screen(self, server_round: int, replies: list[Message], *, stage: str = "train"
@@ -310,21 +315,21 @@ class ValidatingStrategy(StrategyWrapper):
                                            f"unexpected {sorted(keys - expected)}, "
                                            f"missing {sorted(expected - keys)}")
 
-    def _cap_examples(self, server_round: int, kept: list[Message]) -> int:
-        """Cap each kept reply's `num-examples` at `max_examples` (in place, logged); return how
-        many were capped."""
-        if not self.max_examples:
+    def _cap_examples(self, server_round: int, kept: list[Message], cap: int) -> int:
+        """Cap each kept reply's `num-examples` at `cap` (in place, logged; 0: no cap); return
+        how many were capped."""
+        if not cap:
             return 0
         capped = 0
         for msg in kept:
             metrics = _metrics(msg)
             claimed = metrics.get(NUM_EXAMPLES_KEY)
-            if isinstance(claimed, (int, float)) and claimed > self.max_examples:
-                metrics[NUM_EXAMPLES_KEY] = self.max_examples
+            if isinstance(claimed, (int, float)) and claimed > cap:
+                metrics[NUM_EXAMPLES_KEY] = cap
                 capped += 1
                 log(WARNING, "validation: round %d caps num-examples of node %d from %g to %d "
                     "(more than a node can hold: max-num-examples)", server_round,
-                    msg.metadata.src_node_id, claimed, self.max_examples)
+                    msg.metadata.src_node_id, claimed, cap)
         return capped
 
     def _reject_norm_outliers(self, contents: list[Message],

@@ -166,6 +166,20 @@ def test_a_claim_of_1e12_examples_is_capped_and_no_longer_takes_over_fedavg() ->
     assert metrics["capped-num-examples"] == 1
 
 
+def test_in_gradient_mode_evaluate_replies_keep_their_test_split_size() -> None:
+    from fedsnn.config import RunConfig
+    from strategies.validation import example_cap
+
+    config = RunConfig(update_mode="gradient", batch_size=1)
+    assert example_cap(config, 1437) == 1  # a FedSGD reply is one batch
+    cap = example_cap(config, 1437, stage="evaluate")
+    assert cap > 143  # a node evaluates on its whole local test split
+    strategy = ValidatingStrategy(FedAvg(), max_examples=1, max_evaluate_examples=cap)
+    replies = [evaluate_reply(node, **{"num-examples": 143}) for node in (1, 2)]
+    strategy.aggregate_evaluate(1, replies)
+    assert [next(iter(m.content.metric_records.values()))["num-examples"] for m in replies] == [143, 143]
+
+
 def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_line(
         caplog: pytest.LogCaptureFixture) -> None:
     strategy = ValidatingStrategy(FedAvg())
