@@ -67,9 +67,9 @@ def test_rerun_skips_finished_rows_and_adds_new_ones(tmp_path: Path,
     calls: list[str] = []
     real_invert = bench_batches.invert
 
-    def counting_invert(observations, settings):  # type: ignore[no-untyped-def]
+    def counting_invert(observations, settings, **options):  # type: ignore[no-untyped-def]
         calls.append(settings.attack)
-        return real_invert(observations, settings)
+        return real_invert(observations, settings, **options)
 
     monkeypatch.setattr(bench_batches, "invert", counting_invert)
     results = run_bench(_config(attacks=("idlg", "dlg"), models=("lenet",)), tmp_path)
