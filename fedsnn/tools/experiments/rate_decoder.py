@@ -85,7 +85,8 @@ SETTINGS: dict[str, Setting] = {
         ("snn-lif-sigmoid", replace(SNN, neuron="lif", surrogate="sigmoid")),
         *((f"snn-t{t}", replace(SNN, time_steps=t)) for t in (2, 8, 16)))},
     **{f"snn-dp-{s}": replace(SNN, dp_noise=s) for s in (0.01, 0.1, 1.0)},
-    **{f"snn-dp-{s}-p1000": replace(SNN, dp_noise=s, public_size=1000) for s in (0.01, 0.1, 1.0)},
+    **{f"{m}-dp-{s}-p1000": replace(SNN, model=model, dp_noise=s, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for s in (0.01, 0.1, 1.0)},
     **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
 }
 
