@@ -85,6 +85,8 @@ SETTINGS: dict[str, Setting] = {
         ("snn-lif-sigmoid", replace(SNN, neuron="lif", surrogate="sigmoid")),
         *((f"snn-t{t}", replace(SNN, time_steps=t)) for t in (2, 8, 16)))},
     **{f"snn-dp-{s}": replace(SNN, dp_noise=s) for s in (0.01, 0.1, 1.0)},
+    **{f"{m}-dp-{s}-p1000": replace(SNN, model=model, dp_noise=s, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for s in (0.01, 0.1, 1.0)},
     **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
 }
 
@@ -117,6 +119,7 @@ def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y
         return batch_gradient(model, x, y)[1], None
     dp = DpSgdSettings(max_grad_norm=setting.dp_clip, delta=1e-5, noise_multiplier=setting.dp_noise,
                        batch_first=not model.is_spiking)
+    model.train()  # Opacus wraps only a model in training mode (evaluate() left it in eval)
     gradients, outcome = private_gradient(model, x, y, settings=dp)
     return gradients, outcome.epsilon
 
