@@ -59,10 +59,10 @@ def test_a_secret_seed_survives_a_node_restart_in_its_privacy_ledger(tmp_path: P
                           node_config={"partition-id": 1, "num-partitions": 3,
                                        LEDGER_KEY: str(tmp_path / "ledger.json")},
                           run_config=RUN | {"client-randomness": "secret"})
-        ledger = context.node_config[LEDGER_KEY]
-        restore_node_ledger(context.state, ledger)  # the order client_app keeps
+        path = str(context.node_config[LEDGER_KEY])
+        restore_node_ledger(context.state, path)  # the order client_app keeps
         node = NodeSetup.from_context(context)
-        save_node_ledger(context.state, ledger)
+        save_node_ledger(context.state, path)
         return node
 
     first, second = restarted(), restarted()
