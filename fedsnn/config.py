@@ -66,7 +66,7 @@ class RunConfig:
     run_name: str = ""
     # -- in-line audit (curious server) --
     audit_enabled: bool = True
-    audit_attack: str = "idlg"
+    audit_attack: str = "auto"
     audit_rounds: str = "1"
     audit_max_clients: int = 2
     audit_max_batch: int = 512
@@ -77,6 +77,9 @@ class RunConfig:
     audit_time_budget_s: float = 12.0
     audit_workers: int = 1
     audit_ground_truth: str = "partitions"
+    audit_unrolled_iterations: int = 200
+    audit_withhold: str = ""
+    audit_grant: str = ""
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5

@@ -3,9 +3,11 @@
 This is a different code path from the attacker. It receives a finished reconstruction, asks its
 ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples the client
 trained on, looks them up in the dataset, matches reconstructions to
-originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
-It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
-told apart from guessing.
+originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR,
+identified: the true image is the reconstruction's nearest neighbour in the train split) and the
+inferred class histogram (exact classes, total variation). It also scores guesses made without
+the update (mean image, black, mid-gray; the class prior for histograms), so leakage can be told
+apart from guessing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from attacks import Reconstruction, Status
 from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
-from fedsnn.metrics import image_scores, match_by_mse, to_images
+from fedsnn.metrics import (histogram, histogram_scores, identified, image_scores, match_by_mse,
+                            round_to_total, to_images)
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
@@ -76,6 +79,8 @@ class Auditor:
             "inferred-labels": reconstruction.labels.tolist(),
             "true-labels": self.train_y[ids].tolist() if len(ids) else [],
         }
+        if len(ids):
+            row.update(self._histograms(reconstruction.labels, self.train_y[ids]))
         if reconstruction.status not in (Status.OK, Status.TIMEOUT, Status.DIVERGED):
             return row
         if len(ids) == 0:  # a deployment (audit-ground-truth="none") or an unknown partition
@@ -103,9 +108,23 @@ class Auditor:
             "label-accuracy": (float((inferred == true_labels).float().mean())
                                if inferred is not None else math.nan),
             "asr": (sum(hits) / len(hits)) if hits is not None else None,
+            "identified": int(identified(matched, ids, self.train_x).sum()),
             "_images": (truth, matched),
         })
         return row
+
+    def _histograms(self, inferred: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+        """The inferred class histogram (from the reconstruction's labels) and the class-prior
+        guess (the train split's histogram scaled to the batch), each scored against the truth."""
+        classes = int(self.train_y.max()) + 1
+        true_counts = histogram(truth, classes)
+        if len(inferred) != len(truth) or bool((inferred < 0).any()):
+            inferred_scores: dict[str, float | None] = dict.fromkeys(
+                ("classes-exact", "all-exact", "total-variation"))
+        else:
+            inferred_scores = histogram_scores(histogram(inferred, classes), true_counts)
+        prior = round_to_total(histogram(self.train_y, classes).double(), len(truth))
+        return {"histogram": inferred_scores, "prior-histogram": histogram_scores(prior, true_counts)}
 
     def baselines(self, sample_ids: Sequence[int]) -> dict[str, dict[str, float | None]]:
         """Scores of guesses made without any update, on the same attacked samples (means, as in
@@ -117,7 +136,10 @@ class Auditor:
         scored = score_guesses(image_guesses(self.train_x, truth), truth, self.train_y[ids],
                                distances=image_distances,
                                predict=self._predict if self.judge is not None else None)
+        guesses = image_guesses(self.train_x, truth)
         return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
                        "ssim": s["ssim"]["value"],
-                       "asr": s["asr"]["value"] if s["asr"] is not None else None}
+                       "asr": s["asr"]["value"] if s["asr"] is not None else None,
+                       "identified": int(identified(guesses[name], ids, self.train_x).sum()),
+                       "samples": len(ids)}
                 for name, s in scored.items()}

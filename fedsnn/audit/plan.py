@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attacks import AttackSettings
+from attacks import NEEDS, AttackSettings, ThreatModel, refusal
 from fedsnn.config import ConfigError, RunConfig
+
+AUTO = "auto"
 
 
 def parse_rounds(text: str) -> frozenset[int] | None:
@@ -27,6 +29,26 @@ def parse_rounds(text: str) -> frozenset[int] | None:
     return rounds
 
 
+def parse_capabilities(key: str, text: str) -> list[str]:
+    """'local-epochs, batch-size' -> ['local-epochs', 'batch-size'].
+
+    Raises:
+        ConfigError: an unknown capability name.
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in ThreatModel.capability_names()]
+    if unknown:
+        raise ConfigError(f"{key}: unknown capability {unknown[0]!r}; expected some of "
+                          f"{list(ThreatModel.capability_names())}")
+    return names
+
+
+def threat_model_from_config(config: RunConfig) -> ThreatModel:
+    """The default curious server, with `audit-grant` added and `audit-withhold` taken away."""
+    return (ThreatModel().grant(*parse_capabilities("audit-grant", config.audit_grant))
+            .withhold(*parse_capabilities("audit-withhold", config.audit_withhold)))
+
+
 @dataclass(frozen=True)
 class AuditPlan:
     """What the curious server attacks.
@@ -36,8 +58,12 @@ class AuditPlan:
         max_clients: at most this many replies per round, lowest partition ids first.
         max_batch: replies computed on more samples than this are recorded as skipped (a dummy
             batch that large is beyond what this attacker can optimize in its budget).
-        settings: the attack and its settings.
+        settings: the attack and its settings (with `auto`: the one for FedSGD batches of 1,
+            and the fallback when the threat model refuses the unrolled attack).
         workers: attack worker processes (0: a background thread in the server process).
+        threat_model: what the server knows; attacks it does not grant are refused.
+        unrolled: with `audit-attack = "auto"`, the unrolled attack's settings (FedSGD batches
+            > 1 and FedAvg); None runs `settings` on every reply.
     """
 
     rounds: frozenset[int] | None
@@ -45,24 +71,52 @@ class AuditPlan:
     max_batch: int
     settings: AttackSettings
     workers: int = 1
+    threat_model: ThreatModel = ThreatModel()
+    unrolled: AttackSettings | None = None
+
+    @property
+    def attack_name(self) -> str:
+        return AUTO if self.unrolled is not None else self.settings.attack
 
     def attacks_round(self, server_round: int) -> bool:
         return self.rounds is None or server_round in self.rounds
 
+    def choose(self, update_mode: str, num_examples: int) -> AttackSettings | str:
+        """The strongest planned attack that applies to a reply and that the threat model
+        grants, or one line saying why none does."""
+        candidates = [self.settings]
+        if self.unrolled is not None and not (update_mode == "gradient" and num_examples == 1):
+            candidates.insert(0, self.unrolled)
+        reasons = []
+        for settings in candidates:
+            reason = refusal(settings.attack, NEEDS[settings.attack], self.threat_model)
+            if reason is None:
+                return settings
+            reasons.append(reason)
+        return "; ".join(reasons)
+
     @classmethod
     def from_config(cls, config: RunConfig) -> AuditPlan:
         """Build and validate the plan from the `audit-*` keys."""
+        attack = "idlg" if config.audit_attack == AUTO else config.audit_attack
         try:
             settings = AttackSettings(
-                attack=config.audit_attack, iterations=config.audit_iterations,
+                attack=attack, iterations=config.audit_iterations,
                 optimizer=config.audit_optimizer, restarts=config.audit_restarts,
                 tv_weight=config.audit_tv_weight, seed=config.seed,
                 time_budget_s=config.audit_time_budget_s)
+            unrolled = settings.with_(attack="unrolled", optimizer="adam", lr=0.1,
+                                      distance="cosine",
+                                      iterations=config.audit_unrolled_iterations)
         except ValueError as error:
             raise ConfigError(f"audit: {error}") from None
+        if attack == "unrolled":
+            settings = unrolled
         if config.audit_max_clients < 1 or config.audit_max_batch < 1 or config.audit_workers < 0:
             raise ConfigError("audit-max-clients and audit-max-batch: expected integers >= 1; "
                               f"audit-workers: >= 0; got {config.audit_max_clients}, "
                               f"{config.audit_max_batch}, {config.audit_workers}")
         return cls(parse_rounds(config.audit_rounds), config.audit_max_clients,
-                   config.audit_max_batch, settings, config.audit_workers)
+                   config.audit_max_batch, settings, config.audit_workers,
+                   threat_model_from_config(config),
+                   unrolled if config.audit_attack == AUTO else None)

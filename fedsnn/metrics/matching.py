@@ -26,3 +26,27 @@ def match_by_mse(reconstruction: torch.Tensor, truth: torch.Tensor) -> torch.Ten
     order = torch.empty(len(truth), dtype=torch.long)
     order[torch.as_tensor(rows)] = torch.as_tensor(columns, dtype=torch.long)
     return order
+
+
+def identified(matched: torch.Tensor, truth_ids: torch.Tensor, dataset: torch.Tensor,
+               chunk: int = 256) -> torch.Tensor:
+    """Which reconstructions identify their image (breaching's IIP): the true image is the
+    reconstruction's nearest neighbour, in pixel space (L2), among every image of `dataset`.
+
+    Args:
+        matched: reconstructions [B, ...], matched to the originals (reconstruction i <-> truth i).
+        truth_ids: [B] the originals' indices in `dataset`.
+        dataset: [N, ...] the images the originals come from.
+
+    Returns:
+        [B] booleans.
+
+    Example:
+        >>> data = torch.eye(4).view(4, 1, 2, 2)
+        >>> identified(data[[1, 0]] * 0.9, torch.tensor([1, 2]), data).tolist()
+        [True, False]
+    """
+    flat = dataset.detach().float().flatten(1)
+    nearest = torch.cat([torch.cdist(part.detach().float().flatten(1).clamp(0.0, 1.0), flat)
+                         .argmin(1) for part in matched.split(chunk)])
+    return nearest == truth_ids.to(nearest.device)
