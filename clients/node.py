@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -51,6 +51,10 @@ class NodeSetup:
         data = load_client_data(config.dataset, config.image_size, partition_id, num_partitions,
                                 kind=config.partitioner, alpha=config.dirichlet_alpha,
                                 seed=config.seed, local_test_fraction=config.local_test_fraction)
+        if config.max_train_samples:  # e.g. to audit clients with few images
+            keep = slice(0, config.max_train_samples)
+            data = replace(data, train_ids=data.train_ids[keep], train_x=data.train_x[keep],
+                           train_y=data.train_y[keep])
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, num_partitions, data, spec)
 

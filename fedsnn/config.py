@@ -43,6 +43,7 @@ class RunConfig:
     partitioner: str = "iid"
     dirichlet_alpha: float = 0.5
     local_test_fraction: float = 0.2
+    max_train_samples: int = 0
     # model
     model: str = "lenet"
     dlg_init: bool = True
@@ -175,6 +176,9 @@ class RunConfig:
         _positive_int("min-available-nodes", self.min_available_nodes)
         if self.image_size < 8:
             raise ConfigError(f"image-size: expected an integer >= 8, got {self.image_size}")
+        if self.max_train_samples < 0:
+            raise ConfigError(f"max-train-samples: expected an integer >= 0 (0: all), got "
+                              f"{self.max_train_samples}")
         _fraction("fraction-train", self.fraction_train)
         _fraction("fraction-evaluate", self.fraction_evaluate)
         if not 0.0 <= self.local_test_fraction < 1.0:

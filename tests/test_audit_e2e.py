@@ -40,3 +40,22 @@ def test_the_same_audit_on_the_spiking_twin_completes_and_is_scored(tmp_path: Pa
     rows = _audit(results)["attacks"]
     assert results["status"] == "completed" and len(rows) == 2
     assert all(row["status"] in ("ok", "timeout") and row["psnr"] is not None for row in rows)
+
+
+# FedAvg as clients really send it: 8 images each, 4 local epochs of full-batch SGD; the curious
+# server's default (audit-attack = auto) replays that training (the unrolled attack).
+FEDAVG_AUDIT = {"num-server-rounds": 1, "update-mode": "fedavg", "optimizer": "sgd",
+                "learning-rate": 0.01, "local-epochs": 4, "batch-size": 8,
+                "max-train-samples": 8, "audit-rounds": "1", "audit-max-clients": 2,
+                "audit-unrolled-iterations": 200, "audit-time-budget-s": 300.0, "model": "lenet"}
+
+
+def test_unrolled_attack_in_line_identifies_images_of_fedavg_updates(tmp_path: Path) -> None:
+    results = simulate(tmp_path, FEDAVG_AUDIT, nodes=2)
+    audit = _audit(results)
+    assert audit["plan"]["attack"] == "auto" and "local-epochs" in audit["threat-model"]["granted"]
+    assert [row["attack"] for row in audit["attacks"]] == ["unrolled", "unrolled"]
+    summary = audit["summary"]
+    best_guess = max(g["value"] for g in summary["identified-guesses"].values())
+    assert summary["identified"]["value"] > best_guess, summary
+    assert "identified" in (Path(results["run-dir"]) / "report.md").read_text()

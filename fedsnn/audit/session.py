@@ -62,4 +62,6 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     _, html_path = write_report(run_dir)
     log.info("audit: %d attacks scored, report at %s", len(rows), html_path)
     return {"attacked": len(rows), "scored": sum(r.get("psnr") is not None for r in rows),
-            "skipped": len(skipped), "report": str(html_path)}
+            "skipped": len(skipped), "report": str(html_path),
+            "identified": audit["summary"]["identified"],
+            "histogram-exact": (audit["summary"]["histogram"] or {}).get("clients-exact")}
