@@ -48,8 +48,11 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
-             deadline: float | None = None) -> Reconstruction:
+             deadline: float | None = None, counts: torch.Tensor | None = None) -> Reconstruction:
     """One restart of the unrolled attack.
+
+    `counts` replaces the inferred class histogram; only for diagnostics that measure what
+    wrong counts cost (the audit never passes it: it would be ground truth).
 
     Raises:
         ValueError: the observation lacks the update or the client's local training.
@@ -64,7 +67,9 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     names = [n for n, _ in model.named_parameters() if n in delta]
     params = {n: observation.global_state[n].float() for n in names}
     observed = [delta[n].double() for n in names]
-    labels = dummy_labels(infer_label_counts(observation, seed=seed), seed)
+    if counts is None:
+        counts = infer_label_counts(observation, seed=seed)
+    labels = dummy_labels(counts, seed)
     shape = (training.num_examples, spec.in_channels, spec.image_size, spec.image_size)
     dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))
     batches = client_batches(training)

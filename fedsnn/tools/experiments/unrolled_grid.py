@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from attacks import AttackSettings, LocalTraining, invert
+from attacks.unrolled import unrolled
+from fedsnn.metrics import histogram
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.queue import AuditJob
@@ -49,8 +51,11 @@ def attack_settings(iterations: int, budget: float) -> dict[str, AttackSettings]
 
 
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: int,
-             settings: dict[str, AttackSettings], auditor: Auditor, data: Any) -> list[dict]:
-    """Rows (one per client and attack) of one grid cell."""
+             settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
+             oracle_counts: bool = False) -> list[dict]:
+    """Rows (one per client and attack) of one grid cell. `oracle_counts` adds a diagnostic row:
+    the unrolled attack given the true class histogram (not a threat model: it measures what
+    the label-count errors cost)."""
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
     rows = []
@@ -69,9 +74,16 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
                                      training=training)
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
-        for name, attack in settings.items():
+        runs = {name: lambda attack=attack: invert([observation], attack)[0]
+                for name, attack in settings.items()}
+        if oracle_counts:
+            true_counts = histogram(data.train_y[ids], spec.num_classes)
+            runs = {"unrolled, true histogram (diagnostic)": lambda: unrolled(
+                observation, settings["unrolled"], seed=0, counts=true_counts)}
+        for name, run in runs.items():
+            attack = settings["unrolled" if name != "approximation" else name]
             started = time.monotonic()
-            reconstruction = invert([observation], attack)[0]
+            reconstruction = run()
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
             row.pop("_images", None)
             rows.append({"model": model, "images": images, "steps": steps, "optimizer": optimizer,
@@ -125,6 +137,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--oracle-counts", action="store_true",
+                        help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
     rows = ([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
             if args.out.is_file() else [])
@@ -145,7 +159,8 @@ def main() -> None:
                         continue
                     started = time.monotonic()
                     cell = run_cell(model, images, steps, optimizer, clients=args.clients,
-                                    settings=settings, auditor=auditor, data=data)
+                                    settings=settings, auditor=auditor, data=data,
+                                    oracle_counts=args.oracle_counts)
                     with args.out.open("a") as handle:
                         handle.writelines(json.dumps(row) + "\n" for row in cell)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
