@@ -41,11 +41,12 @@ from fedsnn.training import train_epochs
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
 
 
-def attack_settings(iterations: int, budget: float) -> dict[str, AttackSettings]:
+def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0
+                    ) -> dict[str, AttackSettings]:
     """The two attacks compared: the unrolled one, and iDLG on (w - w') / (lr * steps) with the
     in-line audit's former defaults (L-BFGS, 50 iterations)."""
     unrolled = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
-                              iterations=iterations, time_budget_s=budget)
+                              iterations=iterations, time_budget_s=budget, tv_weight=tv_weight)
     return {"unrolled": unrolled,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--budget-s", type=float, default=300.0)
+    parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     parser.add_argument("--oracle-counts", action="store_true",
@@ -150,7 +152,7 @@ def main() -> None:
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
     done = {(r["model"], r["images"], r["steps"], r["optimizer"]) for r in rows}
-    settings = attack_settings(args.iterations, args.budget_s)
+    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
