@@ -19,11 +19,11 @@ from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import DatasetError, load_dataset
 from fedsnn.judges import load_judge
 from fedsnn.models import build_model, spec_for
-from fedsnn.results import RunRecord, create_run_dir
+from fedsnn.results import RunFailed, RunRecord, create_run_dir, record_failure
 from strategies.curious import attach_audit
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
-from strategies.validation import ValidatingStrategy
+from strategies.validation import ValidatingStrategy, example_cap
 
 
 def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
@@ -32,14 +32,21 @@ def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        """Run the federation and write results.json under the configured output folder."""
+        """Run the federation and write results.json under the configured output folder.
+        A run that does not complete raises `RunFailed` after writing results.json (status
+        `failed`), so that Flower reports the run as failed."""
+        raw = {**context.run_config, **(overrides or {})}
         try:
-            config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
+            config = RunConfig.from_mapping(raw)
             data = load_dataset(config.dataset, config.image_size)
             resume = load_checkpoint(config.resume_from) if config.resume_from else None
         except (ConfigError, DatasetError, CheckpointError) as error:
-            log(ERROR, "fedsnn: %s", error)
-            raise SystemExit(f"fedsnn: {error}") from None
+            fallback = RunConfig(output_dir=str(raw.get("output-dir", RunConfig.output_dir)))
+            path = record_failure(fallback.resolved_output_dir(),
+                                  str(raw.get("run-name") or raw.get("model") or "run"), raw,
+                                  str(error))
+            log(ERROR, "fedsnn: %s (results: %s)", error, path or "none written")
+            raise RunFailed(f"fedsnn: {error}") from None
         run(grid, config, data, resume)
 
     return app
@@ -58,8 +65,9 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
     try:
         first_round = resume_into(resume, model, record) if resume else 1
     except CheckpointError as error:
-        record.finish("failed")
-        raise SystemExit(f"fedsnn: {error}") from None
+        record.fail(str(error))
+        log(ERROR, "fedsnn: %s", error)
+        raise RunFailed(f"fedsnn: {error}") from None
 
     def central_evaluation(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         model.load_state_dict({k: v.float() for k, v in arrays.to_torch_state_dict().items()})
@@ -74,7 +82,8 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(
-            ValidatingStrategy(curious or strategy, norm_factor=config.reject_norm_factor),
+            ValidatingStrategy(curious or strategy, norm_factor=config.reject_norm_factor,
+                               max_examples=example_cap(config, len(data.train_y))),
             grid, initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=config.num_server_rounds, first_round=first_round,
             policy=RoundPolicy(config.round_timeout, config.node_wait_timeout,
@@ -86,18 +95,22 @@ def run(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None = No
                 model_state=arrays.to_torch_state_dict()))
     except RunStopped as error:
         stopped = error
+    except Exception as error:  # a crash: say so in results.json, then let Flower see it
+        record.fail(f"{type(error).__name__}: {error}")
+        if curious is not None:
+            curious.queue.close()
+        raise
     if curious is not None:
-        judge = load_judge(data)
+        judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)
                  if config.audit_ground_truth == "partitions" else no_ground_truth)
         auditor = Auditor(data.train_x, data.train_y, judge.model, ground_truth=truth)
-        record.set("audit", curious.finish(run_dir, auditor, judge_accuracy=judge.test_accuracy))
+        record.set("audit", curious.finish(run_dir, auditor, judge=judge.card()))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
     if stopped is not None:
-        record.set("stop-reason", str(stopped))
-        record.finish("stopped")
+        record.fail(str(stopped), **{"stop-reason": str(stopped), "resumable": True})
         log(ERROR, "fedsnn: %s; resume with resume-from=%s", stopped, run_dir)
-        raise SystemExit(f"fedsnn: {stopped} (resume with resume-from={run_dir})")
+        raise RunFailed(f"fedsnn: {stopped} (resume with resume-from={run_dir})")
     torch.save(result.arrays.to_torch_state_dict(), run_dir / "model.pt")
     missing = [e["round"] for e in record.data["rounds"]
                if e["round"] > 0 and not e.get("participation", {}).get("aggregated", True)]

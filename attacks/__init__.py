@@ -47,7 +47,7 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
            vectorize: bool | int = False) -> list[Reconstruction]:
     """Attack each observation independently; see the module docstring.
 
-    `vectorize` (True, or K) runs DLG/iDLG through the batched engine (attacks/batched.py): K
+    `vectorize` (True, or K) runs DLG/iDLG/GRNN through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
     gives, up to floating-point noise. Other attacks ignore it."""
     if settings.attack not in ATTACKS:

@@ -1,4 +1,5 @@
-"""The vectorized DLG/iDLG engine: K independent targets reconstructed in one batched optimization.
+"""The vectorized DLG/iDLG engine: K independent targets reconstructed in one batched optimization
+(GRNN's generators: attacks/batched_grnn.py, dispatched from `invert_batched`).
 
 Each target keeps its own objective (the K matching losses are summed, so each target's
 gradient is its own: attacks/replicated.py), its own optimizer state (attacks/batched_optim.py:
@@ -31,12 +32,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from attacks import batched_grnn
 from attacks.batched_optim import BatchedAdam, BatchedLBFGS
 from attacks.dlg import dlg
+from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
-from attacks.matching import STALL_STEPS, stop_threshold, total_variation
-from attacks.replicated import (ReplicatedVictim, compatible_key, per_target_distance,
-                                per_target_gradients, replicate, replicated_logits, shape_error)
+from attacks.matching import STALL_STEPS, stop_threshold
+from attacks.replicated import (ReplicatedVictim, compatible_key, matching_objectives, replicate,
+                                shape_error)
 from attacks.runner import failed_reconstruction, invert_one, rank, relative_loss
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
@@ -44,12 +47,15 @@ from attacks.types import Observation, Reconstruction, Status
 from fedsnn.models import build_model
 
 LOG = logging.getLogger(__name__)
-SUPPORTED = ("dlg", "idlg")
+SUPPORTED = ("dlg", "idlg")  # and "grnn" (attacks/batched_grnn.py)
 DEFAULT_MAX_BATCH = 128
 
 
 def supports(settings: AttackSettings) -> bool:
-    """Whether the vectorized engine runs this attack (DLG/iDLG, L-BFGS without line search or Adam)."""
+    """Whether the vectorized engine runs this attack: DLG/iDLG (L-BFGS without line search, or
+    Adam) here, GRNN with an element-wise generator optimizer in attacks/batched_grnn.py."""
+    if settings.attack == "grnn":
+        return batched_grnn.supports(settings)
     return settings.attack in SUPPORTED and not (settings.optimizer == "lbfgs" and settings.line_search)
 
 
@@ -77,23 +83,13 @@ class Problem:
     def losses(self, rows: torch.Tensor, z: torch.Tensor, *, model_input: bool = True) -> torch.Tensor:
         """Matching objective [n] of the targets `rows` at `z` [n, D] (differentiable in z)."""
         victim = self.victim if len(rows) == self.victim.size else self.victim.subset(rows)
-        weights = {name: w.requires_grad_(name in victim.attacked) for name, w in victim.weights.items()}
         dummy, label_logits = self.split(z)
         inputs = as_model_input(dummy, self.settings) if model_input else dummy
-        logits = replicated_logits(victim, weights, inputs)
-        n, batch, classes = logits.shape
         if label_logits is None:
-            labels = self.labels[rows].reshape(-1)  # type: ignore[index]
-            client_loss = F.cross_entropy(logits.reshape(-1, classes), labels, reduction="none")
-        else:
-            soft = F.softmax(label_logits, dim=-1).reshape(-1, classes)
-            client_loss = torch.sum(-soft * F.log_softmax(logits.reshape(-1, classes), -1), -1)
-        gradients = per_target_gradients(victim, weights, client_loss.reshape(n, batch).mean(1))
-        objective = per_target_distance(gradients, victim.observed, self.settings.distance)
-        if self.settings.tv_weight > 0:
-            objective = objective + self.settings.tv_weight * torch.stack(
-                [total_variation(image) for image in dummy])
-        return objective
+            return matching_objectives(victim, self.settings, inputs, dummy,
+                                       labels=self.labels[rows])  # type: ignore[index]
+        return matching_objectives(victim, self.settings, inputs, dummy,
+                                   soft_labels=F.softmax(label_logits, dim=-1))
 
     def value_and_grad(self, rows: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = z.detach().clone().requires_grad_(True)
@@ -289,20 +285,25 @@ def auto_batch(observation: Observation, settings: AttackSettings, memory_fracti
                ) -> int:
     """K from memory: as many targets as fit in `memory_fraction` of the available RAM, by a rough
     per-target estimate (L-BFGS history, 200 dummy-sized tensors, plus 20 MB of activations and
-    double-backward graph per target), capped at DEFAULT_MAX_BATCH."""
+    double-backward graph per target; GRNN: its generator's weights, gradient and two optimizer
+    states instead of the dummies), capped at DEFAULT_MAX_BATCH."""
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
         return DEFAULT_MAX_BATCH
-    per_target = 4 * math.prod(dummy_shape(observation.model_spec, observation.batch_size, settings))
-    per_target = per_target * (200 if settings.optimizer == "lbfgs" else 4) + 20 * 2 ** 20
+    if settings.attack == "grnn":
+        per_target = 4 * batched_grnn.generator_bytes(observation, settings)
+    else:
+        per_target = 4 * math.prod(dummy_shape(observation.model_spec, observation.batch_size, settings))
+        per_target = per_target * (200 if settings.optimizer == "lbfgs" else 4)
+    per_target += 20 * 2 ** 20
     return max(1, min(DEFAULT_MAX_BATCH, int(available * memory_fraction // per_target)))
 
 
 def _one_at_a_time(observations: Sequence[Observation], settings: AttackSettings
                    ) -> list[Reconstruction]:
     """The per-sample path (restarts, failure containment): for a group whose stream raised."""
-    attack = {"dlg": dlg, "idlg": idlg}[settings.attack]  # the attacks of SUPPORTED
+    attack = {"dlg": dlg, "idlg": idlg, "grnn": grnn}[settings.attack]  # the attacks of `supports`
     return [invert_one(attack, o, settings) for o in observations]
 
 
@@ -323,7 +324,8 @@ def _invert_group(observations: Sequence[Observation], settings: AttackSettings,
     if good:
         batch = [observations[i] for i in good]
         try:
-            done = Stream(batch, settings, size, deadline).run()
+            done = (batched_grnn.run_grnn(batch, settings, size, deadline) if settings.attack == "grnn"
+                    else Stream(batch, settings, size, deadline).run())
         except Exception as error:  # noqa: BLE001 - a failing batch must never stop the caller
             LOG.warning("vectorized %s on %d targets raised (%s: %s); running them one at a time",
                         settings.attack, len(batch), type(error).__name__, error)
@@ -335,14 +337,14 @@ def _invert_group(observations: Sequence[Observation], settings: AttackSettings,
 
 def invert_batched(observations: Sequence[Observation], settings: AttackSettings,
                    max_batch: int | None = None) -> list[Reconstruction]:
-    """DLG/iDLG on many targets, K at a time (K = `max_batch`, or `auto_batch`); compatible
+    """DLG/iDLG/GRNN on many targets, K at a time (K = `max_batch`, or `auto_batch`); compatible
     targets (same model spec, batch size, observed gradient names) share a stream whose K slots
     are refilled as targets finish. One reconstruction per observation, in order; never raises
     for a failing target. The time budget (`settings.time_budget_s`) covers the whole call;
     `Reconstruction.seconds` is the call's wall time divided by the number of targets (amortized)."""
     if not supports(settings):
-        raise ValueError(f"the vectorized engine runs {list(SUPPORTED)} (no L-BFGS line search), "
-                         f"not {settings.attack!r}")
+        raise ValueError(f"the vectorized engine runs {list(SUPPORTED)} (no L-BFGS line search) and "
+                         f"GRNN (RMSprop or Adam), not {settings.attack!r}")
     started = time.monotonic()
     deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
     groups: dict[tuple[object, ...], list[int]] = {}

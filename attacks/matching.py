@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks.progress import report
 from attacks.settings import AttackSettings
 from attacks.spiking import model_logits
 from attacks.types import Observation, Status
@@ -167,6 +168,8 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         deadline: `time.monotonic()` value after which the loop stops with TIMEOUT.
         stop_below: end early once the loss is at or below this (converged).
 
+    Each step is reported to the listener of `attacks.progress.watch`, if any; it may stop the loop.
+
     Returns:
         The best snapshot and its loss, the loss per step, and a status: DIVERGED when the loss
         became non-finite (the best earlier iterate is kept), TIMEOUT when the deadline passed.
@@ -208,6 +211,9 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
             break
         if value == 0.0 or (stop_below is not None and value <= stop_below):
             message = message or f"converged at step {step}"
+            break
+        if not report(step, value, best[0][1] if best else None):
+            message = f"stopped by the caller after step {step}"
             break
     if not first:  # the budget ran out before the first step: report the starting point
         first.append(objective()[1])

@@ -24,6 +24,8 @@ from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.base import MemoryModule
 from torch import nn
 
+from attacks.matching import total_variation
+from attacks.settings import AttackSettings
 from attacks.types import Observation
 from fedsnn.models import ModelSpec, build_model
 
@@ -223,3 +225,26 @@ def per_target_distance(dummy: Sequence[torch.Tensor], observed: Sequence[torch.
         observed_norm = torch.sqrt(per_row(lambda _d, o: o ** 2))
         return 1.0 - dot / (dummy_norm * observed_norm + 1e-12)
     raise ValueError(f"Unknown distance {distance!r}; expected 'l2' or 'cosine'")
+
+
+def matching_objectives(victim: ReplicatedVictim, settings: AttackSettings, inputs: torch.Tensor,
+                        prior: torch.Tensor, *, labels: torch.Tensor | None = None,
+                        soft_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Each target's gradient-matching objective [n]: the distance between its victim's gradient
+    on `inputs` ([n, *dummy shape]) and its observed one, plus the TV prior on `prior` (the dummy).
+    The client loss is the mean cross-entropy on fixed `labels` [n, B] (iDLG) or on probabilities
+    `soft_labels` [n, B, classes] (DLG's softmaxed logits, GRNN's label branch)."""
+    weights = {name: w.requires_grad_(name in victim.attacked) for name, w in victim.weights.items()}
+    logits = replicated_logits(victim, weights, inputs)
+    n, batch, classes = logits.shape
+    if soft_labels is None:
+        assert labels is not None
+        client_loss = F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1), reduction="none")
+    else:
+        soft = soft_labels.reshape(-1, classes)
+        client_loss = torch.sum(-soft * F.log_softmax(logits.reshape(-1, classes), -1), -1)
+    gradients = per_target_gradients(victim, weights, client_loss.reshape(n, batch).mean(1))
+    objective = per_target_distance(gradients, victim.observed, settings.distance)
+    if settings.tv_weight > 0:
+        objective = objective + settings.tv_weight * torch.stack([total_variation(p) for p in prior])
+    return objective

@@ -37,8 +37,9 @@ from attacks.idlg import infer_labels
 from attacks.matching import matching_loss, rebuild_victim
 from attacks.replicated import replicate
 from attacks.spiking import dummy_shape
+from fedsnn.audit.cases import sample_cases
 from fedsnn.data import load_dataset
-from throughput import make_targets  # benchmarks/throughput.py (this folder is on sys.path)
+from fedsnn.models import ModelSpec
 
 Closure = Callable[[], object]
 GROUPED = replicated._conv
@@ -155,7 +156,8 @@ def main() -> None:
     torch.set_num_threads(1)
     data = load_dataset(args.data)
     n = max(args.ks)
-    observations = make_targets(args.model, data.test_x[:n], data.test_y[:n])
+    observations = [case.observation for case in sample_cases(
+        ModelSpec(args.model, time_steps=4), data.test_x[:n], data.test_y[:n], name=args.model)]
     settings = AttackSettings(attack="idlg")
     reference, convs = timed(reference_closure(observations[0], settings), args.repeats * 4)
     print(f"{'closure':10} {'K':>4} {'ms/closure':>10} {'ms/target':>9} {'speed-up':>8} {'convs':>6}")

@@ -1,16 +1,19 @@
 """Attack throughput: the one-at-a-time reference loop against the vectorized engine, in one run.
 
-For each attack (iDLG, DLG) and model (lenet, lenet-snn with T=4) the same MNIST test targets,
+For each attack (iDLG, DLG; GRNN with `--attacks grnn`) and model (lenet, lenet-snn with T=4) the same MNIST test targets,
 each seen through a fresh DLG-initialised model (seed = target index), are attacked by
 `attacks.invert` one at a time (the reference) and by `attacks.invert(..., vectorize=K)` for every
 K, on `--targets-per-slot` × K targets (default 2: the engine's K slots are refilled as targets
-finish, as in a bench or an audit with more targets than K). Reported per row: reconstructions per second, success rate (MSE to the true image <= 1e-3),
+finish, as in a bench or an audit with more targets than K; GRNN's generators run a fixed number of
+steps, so `--targets-per-slot 1` suits it). Reported per row: reconstructions per second, success rate (MSE to the true image <= 1e-3),
 label accuracy, the ratio to the reference's reconstructions/s, and the peak resident memory above
 the process's baseline while the row ran (/proc/self/status sampled every 10 ms).
 
 Usage:
     .venv/bin/python benchmarks/throughput.py --data mnist:/work/shared/data/mnist \\
         --ks 1 16 64 128 --out runs/throughput.jsonl
+    .venv/bin/python benchmarks/throughput.py --attacks grnn --grnn-iterations 50 --ks 8 32 \
+        --targets-per-slot 1 --reference-targets 4 --out runs/throughput-grnn.jsonl
 
 Ratios come from one run on one machine; on a shared, loaded machine absolute times are inflated.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 
 from attacks import AttackSettings, Observation, invert
-from fedsnn.audit.cases import victim_case
+from fedsnn.audit.cases import sample_cases
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec
 
@@ -65,13 +68,6 @@ class PeakMemory:
         return (self.peak - self.base) / 2 ** 20
 
 
-def make_targets(model: str, x: torch.Tensor, y: torch.Tensor) -> list[Observation]:
-    """Target i: image i seen by a fresh DLG-initialised `model` seeded i (a client's gradient)."""
-    spec = ModelSpec(model, time_steps=4)
-    return [victim_case(spec, x[i:i + 1], y[i:i + 1], target_id=f"{model}/{i}", seed=i).observation
-            for i in range(len(x))]
-
-
 def measure(observations: list[Observation], x: torch.Tensor, y: torch.Tensor,
             settings: AttackSettings, vectorize: int | bool) -> dict[str, float]:
     """Attack, time, score."""
@@ -97,6 +93,9 @@ def main() -> None:
     parser.add_argument("--reference-targets", type=int, default=8,
                         help="targets the one-at-a-time loop runs (the first of the K targets)")
     parser.add_argument("--iterations", type=int, default=20, help="L-BFGS steps per target")
+    parser.add_argument("--grnn-iterations", type=int, default=50,
+                        help="generator steps per GRNN target (the bench runs 1,000; GRNN rarely "
+                             "stops early, so time per target scales with this)")
     parser.add_argument("--stop-loss", type=float, default=1e-7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/throughput.jsonl"))
@@ -110,16 +109,20 @@ def main() -> None:
           f"{'ratio':>6} {'MiB':>6}", flush=True)
     with args.out.open("a") as out:
         for attack in args.attacks:
-            settings = AttackSettings(attack=attack, iterations=args.iterations, stop_loss=args.stop_loss)
+            grnn = attack == "grnn"  # the bench's GRNN: RMSprop generator, TV prior 1e-3
+            settings = AttackSettings(attack=attack, stop_loss=args.stop_loss,
+                                      iterations=args.grnn_iterations if grnn else args.iterations,
+                                      tv_weight=1e-3 if grnn else 0.0)
             for model in args.models:
-                observations = make_targets(model, x, y)
+                observations = [case.observation for case in
+                                sample_cases(ModelSpec(model, time_steps=4), x, y, name=model)]
                 rows = [("reference", False, args.reference_targets)]
                 rows += [(f"K={k}", k, k * args.targets_per_slot) for k in args.ks]
                 reference = None
                 for mode, vectorize, count in rows:
                     row = measure(observations[:count], x[:count], y[:count], settings, vectorize)
                     reference = reference or row["recs_per_s"]
-                    row.update(attack=attack, model=model, mode=mode, iterations=args.iterations,
+                    row.update(attack=attack, model=model, mode=mode, iterations=settings.iterations,
                                ratio=row["recs_per_s"] / reference)
                     out.write(json.dumps(row) + "\n")
                     out.flush()

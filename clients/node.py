@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from torch import nn
 
-from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_state, private_inputs,
-                             record_dp_sgd)
+from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_secret, node_state,
+                             private_inputs, record_dp_sgd)
 from fedsnn.config import RunConfig
 from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.models import ModelSpec, build_model, spec_for
@@ -22,26 +23,36 @@ from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_e
 
 @dataclass(frozen=True)
 class NodeSetup:
-    """What a node knows: the run config, its partition, its data and the model spec."""
+    """What a node knows: the run config, its partition, its data and the model spec.
+
+    `secret` is the node-local seed of its random draws when `client-randomness = "secret"`
+    (drawn once from `secrets`, kept in its `Context.state`); None: they derive from the run's
+    public `seed` (`fedsnn.sampling`), reproducibly, and the server can derive them too.
+    """
 
     config: RunConfig
     partition_id: int
     num_partitions: int
     data: ClientData
     spec: ModelSpec
+    secret: int | None = None
 
     @classmethod
     def from_context(cls, context: Context, overrides: Mapping[str, Any] | None = None) -> NodeSetup:
         config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
         node_config = context.node_config
         if "data-path" in node_config:
-            return cls.with_own_data(config, str(node_config["data-path"]),
+            node = cls.with_own_data(config, str(node_config["data-path"]),
                                      int(node_config.get("partition-id", -1)))
-        if "partition-id" not in node_config or "num-partitions" not in node_config:
+        elif "partition-id" not in node_config or "num-partitions" not in node_config:
             raise ValueError("node config needs 'partition-id' and 'num-partitions' "
                              "(e.g. --node-config \"partition-id=0 num-partitions=2\")")
-        return cls.for_partition(config, int(node_config["partition-id"]),
-                                 int(node_config["num-partitions"]))
+        else:
+            node = cls.for_partition(config, int(node_config["partition-id"]),
+                                     int(node_config["num-partitions"]))
+        if config.client_randomness == "secret":
+            node = dataclasses.replace(node, secret=node_secret(context.state))
+        return node
 
     @classmethod
     def for_partition(cls, config: RunConfig, partition_id: int, num_partitions: int) -> NodeSetup:
@@ -53,8 +64,8 @@ class NodeSetup:
                                 seed=config.seed, local_test_fraction=config.local_test_fraction)
         if config.max_train_samples:  # e.g. to audit clients with few images
             keep = slice(0, config.max_train_samples)
-            data = replace(data, train_ids=data.train_ids[keep], train_x=data.train_x[keep],
-                           train_y=data.train_y[keep])
+            data = dataclasses.replace(data, train_ids=data.train_ids[keep],
+                                       train_x=data.train_x[keep], train_y=data.train_y[keep])
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, num_partitions, data, spec)
 
@@ -76,8 +87,10 @@ class NodeSetup:
         return cls(config, partition_id, 1, data, spec)
 
     def round_seed(self, server_round: int) -> int:
-        """This node's seed for a round: batches, shuffling and Poisson spikes derive from it."""
-        return round_seed(self.config.seed, server_round, self.partition_id)
+        """This node's seed for a round: batches, shuffling and Poisson spikes derive from it
+        (from the run's public seed, or from the node's secret)."""
+        base = self.config.seed if self.secret is None else self.secret
+        return round_seed(base, server_round, self.partition_id)
 
     def training_indices(self, server_round: int) -> torch.Tensor:
         """Which local train samples this node trains on in a round (the auditor recomputes the

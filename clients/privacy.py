@@ -10,7 +10,7 @@ The server's defense wrappers put their settings into each round's config; the n
    central DP's client side (clip to the sent `clipping_norm`, the norm bit for adaptive
    clipping), so that the bit is post-processing of the privatized update (`release`);
 4. reply — under a client-side defense only the allow-listed metrics leave the node
-   (`fedsnn.privacy.protocol.released_metrics`), in train and evaluate replies alike.
+   (`fedsnn.protocol.released_metrics`), in train and evaluate replies alike.
 
 Flower's `fixedclipping_mod` / `LocalDpMod` are not used: they crash on a zero update and on
 integer arrays, and `LocalDpMod` sizes its noise with the classic σ = Δ√(2 ln(1.25/δ))/ε, valid
@@ -37,9 +37,8 @@ from fedsnn.models import ModelSpec
 from fedsnn.models.encoders import FramesEncoder
 from fedsnn.privacy.accounting import gaussian_epsilon
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
-from fedsnn.privacy.dpsgd import DpSgdOutcome, DpSgdSettings, History
-from fedsnn.privacy.protocol import (ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY,
-                                     released_metrics)
+from fedsnn.privacy.dpsgd import DpSgdOutcome, DpSgdSettings, History, secret_generator
+from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, released_metrics
 from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
                                    poisson_spikes)
 
@@ -54,12 +53,18 @@ def node_state(context_state: RecordDict) -> ConfigRecord:
     return context_state[STATE_KEY]  # type: ignore[return-value]
 
 
+def node_secret(context_state: RecordDict) -> int:
+    """This node's secret seed (`client-randomness = "secret"`): drawn from `secrets` on first
+    use and kept in its `Context.state`, so its draws differ from anything the server can derive
+    yet stay consistent over the rounds."""
+    state = node_state(context_state)
+    if "node-secret" not in state:
+        state["node-secret"] = secrets.randbits(62)
+    return int(state["node-secret"])  # type: ignore[arg-type]
+
+
 def _secret_numpy() -> np.random.Generator:
     return np.random.default_rng(secrets.randbits(128))
-
-
-def _secret_torch() -> torch.Generator:
-    return torch.Generator().manual_seed(secrets.randbits(63))
 
 
 # -- 1. encode ---------------------------------------------------------------------------------
@@ -96,7 +101,7 @@ def private_inputs(model: nn.Module, x: torch.Tensor, config: Config, spec: Mode
     releases = int(state.get("spike-dp-releases", 0)) + 1
     epsilon = accountant.check(releases)
     state["spike-dp-releases"] = releases
-    generator = _secret_torch()
+    generator = secret_generator()
     spikes = accountant.mechanism(poisson_spikes(x, time_steps=steps, generator=generator),
                                   generator=generator)
     figures = {"spike-dp-bit-epsilon": accountant.epsilon_bit, "spike-dp-sample-epsilon": epsilon}

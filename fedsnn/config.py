@@ -8,8 +8,9 @@ arguments or a `RunConfig`. Every invalid value stops the run before training wi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ PARTITIONERS = ("iid", "dirichlet")
 OPTIMIZERS = ("adam", "sgd")
 UPDATE_MODES = ("fedavg", "gradient")
 GROUND_TRUTHS = ("partitions", "none")  # where the auditor gets it: fedsnn.audit.ground_truth
+CLIENT_RANDOMNESS = ("derived", "secret")  # what clients seed their draws with: fedsnn.sampling
+
+
+# old key -> its new name (a run config with the old one stops with this, not silently ignored)
+RENAMED_KEYS = {"num-malicious": "assumed-byzantine (f, the Byzantine clients the aggregator "
+                                 "tolerates; num-byzantine is how many misbehave)"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class RunConfig:
     """Every knob of a run. Field names are the config keys with '-' replaced by '_'."""
 
     seed: int = 0
+    client_randomness: str = "derived"
     num_server_rounds: int = 10
     fraction_train: float = 1.0
     fraction_evaluate: float = 1.0
@@ -101,7 +109,7 @@ class RunConfig:
     spike_dp_budget: float = 0.0
     # -- robust aggregation / Byzantine clients --
     aggregator: str = "fedavg"
-    num_malicious: int = 0
+    assumed_byzantine: int = 0
     trimmed_beta: float = 0.2
     multikrum_select: int = 0
     norm_filter: float = 0.0
@@ -113,9 +121,8 @@ class RunConfig:
     node_wait_timeout: float = 300.0
     min_train_replies: int = 1
     reject_norm_factor: float = 100.0
+    max_num_examples: int = 0
     resume_from: str = ""
-
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_spiking(self) -> bool:
@@ -130,31 +137,34 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config with its kebab-case keys, as written to results.json."""
-        out = {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "extra"}
-        out.update(self.extra)
-        return out
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_mapping(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Build and validate from Flower's run config (kebab-case keys).
 
-        Keys this class does not know are kept in `extra` for the components that own them
-        (attack, defense and aggregation settings); they validate their own keys.
-
         Raises:
-            ConfigError: a value has the wrong type or is out of range.
+            ConfigError: a key is unknown (the message names the closest known key), a value
+                has the wrong type or is out of range.
+
+        Example:
+            >>> RunConfig.from_mapping({"num-server-round": 3})
+            Traceback (most recent call last):
+            ...
+            fedsnn.config.ConfigError: num-server-round: unknown run-config key; did you mean 'num-server-rounds'?
         """
-        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
+        renamed = sorted(set(run_config) & set(RENAMED_KEYS))
+        if renamed:
+            raise ConfigError("; ".join(f"{key} is now called {RENAMED_KEYS[key]}"
+                                        for key in renamed))
         for key, value in run_config.items():
             name = key.replace("-", "_")
-            if name in known:
-                values[name] = _coerce(key, value, known[name].type)
-            else:
-                extra[key] = value
-        config = cls(**values, extra=extra)
+            if name not in known or "_" in key:
+                raise ConfigError(unknown_key_message(key))
+            values[name] = _coerce(key, value, known[name].type)
+        config = cls(**values)
         config.validate()
         return config
 
@@ -168,6 +178,7 @@ class RunConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("update-mode", self.update_mode, UPDATE_MODES)
         _one_of("audit-ground-truth", self.audit_ground_truth, GROUND_TRUTHS)
+        _one_of("client-randomness", self.client_randomness, CLIENT_RANDOMNESS)
         _positive_int("num-server-rounds", self.num_server_rounds)
         _positive_int("time-steps", self.time_steps)
         _positive_int("mlp-hidden", self.mlp_hidden)
@@ -200,6 +211,18 @@ class RunConfig:
         _validate_robust(self)
         _validate_defenses(self)
         _validate_deployment(self)
+
+
+def known_keys() -> list[str]:
+    """Every run-config key, kebab-case."""
+    return [f.name.replace("_", "-") for f in dataclasses.fields(RunConfig)]
+
+
+def unknown_key_message(key: str) -> str:
+    """One line naming an unknown key and the closest known one (difflib), if any is close."""
+    close = difflib.get_close_matches(key.replace("_", "-"), known_keys(), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "see docs/configuration.md for every key"
+    return f"{key}: unknown run-config key; {hint}"
 
 
 def _validate_event_data(config: RunConfig) -> None:
@@ -340,11 +363,11 @@ MIN_UPDATES: dict[str, Callable[[int], int]] = {
 
 
 def _validate_robust(config: RunConfig) -> None:
-    """Aggregator and Byzantine settings; an aggregator that cannot tolerate `num-malicious` with
-    the fewest nodes a round can have (`min-available-nodes`) stops the run here."""
+    """Aggregator and Byzantine settings; an aggregator that cannot tolerate `assumed-byzantine`
+    with the fewest nodes a round can have (`min-available-nodes`) stops the run here."""
     _one_of("aggregator", config.aggregator, AGGREGATORS)
     _one_of("byzantine-attack", config.byzantine_attack, BYZANTINE_ATTACKS)
-    for key, value in (("num-malicious", config.num_malicious),
+    for key, value in (("assumed-byzantine", config.assumed_byzantine),
                        ("num-byzantine", config.num_byzantine),
                        ("multikrum-select", config.multikrum_select)):
         if value < 0:
@@ -357,20 +380,20 @@ def _validate_robust(config: RunConfig) -> None:
     if not config.byzantine_scale >= 0.0:
         raise ConfigError(f"byzantine-scale: expected a number >= 0 (0: the attack's default), "
                           f"got {config.byzantine_scale}")
-    n, f = config.min_available_nodes, config.num_malicious
+    n, f = config.min_available_nodes, config.assumed_byzantine
     needed = MIN_UPDATES[config.aggregator](f)
     if n < needed:
-        raise ConfigError(f"aggregator: {config.aggregator!r} with num-malicious={f} needs at "
-                          f"least {needed} nodes per round, but min-available-nodes={n}; raise "
-                          f"min-available-nodes to {needed} or lower num-malicious")
+        raise ConfigError(f"aggregator: {config.aggregator!r} with assumed-byzantine={f} needs "
+                          f"at least {needed} nodes per round, but min-available-nodes={n}; raise "
+                          f"min-available-nodes to {needed} or lower assumed-byzantine")
     if config.aggregator == "trimmed-mean" and int(config.trimmed_beta * n) < f:
         trimmed = int(config.trimmed_beta * n)
         raise ConfigError(f"trimmed-beta: {config.trimmed_beta} trims {trimmed} of {n} updates "
-                          f"per side, fewer than num-malicious={f}; raise trimmed-beta to at least "
-                          f"{f / n:.3g}")
+                          f"per side, fewer than assumed-byzantine={f}; raise trimmed-beta to "
+                          f"at least {f / n:.3g}")
     if config.aggregator == "multikrum" and config.multikrum_select > n - f:
         raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds "
-                          f"min-available-nodes - num-malicious = {n - f}; use 0 (n - f) or a "
+                          f"min-available-nodes - assumed-byzantine = {n - f}; use 0 (n - f) or a "
                           f"smaller number")
 
 
@@ -384,3 +407,6 @@ def _validate_deployment(config: RunConfig) -> None:
     if config.reject_norm_factor != 0.0 and not config.reject_norm_factor > 1.0:
         raise ConfigError("reject-norm-factor: expected 0 (off) or a number > 1, "
                           f"got {config.reject_norm_factor}")
+    if config.max_num_examples < 0:
+        raise ConfigError("max-num-examples: expected 0 (derive from the dataset) or a positive "
+                          f"integer, got {config.max_num_examples}")

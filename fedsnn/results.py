@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
+class RunFailed(RuntimeError):
+    """The run ended without completing; its results.json (status `failed`) says why.
+
+    The ServerApp raises it after writing the results, so that Flower marks the run failed
+    (`flwr list`: finished:failed), logs the reason (`flwr log`, `flwr run --stream`) and
+    `run_simulation` raises. An exception, not `SystemExit`: Flower catches only `Exception`
+    in the ServerApp's thread/process, and a `SystemExit` there ended runs as completed (or
+    with no status at all in deployment).
+    """
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,5 +97,23 @@ class RunRecord:
         self.data["wall-time-s"] = round(time.time() - self.started, 2)
         self.flush()
 
+    def fail(self, reason: str, **details: Any) -> None:
+        """Record why the run failed (`error`, plus `details`) and finish with status `failed`."""
+        self.data.update({"error": reason, **details})
+        self.finish("failed")
+
     def flush(self) -> None:
         write_json_atomic(self.path, self.data)
+
+
+def record_failure(output_dir: Path, label: str, config: Mapping[str, Any], reason: str
+                   ) -> Path | None:
+    """A run folder whose results.json says the run failed before it started (e.g. a config
+    error); None when even the output folder cannot be written (the log still says why)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label) or "run"
+    try:
+        record = RunRecord(create_run_dir(output_dir, safe), config, {})
+        record.fail(reason)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return record.path

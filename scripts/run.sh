@@ -3,6 +3,8 @@
 # on the embedded digits dataset, first the ANN `lenet`, then its spiking twin `lenet-snn`.
 # Environment knobs: MODELS (default "lenet lenet-snn"), FEDSNN_OUT (default ./runs),
 # RUN_CONFIG (extra --run-config pairs, e.g. "num-server-rounds=3").
+# Exit status: 0 only when every run completed (results.json "status": "completed"); 2 when the
+# run config is refused before anything runs; 1 when a run failed or wrote no results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,13 +13,19 @@ out="${FEDSNN_OUT:-$PWD/runs}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"  # the app runs from a copy of itself: paths must be absolute
 stamp="$(date -u +%H%M%S)"
+models="${MODELS:-lenet lenet-snn}"
+for model in $models; do  # pre-flight: Flower would refuse a bad key without naming it
+    .venv/bin/fedsnn check-config --run-config "model='$model' ${RUN_CONFIG:-}" || exit 2
+done
 run_dirs=()
-for model in ${MODELS:-lenet lenet-snn}; do
+for model in $models; do
     name="$model-$stamp"
     echo "== fedsnn: training $model (5 simulated clients) =="
+    # `flwr run` exits 0 even when the run fails: results.json's status is what counts
     flwr run . --stream \
         --run-config "model='$model' output-dir='$out' run-name='$name' ${RUN_CONFIG:-}" \
-        --federation-config "num-supernodes=5 client-resources-num-cpus=1"
-    run_dirs+=("$(ls -d "$out"/*-"$name" | tail -n 1)")
+        --federation-config "num-supernodes=5 client-resources-num-cpus=1" || true
+    run_dir="$(ls -d "$out"/*-"$name" 2>/dev/null | tail -n 1 || true)"
+    run_dirs+=("${run_dir:-$out/<no run folder for $name>}")
 done
-.venv/bin/fedsnn summary "${run_dirs[@]}"
+.venv/bin/fedsnn summary "${run_dirs[@]}"  # exits 1 unless every run completed

@@ -10,6 +10,6 @@ fi
 # Re-install only when pyproject.toml changed since the last install.
 stamp=.venv/.fedsnn-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    .venv/bin/python -m pip install --quiet -e ".[dev,demo]"
     touch "$stamp"
 fi

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from logging import INFO, WARNING
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -125,14 +126,14 @@ class CuriousServer(StrategyWrapper):
             "local step%s)", server_round, partition_id, settings.attack, batch, steps,
             "" if steps == 1 else "s")
 
-    def finish(self, run_dir: Path, auditor: Auditor, judge_accuracy: float | None = None
+    def finish(self, run_dir: Path, auditor: Auditor, judge: dict[str, Any] | None = None
                ) -> dict[str, object]:
         """Wait for the outstanding attacks (bounded), score them, write audit.json and the
         report; returns the audit summary."""
         skipped = [{"round": s.server_round, "partition-id": s.partition_id, "reason": s.reason}
                    for s in self.skipped]
         return complete_audit(run_dir, queue=self.queue, plan=self.plan, skipped=skipped,
-                              auditor=auditor, judge_accuracy=judge_accuracy)
+                              auditor=auditor, judge=judge)
 
     def _skip(self, server_round: int, partition_id: int, reason: str) -> None:
         self.skipped.append(Skipped(server_round, partition_id, reason))

@@ -63,7 +63,7 @@ from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_
 from fedsnn.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
 from fedsnn.privacy.ledger import GaussianLedger, LedgerError
 from fedsnn.privacy.clipping import add_gaussian_noise, clip_update, update_norm
-from fedsnn.privacy.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from strategies.base import StrategyWrapper
 
 

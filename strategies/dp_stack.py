@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import Strategy
 from fedsnn.config import RunConfig, defense_names
 from fedsnn.data import load_dataset
 from fedsnn.privacy.accounting import gaussian_noise_multiplier
-from fedsnn.privacy.protocol import EQUAL_WEIGHT_KEY
+from fedsnn.protocol import EQUAL_WEIGHT_KEY
 from strategies.dp import CentralDP
 from strategies.dp_client import DpSgd, LocalDP
 from strategies.spike_dp import SpikeDP

@@ -15,8 +15,18 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 
+class MalformedReply(ValueError):
+    """A train reply without exactly one ArrayRecord."""
+
+
 def reply_arrays(content: RecordDict) -> ArrayRecord:
-    """The one ArrayRecord of a train reply (Flower's strategies require exactly one)."""
+    """The one ArrayRecord of a train reply (Flower's strategies require exactly one).
+
+    Raises:
+        MalformedReply: none or several.
+    """
+    if len(content.array_records) != 1:
+        raise MalformedReply(f"expected one ArrayRecord, got {len(content.array_records)}")
     return next(iter(content.array_records.values()))
 
 

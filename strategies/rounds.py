@@ -136,18 +136,21 @@ def run_rounds(strategy: Strategy, grid: Grid, *, initial_arrays: ArrayRecord, n
                 f"waiting {policy.node_wait_timeout:g} s (node-wait-timeout); stopping")
         sent, received = replies
         ok = [msg for msg in received if not msg.has_error()]
-        participation = {"sampled": sent, "replied": len(ok),
-                         "failed": len(received) - len(ok), "no-reply": sent - len(received)}
+        participation = _participation(sent, received)
         if len(ok) < policy.min_train_replies:
             report(server_round, "participation", participation | {"aggregated": False})
             raise RunStopped(
-                f"round {server_round}: {len(ok)} of {sent} nodes replied without error "
-                f"({participation['failed']} failed, {participation['no-reply']} sent nothing "
-                f"within round-timeout={policy.round_timeout:g} s); min-train-replies is "
+                f"round {server_round}: {len(ok)} of {len(sent)} nodes replied without error "
+                f"({participation['failed']} failed: nodes "
+                f"{[f['node-id'] for f in participation['failed-nodes']]}, "
+                f"{participation['no-reply']} sent nothing within "
+                f"round-timeout={policy.round_timeout:g} s: nodes "
+                f"{participation['no-reply-node-ids']}); min-train-replies is "
                 f"{policy.min_train_replies}; stopping")
-        if len(ok) < sent:
-            log(WARNING, "round %d: continuing with %d of %d replies (%d failed, %d no reply)",
-                server_round, len(ok), sent, participation["failed"], participation["no-reply"])
+        if len(ok) < len(sent):
+            log(WARNING, "round %d: continuing with %d of %d replies (failed: %s; no reply: %s)",
+                server_round, len(ok), len(sent), participation["failed-nodes"],
+                participation["no-reply-node-ids"])
         new_arrays, train_metrics = strategy.aggregate_train(server_round, received)
         report(server_round, "participation", participation | {"aggregated": new_arrays is not None})
         if new_arrays is not None:
@@ -172,9 +175,28 @@ def run_rounds(strategy: Strategy, grid: Grid, *, initial_arrays: ArrayRecord, n
     return result
 
 
+def _participation(sent: list[Message], received: list[Message]) -> dict[str, Any]:
+    """Who was asked, who replied, and which nodes failed (with the error they reported) or
+    sent nothing, for results.json."""
+    failed = [{"node-id": msg.metadata.src_node_id, "error": _error_text(msg)}
+              for msg in received if msg.has_error()]
+    answered = {msg.metadata.src_node_id for msg in received}
+    silent = sorted({msg.metadata.dst_node_id for msg in sent} - answered)
+    return {"sampled": len(sent), "replied": len(received) - len(failed), "failed": len(failed),
+            "no-reply": len(sent) - len(received), "failed-nodes": failed,
+            "no-reply-node-ids": silent}
+
+
+def _error_text(msg: Message) -> str:
+    """The first line of a failed reply's error, short enough for results.json."""
+    reason = str(getattr(msg.error, "reason", "") or "").strip()
+    line = reason.splitlines()[-1] if reason else ""
+    return f"code {msg.error.code}: {line[:300]}"
+
+
 def _stage(configure: Callable[[int, ArrayRecord, ConfigRecord, Grid], Iterable[Message]],
            server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid,
-           policy: RoundPolicy, name: str) -> tuple[int, list[Message]] | None:
+           policy: RoundPolicy, name: str) -> tuple[list[Message], list[Message]] | None:
     """Configure, send and collect one stage: (messages sent, replies), or None when enough
     nodes did not connect in time."""
     bounded = BoundedGrid(grid, time.monotonic() + policy.node_wait_timeout)
@@ -190,7 +212,7 @@ def _stage(configure: Callable[[int, ArrayRecord, ConfigRecord, Grid], Iterable[
     replies = list(grid.send_and_receive(messages, timeout=policy.round_timeout))
     log(INFO, "round %d %s: %d of %d replies in %.1f s", server_round, name, len(replies),
         len(messages), time.monotonic() - started)
-    return len(messages), replies
+    return messages, replies
 
 
 def _central(evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None], server_round: int,

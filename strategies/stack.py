@@ -15,7 +15,7 @@ def build_strategy(config: RunConfig) -> Strategy:
     weighted by `num-examples`, with per-client metrics kept out of the averages."""
     strategy = build_aggregator(
         config.aggregator,
-        num_malicious=config.num_malicious,
+        num_malicious=config.assumed_byzantine,
         trimmed_beta=config.trimmed_beta,
         multikrum_select=config.multikrum_select,
         norm_filter=config.norm_filter,

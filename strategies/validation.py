@@ -1,12 +1,20 @@
 """Reject malformed client replies before they reach aggregation.
 
 A reply is rejected when its arrays hold NaN/Inf, have the wrong shape or dtype kind, miss
-arrays the global model has or carry extra ones, when its metrics cannot be aggregated (no
-single MetricRecord with a positive `num-examples`, or keys the other replies lack), or when its
-update norm ‖w_i - w_global‖ is far beyond the other replies' (more than `norm_factor` x their
-median). Each rejection is logged with the node and the reason; the round aggregates the rest.
+arrays the global model has or carry extra ones, when its metrics break the protocol declared
+in `fedsnn.protocol` (not one MetricRecord named `metrics`, no positive weight, a key that is
+not declared, a key set other than the round's expected one, a value of the wrong type or out
+of its plausible range, e.g. an `eval-acc` of 1e9), or when its update norm ‖w_i - w_global‖ is
+far beyond the other replies' (more than `norm_factor` x their median). The expected key set
+comes from the declarations and the config the round was sent with, never from a vote among
+the replies, so with two nodes an odd reply cannot outvote the honest one.
+
+A claimed `num-examples` above `max_examples` (what the server knows a node can hold) is capped
+to it, with a log line, so that one node cannot take over a weighted mean by claiming 10^12.
+
+Each rejection is logged with the node and the reason; the round aggregates the rest.
 Counts go into the round's train metrics (`rejected-replies`, `rejected-<kind>`,
-`rejected-node-ids`), which the ServerApp writes to results.json.
+`rejected-node-ids`, `capped-num-examples`), which the ServerApp writes to results.json.
 
 The wrapper inspects the replies *before* delegating (inner strategies such as FedTrimmedAvg,
 Bulyan or server-side DP clipping change replies in place) and accepts a generator of replies.
@@ -20,14 +28,20 @@ from dataclasses import dataclass
 from logging import WARNING
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsnn.config import RunConfig
+from fedsnn.privacy.clipping import update_norm
+from fedsnn.protocol import (ARRAYS_RECORD, METRICS_RECORD, NUM_EXAMPLES_KEY, REPLY_METRICS,
+                             MetricKey, expected_keys, required_keys)
 from strategies.base import StrategyWrapper
+from strategies.robust_updates import MalformedReply, reply_arrays
 
-REJECTION_KINDS = ("malformed", "missing-arrays", "extra-arrays", "shape", "dtype", "non-finite",
-                   "norm")
+REJECTION_KINDS = ("malformed", "metric-keys", "metric-value", "missing-arrays", "extra-arrays",
+                   "shape", "dtype", "non-finite", "norm")
 KIND_NAMES = {"f": "a floating-point dtype", "i": "a signed integer dtype",
               "u": "an unsigned integer dtype", "b": "a boolean dtype"}
 
@@ -87,16 +101,37 @@ def check_arrays(arrays: Mapping[str, np.ndarray], expected: Mapping[str, ArrayS
     return None
 
 
-def check_metrics(content: RecordDict, weighted_by_key: str) -> tuple[str, str] | None:
-    """(kind, reason) when the reply's metrics cannot be aggregated; None when they can."""
+def check_metrics(content: RecordDict, weighted_by_key: str,
+                  declared: Mapping[str, MetricKey] | None = None) -> tuple[str, str] | None:
+    """(kind, reason) when the reply's metrics cannot be aggregated or break the declared
+    protocol (an undeclared key, a value of the wrong type or out of range); None when fine.
+
+    Example:
+        >>> from fedsnn.protocol import EVALUATE_METRICS
+        >>> check_metrics(RecordDict({"metrics": MetricRecord({"num-examples": 5,
+        ...     "eval-acc": 1e9})}), "num-examples", EVALUATE_METRICS)
+        ('metric-value', "metric 'eval-acc' is 1e+09; expected a value in [0, 1]")
+    """
     if len(content.metric_records) != 1:
         return "malformed", f"expected one MetricRecord, got {len(content.metric_records)}"
-    metrics = next(iter(content.metric_records.values()))
+    (name, metrics), = content.metric_records.items()
+    if name != METRICS_RECORD:
+        return "malformed", f"the MetricRecord is named {name!r}; expected {METRICS_RECORD!r}"
     weight = metrics.get(weighted_by_key)
     if isinstance(weight, list) or weight is None:
         return "malformed", f"metric {weighted_by_key!r} is missing or not a number"
     if not (np.isfinite(weight) and weight > 0):
         return "malformed", f"metric {weighted_by_key!r} is {weight}; expected a positive number"
+    if declared is None:
+        return None
+    undeclared = sorted(set(metrics) - set(declared))
+    if undeclared:
+        return "metric-keys", (f"undeclared metric keys {undeclared} (fedsnn.protocol declares "
+                               f"{sorted(declared)})")
+    for key, value in metrics.items():
+        problem = declared[key].problem(value)
+        if problem is not None:
+            return "metric-value", problem
     return None
 
 
@@ -117,6 +152,18 @@ def norm_outliers(norms: list[float], factor: float) -> list[bool]:
     return flags
 
 
+def example_cap(config: RunConfig, train_size: int) -> int:
+    """The most examples a node can honestly claim: `max-num-examples` when set; else, in
+    gradient mode, `batch-size` (one batch); else the local-train share of the run dataset's
+    whole train split (no partition holds more; nodes with their own, larger data need
+    `max-num-examples`)."""
+    if config.max_num_examples:
+        return config.max_num_examples
+    if config.update_mode == "gradient":
+        return config.batch_size
+    return max(1, train_size - int(train_size * config.local_test_fraction))
+
+
 class ValidatingStrategy(StrategyWrapper):
     """Screen train (and evaluate) replies, log and count the rejected ones, delegate the rest.
 
@@ -125,34 +172,59 @@ class ValidatingStrategy(StrategyWrapper):
         norm_factor: reject an update whose norm exceeds this multiple of the median of the
             others' norms; 0 turns the norm check off.
         weighted_by_key: the metric the inner strategy weights by (must be present and > 0).
+        max_examples: cap a reply's `num-examples` to this (0: no cap).
 
     Example:
         >>> from flwr.serverapp.strategy import FedAvg
-        >>> strategy = ValidatingStrategy(FedAvg(), norm_factor=10.0)
+        >>> strategy = ValidatingStrategy(FedAvg(), norm_factor=10.0, max_examples=1151)
     """
 
     def __init__(self, strategy: Strategy, *, norm_factor: float = 100.0,
-                 weighted_by_key: str = "num-examples") -> None:
+                 weighted_by_key: str = NUM_EXAMPLES_KEY, max_examples: int = 0) -> None:
         if norm_factor != 0 and not norm_factor > 1:
             raise ValueError(f"Expected argument `norm_factor` to be 0 or > 1 but got {norm_factor}")
+        if max_examples < 0:
+            raise ValueError(f"Expected argument `max_examples` to be >= 0 but got {max_examples}")
         super().__init__(strategy)
         self.norm_factor = norm_factor
         self.weighted_by_key = weighted_by_key
+        self.max_examples = max_examples
         self.rejections: dict[int, list[Rejection]] = {}
+        # the config each stage was sent with: it fixes the metric keys the replies must carry
+        self.sent_config: dict[str, dict[str, object] | None] = {"train": None, "evaluate": None}
 
     def describe(self) -> str:
-        return (f"Reply validation: finite, shapes, dtypes, keys; norm <= "
-                f"{self.norm_factor or 'inf'} x median")
+        cap = f"; num-examples <= {self.max_examples}" if self.max_examples else ""
+        return (f"Reply validation: finite, shapes, dtypes, declared metric keys and ranges; "
+                f"norm <= {self.norm_factor or 'inf'} x median{cap}")
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Delegate; remember the train config the messages carry (after every wrapper's flags)."""
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self.sent_config["train"] = _sent_config(messages, config)
+        return messages
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        """Delegate; remember the evaluate config the messages carry."""
+        messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+        self.sent_config["evaluate"] = _sent_config(messages, config)
+        return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Reject bad replies (logged and counted), aggregate the others with the inner strategy."""
         replies = list(replies)
-        rejected = self.screen(server_round, replies, check_updates=True)
+        rejected = self.screen(server_round, replies, stage="train")
         kept = [msg for msg in replies if id(msg) not in rejected]
+        capped = self._cap_examples(server_round, kept)
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
-        if rejected:
+        if rejected or capped:
             metrics = MetricRecord() if metrics is None else metrics
+        if capped:
+            metrics["capped-num-examples"] = capped
+        if rejected:
             kinds = Counter(r.kind for r in rejected.values())
             metrics["rejected-replies"] = len(rejected)
             metrics["rejected-node-ids"] = [r.node_id for r in rejected.values()]
@@ -162,29 +234,34 @@ class ValidatingStrategy(StrategyWrapper):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
-        """Drop evaluate replies whose metrics cannot be aggregated, delegate the rest."""
+        """Drop evaluate replies that break the protocol (e.g. an accuracy of 1e9), delegate
+        the rest."""
         replies = list(replies)
-        rejected = self.screen(server_round, replies, check_updates=False)
-        return self.strategy.aggregate_evaluate(
-            server_round, [msg for msg in replies if id(msg) not in rejected])
+        rejected = self.screen(server_round, replies, stage="evaluate")
+        kept = [msg for msg in replies if id(msg) not in rejected]
+        self._cap_examples(server_round, kept)
+        return self.strategy.aggregate_evaluate(server_round, kept)
 
-    def screen(self, server_round: int, replies: list[Message], *, check_updates: bool
+    def screen(self, server_round: int, replies: list[Message], *, stage: str = "train"
                ) -> dict[int, Rejection]:
-        """The rejected replies, keyed by `id(message)`; error replies pass through untouched."""
+        """The rejected replies, keyed by `id(message)`; error replies pass through untouched.
+        `stage` is "train" (arrays and updates are checked too) or "evaluate"."""
         contents = [msg for msg in replies if not msg.has_error()]
         rejected: dict[int, Rejection] = {}
+        check_updates = stage == "train"
 
         def reject(msg: Message, kind: str, reason: str) -> None:
             rejection = Rejection(msg.metadata.src_node_id, kind, reason)
             rejected[id(msg)] = rejection
             self.rejections.setdefault(server_round, []).append(rejection)
-            log(WARNING, "validation: round %d rejects the reply of node %d (%s): %s",
-                server_round, rejection.node_id, kind, reason)
+            log(WARNING, "validation: round %d rejects the %s reply of node %d (%s): %s",
+                server_round, stage, rejection.node_id, kind, reason)
 
+        declared = REPLY_METRICS[stage]
         expected = self._expected(contents) if check_updates else {}
         arrays_of: dict[int, dict[str, np.ndarray]] = {}
         for msg in contents:
-            problem = check_metrics(msg.content, self.weighted_by_key)
+            problem = check_metrics(msg.content, self.weighted_by_key, declared)
             if problem is None and check_updates:
                 problem, arrays = _reply_arrays(msg.content)
                 if problem is None:
@@ -192,7 +269,9 @@ class ValidatingStrategy(StrategyWrapper):
                     arrays_of[id(msg)] = arrays
             if problem is not None:
                 reject(msg, *problem)
-        self._reject_odd_metric_keys([m for m in contents if id(m) not in rejected], reject)
+        self._reject_unexpected_keys([m for m in contents if id(m) not in rejected],
+                                     declared, expected_keys(declared, self.sent_config[stage]),
+                                     reject)
         if check_updates:
             self._reject_norm_outliers([m for m in contents if id(m) not in rejected],
                                        arrays_of, reject)
@@ -212,20 +291,41 @@ class ValidatingStrategy(StrategyWrapper):
             return {}
         return {k: ArraySpec(shape, kind) for k, shape, kind in layouts.most_common(1)[0][0]}
 
-    def _reject_odd_metric_keys(self, contents: list[Message], reject: _Reject) -> None:
-        """Flower aggregates a round only if all MetricRecords share their keys: the replies
-        whose keys differ from the most common set are rejected instead of the whole round."""
-        keysets = {id(m): frozenset(next(iter(m.content.metric_records.values())).keys())
-                   for m in contents}
-        if len(set(keysets.values())) <= 1:
-            return
-        common = Counter(keysets.values()).most_common(1)[0][0]
+    @staticmethod
+    def _reject_unexpected_keys(contents: list[Message], declared: Mapping[str, MetricKey],
+                                expected: frozenset[str] | None, reject: _Reject) -> None:
+        """Flower aggregates a round only if all MetricRecords share their keys. A reply whose
+        keys differ from the round's expected set (declared keys + the config the round was
+        sent with) is rejected, whatever the other replies carry. Without a known config (a
+        unit test calling aggregate_train only): the required keys plus the optional keys that
+        every reply carries."""
+        keysets = {id(m): frozenset(_metrics(m).keys()) for m in contents}
+        if expected is None:
+            shared = frozenset.intersection(*keysets.values()) if keysets else frozenset()
+            expected = required_keys(declared) | shared
         for msg in contents:
             keys = keysets[id(msg)]
-            if keys != common:
-                reject(msg, "malformed", f"metric keys differ from the other replies: "
-                                         f"extra {sorted(keys - common)}, "
-                                         f"missing {sorted(common - keys)}")
+            if keys != expected:
+                reject(msg, "metric-keys", f"metric keys differ from the round's declared set: "
+                                           f"unexpected {sorted(keys - expected)}, "
+                                           f"missing {sorted(expected - keys)}")
+
+    def _cap_examples(self, server_round: int, kept: list[Message]) -> int:
+        """Cap each kept reply's `num-examples` at `max_examples` (in place, logged); return how
+        many were capped."""
+        if not self.max_examples:
+            return 0
+        capped = 0
+        for msg in kept:
+            metrics = _metrics(msg)
+            claimed = metrics.get(NUM_EXAMPLES_KEY)
+            if isinstance(claimed, (int, float)) and claimed > self.max_examples:
+                metrics[NUM_EXAMPLES_KEY] = self.max_examples
+                capped += 1
+                log(WARNING, "validation: round %d caps num-examples of node %d from %g to %d "
+                    "(more than a node can hold: max-num-examples)", server_round,
+                    msg.metadata.src_node_id, claimed, self.max_examples)
+        return capped
 
     def _reject_norm_outliers(self, contents: list[Message],
                               arrays_of: dict[int, dict[str, np.ndarray]], reject: _Reject) -> None:
@@ -240,12 +340,29 @@ class ValidatingStrategy(StrategyWrapper):
                                     f"{float(np.median(others)):.3g} of the other replies")
 
 
+def _metrics(msg: Message) -> MetricRecord:
+    return next(iter(msg.content.metric_records.values()))
+
+
+def _sent_config(messages: list[Message], config: ConfigRecord) -> dict[str, object]:
+    """The config the messages carry (the wrappers add their flags on the way in)."""
+    for msg in messages:
+        records = list(msg.content.config_records.values())
+        if records:
+            return dict(records[0])
+    return dict(config)
+
+
 def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str, np.ndarray]]:
-    """The reply's one ArrayRecord as numpy arrays, or (kind, reason) when it has none/several
-    or its bytes do not decode."""
-    if len(content.array_records) != 1:
-        return ("malformed", f"expected one ArrayRecord, got {len(content.array_records)}"), {}
-    record = next(iter(content.array_records.values()))
+    """The reply's one ArrayRecord (`reply_arrays`, named `ARRAYS_RECORD`) as numpy arrays, or
+    (kind, reason) when it has none/several, another name, or its bytes do not decode."""
+    try:
+        record = reply_arrays(content)
+    except MalformedReply as error:
+        return ("malformed", str(error)), {}
+    (name,) = content.array_records.keys()
+    if name != ARRAYS_RECORD:
+        return ("malformed", f"the ArrayRecord is named {name!r}; expected {ARRAYS_RECORD!r}"), {}
     try:
         return None, {key: np.asarray(array.numpy()) for key, array in record.items()}
     except Exception as error:  # noqa: BLE001 - any undecodable payload is one rejection
@@ -254,13 +371,7 @@ def _reply_arrays(content: RecordDict) -> tuple[tuple[str, str] | None, dict[str
 
 def _update_norm(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray] | None
                  ) -> float:
-    """‖arrays - reference‖₂ over the floating-point arrays, in float64 (‖arrays‖ without one)."""
-    total = 0.0
-    for key, array in arrays.items():
-        if array.dtype.kind != "f":
-            continue
-        delta = array.astype(np.float64)
-        if reference is not None:
-            delta = delta - reference[key].astype(np.float64)
-        total += float(np.square(delta).sum())
-    return float(np.sqrt(total))
+    """‖arrays - reference‖₂ over the floating-point arrays (‖arrays‖ without a reference)."""
+    base = [reference[key] if reference is not None else np.zeros_like(array)
+            for key, array in arrays.items()]
+    return update_norm(list(arrays.values()), base)

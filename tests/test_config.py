@@ -31,6 +31,7 @@ def test_pyproject_defaults_equal_the_dataclass_defaults() -> None:
     ("update-mode", "fedprox", "update-mode"),
     ("partitioner", "shards", "partitioner"),
     ("image-size", 4, "image-size"),
+    ("max-num-examples", -1, "max-num-examples: expected 0"),
 ])
 def test_invalid_values_name_the_key_and_the_accepted_values(key: str, value: object,
                                                              fragment: str) -> None:
@@ -45,9 +46,18 @@ def test_poisson_encoding_needs_a_spiking_model() -> None:
     assert RunConfig.from_mapping({"model": "lenet-snn", "encoding": "poisson"}).is_spiking
 
 
-def test_unknown_keys_are_kept_for_their_owners() -> None:
-    config = RunConfig.from_mapping({"some-plugin-key": 3})
-    assert config.extra == {"some-plugin-key": 3}
+@pytest.mark.parametrize("key,hint", [
+    ("num-server-round", "did you mean 'num-server-rounds'?"),
+    ("num_server_rounds", "did you mean 'num-server-rounds'?"),
+    ("learnig-rate", "did you mean 'learning-rate'?"),
+    ("some-plugin-key", "see docs/configuration.md"),
+])
+def test_an_unknown_key_is_named_with_the_closest_known_one(key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_mapping({key: 3})
+    message = str(info.value)
+    assert message.startswith(f"{key}: unknown run-config key") and hint in message
+    assert "\n" not in message
 
 
 def test_relative_output_dir_resolves_to_an_absolute_path() -> None:
@@ -65,3 +75,11 @@ def test_configuration_reference_is_generated_from_pyproject_and_explains_every_
     rows = [line for line in reference.splitlines() if line.startswith("| `")]
     assert len(rows) == len(declared)
     assert [row for row in rows if row.rstrip().endswith("|  |")] == []  # every key explained
+
+
+def test_a_renamed_key_stops_the_run_with_its_new_name() -> None:
+    """num-malicious (f the aggregator assumes) was renamed beside num-byzantine (how many
+    misbehave): the old key is not silently kept as an unknown one."""
+    with pytest.raises(ConfigError, match="num-malicious is now called assumed-byzantine"):
+        RunConfig.from_mapping({"aggregator": "krum", "num-malicious": 2})
+    assert RunConfig.from_mapping({"assumed-byzantine": 0}).assumed_byzantine == 0

@@ -147,7 +147,7 @@ def test_dvs_judge_is_trained_once_then_cached(tmp_path: Path,
     judge = load_judge(data, epochs=2, directory=tmp_path)
     assert 0.0 <= judge.test_accuracy <= 1.0 and judge.key.startswith("dvs-digits-")
     assert judge.predict(data.test_x).shape == (6,)
-    monkeypatch.setattr(judges_dvs, "train_dvs_judge", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(judges_dvs, "fit_judge", lambda *a, **k: pytest.fail("retrained"))
     cached = load_judge(data, epochs=2, directory=tmp_path)
     assert cached.key == judge.key and cached.test_accuracy == judge.test_accuracy
     assert torch.equal(cached.predict(data.test_x), judge.predict(data.test_x))

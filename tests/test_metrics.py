@@ -73,3 +73,13 @@ def test_to_images_averages_time_steps() -> None:
     spikes[:2] = 1.0
     assert torch.equal(to_images(spikes), torch.full((2, 1, 3, 3), 0.5))
     assert to_images(torch.ones(2, 1, 3, 3)).shape == (2, 1, 3, 3)
+
+
+def test_ssim_on_colour_sees_every_channel() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32)
+    only_blue = x.clone()
+    only_blue[:, 2] = torch.rand(2, 32, 32)  # red and green untouched
+    scores = image_scores(only_blue, x)
+    assert image_scores(x, x)["ssim"] == pytest.approx(1.0)
+    assert scores["ssim"] < 0.8 and scores["mse"] > 0.01

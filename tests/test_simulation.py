@@ -51,6 +51,7 @@ def test_a_run_whose_clients_all_fail_is_detected(tmp_path: Path) -> None:
     server = {"num-server-rounds": 1, "output-dir": str(tmp_path), "audit-enabled": False}
     results = simulate(tmp_path, server, client=server | {"dataset": "mnist:/nonexistent"},
                        nodes=2)
-    assert results["status"] == "stopped"  # fewer replies than min-train-replies stop the run
+    assert results["status"] == "failed"  # fewer replies than min-train-replies stop the run
+    assert "min-train-replies" in results["raised"]  # and Flower sees the ServerApp fail
     assert results["stop-reason"].startswith("round 1: 0 of 2 nodes replied without error (2 failed")
     assert problems(results, rounds=1, nodes=2)

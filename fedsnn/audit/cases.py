@@ -51,3 +51,11 @@ def victim_case(spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, *, target_id:
     observation = Observation(target_id=target_id, model_spec=spec, global_state=state,
                               gradients=gradients, batch_size=len(x))
     return Case(observation, x, y)
+
+
+def sample_cases(spec: ModelSpec, x: torch.Tensor, y: torch.Tensor, *, name: str,
+                 seed: int = 0) -> list[Case]:
+    """Each sample alone (a batch of one) on its own fresh victim, seeded `victim_seed(seed, i)`
+    and named `<name>/<i>` (the speed benchmarks' targets)."""
+    return [victim_case(spec, x[i:i + 1], y[i:i + 1], target_id=f"{name}/{i}",
+                        seed=victim_seed(seed, i)) for i in range(len(x))]

@@ -4,6 +4,8 @@ client trained on in a round. No client reply carries it.
 - In simulation the auditor recomputes it from what the simulation itself knows: the run's
   partitioning (seed, partitioner, number of partitions), the round seed and the very draw the
   client makes (`NodeSetup.training_indices`: one function, used by both).
+  With `client-randomness = "secret"` a FedSGD batch comes from the node's secret seed: not
+  derivable, so there is none (a FedAvg reply still uses every local train sample).
 - In a deployment there is none (`no_ground_truth`) unless the operator provides it: nodes with
   their own data (`data-path`) hold samples the server cannot look up. Unscored rows say so.
 """
@@ -35,6 +37,8 @@ def simulated_ground_truth(config: RunConfig, num_partitions: int) -> GroundTrut
     def sample_ids(server_round: int, partition_id: int) -> list[int] | None:
         if not 0 <= partition_id < num_partitions:
             return None
+        if config.client_randomness == "secret" and config.update_mode == "gradient":
+            return None  # the batch came from the node's secret seed: not derivable
         node = NodeSetup.for_partition(config, partition_id, num_partitions)
         return node.data.train_ids[node.training_indices(server_round)].tolist()
 

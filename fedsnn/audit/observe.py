@@ -55,8 +55,9 @@ def local_training(config: RunConfig, threat_model: ThreatModel, *, server_round
     granted = threat_model.granted()
     if not {UPDATE_MODE, OPTIMIZER, LOCAL_EPOCHS, BATCH_SIZE} <= granted:
         return None
-    seed = (round_seed(config.seed, server_round, partition_id)
-            if threat_model.client_randomness else None)
+    # with client-randomness = "secret" the nodes' draws are not derivable, whatever is granted
+    derivable = threat_model.client_randomness and config.client_randomness == "derived"
+    seed = round_seed(config.seed, server_round, partition_id) if derivable else None
     return LocalTraining(config.update_mode, config.optimizer, config.learning_rate,
                          config.momentum, config.local_epochs, config.batch_size, num_examples,
                          shuffle_seed=seed)

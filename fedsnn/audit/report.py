@@ -20,6 +20,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from fedsnn.audit.html import markdown_to_html  # noqa: E402
 from fedsnn.audit.verdict import leakage_summary, verdict  # noqa: E402
 
+from fedsnn.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
+from fedsnn.pictures import show_image  # noqa: E402
+
 LEAKAGE_KEYS = ("psnr", "ssim", "asr")
 
 
@@ -34,9 +37,7 @@ def save_pair_grid(path: Path, originals: torch.Tensor, reconstructions: torch.T
             axis = axes[row][column]
             axis.axis("off")
             if column < count:
-                image = images[column]
-                image = image.permute(1, 2, 0) if image.shape[0] == 3 else image[0]
-                axis.imshow(image.clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, images[column])
     axes[0][0].set_title("original", fontsize=8, loc="left")
     axes[1][0].set_title("reconstruction", fontsize=8, loc="left")
     fig.suptitle(title, fontsize=9)
@@ -70,7 +71,8 @@ def save_leakage_plot(path: Path, audit: dict[str, Any], results: dict[str, Any]
     accuracy = {r["round"]: r["central"]["accuracy"] for r in results.get("rounds", [])
                 if "central" in r}
     fig, (ax_leak, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
-    labels = {"identified": "images identified", "asr": "judge ASR",
+    labels = {"identified": "images identified",
+              "asr": flag_asr("judge ASR", judge_card(audit)),
               "histogram": "class histogram exact"}
     rounds = list(leakage)
     if len(rounds) == 1:
@@ -119,6 +121,11 @@ def _rate(stat: dict[str, float] | None) -> str:
     return f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
 
 
+def judge_card(audit: dict[str, Any]) -> dict[str, Any]:
+    """The judge's card in audit.json (`stored_card`)."""
+    return stored_card(audit.get("judge"), audit.get("judge-test-accuracy"))
+
+
 def _summary(run_dir: Path) -> dict[str, Any]:
     audit = json.loads((run_dir / "audit.json").read_text())
     results = json.loads((run_dir / "results.json").read_text())
@@ -143,19 +150,23 @@ def _summary(run_dir: Path) -> dict[str, Any]:
             "judge ASR": _rate(leakage.get("asr")),
             "histogram exact": _rate(histogram.get("clients-exact")),
             "prior exact": _rate(prior.get("clients-exact")),
-            "_leakage": leakage, "_audit": audit}
+            "judge-accuracy": judge_card(audit).get("accuracy"),
+            "majority-baseline": judge_card(audit).get("majority-baseline"),
+            "judge": judge_card(audit), "_leakage": leakage, "_audit": audit}
 
 
 SUMMARY_COLUMNS = ("model", "update-mode", "attack", "attacked", "scored", "accuracy",
                    "identified", "guess identified", "judge ASR", "histogram exact",
-                   "prior exact", "psnr", "ssim")
+                   "prior exact", "psnr", "ssim", "judge-accuracy", "majority-baseline")
 
 
 def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for summary in summaries:
-        lines.append("| " + " | ".join(_fmt(summary[c]) for c in SUMMARY_COLUMNS) + " |")
+        cells = [_fmt(summary[c]) if c != "judge ASR" else flag_asr(summary[c], summary["judge"])
+                 for c in SUMMARY_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -176,6 +187,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     results = json.loads((run_dir / "results.json").read_text())
     save_leakage_plot(run_dir / "leakage.png", audit, results)
     summary = _summary(run_dir)
+    card = judge_card(audit)
     baselines = audit.get("baselines", {})
     md = [f"# Privacy audit of run {run_dir.name}", "",
           "## Verdict", "", *[line + "\n" for line in verdict(summary["_leakage"],
@@ -189,18 +201,17 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "Rates with their 95 % Wilson interval, pooled over the attacked clients' images "
           "(identified, judge ASR) or over the attacked clients (histogram exact). Identified: "
           "the true image is the reconstruction's nearest neighbour (pixel L2) among all training "
-          "images, after matching reconstructions to the client's images by an optimal "
-          "assignment. Histogram exact: every class count of the client inferred exactly; prior: "
-          "the dataset's class shares scaled to the client's count. ASR: the judge (a LeNet-5 "
-          "trained on the train split, clean test accuracy "
-          f"{_fmt(audit.get('judge-test-accuracy'))}) classifies the reconstruction as the true "
-          "label.", "",
+          "images, after matching reconstructions to the client's images (which the auditor "
+          "knows outside the messages) by an optimal assignment. Histogram exact: every class "
+          "count of the client inferred exactly; prior: the dataset's class shares scaled to the "
+          "client's count. ASR: the judge classifies the reconstruction as the true label.", "",
+          judge_sentence(card), "",
           "## What a guess without the update scores", "",
           "| guess | identified | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|---|"]
     for name, scores in baselines.items():
         md.append(f"| {name} | {scores.get('identified', '–')} / {scores.get('samples', '–')} | "
                   f"{_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
-                  f"{_fmt(scores.get('ssim'))} | {_fmt(scores.get('asr'))} |")
+                  f"{_fmt(scores.get('ssim'))} | {flag_asr(_fmt(scores.get('asr')), card)} |")
     md += ["", "## Per attacked update", "",
            "| round | partition | attack | status | images | identified | histogram exact "
            "(classes) | prior (classes) | PSNR | SSIM | ASR | time (s) |",
@@ -211,7 +222,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
                   f"{row.get('batch-size', '–')} | {_fmt(row.get('identified'))} | "
                   f"{_fmt(histogram.get('classes-exact'), 2)} | {_fmt(prior.get('classes-exact'), 2)}"
                   f" | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
-                  f"{_fmt(row.get('asr'))} | {_fmt(row.get('seconds'), 1)} |")
+                  f"{flag_asr(_fmt(row.get('asr')), card)} | {_fmt(row.get('seconds'), 1)} |")
     for skipped in audit.get("skipped", []):
         md.append(f"| {skipped['round']} | {skipped['partition-id']} | – | skipped: "
                   f"{skipped['reason']} | | | | | | | | |")

@@ -29,8 +29,11 @@ def drain_timeout(plan: AuditPlan, pending: int) -> float | None:
 
 def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                    skipped: Sequence[dict[str, Any]], auditor: Auditor,
-                   judge_accuracy: float | None = None) -> dict[str, Any]:
+                   judge: dict[str, Any] | None = None) -> dict[str, Any]:
     """Drain the queue, score every attack, write audit.json, pictures and the report.
+
+    `judge` is the judge's card (`Judge.card()`: accuracy, majority-class baseline, where it
+    was fit and measured, whether ASR is meaningful); None without a judge.
 
     Returns the audit's summary (also stored in audit.json)."""
     finished = queue.drain(drain_timeout(plan, len(queue.pending)))
@@ -52,7 +55,8 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                  "max-batch": plan.max_batch, "settings": plan.settings.to_dict(),
                  "unrolled-settings": plan.unrolled.to_dict() if plan.unrolled else None},
         "threat-model": plan.threat_model.to_dict(),
-        "judge-test-accuracy": judge_accuracy,
+        "judge-test-accuracy": (judge or {}).get("accuracy"),
+        "judge": judge or {},
         "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),
         "attacks": rows,
         "skipped": list(skipped),

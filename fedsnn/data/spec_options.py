@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from fedsnn.data.sources import DatasetError
+from fedsnn.data.base import DatasetError
 
 
 def parse_folder_options(kind: str, argument: str, options: Mapping[str, Callable[[str], object]],

@@ -6,37 +6,47 @@ event datasets. `load_judge` picks the one that fits the data.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from fedsnn.data import ImageData
 from fedsnn.models import build_model
 from fedsnn.judges.base import (JUDGE_ARCHITECTURE, Judge, cache_dir, cached_judge, image_spec,
-                                judge_key, train_judge)
+                                judge_key, majority_accuracy, train_judge)
+from fedsnn.judges.card import NOT_MEANINGFUL, flag_asr, judge_sentence, stored_card
 from fedsnn.judges.dvs import load_dvs_judge
+from fedsnn.judges.fit import JudgeTraining, is_meaningful
 
-__all__ = ["JUDGE_ARCHITECTURE", "Judge", "cache_dir", "cached_judge", "judge_key", "load_judge",
-           "train_judge"]
+__all__ = ["JUDGE_ARCHITECTURE", "NOT_MEANINGFUL", "Judge", "JudgeTraining", "cache_dir",
+           "cached_judge", "flag_asr", "is_meaningful", "judge_key", "judge_sentence", "load_judge",
+           "majority_accuracy", "stored_card", "train_judge"]
 
 
 def load_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
-               directory: Path | None = None) -> Judge:
+               directory: Path | None = None, split: str = "train") -> Judge:
     """The cached judge for `data`, trained and cached on first use: a LeNet-5 for images, the
     DVS judge (`fedsnn.judges.dvs`) for event datasets (spike frames [N, T, 2, H, W]).
 
     Args:
-        epochs: training epochs; None picks the judge's default (8 for the LeNet-5).
+        epochs: the most training epochs (early stopping on a validation slice usually ends
+            sooner); None picks the judge's default.
+        split: the split it is fit on; it is measured on the other one. Fit it on the split the
+            scored samples are not in: "train" when test samples are attacked (the bench),
+            "test" when clients' train samples are (the in-line audit).
 
     Example:
         >>> from fedsnn.data import load_dataset
-        >>> judge = load_judge(load_dataset("digits"))  # doctest: +SKIP
-        >>> judge.test_accuracy > 0.9  # doctest: +SKIP
+        >>> judge = load_judge(load_dataset("digits"), split="test")  # doctest: +SKIP
+        >>> judge.test_accuracy > judge.baseline  # doctest: +SKIP
         True
     """
     if data.train_x.dim() == 5:
-        return load_dvs_judge(data, epochs=epochs, seed=seed, directory=directory)
-    epochs = epochs or 8
-    return cached_judge(directory or cache_dir(), judge_key(data, epochs=epochs, seed=seed),
+        return load_dvs_judge(data, epochs=epochs, seed=seed, directory=directory, split=split)
+    epochs = epochs or JudgeTraining().max_epochs
+    return cached_judge(directory or cache_dir(),
+                        judge_key(data, epochs=epochs, seed=seed, split=split,
+                                  training=replace(JudgeTraining(), max_epochs=epochs)),
                         build=lambda: build_model(image_spec(data)),
-                        train=lambda: train_judge(data, epochs=epochs, seed=seed),
+                        train=lambda: train_judge(data, epochs=epochs, seed=seed, split=split),
                         meta={"dataset": data.name, "architecture": JUDGE_ARCHITECTURE,
                               "epochs": epochs, "seed": seed})

@@ -8,7 +8,9 @@ the block's input added before the last LIF (a spiking ResNet basic block).
 `WIDTHS` names the channel plans: "table-i" (64, 128, 256, 512) for DVS128 Gesture, and "small"
 (16, 32, 64, 128) for `dvs-digits`, which a quarter of the width already classifies well and which
 trains in minutes on a CPU. Judges are cached with the image judges (`fedsnn.judges`), keyed by
-dataset fingerprint, architecture and training settings.
+dataset fingerprint, architecture, split and training settings; they train like every judge
+(`fedsnn.judges.fit`: early stopping on a validation slice, bounded time; Adam at a constant
+learning rate).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
 from fedsnn.data import ImageData
-from fedsnn.judges.base import Judge, cache_dir, cached_judge, judge_key
+from fedsnn.judges.base import Judge, cache_dir, cached_judge, fit_judge, judge_key
+from fedsnn.judges.fit import JudgeTraining
 
 WIDTHS: dict[str, tuple[int, ...]] = {"table-i": (64, 128, 256, 512), "small": (16, 32, 64, 128)}
 WIDTHS_BY_SOURCE = {"dvsgesture": "table-i", "dvs-digits": "small"}
@@ -92,38 +94,15 @@ def build_dvs_judge(data: ImageData, widths: str | None = None) -> DVSGestureSNN
     return DVSGestureSNN(data.in_channels, data.num_classes, WIDTHS[plan])
 
 
-def train_dvs_judge(model: nn.Module, data: ImageData, *, epochs: int, seed: int,
-                    batch_size: int = 32, lr: float = 1e-3) -> float:
-    """Train on the train split (Adam, cosine-annealed lr, mean cross-entropy) and return the
-    clean test accuracy."""
-    from fedsnn.training import evaluate
-
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * -(-len(data.train_x) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data.train_x), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            F.cross_entropy(model(data.train_x[batch]), data.train_y[batch]).backward()
-            optimizer.step()
-            schedule.step()
-    _, accuracy = evaluate(model, data.test_x, data.test_y, batch_size=64)
-    return accuracy
-
-
-# Training of each plan: (epochs, Adam learning rate).
+# Training of each plan: (most epochs, Adam learning rate); early stopping usually ends sooner.
 TRAINING = {"table-i": (30, 1e-3), "small": (12, 5e-3)}
 
 
 def load_dvs_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
-                   directory: Path | None = None, widths: str | None = None) -> Judge:
-    """The cached DVS judge for an event dataset, trained on its train split on first use; its
-    `test_accuracy` is the clean accuracy on the test split.
+                   directory: Path | None = None, widths: str | None = None,
+                   split: str = "train") -> Judge:
+    """The cached DVS judge for an event dataset, fit on `split` on first use (early-stopped,
+    `fedsnn.judges.fit`); its `test_accuracy` is measured on the other split.
 
     Example:
         >>> from fedsnn.data import load_dataset
@@ -133,17 +112,21 @@ def load_dvs_judge(data: ImageData, *, epochs: int | None = None, seed: int = 0,
     plan = widths or widths_for(data)
     if plan not in TRAINING:
         raise ValueError(f"Unknown DVS judge widths {plan!r}; expected one of {sorted(TRAINING)}")
-    epochs = epochs or TRAINING[plan][0]
-    lr = TRAINING[plan][1]
+    training = JudgeTraining(max_epochs=epochs or TRAINING[plan][0], lr=TRAINING[plan][1],
+                             batch_size=32)
     architecture = f"dvs-gesture-snn-{plan}"
+    key = judge_key(data, epochs=training.max_epochs, seed=seed, split=split,
+                    architecture=f"{architecture}-lr{training.lr:g}", training=training)
 
     def train() -> Judge:
-        model = build_dvs_judge(data, plan)
-        accuracy = train_dvs_judge(model, data, epochs=epochs, seed=seed, lr=lr)
-        return Judge(model.eval(), accuracy, key)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched
+            torch.manual_seed(seed)
+            model = build_dvs_judge(data, plan)
+        return fit_judge(model, data, training, seed=seed, split=split, key=key,
+                         eval_batch_size=64)
 
-    key = judge_key(data, epochs=epochs, seed=seed, architecture=f"{architecture}-lr{lr:g}")
     return cached_judge(directory or cache_dir(), key, build=lambda: build_dvs_judge(data, plan),
                         train=train, meta={"dataset": data.name, "architecture": architecture,
-                                           "widths": list(WIDTHS[plan]), "epochs": epochs, "lr": lr,
+                                           "widths": list(WIDTHS[plan]),
+                                           "epochs": training.max_epochs, "lr": training.lr,
                                            "seed": seed})

@@ -12,6 +12,7 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,6 +66,12 @@ class DpSgdOutcome:
     history: History
 
 
+def secret_generator() -> torch.Generator:
+    """A generator seeded from `secrets`: DP-SGD's noise and Poisson batches must not follow
+    torch's global generator, which any `torch.manual_seed` in the process makes derivable."""
+    return torch.Generator().manual_seed(secrets.randbits(63))
+
+
 def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                   settings: DpSgdSettings, *, history: Sequence[Sequence[float]]
                   ) -> tuple[PrivacyEngine, GradSampleModule, torch.optim.Optimizer, DataLoader]:
@@ -77,7 +84,7 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     engine = PrivacyEngine(accountant=OPACUS_ACCOUNTANTS[settings.accountant])
     common = dict(module=model, optimizer=optimizer, data_loader=loader,
                   max_grad_norm=settings.max_grad_norm, batch_first=settings.batch_first,
-                  poisson_sampling=False)
+                  poisson_sampling=False, noise_generator=secret_generator())
     if settings.target_epsilon > 0:
         module, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
             target_epsilon=settings.target_epsilon, target_delta=settings.delta,
@@ -106,7 +113,8 @@ def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     The model is trained in place. ε is per sample (add/remove one sample), whole run so far.
     """
-    loader = DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size))
+    loader = DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size),
+                                           generator=secret_generator())
     engine, module, dp_optimizer, dp_loader = _make_private(model, optimizer, loader, settings,
                                                             history=history)
     module.train()

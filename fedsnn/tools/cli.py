@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -37,6 +38,21 @@ def summary(run_dirs: list[Path]) -> None:
         raise typer.Exit(code=1)
 
 
+def _fail_unless_json_object(command: str, path: Path) -> None:
+    """Exit with one line (status 2) unless `path` holds a JSON object."""
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        problem: str | None = "is missing (not a run folder?)"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        problem = f"is not valid JSON ({error})"
+    else:
+        problem = None if isinstance(content, dict) else "is not a JSON object"
+    if problem:
+        typer.echo(f"fedsnn {command}: {path} {problem}", err=True)
+        raise typer.Exit(code=2)
+
+
 @app.command()
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="run folders with results.json + audit.json"),
@@ -51,6 +67,9 @@ def report(
         typer.echo(f"fedsnn report: no audit.json in {', '.join(map(str, missing))} "
                    "(was the run made with audit-enabled=true?)", err=True)
         raise typer.Exit(code=2)
+    for run_dir in run_dirs:  # every file is read before anything is written
+        for name in ("audit.json", "results.json"):
+            _fail_unless_json_object("report", run_dir / name)
     for run_dir in run_dirs:
         _, html_path = write_report(run_dir)
         typer.echo(f"report: {html_path}")
@@ -69,7 +88,18 @@ def mia(
     from fedsnn.privacy.mia_run import audit_run
 
     for run_dir in run_dirs:
-        r = audit_run(run_dir, num_partitions=num_partitions, score=score)
+        if not (run_dir / "model.pt").is_file():
+            typer.echo(f"fedsnn mia: {run_dir} is not a finished run (no model.pt)", err=True)
+            raise typer.Exit(code=2)
+        _fail_unless_json_object("mia", run_dir / "results.json")
+    for run_dir in run_dirs:
+        try:
+            r = audit_run(run_dir, num_partitions=num_partitions, score=score)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            # a results.json or model.pt from another version, or a bad --score
+            typer.echo(f"fedsnn mia: {run_dir}: cannot audit this run "
+                       f"({type(error).__name__}: {error})", err=True)
+            raise typer.Exit(code=2) from None
         typer.echo(f"{run_dir}: AUC {r.auc:.3f}, TPR@1%FPR {r.tpr_at_1pct_fpr:.3f}, "
                    f"TPR@0.1%FPR {r.tpr_at_0_1pct_fpr:.3f}, balanced accuracy "
                    f"{r.balanced_accuracy:.3f} ({r.num_members} members / {r.num_nonmembers} "
@@ -84,6 +114,47 @@ def _register_bench() -> None:
 
 
 _register_bench()
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only)"),
+    port: int = typer.Option(7860, help="port to serve the page on"),
+    runs_dir: Path = typer.Option(None, "--runs-dir",
+                                  help="folder whose runs the Runs view lists (default: the run "
+                                       "config's output-dir)"),
+) -> None:
+    """Start the local web demo: a curious server rebuilding a client's image, ANN beside SNN,
+    with and without defenses; and the reports of your runs (needs the `demo` extra)."""
+    try:
+        from fedsnn.tools.demo.app import launch
+    except ImportError as error:
+        typer.echo(f"fedsnn demo: {error.name} is not installed; install the demo extra: "
+                   "pip install -e '.[demo]'", err=True)
+        raise typer.Exit(code=2) from None
+    from fedsnn.config import RunConfig
+
+    try:
+        launch(host=host, port=port, runs_dir=runs_dir or RunConfig().resolved_output_dir())
+    except OSError as error:
+        typer.echo(f"fedsnn demo: cannot serve on {host}:{port}: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command("check-config")
+def check_config(
+    run_config: str = typer.Option("", "--run-config",
+                                   help="overrides as for `flwr run --run-config`, e.g. "
+                                        "\"num-server-rounds=3 model='lenet-snn'\""),
+) -> None:
+    """Check run-config overrides before a run: one line naming a bad key or value (an unknown
+    key with the closest known one), exit status 2; silent with status 0 when they are valid."""
+    from fedsnn.tools.check_config import check_overrides
+
+    problem = check_overrides(run_config)
+    if problem is not None:
+        typer.echo(f"fedsnn check-config: {problem}", err=True)
+        raise typer.Exit(code=2)
 
 
 @app.command("config-doc")

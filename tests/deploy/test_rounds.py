@@ -17,6 +17,7 @@ from client_app import create_client_app
 from fedsnn.checkpoint import load_checkpoint
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
+from fedsnn.results import RunFailed
 from server_app import run
 from fedsnn.tools.experiments.local_grid import Handler, LocalGrid, server_identity
 
@@ -81,7 +82,7 @@ def serve(grid: LocalGrid, config: RunConfig, resume_from: str = "") -> dict[str
     with server_identity():
         try:
             run(grid, config, data, load_checkpoint(resume_from) if resume_from else None)
-        except SystemExit as stop:
+        except RunFailed as stop:
             print(stop)
     (path,) = set(config.resolved_output_dir().glob("*/results.json")) - before
     return json.loads(path.read_text()) | {"run-dir": str(path.parent)}
@@ -130,8 +131,9 @@ def test_a_node_lost_mid_round_leaves_the_round_to_the_others_and_rejoins_later(
     results = serve(grid, config)
 
     assert results["status"] == "completed"
-    assert entry(results, 1)["participation"] == {"sampled": 3, "replied": 2, "failed": 0,
-                                                  "no-reply": 1, "aggregated": True}
+    assert entry(results, 1)["participation"] == {
+        "sampled": 3, "replied": 2, "failed": 0, "no-reply": 1, "aggregated": True,
+        "failed-nodes": [], "no-reply-node-ids": [3]}
     assert entry(results, 1)["train"]["num-replies"] == 2
     assert entry(results, 2)["participation"]["replied"] == 3  # node 3 is back
 
@@ -141,9 +143,11 @@ def test_too_few_replies_stop_the_run_with_the_reason(tmp_path: Path) -> None:
     grid.before_delivery = lambda message: grid.offline.add(2)
     results = serve(grid, config)
 
-    assert results["status"] == "stopped"
+    assert results["status"] == "failed" and results["resumable"] is True
     assert results["stop-reason"].startswith("round 1: 1 of 2 nodes replied without error")
     assert "min-train-replies is 2" in results["stop-reason"]
+    assert "sent nothing within round-timeout=5 s: nodes [2]" in results["stop-reason"]
+    assert entry(results, 1)["participation"]["no-reply-node-ids"] == [2]
 
 
 def test_a_stopped_run_resumes_from_its_checkpoint_with_every_round(tmp_path: Path) -> None:
@@ -157,7 +161,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_with_every_round(tmp_path: Pa
 
     grid.before_delivery = lose_node_2_after_round_2
     stopped = serve(grid, config)
-    assert stopped["status"] == "stopped"
+    assert stopped["status"] == "failed"
     assert "round 3: fewer nodes than the strategy needs" in stopped["stop-reason"]
     assert "node-wait-timeout" in stopped["stop-reason"]
     assert load_checkpoint(stopped["run-dir"]).server_round == 2
@@ -181,6 +185,6 @@ def test_resuming_with_another_model_is_refused(tmp_path: Path) -> None:
     grid, config = federation(tmp_path, 2, {"num-server-rounds": 1})
     done = serve(grid, config)
     grid, config = federation(tmp_path, 2, {"num-server-rounds": 2, "model": "lenet5"})
-    with server_identity(), pytest.raises(SystemExit, match="was made for model"):
+    with server_identity(), pytest.raises(RunFailed, match="was made for model"):
         run(grid, config, load_dataset(config.dataset, config.image_size),
             load_checkpoint(done["run-dir"]))

@@ -63,6 +63,6 @@ def test_a_spent_spike_budget_stops_training_with_a_clear_reason(tmp_path: Path)
     budget = (ledger.sample_epsilon(1) + ledger.sample_epsilon(2)) / 2  # one round fits, two don't
     results = serve(tmp_path, {"defenses": "spike-dp", "spike-dp-epsilon-bit": 0.02,
                                "spike-dp-budget": budget})
-    assert results["status"] == "stopped"
+    assert results["status"] == "failed"
     assert "round 2" in results["stop-reason"] and "budget spent" in results["stop-reason"]
     assert train_metrics(results, 1)["spike-dp-sample-epsilon"] <= budget

@@ -18,7 +18,7 @@ from fedsnn.audit.ground_truth import simulated_ground_truth
 from fedsnn.config import RunConfig
 from fedsnn.data import load_dataset
 from fedsnn.models import build_model
-from fedsnn.privacy.protocol import PROTECTED_REPLY_KEYS
+from fedsnn.protocol import PROTECTED_REPLY_KEYS
 from fedsnn.training import batch_gradient
 from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
 from server_app import run

@@ -156,7 +156,7 @@ def test_the_registry_and_the_config_name_the_same_aggregators() -> None:
 
 
 def test_build_strategy_uses_the_configured_aggregator() -> None:
-    config = RunConfig.from_mapping({"aggregator": "krum", "num-malicious": 2,
+    config = RunConfig.from_mapping({"aggregator": "krum", "assumed-byzantine": 2,
                                      "min-available-nodes": 7})
     strategy = build_strategy(config)
     while not isinstance(strategy, UpdateKrum):  # defenses may wrap it
@@ -165,25 +165,25 @@ def test_build_strategy_uses_the_configured_aggregator() -> None:
 
 
 @pytest.mark.parametrize("settings,fragment", [
-    ({"aggregator": "krum", "num-malicious": 2, "min-available-nodes": 6},
-     "aggregator: 'krum' with num-malicious=2 needs at least 7 nodes per round, but "
+    ({"aggregator": "krum", "assumed-byzantine": 2, "min-available-nodes": 6},
+     "aggregator: 'krum' with assumed-byzantine=2 needs at least 7 nodes per round, but "
      "min-available-nodes=6"),
-    ({"aggregator": "multikrum", "num-malicious": 1, "min-available-nodes": 4},
+    ({"aggregator": "multikrum", "assumed-byzantine": 1, "min-available-nodes": 4},
      "needs at least 5 nodes"),
-    ({"aggregator": "bulyan", "num-malicious": 2, "min-available-nodes": 10},
-     "aggregator: 'bulyan' with num-malicious=2 needs at least 11 nodes"),
-    ({"aggregator": "median", "num-malicious": 3, "min-available-nodes": 6},
+    ({"aggregator": "bulyan", "assumed-byzantine": 2, "min-available-nodes": 10},
+     "aggregator: 'bulyan' with assumed-byzantine=2 needs at least 11 nodes"),
+    ({"aggregator": "median", "assumed-byzantine": 3, "min-available-nodes": 6},
      "needs at least 7 nodes"),
     ({"aggregator": "krum"}, "needs at least 3 nodes per round, but min-available-nodes=2"),
-    ({"aggregator": "trimmed-mean", "num-malicious": 2, "min-available-nodes": 10,
+    ({"aggregator": "trimmed-mean", "assumed-byzantine": 2, "min-available-nodes": 10,
       "trimmed-beta": 0.1}, "trimmed-beta: 0.1 trims 1 of 10 updates per side, fewer than "
-                            "num-malicious=2; raise trimmed-beta to at least 0.2"),
+                            "assumed-byzantine=2; raise trimmed-beta to at least 0.2"),
     ({"trimmed-beta": 0.5}, "trimmed-beta: expected a number in [0, 0.5)"),
-    ({"aggregator": "multikrum", "num-malicious": 1, "min-available-nodes": 5,
+    ({"aggregator": "multikrum", "assumed-byzantine": 1, "min-available-nodes": 5,
       "multikrum-select": 5}, "multikrum-select: 5 exceeds"),
     ({"aggregator": "mean"}, "aggregator: unknown value 'mean'; expected one of fedavg, median"),
     ({"byzantine-attack": "backdoor"}, "byzantine-attack: unknown value 'backdoor'"),
-    ({"num-malicious": -1}, "num-malicious: expected an integer >= 0"),
+    ({"assumed-byzantine": -1}, "assumed-byzantine: expected an integer >= 0"),
     ({"norm-filter": 0.5}, "norm-filter: expected 0 (off) or a factor >= 1"),
     ({"byzantine-scale": -1.0}, "byzantine-scale: expected a number >= 0"),
 ])
@@ -195,6 +195,6 @@ def test_settings_that_cannot_work_stop_before_the_run(settings: dict[str, Any],
 
 
 def test_feasible_settings_pass() -> None:
-    RunConfig.from_mapping({"aggregator": "bulyan", "num-malicious": 2, "min-available-nodes": 11})
-    RunConfig.from_mapping({"aggregator": "trimmed-mean", "num-malicious": 2,
+    RunConfig.from_mapping({"aggregator": "bulyan", "assumed-byzantine": 2, "min-available-nodes": 11})
+    RunConfig.from_mapping({"aggregator": "trimmed-mean", "assumed-byzantine": 2,
                             "min-available-nodes": 10, "trimmed-beta": 0.2})

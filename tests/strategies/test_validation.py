@@ -43,11 +43,17 @@ def test_norm_outliers_compare_each_norm_with_the_median_of_the_others() -> None
     assert norm_outliers([1.0, 200.0], factor=0) == [False, False]
 
 
-def reply(node: int, weights: np.ndarray, num_examples: float = 10, **arrays: np.ndarray
-          ) -> Message:
+def honest_metrics(num_examples: float = 10) -> dict:
+    """The metrics an honest train reply carries (fedsnn.protocol, no defense)."""
+    return {"num-examples": num_examples, "train-loss": 0.5, "local-steps": 3,
+            "partition-id": 0}
+
+
+def reply(node: int, weights: np.ndarray, num_examples: float = 10,
+          metrics: dict | None = None, **arrays: np.ndarray) -> Message:
     content = RecordDict({
         "arrays": ArrayRecord({"w": Array(weights), **{k: Array(v) for k, v in arrays.items()}}),
-        "metrics": MetricRecord({"num-examples": num_examples, "train-loss": 0.5})})
+        "metrics": MetricRecord(honest_metrics(num_examples) if metrics is None else metrics)})
     message = Message(content, dst_node_id=0, message_type="train")
     message.metadata.__dict__["_src_node_id"] = node
     return message
@@ -104,3 +110,83 @@ def test_all_replies_rejected_gives_no_aggregate_but_counts() -> None:
 def test_the_norm_factor_is_checked() -> None:
     with pytest.raises(ValueError, match="norm_factor"):
         ValidatingStrategy(FedAvg(), norm_factor=0.5)
+
+
+def evaluate_reply(node: int, **change: object) -> Message:
+    metrics = {"num-examples": 5, "eval-loss": 0.3, "eval-acc": 0.5, "partition-id": node} | change
+    message = Message(RecordDict({"metrics": MetricRecord(metrics)}), dst_node_id=0,
+                      message_type="evaluate")
+    message.metadata.__dict__["_src_node_id"] = node
+    return message
+
+
+ODD_REPLIES = {
+    "an undeclared key": honest_metrics() | {"my-key": 1.0},
+    "a missing required key": {k: v for k, v in honest_metrics().items() if k != "local-steps"},
+    "a declared key the round did not ask for": honest_metrics() | {"dp-weight": 1.0},
+    "a list where a number is declared": honest_metrics() | {"train-loss": [0.5, 0.1]},
+}
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_REPLIES))
+@pytest.mark.parametrize("honest_first", [True, False])
+@pytest.mark.parametrize("config_known", [True, False])
+def test_with_two_nodes_the_honest_reply_is_kept_in_every_ordering(odd: str, honest_first: bool,
+                                                                   config_known: bool) -> None:
+    honest = reply(1, np.ones(4, np.float32))
+    other = reply(2, np.full(4, 2.0, np.float32), metrics=ODD_REPLIES[odd])
+    strategy = ValidatingStrategy(FedAvg())
+    if config_known:  # what configure_train records in a real round (no defense)
+        strategy.sent_config["train"] = {"lr": 0.01, "server-round": 1}
+    arrays, metrics = strategy.aggregate_train(
+        1, [honest, other] if honest_first else [other, honest])
+    assert np.allclose(arrays["w"].numpy(), 1.0)
+    assert metrics["rejected-node-ids"] == [2]
+
+
+def test_a_declared_optional_key_is_expected_when_the_round_config_asks_for_it() -> None:
+    strategy = ValidatingStrategy(FedAvg())
+    strategy.sent_config["train"] = {"central-dp": 1, "central-dp-adaptive": 0}
+    with_weight = reply(1, np.ones(4, np.float32), metrics=honest_metrics() | {"dp-weight": 1.0})
+    without = reply(2, np.full(4, 2.0, np.float32))
+    arrays, metrics = strategy.aggregate_train(1, [without, with_weight])
+    assert np.allclose(arrays["w"].numpy(), 1.0) and metrics["rejected-node-ids"] == [2]
+
+
+def test_a_claim_of_1e12_examples_is_capped_and_no_longer_takes_over_fedavg() -> None:
+    honest = [reply(1, np.full(4, 0.5, np.float32), num_examples=576),
+              reply(2, np.full(4, -0.5, np.float32), num_examples=576)]
+    attacker = reply(3, np.full(4, 1.0, np.float32), num_examples=10**12)
+    uncapped, _ = ValidatingStrategy(FedAvg()).aggregate_train(
+        1, honest + [reply(3, np.full(4, 1.0, np.float32), num_examples=10**12)])
+    assert np.allclose(uncapped["w"].numpy(), 1.0)  # today's behaviour without a cap: taken over
+    strategy = ValidatingStrategy(FedAvg(), max_examples=1151)  # digits' train split, 80 %
+    arrays, metrics = strategy.aggregate_train(1, honest + [attacker])
+    assert np.allclose(arrays["w"].numpy(), 1151 / (1151 + 2 * 576))
+    assert metrics["capped-num-examples"] == 1
+
+
+def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    strategy = ValidatingStrategy(FedAvg())
+    with caplog.at_level("WARNING", logger="flwr"):
+        metrics = strategy.aggregate_evaluate(1, [evaluate_reply(1),
+                                                 evaluate_reply(2, **{"eval-acc": 1e9})])
+    assert metrics["eval-acc"] == pytest.approx(0.5)
+    assert [r.node_id for r in strategy.rejections[1]] == [2]
+    assert "eval-acc" in caplog.text and "node 2" in caplog.text
+
+
+def test_a_nan_train_metric_is_left_out_of_the_mean_with_a_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from strategies.stack import build_strategy
+    from fedsnn.config import RunConfig
+
+    strategy = ValidatingStrategy(build_strategy(RunConfig()))
+    replies = [reply(1, np.ones(4, np.float32)),
+               reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": np.nan})]
+    with caplog.at_level("WARNING", logger="flwr"):
+        arrays, metrics = strategy.aggregate_train(1, replies)
+    assert arrays is not None and "rejected-replies" not in metrics
+    assert metrics["train-loss"] == pytest.approx(0.5)
+    assert "'train-loss'" in caplog.text and "NaN" in caplog.text

@@ -45,7 +45,7 @@ def attack_batches(variant: Variant, items: list[tuple[int, list[int]]], data: I
                    config: BenchConfig, judge: Judge, vectorize: int = 0
                    ) -> list[tuple[int, list[dict[str, Any]], torch.Tensor]]:
     """`attack_batch` for several (batch, sample ids) of one variant; with `vectorize` > 1,
-    DLG/iDLG attack them in one batched optimization (attacks/batched.py)."""
+    DLG, iDLG and GRNN attack them in one batched optimization (attacks/batched.py)."""
     inputs = []
     for batch, sample_ids in items:
         index = torch.tensor(sample_ids)

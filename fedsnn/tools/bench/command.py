@@ -81,8 +81,11 @@ OUT = typer.Option(Path("runs/bench"), help="output folder; re-running with the 
 
 
 def bench(
-    dataset: str = typer.Option(..., help="dataset spec: 'digits' or 'mnist:<dir with IDX files>' "
-                                          "(event datasets: fedsnn bench-events)"),
+    dataset: str = typer.Option(..., help="dataset spec: 'digits', 'mnist:<dir with IDX files>', "
+                                          "'cifar100:<dir>', 'lfw:<dir>[,min=N]', … (event "
+                                          "datasets: fedsnn bench-events)"),
+    image_size: int = typer.Option(28, help="side the images are resized to (cifar100, lfw: 32 "
+                                            "as in the study)"),
     attacks: str = typer.Option("dlg,idlg,grnn", help="comma-separated attacks"),
     models: str = typer.Option("lenet,lenet-snn", help="comma-separated models"),
     optimizers: str = typer.Option("lbfgs", help="optimizers of DLG/iDLG's dummy: lbfgs, adam "
@@ -114,8 +117,8 @@ def bench(
                                                   "instance (same rows as a local run)"),
     ray_address: str | None = typer.Option(None, help="run the batches as Ray tasks on this "
                                                       "existing Ray cluster (implies --ray)"),
-    vectorize: int = typer.Option(0, help="DLG/iDLG: attack this many batches at once through the "
-                                          "vectorized engine (local runs; 0 or 1: one at a time)"),
+    vectorize: int = typer.Option(0, help="DLG/iDLG/GRNN: attack this many batches at once through "
+                                          "the vectorized engine (0 or 1: one at a time)"),
     shard: str | None = typer.Option(None, help="'i/n': attack only batches b with b % n == i, so n "
                                               "processes (or machines) can share one --out folder"),
 ) -> None:
@@ -134,7 +137,8 @@ def bench(
                              stop_loss=stop_loss or None,
                              lbfgs_max_eval=lbfgs_max_eval, adam_lr=adam_lr,
                              lbfgs_projection=lbfgs_projection,
-                             time_steps=time_steps, encoding=encoding, grid=grid)
+                             time_steps=time_steps, encoding=encoding, image_size=image_size,
+                             grid=grid)
         return config, parse_shard(shard)
 
     def run(built: tuple[BenchConfig, tuple[int, int] | None]) -> dict[str, Any]:

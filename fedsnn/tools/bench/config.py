@@ -18,7 +18,7 @@ IMAGE_ENCODINGS = tuple(e for e in ENCODINGS if e != "frames")  # frames: event 
 # (Each row's attack settings are checked separately, so different rows may be run by different
 # invocations, even at the same time.)
 ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
-                     "encoding")
+                     "encoding", "image_size")
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -70,7 +70,8 @@ class BenchConfig:
     lbfgs_projection: bool = False
     time_steps: int = 4
     encoding: str = "direct"
-    judge_epochs: int = 8
+    judge_epochs: int = 40          # the most; early stopping on a validation slice ends sooner
+    image_size: int = 28
     grid: int = 8
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -33,9 +33,9 @@ Finished = tuple[Variant, int, list[dict[str, Any]], torch.Tensor]
 def run_chunk(chunk: Sequence[tuple[Variant, int, list[int]]], config: BenchConfig,
               threads: int = 1, vectorize: int = 0) -> list[Finished]:
     """What a Ray task runs: `attack_batches` on the (variant, batch, sample ids) of `chunk`, per
-    variant (`vectorize` > 1: through the vectorized DLG/iDLG engine, as a local run does)."""
+    variant (`vectorize` > 1: through the vectorized engine, as a local run does)."""
     torch.set_num_threads(threads)
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     finished: list[Finished] = []
     for variant in dict.fromkeys(v for v, _, _ in chunk):

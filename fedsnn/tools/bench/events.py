@@ -192,7 +192,7 @@ def run_event_bench(config: EventBenchConfig, out: Path) -> dict[str, Any]:
         "victim": spec.to_dict(),
         "judge": {"architecture": f"DVSGestureSNN (Table I layout, channels "
                                   f"{'-'.join(map(str, WIDTHS[widths_for(data)]))})",
-                  "test-accuracy": judge.test_accuracy, "key": judge.key},
+                  "test-accuracy": judge.test_accuracy, "key": judge.key, **judge.card()},
         "table-vi": class_distances(data),
         "baselines": baselines(data, ids, judge, config),
         "summary": summarize_events(rows, config),

@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from fedsnn.audit.baselines import score_guesses, spike_distances, spike_guesses  # noqa: E402
 from fedsnn.data import ImageData  # noqa: E402
+from fedsnn.judges import flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
 from fedsnn.metrics.spikes import class_distance_stats  # noqa: E402
 from fedsnn.tools.bench.events_config import RAW, EventBenchConfig  # noqa: E402
@@ -86,9 +87,9 @@ def _l1(stat: dict[str, float]) -> str:
     return f"{stat['value']:.1f} ± {stat['std']:.1f}"
 
 
-def _cells(summary: dict[str, dict[str, Any]], key: str) -> tuple[str, str]:
+def _cells(summary: dict[str, dict[str, Any]], key: str, card: dict[str, Any]) -> tuple[str, str]:
     row = summary.get(key)
-    return (_pct(row["asr"]), _l1(row["l1"])) if row else ("–", "–")
+    return (flag_asr(_pct(row["asr"]), card), _l1(row["l1"])) if row else ("–", "–")
 
 
 def table_v(results: dict[str, Any]) -> list[str]:
@@ -96,12 +97,14 @@ def table_v(results: dict[str, Any]) -> list[str]:
     study's numbers (DVS128 Gesture) beside them."""
     config = results["config"]
     summary = {row["variant"]: row for row in results["summary"]}
+    card = stored_card(results.get("judge"))
     lines = ["| θ | Attack | Post ASR (%) | Post L1 | In ASR (%) | In L1 | study: post ASR / L1 | "
              "study: in ASR / L1 |", "|---|---|---|---|---|---|---|---|"]
     for threshold in [RAW, *config["thresholds"]]:
         for attack in config["attacks"]:
-            post = _cells(summary, f"{attack}/post/{threshold}")
-            inside = _cells(summary, f"{attack}/in/{threshold}") if threshold != RAW else ("–", "–")
+            post = _cells(summary, f"{attack}/post/{threshold}", card)
+            inside = (_cells(summary, f"{attack}/in/{threshold}", card) if threshold != RAW
+                      else ("–", "–"))
             study = STUDY_TABLE_V.get(threshold, {}).get(attack)
             paper = (f"{study[0]:.2f} / {study[1]:.2f}", f"{study[2]:.2f} / {study[3]:.2f}") \
                 if study else ("–", "–")
@@ -146,11 +149,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"test accuracy {100 * judge['test-accuracy']:.2f} %. ASR: judge accuracy on the "
         f"reconstructions, 95 % Wilson interval; L1: mean ± std over samples of the L1 distance "
         f"between the reconstructed and the original spike tensors.", "",
+        judge_sentence(stored_card(judge)), "",
         "**Table V** (post- and in-optimization thresholding):", "", *table_v(results), "",
         _label_line(results), "",
         "Guesses without the update (same samples):", "",
         "| Guess | judge ASR (%) | L1 |", "|---|---|---|",
-        *[f"| {name} | {_pct(b['asr'])} | {_l1(b['l1'])} |"
+        *[f"| {name} | {flag_asr(_pct(b['asr']), stored_card(judge))} | {_l1(b['l1'])} |"
           for name, b in results["baselines"].items()], "",
         f"**Table VI** (L1 distance between pairs of the {results['table-vi']['samples']} test "
         "samples):", "", *table_vi(results)]

@@ -18,8 +18,9 @@ import torch  # noqa: E402
 from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: E402
                                     image_guesses, score_guesses)
 from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.judges import Judge  # noqa: E402
+from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.metrics import mean_stat, rate_stat  # noqa: E402
+from fedsnn.pictures import show_image  # noqa: E402
 from fedsnn.tools.bench.config import Variant  # noqa: E402
 
 MODEL_LABEL = {False: "ANN", True: "SNN"}
@@ -86,6 +87,7 @@ def markdown(results: dict[str, Any]) -> str:
     its 95 % interval; then the guess baselines and the settings."""
     config = results["config"]
     judge = results.get("judge", {})
+    card = stored_card(judge)
     lines = [
         f"Dataset: `{config['dataset']}` ({results.get('dataset-note', '')}). Attack set: "
         f"{config['samples']} test images, batch size {config['batch_size']}, seed {config['seed']}, "
@@ -96,7 +98,7 @@ def markdown(results: dict[str, Any]) -> str:
         + (f"; on the attacked originals {_pct(judge['attack-set-accuracy'])} %, the ASR ceiling"
            if "attack-set-accuracy" in judge else "")
         + ". Intervals: 95 % (Wilson for rates, normal for means). PSNR is the mean of per-sample "
-        "PSNR, capped at 100 dB.",
+        "PSNR, capped at 100 dB.", "", judge_sentence(card),
         "",
         "| Attack | Model | Attacker (steps × restarts) | n | ASR (%) | MSE | SSIM | PSNR (dB) | "
         "Label acc. (%) | s/batch |",
@@ -109,13 +111,14 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {row['attack'].upper()} | {row['model']} ({MODEL_LABEL[spiking]}) | {attacker} "
             f"({row.get('iterations')} × {row.get('restarts')}) | "
-            f"{row['n']} | {_pct(row['asr'])} | {_num(row['mse'], 3)} | {_num(row['ssim'], 3)} | "
+            f"{row['n']} | {flag_asr(_pct(row['asr']), card)} | {_num(row['mse'], 3)} | "
+            f"{_num(row['ssim'], 3)} | "
             f"{_num(row['psnr'], 2)} | {_pct(row['label-accuracy'])} | "
             f"{row['seconds-per-batch']:.1f} |")
     lines += ["", "Guesses without the update (same attack set):", "",
               "| Guess | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
     for name, scores in results.get("baselines", {}).items():
-        lines.append(f"| {name} | {_pct(scores['asr'])} | {_num(scores['mse'], 3)} | "
+        lines.append(f"| {name} | {flag_asr(_pct(scores['asr']), card)} | {_num(scores['mse'], 3)} | "
                      f"{_num(scores['ssim'], 3)} | {_num(scores['psnr'], 2)} |")
     statuses = {r["variant"]: r["statuses"] for r in results.get("summary", [])}
     odd = {k: v for k, v in statuses.items() if set(v) - {"ok"}}
@@ -133,13 +136,13 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
     batch_size = results["config"]["batch_size"]
     columns = min(grid * batch_size, len(ids))
     pictures: list[tuple[str, list[np.ndarray | None]]] = [
-        ("ground truth", [data.test_x[i, 0].numpy() for i in ids[:columns]])]
+        ("ground truth", [data.test_x[i].numpy() for i in ids[:columns]])]
     for variant in rows:
         folder = out / "reconstructions" / variant.key.replace("/", "_")
         images: list[np.ndarray | None] = []
         for batch in range(grid):
             file = folder / f"{batch}.npy"
-            images += list(np.load(file)[:, 0]) if file.is_file() else [None] * batch_size
+            images += list(np.load(file)) if file.is_file() else [None] * batch_size
         label = f"{MODEL_LABEL[variant.model.endswith('-snn')]} ({variant.model}, {variant.optimizer})"
         pictures.append((label, images[:columns]))
     if len(pictures) == 1 or columns == 0:
@@ -153,7 +156,7 @@ def save_grid(path: Path, data: ImageData, results: dict[str, Any], out: Path, a
             axis.set_yticks([])
             image = images[c] if c < len(images) else None
             if image is not None:
-                axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+                show_image(axis, image)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     dataset = results["config"]["dataset"].split(":")[0]
     fig.suptitle(f"{attack.upper()} on {dataset}: ground truth | ANN | SNN", fontsize=9)

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from fedsnn.data import ImageData, load_dataset
-from fedsnn.judges import Judge, load_judge
+from fedsnn.judges import Judge, load_judge, majority_accuracy
 from fedsnn.results import _jsonable, write_json_atomic
 from fedsnn.tools.bench.batches import attack_batches
 from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
@@ -171,7 +171,7 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     `ray_address` runs the pending batches as Ray tasks (fedsnn/tools/bench/distributed.py): "local"
     starts a Ray instance on this machine, any other value connects to that cluster; None runs
     them here, one after the other. Rows are the same either way (timings aside). `vectorize` > 1
-    attacks that many batches of a variant at once through the vectorized DLG/iDLG engine (here
+    attacks that many batches of a variant at once through the vectorized engine (DLG, iDLG, GRNN; here
     or in each Ray task; recorded in the variant's settings, since its rows differ from one-at-a-time rows by
     floating-point noise). `shard` (i, n) attacks only the batches b with b % n == i: n processes
     sharing `out` split the work without overlap (rows depend only on the batch, not the shard).
@@ -182,14 +182,16 @@ def run_bench(config: BenchConfig, out: Path, *, ray_address: str | None = None,
     started = time.time()
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(config.dataset)
+    data = load_dataset(config.dataset, config.image_size)
     store = ResultStore(out, config)
     judge = load_judge(data, epochs=config.judge_epochs, seed=0)
     ids = attack_set(data, config)
     batches = [ids[i:i + config.batch_size] for i in range(0, len(ids), config.batch_size)]
     header = {"config": config.row_defining(), "dataset-note": data.note, "attack-set": ids,
               "judge": {"architecture": "lenet5", "test-accuracy": judge.test_accuracy,
-                        "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key},
+                        "majority-class-accuracy": majority_accuracy(data),
+                        "attack-set-accuracy": ceiling(data, ids, judge), "key": judge.key,
+                        **judge.card()},
               "baselines": baselines(data, ids, judge)}
     for variant in variants(config):
         store.claim(variant, {"variant": variant.key, **attack_settings(variant, config).to_dict(),

@@ -37,7 +37,7 @@ from fedsnn.data import ImageData, load_dataset
 from fedsnn.tools.bench.command import parse_shard
 from fedsnn.tools.bench.report import baselines
 from fedsnn.tools.bench.run import draw_attack_set
-from fedsnn.judges import load_judge
+from fedsnn.judges import judge_sentence, load_judge
 from fedsnn.metrics import mean_interval, wilson_interval
 from fedsnn.models import ModelSpec
 
@@ -190,7 +190,8 @@ def table(args: argparse.Namespace) -> None:
         data = load_dataset(args.dataset)
         judge = load_judge(data, seed=0)
         guesses = baselines(data, draw_attack_set(data, args.samples, args.seed), judge)
-        lines += ["", "| Guess (no update) | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
+        lines += ["", judge_sentence(judge.card()), "",
+                  "| Guess (no update) | judge ASR (%) | MSE | SSIM | PSNR (dB) |", "|---|---|---|---|---|"]
         for guess, s in guesses.items():
             lines.append(f"| {guess} | {100 * s['asr']['value']:.1f} | {s['mse']['value']:.3f} | "
                          f"{s['ssim']['value']:.3f} | {s['psnr']['value']:.2f} |")

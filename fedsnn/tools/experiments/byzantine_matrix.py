@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from fedsnn.config import BYZANTINE_ATTACKS  # noqa: E402
 from fedsnn.tools.experiments.robust_bench import run_federation  # noqa: E402
 
-# column -> run-config overrides (num-malicious is set to --byzantine for the robust rules)
+# column -> run-config overrides (assumed-byzantine is set to --byzantine for the robust rules)
 COLUMNS: dict[str, dict[str, Any]] = {
     "fedavg": {"aggregator": "fedavg"},
     "median": {"aggregator": "median"},
@@ -46,7 +46,7 @@ def cell_overrides(args: argparse.Namespace, model: str, attack: str, column: st
     robust = COLUMNS[column]["aggregator"] != "fedavg"
     return {"model": model, "num-server-rounds": args.rounds, "image-size": args.image_size,
             "learning-rate": args.learning_rate, "min-available-nodes": args.nodes,
-            "seed": args.seed, "num-malicious": args.byzantine if robust else 0,
+            "seed": args.seed, "assumed-byzantine": args.byzantine if robust else 0,
             "byzantine-attack": attack, "num-byzantine": 0 if attack == "none" else args.byzantine,
             **COLUMNS[column]}
 

@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[3]
 import torch  # noqa: E402
 
 from client_app import create_client_app  # noqa: E402
+from fedsnn.audit.report import judge_card  # noqa: E402
+from fedsnn.judges import flag_asr, judge_sentence  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from server_app import run  # noqa: E402
 from fedsnn.tools.experiments.local_grid import federate_in_process  # noqa: E402
@@ -115,7 +117,7 @@ def leakage(args: argparse.Namespace, model: str, defense: str, extra: dict[str,
     return {"psnr": mean("psnr"), "ssim": mean("ssim"), "asr": mean("asr"),
             "label-accuracy": mean("label-accuracy"), "scored": len(rows),
             "guess-psnr": audit["baselines"]["mean-image"]["psnr"],
-            "judge-accuracy": audit["judge-test-accuracy"],
+            "judge-accuracy": audit["judge-test-accuracy"], "judge": judge_card(audit),
             "guess-ssim": audit["baselines"]["mean-image"]["ssim"]}
 
 
@@ -172,9 +174,13 @@ def markdown(cells: dict[str, Any]) -> str:
             f"| `{cell['model']}` | {cell['defense']} | {_fmt(100 * train['accuracy'], '{:.1f}%')}"
             f" | {_fmt(train['epsilon'], '{:.3g}')} ({unit}) | {_fmt(train['epsilon-bit'], '{:g}')}"
             f" | {_fmt(leak['psnr'], '{:.1f}')} ({_fmt(leak['guess-psnr'], '{:.1f}')}) | "
-            f"{_fmt(leak['ssim'])} | {_fmt(leak['asr'])} | {_fmt(leak['label-accuracy'])} | "
+            f"{_fmt(leak['ssim'])} | {flag_asr(_fmt(leak['asr']), leak.get('judge'))} | "
+            f"{_fmt(leak['label-accuracy'])} | "
             f"{_fmt(mia.get('auc'))} | {_fmt(mia.get('tpr_at_1pct_fpr'))} | "
             f"{_fmt(mia.get('balanced_accuracy'))} |")
+    judges = {json.dumps(c["leakage"].get("judge"), sort_keys=True): c["leakage"].get("judge")
+              for k, c in cells.items() if k.count("|") == 1}
+    lines += ["", *(judge_sentence(card or {}) for card in judges.values())]
     return "\n".join(lines)
 
 

@@ -18,6 +18,8 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedsnn.results import RunFailed
+
 # (message, context) -> reply; a ClientApp is one
 Handler = Callable[[Message, Context], Message]
 
@@ -96,7 +98,7 @@ def federate_in_process(run: Callable[..., object], client_app: Handler,
     """Run the ServerApp body `run(grid, config, data)` against `nodes` in-process copies of
     `client_app` (partitions 0..nodes-1) and return the run folder it wrote under `output-dir`.
 
-    A run that stops (`SystemExit`, e.g. a spent privacy budget) still returns its folder."""
+    A run that stops (`RunFailed`, e.g. a spent privacy budget) still returns its folder."""
     from fedsnn.config import RunConfig
     from fedsnn.data import load_dataset
 
@@ -106,7 +108,7 @@ def federate_in_process(run: Callable[..., object], client_app: Handler,
     with server_identity():
         try:
             run(grid, config, load_dataset(config.dataset, config.image_size))
-        except SystemExit as stop:
+        except RunFailed as stop:
             print(f"  stopped: {stop}", flush=True)
     (path,) = Path(run_config["output-dir"]).glob("*/results.json")
     return path.parent

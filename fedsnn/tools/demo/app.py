@@ -1,0 +1,335 @@
+"""The demo's page (Gradio): attack playground, ANN beside SNN, runs.
+
+The page only collects settings and draws: every attack runs through `engine.run` (the project's
+client, defense, attack and auditor code). Attacks run in their own threads and stream their best
+iterate; Stop (or closing the tab) ends them at their next step. Each event may run for several
+visitors at once (`CONCURRENCY`), so two tabs do not wait for each other. Bad input is answered in
+the page and never stops the server.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, EPSILON_KEYS, IMAGE_SIZE, UPDATE_MODES,
+                                      DemoError, Outcome, Scenario, Victims, live_images, run,
+                                      stream, twins)
+from fedsnn.tools.demo.runs import comparison_html, list_runs, report_html
+from fedsnn.tools.demo.uploads import load_upload
+
+CONCURRENCY = 4      # attacks running at once (each on one thread); more visitors queue
+SCALE = 6            # pixels per image pixel in the pictures
+SOURCES = ("embedded digit", "upload")
+
+# session -> the stop flag of its running attack (Stop sets it; the attack ends at its next step)
+_STOPS: dict[str, threading.Event] = {}
+
+
+def picture(*rows: torch.Tensor | None) -> np.ndarray:
+    """Rows of [B, 1, H, W] images in [0, 1] as one uint8 picture (a missing row stays gray)."""
+    present = [r for r in rows if r is not None]
+    batch, _, height, width = present[0].shape
+    gap = 2
+    canvas = np.full((len(rows) * (height + gap) - gap, batch * (width + gap) - gap), 0.35,
+                     dtype=np.float32)
+    for row, images in enumerate(rows):
+        if images is None:
+            continue
+        for column in range(min(batch, len(images))):
+            top, left = row * (height + gap), column * (width + gap)
+            canvas[top:top + height, left:left + width] = images[column, 0].clamp(0, 1).numpy()
+    big = np.kron(canvas, np.ones((SCALE, SCALE), dtype=np.float32))
+    return (big * 255).round().astype(np.uint8)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def metrics_markdown(outcome: Outcome, victims: Victims) -> str:
+    """The auditor's scores beside the guess baselines, the labels, the judge and the ε spent."""
+    row = outcome.row
+    judge = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
+                                                                           _fmt(row.get("asr")))
+    lines = [f"**{outcome.attack}**: {row.get('status')} in {outcome.seconds:.1f} s "
+             f"({html.escape(outcome.message[:160]) or 'no message'})", "",
+             "| | PSNR (dB) | SSIM | MSE | judge ASR |", "|---|---|---|---|---|",
+             f"| **reconstruction** | {_fmt(row.get('psnr'), 1)} | {_fmt(row.get('ssim'))} | "
+             f"{_fmt(row.get('mse'))} | {_fmt(row.get('asr'), 2)} |"]
+    for name, scores in outcome.baselines.items():
+        lines.append(f"| {name} guess | {_fmt(scores.get('psnr'), 1)} | {_fmt(scores.get('ssim'))}"
+                     f" | {_fmt(scores.get('mse'))} | {_fmt(scores.get('asr'), 2)} |")
+    majority = float(torch.bincount(victims.data.test_y).max()) / len(victims.data.test_y)
+    lines += ["", f"**Judge verdict**: {judge} (judge: a LeNet-5, test accuracy "
+              f"{_fmt(outcome.judge_accuracy, 3)}; majority class {majority:.3f}).", "",
+              f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
+              f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
+    if outcome.epsilon:
+        spent = "; ".join(f"{key.replace('-', ' ')} = {value:.4g} ({EPSILON_KEYS[key]})"
+                          for key, value in outcome.epsilon.items())
+        lines += ["", f"**ε spent** (δ = 1e-5, one round): {spent}."]
+    else:
+        lines += ["", "**ε spent**: none — no defense, no guarantee."]
+    return "\n".join(lines)
+
+
+def _victim(source: str, digit: int, upload: Any, label: Any, batch: int, victims: Victims
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    if source == "upload":
+        if upload is None:
+            raise DemoError("upload: choose an image file first (or pick an embedded digit)")
+        path = upload if isinstance(upload, str) else getattr(upload, "name", str(upload))
+        image = load_upload(path, IMAGE_SIZE)
+        if label is None or str(label) == "":
+            raise DemoError("upload: say which digit it shows (its label is the ground truth)")
+        return victims.batch(image, int(label), int(batch))
+    image, true_label = victims.digit(int(digit))
+    return victims.batch(image, true_label, int(batch), after=int(digit))
+
+
+def _scenario(model: str, steps: float, neuron: str, encoding: str, mode: str, epochs: float,
+              batch: float, attack: str, iterations: float, defense: str, epsilon: Any) -> Scenario:
+    try:
+        epsilon = float(epsilon)
+    except (TypeError, ValueError):
+        raise DemoError(f"ε: expected a number, got {epsilon!r}") from None
+    return Scenario(model=model, time_steps=int(steps), neuron=neuron, encoding=encoding,
+                    update_mode=mode, local_epochs=int(epochs), batch_size=int(batch),
+                    attack=attack, iterations=int(iterations), defense=defense, epsilon=epsilon)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def _attacks(works: dict[str, tuple[Scenario, torch.Tensor, torch.Tensor]], victims: Victims,
+             request: gr.Request | None) -> Iterator[tuple[str, str, Any]]:
+    """Stream the named attacks; registered so this session's Stop button can end them."""
+    stop = threading.Event()
+    _STOPS[_session(request)] = stop
+    jobs = {name: (lambda listener, s=s, x=x, y=y: run(s, x, y, victims, listener=listener))
+            for name, (s, x, y) in works.items()}
+    try:
+        yield from stream(jobs, stop=stop)
+    finally:
+        _STOPS.pop(_session(request), None)
+
+
+def _inputs(models: tuple[str, ...], view: str) -> dict[str, gr.components.Component]:
+    """The settings every view shares (model, spiking options, image, update, attack, defense);
+    each component's elem_id is `<view>-<name>`."""
+    def named(name: str) -> dict[str, str]:
+        return {"elem_id": f"{view}-{name}"}
+
+    with gr.Row():
+        model = gr.Dropdown(list(models), value=models[0], label="model", **named("model"))
+        steps = gr.Slider(1, 16, value=4, step=1, label="T (spiking: time steps)",
+                          **named("steps"))
+        neuron = gr.Radio(["if", "lif"], value="if", label="neuron (spiking)", **named("neuron"))
+        encoding = gr.Radio(["direct", "poisson"], value="direct", label="encoding (spiking)",
+                            **named("encoding"))
+    with gr.Row():
+        source = gr.Radio(list(SOURCES), value=SOURCES[0], label="image", **named("source"))
+        digit = gr.Slider(0, 359, value=0, step=1, label="embedded digit (test split)",
+                          **named("digit"))
+        upload = gr.File(label="or upload an image", type="filepath", **named("upload"))
+        label = gr.Dropdown([str(d) for d in range(10)], value="0",
+                            label="uploaded image shows the digit", **named("label"))
+    with gr.Row():
+        mode = gr.Radio(list(UPDATE_MODES), value="gradient",
+                        label="update (one gradient, or FedAvg)", **named("mode"))
+        epochs = gr.Slider(1, 5, value=1, step=1, label="E (FedAvg local epochs)",
+                           **named("epochs"))
+        batch = gr.Slider(1, 8, value=1, step=1, label="samples on the client (= batch size)",
+                          **named("batch"))
+    with gr.Row():
+        attack = gr.Dropdown(list(ATTACKS), value="auto", label="attack", **named("attack"))
+        iterations = gr.Slider(5, 300, value=50, step=5, label="attack iterations",
+                               **named("iterations"))
+        defense = gr.Radio(list(DEFENSES), value="none", label="defense", **named("defense"))
+        epsilon = gr.Number(value=8.0, label="ε (spike-DP: ε per bit)", **named("epsilon"))
+    return dict(model=model, steps=steps, neuron=neuron, encoding=encoding, source=source,
+                digit=digit, upload=upload, label=label, mode=mode, epochs=epochs, batch=batch,
+                attack=attack, iterations=iterations, defense=defense, epsilon=epsilon)
+
+
+def _parse(components: dict[str, Any], values: dict[Any, Any], victims: Victims
+           ) -> tuple[Scenario, torch.Tensor, torch.Tensor]:
+    """The scenario and the client's samples from the page's values ({component: value})."""
+    v = {name: values[component] for name, component in components.items()}
+    scenario = _scenario(v["model"], v["steps"], v["neuron"], v["encoding"], v["mode"],
+                         v["epochs"], v["batch"], v["attack"], v["iterations"], v["defense"],
+                         v["epsilon"])
+    images, labels = _victim(v["source"], v["digit"], v["upload"], v["label"], v["batch"], victims)
+    scenario.run_config()  # settings the model cannot take are refused before anything runs
+    return scenario, images, labels
+
+
+def _error(message: str) -> str:
+    return f"<div class='demo-error'>⚠️ {html.escape(message)}</div>"
+
+
+def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
+    """The demo's page.
+
+    Example:
+        >>> build(Victims(), Path("runs")).launch(server_name="127.0.0.1")  # doctest: +SKIP
+    """
+
+    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[Any, str, str]]:
+        try:
+            scenario, images, labels = _parse(inputs, values, victims)
+        except DemoError as error:
+            yield None, _error(str(error)), ""
+            return
+        yield picture(images, None), "starting: the client trains, the server observes…", ""
+        for _, kind, value in _attacks({"one": (scenario, images, labels)}, victims, request):
+            if kind == "step":
+                live = live_images(value)
+                if live is not None and live.shape == images.shape:
+                    yield (picture(images, live),
+                           f"step {value.index + 1}: matching loss {value.loss:.3g}", "")
+            elif kind == "error":
+                yield picture(images, None), _error(value), ""
+            else:
+                yield (picture(value.originals, value.reconstruction),
+                       f"done: top row the client's images, bottom row what the server rebuilt",
+                       metrics_markdown(value, victims))
+
+    def play_twins(values: dict[Any, Any], request: gr.Request
+                   ) -> Iterator[tuple[Any, Any, str, str, str]]:
+        try:
+            scenario, images, labels = _parse(twin_inputs, values, victims)
+            ann, snn = twins(scenario)
+            snn.run_config()
+        except DemoError as error:
+            yield None, None, _error(str(error)), "", ""
+            return
+        shown: dict[str, Any] = {"ann": picture(images, None), "snn": picture(images, None)}
+        texts = {"ann": "", "snn": ""}
+        status = {"ann": "running", "snn": "running"}
+        yield shown["ann"], shown["snn"], "both attacks running…", "", ""
+        works = {"ann": (ann, images, labels), "snn": (snn, images, labels)}
+        for name, kind, value in _attacks(works, victims, request):
+            if kind == "step":
+                live = live_images(value)
+                if live is None or live.shape != images.shape:
+                    continue
+                shown[name] = picture(images, live)
+                status[name] = f"step {value.index + 1}"
+            elif kind == "error":
+                status[name], texts[name] = "failed", _error(value)
+            else:
+                shown[name] = picture(value.originals, value.reconstruction)
+                status[name], texts[name] = "done", metrics_markdown(value, victims)
+            line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
+                   f"{snn.model} ({snn.attack_name()}): {status['snn']}"
+            yield shown["ann"], shown["snn"], line, texts["ann"], texts["snn"]
+
+    def stop(request: gr.Request) -> str:
+        event = _STOPS.get(_session(request))
+        if event is not None:
+            event.set()
+        return "stopped: the attack ends at its next step (its best iterate so far is kept)"
+
+    def refresh(folder: str) -> tuple[Any, str]:
+        try:
+            runs = list_runs(folder)
+        except DemoError as error:
+            return gr.CheckboxGroup(choices=[], value=[]), _error(str(error))
+        choices = [(run_dir.name, str(run_dir)) for run_dir in runs]
+        return (gr.CheckboxGroup(choices=choices, value=[]),
+                f"{len(runs)} run folder(s) in {html.escape(folder)}")
+
+    def open_runs(selected: list[str]) -> tuple[str, str]:
+        try:
+            if not selected:
+                raise DemoError("runs: select a run first")
+            page = report_html(selected[0]) if len(selected) == 1 else comparison_html(selected)
+        except DemoError as error:
+            return "", _error(str(error))
+        frame = (f"<iframe id='report-frame' srcdoc=\"{html.escape(page, quote=True)}\" "
+                 "style='width:100%;height:900px;border:1px solid #ccc'></iframe>")
+        what = "report" if len(selected) == 1 else f"{len(selected)} runs side by side"
+        return frame, f"showing the {what}"
+
+    with gr.Blocks(title="fedsnn demo", analytics_enabled=False) as page:
+        gr.Markdown("# fedsnn: what a curious server rebuilds from one client's update\n"
+                    "A client trains one round on its images (optionally under a defense) and "
+                    "replies; the server attacks the reply. Scores come from the same auditor as "
+                    "the in-line audit, beside what a guess without the update scores.")
+        with gr.Tab("Attack playground", id="playground"):
+            inputs = _inputs(("lenet", "lenet-snn", "mlp", "mlp-snn"), "play")
+            with gr.Row():
+                run_button = gr.Button("Run attack", variant="primary", elem_id="run")
+                stop_button = gr.Button("Stop", elem_id="stop")
+            status = gr.HTML(elem_id="status")
+            with gr.Row():
+                image = gr.Image(label="client's images (top) / reconstruction (bottom)",
+                                 elem_id="reconstruction", type="numpy", interactive=False,
+                                 format="png")
+                metrics = gr.Markdown(elem_id="metrics")
+            event = run_button.click(play, set(inputs.values()), [image, status, metrics],
+                                     concurrency_limit=CONCURRENCY)
+            stop_button.click(stop, None, status, cancels=[event])
+        with gr.Tab("ANN beside SNN", id="twins"):
+            twin_inputs = _inputs(("lenet", "mlp"), "twins")
+            with gr.Row():
+                twin_button = gr.Button("Run on both twins", variant="primary", elem_id="run-twins")
+                twin_stop = gr.Button("Stop", elem_id="stop-twins")
+            twin_status = gr.HTML(elem_id="twin-status")
+            with gr.Row():
+                with gr.Column():
+                    ann_image = gr.Image(label="ANN", type="numpy", interactive=False,
+                                         elem_id="ann-image", format="png")
+                    ann_metrics = gr.Markdown(elem_id="ann-metrics")
+                with gr.Column():
+                    snn_image = gr.Image(label="SNN (spiking twin)", type="numpy",
+                                         interactive=False, elem_id="snn-image", format="png")
+                    snn_metrics = gr.Markdown(elem_id="snn-metrics")
+            twin_event = twin_button.click(
+                play_twins, set(twin_inputs.values()),
+                [ann_image, snn_image, twin_status, ann_metrics, snn_metrics],
+                concurrency_limit=CONCURRENCY)
+            twin_stop.click(stop, None, twin_status, cancels=[twin_event])
+        with gr.Tab("Runs", id="runs"):
+            with gr.Row():
+                folder = gr.Textbox(str(runs_dir), label="output folder (or one run folder)",
+                                    elem_id="runs-folder")
+                refresh_button = gr.Button("List runs", elem_id="list-runs")
+            runs_status = gr.HTML(elem_id="runs-status")
+            chosen = gr.CheckboxGroup([], label="runs (one: its report; several: side by side)",
+                                      elem_id="runs-list")
+            open_button = gr.Button("Open", variant="primary", elem_id="open-runs")
+            report = gr.HTML(elem_id="report")
+            refresh_button.click(refresh, folder, [chosen, runs_status])
+            open_button.click(open_runs, chosen, [report, runs_status])
+        page.load(refresh, folder, [chosen, runs_status])
+    return page
+
+
+def launch(*, host: str = "127.0.0.1", port: int = 7860, runs_dir: Path, block: bool = True
+           ) -> gr.Blocks:
+    """Build the page and serve it on host:port (no share link, no analytics)."""
+    torch.set_num_threads(1)
+    victims = Victims()
+    threading.Thread(target=victims.judge, daemon=True, name="fedsnn-demo-judge").start()
+    page = build(victims, runs_dir)
+    page.queue(default_concurrency_limit=CONCURRENCY)
+    page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                show_error=True, quiet=False, max_file_size="64mb", footer_links=[],
+                theme=gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                                        font_mono=["ui-monospace", "monospace"]),
+                css=".demo-error{color:#b00020;font-weight:600}")
+    return page
