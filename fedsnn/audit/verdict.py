@@ -66,13 +66,14 @@ def verdict(summary: Mapping[str, Any], model: str) -> list[str]:
                      default=math.nan)
     lines = []
     if identified is not None:
-        beats = identified["low"] > best_guess if math.isfinite(best_guess) else False
-        lines.append(
-            f"**{model}: the curious server identified {_pct(identified)} of the attacked "
-            f"clients' images** (the true image is the reconstruction's nearest neighbour among "
-            f"all training images); a guess without the update identifies "
-            f"{100 * best_guess:.0f} %. " + ("That is leakage." if beats else
-                                              "Not distinguishable from guessing."))
+        line = (f"**{model}: the curious server identified {_pct(identified)} of the attacked "
+                f"clients' images** (the true image is the reconstruction's nearest neighbour "
+                f"among all training images)")
+        if math.isfinite(best_guess):
+            line += (f"; a guess without the update identifies {100 * best_guess:.0f} %. " +
+                     ("That is leakage." if identified["low"] > best_guess
+                      else "Not distinguishable from guessing."))
+        lines.append(line + ("" if math.isfinite(best_guess) else "."))
     if histogram is not None and prior is not None:
         lines.append(
             f"**{model}: the class histogram of {_pct(histogram['clients-exact'])} of the "
