@@ -48,11 +48,16 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
-             deadline: float | None = None, counts: torch.Tensor | None = None) -> Reconstruction:
-    """One restart of the unrolled attack.
+             deadline: float | None = None) -> Reconstruction:
+    """One restart of the unrolled attack, its labels from the inferred class histogram."""
+    counts = infer_label_counts(observation, seed=seed)
+    return match_update(observation, settings, counts, seed=seed, deadline=deadline)
 
-    `counts` replaces the inferred class histogram; only for diagnostics that measure what
-    wrong counts cost (the audit never passes it: it would be ground truth).
+
+def match_update(observation: Observation, settings: AttackSettings, counts: torch.Tensor, *,
+                 seed: int, deadline: float | None = None) -> Reconstruction:
+    """The dummies' optimization for a given class histogram (as `optimize_inputs` takes iDLG's
+    labels); diagnostics call it with other histograms to measure what wrong counts cost.
 
     Raises:
         ValueError: the observation lacks the update or the client's local training.
@@ -67,8 +72,6 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     names = [n for n, _ in model.named_parameters() if n in delta]
     params = {n: observation.global_state[n].float() for n in names}
     observed = [delta[n].double() for n in names]
-    if counts is None:
-        counts = infer_label_counts(observation, seed=seed)
     labels = dummy_labels(counts, seed)
     shape = (training.num_examples, spec.in_channels, spec.image_size, spec.image_size)
     dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from attacks import AttackSettings, LocalTraining, invert
-from attacks.unrolled import unrolled
+from attacks.unrolled import match_update
 from fedsnn.metrics import histogram
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
@@ -79,8 +79,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
                 for name, attack in settings.items()}
         if oracle_counts:
             true_counts = histogram(data.train_y[ids], spec.num_classes)
-            runs = {"unrolled, true histogram (diagnostic)": lambda: unrolled(
-                observation, settings["unrolled"], seed=0, counts=true_counts)}
+            runs = {"unrolled, true histogram (diagnostic)": lambda: match_update(
+                observation, settings["unrolled"], true_counts, seed=0)}
         for name, run in runs.items():
             attack = settings["unrolled" if name != "approximation" else name]
             started = time.monotonic()
