@@ -141,7 +141,8 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     return {"run": run_dir.name, "model": results["config"].get("model"),
             "dataset": results["config"].get("dataset"),
             "update-mode": results["config"].get("update-mode"),
-            "attack": ", ".join(sorted({r["attack"] for r in attacks})) or audit["plan"]["attack"],
+            "attack": ", ".join(sorted({r.get("attack", "?") for r in attacks}))
+            or audit["plan"]["attack"],
             "attacked": len(attacks), "scored": len(scored),
             "skipped": len(audit.get("skipped", [])),
             "accuracy": rounds[-1]["central"]["accuracy"] if rounds else math.nan, **mean,
@@ -218,7 +219,8 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in audit["attacks"]:
         histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
-        md.append(f"| {row['round']} | {row['partition-id']} | {row['attack']} | {row['status']} | "
+        md.append(f"| {row['round']} | {row['partition-id']} | {row.get('attack', '?')} | "
+                  f"{row['status']} | "
                   f"{row.get('batch-size', '–')} | {_fmt(row.get('identified'))} | "
                   f"{_fmt(histogram.get('classes-exact'), 2)} | {_fmt(prior.get('classes-exact'), 2)}"
                   f" | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "

@@ -14,12 +14,23 @@ from typing import Any
 from fedsnn.metrics import mean_stat, rate_stat
 
 
-def _pooled(rows: Sequence[Mapping[str, Any]], key: str, size_key: str = "batch-size"
-            ) -> dict[str, float] | None:
+def _size(row: Mapping[str, Any]) -> int:
+    """The images behind a row (its batch size; 1 for rows that do not say)."""
+    return int(row.get("batch-size") or 1)
+
+
+def _pooled(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, float] | None:
     scored = [r for r in rows if r.get(key) is not None]
     if not scored:
         return None
-    return rate_stat(sum(int(r[key]) for r in scored), sum(int(r[size_key]) for r in scored))
+    return rate_stat(sum(int(r[key]) for r in scored), sum(_size(r) for r in scored))
+
+
+def _pooled_rate(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, float]:
+    """Per-row rates pooled over the rows' images (hits = rate x size)."""
+    hits = sum(float(r[key]) * _size(r) for r in rows)
+    trials = sum(_size(r) for r in rows)
+    return {**rate_stat(round(hits), trials), "value": hits / trials}
 
 
 def _histogram_stats(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
@@ -42,8 +53,7 @@ def leakage_summary(audit: Mapping[str, Any]) -> dict[str, Any]:
         "replies": len(rows),
         "identified": _pooled(rows, "identified"),
         "identified-guesses": guesses,
-        "asr": rate_stat(round(sum(r["asr"] * r["batch-size"] for r in asr_rows)),
-                         sum(r["batch-size"] for r in asr_rows)) if asr_rows else None,
+        "asr": _pooled_rate(asr_rows, "asr") if asr_rows else None,
         "histogram": _histogram_stats(rows, "histogram"),
         "prior-histogram": _histogram_stats(rows, "prior-histogram"),
     }
