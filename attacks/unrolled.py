@@ -49,7 +49,15 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
              deadline: float | None = None) -> Reconstruction:
-    """One restart of the unrolled attack.
+    """One restart of the unrolled attack, its labels from the inferred class histogram."""
+    counts = infer_label_counts(observation, seed=seed)
+    return match_update(observation, settings, counts, seed=seed, deadline=deadline)
+
+
+def match_update(observation: Observation, settings: AttackSettings, counts: torch.Tensor, *,
+                 seed: int, deadline: float | None = None) -> Reconstruction:
+    """The dummies' optimization for a given class histogram (as `optimize_inputs` takes iDLG's
+    labels); diagnostics call it with other histograms to measure what wrong counts cost.
 
     Raises:
         ValueError: the observation lacks the update or the client's local training.
@@ -63,8 +71,8 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     model = replay_model(observation)
     names = [n for n, _ in model.named_parameters() if n in delta]
     params = {n: observation.global_state[n].float() for n in names}
-    observed = [delta[n].float() for n in names]
-    labels = dummy_labels(infer_label_counts(observation, seed=seed), seed)
+    observed = [delta[n].double() for n in names]
+    labels = dummy_labels(counts, seed)
     shape = (training.num_examples, spec.in_channels, spec.image_size, spec.image_size)
     dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))
     batches = client_batches(training)
@@ -73,7 +81,8 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     def matching(inputs: torch.Tensor) -> torch.Tensor:
         replayed = simulate_update(model, params, as_model_input(inputs, settings), labels,
                                    training, batches=batches, create_graph=True)
-        loss = distance([replayed[n] for n in names], observed)
+        # in float64: 1 - cosine of near-parallel float32 updates rounds to exactly 0
+        loss = distance([replayed[n].double() for n in names], observed)
         if settings.tv_weight > 0:
             loss = loss + settings.tv_weight * total_variation(inputs)
         return loss

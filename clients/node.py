@@ -78,6 +78,10 @@ class NodeSetup:
                 f"{config.dataset!r} has {len(dataset.train_y)} training samples for "
                 f"{num_partitions} partitions ({config.partitioner}); use fewer nodes"
                 + (" or a larger dirichlet-alpha" if config.partitioner == "dirichlet" else ""))
+        if config.max_train_samples:  # e.g. to audit clients with few images
+            keep = slice(0, config.max_train_samples)
+            data = dataclasses.replace(data, train_ids=data.train_ids[keep],
+                                       train_x=data.train_x[keep], train_y=data.train_y[keep])
         spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
         return cls(config, partition_id, num_partitions, data, spec)
 

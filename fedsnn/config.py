@@ -51,6 +51,7 @@ class RunConfig:
     partitioner: str = "iid"
     dirichlet_alpha: float = 0.5
     local_test_fraction: float = 0.2
+    max_train_samples: int = 0
     # model
     model: str = "lenet"
     dlg_init: bool = True
@@ -74,7 +75,7 @@ class RunConfig:
     run_name: str = ""
     # -- in-line audit (curious server) --
     audit_enabled: bool = True
-    audit_attack: str = "idlg"
+    audit_attack: str = "auto"
     audit_rounds: str = "1"
     audit_max_clients: int = 2
     audit_max_batch: int = 512
@@ -86,6 +87,9 @@ class RunConfig:
     audit_workers: int = 1
     audit_public_data: str = "none"
     audit_ground_truth: str = "partitions"
+    audit_unrolled_iterations: int = 200
+    audit_withhold: str = ""
+    audit_grant: str = ""
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5
@@ -184,6 +188,9 @@ class RunConfig:
         _positive_int("min-available-nodes", self.min_available_nodes)
         if self.image_size < 8:
             raise ConfigError(f"image-size: expected an integer >= 8, got {self.image_size}")
+        if self.max_train_samples < 0:
+            raise ConfigError(f"max-train-samples: expected an integer >= 0 (0: all), got "
+                              f"{self.max_train_samples}")
         _fraction("fraction-train", self.fraction_train)
         _fraction("fraction-evaluate", self.fraction_evaluate)
         if not 0.0 <= self.local_test_fraction < 1.0:

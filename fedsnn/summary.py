@@ -23,4 +23,10 @@ def summary_line(run_dir: Path) -> tuple[str, bool]:
     if audit:
         line += (f"\n{'':>12}  audit: {audit['scored']} of {audit['attacked']} attacks scored, "
                  f"{audit['skipped']} skipped; report {audit['report']}")
+        for key, what in (("identified", "images identified"),
+                          ("histogram-exact", "class histograms read exactly")):
+            stat = audit.get(key)
+            if stat:
+                line += (f"\n{'':>12}  {what}: {stat['value']:.2f} "
+                         f"(95 % CI {stat['low']:.2f}-{stat['high']:.2f})")
     return line, ok

@@ -18,7 +18,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.audit.observe import observe_update
+from fedsnn.audit.observe import local_training, misfit, observe_update
 from fedsnn.config import RunConfig
 from fedsnn.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
@@ -47,18 +47,19 @@ class CuriousServer(StrategyWrapper):
         plan: which rounds and clients are attacked, and with which attack settings.
         queue: where attacks run (worker processes).
         spec: the model's public hyper-parameters.
-        learning_rate: the clients' learning rate (public: the server configured it).
+        config: the run config (the train config the server sends: update mode, optimizer,
+            learning rate, epochs, batch size, seed), read as far as `plan.threat_model` grants.
     """
 
     label = "curious server (in-line gradient inversion)"
 
     def __init__(self, strategy: Strategy, *, plan: AuditPlan, queue: AuditQueue, spec: ModelSpec,
-                 learning_rate: float) -> None:
+                 config: RunConfig) -> None:
         super().__init__(strategy)
         self.plan = plan
         self.queue = queue
         self.spec = spec
-        self.learning_rate = learning_rate
+        self.config = config
         self.skipped: list[Skipped] = []
         self.submitted = 0
         self.nodes_seen = 0  # the most nodes online in a round: a simulation's partition count
@@ -77,8 +78,8 @@ class CuriousServer(StrategyWrapper):
     def describe(self) -> str:
         rounds = "all" if self.plan.rounds is None else sorted(self.plan.rounds)
         public = "" if self.queue.public is None else f"; public data: {self.queue.public.source}"
-        return (f"{self.label}: {self.plan.settings.attack} on <= {self.plan.max_clients} "
-                f"clients in rounds {rounds}{public}")
+        return (f"{self.label}: {self.plan.attack_name} on <= {self.plan.max_clients} "
+                f"clients in rounds {rounds}{public}; the server {self.plan.threat_model.describe()}")
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -111,18 +112,26 @@ class CuriousServer(StrategyWrapper):
             self._skip(server_round, partition_id,
                        f"update computed on {batch} samples > audit-max-batch {self.plan.max_batch}")
             return
+        training = local_training(self.config, self.plan.threat_model, server_round=server_round,
+                                  partition_id=partition_id, num_examples=batch)
+        settings = self.plan.choose(self.config.update_mode, batch)
+        problem = misfit(training, batch, steps)
+        if isinstance(settings, str) or problem is not None:
+            self._skip(server_round, partition_id, problem or str(settings))
+            return
         try:
             arrays = next(iter(msg.content.array_records.values()))
             observation = observe_update(
                 f"round-{server_round}/partition-{partition_id}", self.spec, sent,
-                arrays.to_torch_state_dict(), lr=self.learning_rate, steps=steps, batch_size=batch)
+                arrays.to_torch_state_dict(), lr=self.config.learning_rate, steps=steps,
+                batch_size=batch, training=training)
         except (KeyError, ValueError, StopIteration) as error:
             self._skip(server_round, partition_id, f"unusable reply: {error}")
             return
-        jobs.append(AuditJob(server_round, partition_id, observation, self.plan.settings))
+        jobs.append(AuditJob(server_round, partition_id, observation, settings))
         self.submitted += 1
         log(INFO, "curious server: round %d, partition %d: %s attack submitted (batch %d, %d "
-            "local step%s)", server_round, partition_id, self.plan.settings.attack, batch, steps,
+            "local step%s)", server_round, partition_id, settings.attack, batch, steps,
             "" if steps == 1 else "s")
 
     def finish(self, run_dir: Path, auditor: Auditor, judge: dict[str, Any] | None = None
@@ -150,4 +159,4 @@ def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
     if plan.public_data != "none" and public is None:
         raise ValueError("audit-public-data is granted but no dataset was given to the audit")
     return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers, public), spec=spec,
-                         learning_rate=config.learning_rate)
+                         config=config)

@@ -62,7 +62,8 @@ def test_a_judge_that_does_not_beat_the_majority_class_is_flagged(tmp_path: Path
     (tmp_path / "audit.json").write_text(json.dumps(audit))
     (tmp_path / "results.json").write_text(json.dumps({"config": {"model": "lenet"}, "rounds": []}))
     markdown = write_report(tmp_path)[0].read_text()
-    assert markdown.count("not meaningful (0.500)") == 3  # summary, guess and per-attack rows
+    assert markdown.count("not meaningful (0.500)") == 2  # guess and per-attack rows
+    assert "not meaningful (0.50 [" in markdown  # the summary's pooled rate with its interval
     assert "majority class" in markdown
 
 

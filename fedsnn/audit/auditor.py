@@ -3,10 +3,11 @@
 This is a different code path from the attacker. It receives a finished reconstruction, asks its
 ground truth (`fedsnn.audit.ground_truth`, never a client's reply) which samples the client
 trained on, looks them up in the dataset, matches reconstructions to
-originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR).
-It also scores guesses made without the update (mean image, black, mid-gray), so leakage can be
-told apart from guessing. A reconstruction "identifies" its original when the original is its
-nearest neighbour, in pixel space, in the whole train split (breaching's IIP).
+originals by an optimal assignment, and scores them (MSE, PSNR, SSIM, label accuracy, judge ASR,
+identified: the true image is the reconstruction's nearest neighbour in the train split) and the
+inferred class histogram (exact classes, total variation). It also scores guesses made without
+the update (mean image, black, mid-gray; the class prior for histograms), so leakage can be told
+apart from guessing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
 from fedsnn.audit.scoring import score_images
-from fedsnn.metrics import identified, to_images
+from fedsnn.metrics import histogram, histogram_scores, identified, round_to_total, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
@@ -74,6 +75,8 @@ class Auditor:
             "inferred-labels": reconstruction.labels.tolist(),
             "true-labels": self.train_y[ids].tolist() if len(ids) else [],
         }
+        if len(ids):
+            row.update(self._histograms(reconstruction.labels, self.train_y[ids]))
         if reconstruction.status not in (Status.OK, Status.TIMEOUT, Status.DIVERGED):
             return row
         if len(ids) == 0:  # a deployment (audit-ground-truth="none") or an unknown partition
@@ -98,10 +101,23 @@ class Auditor:
             "label-accuracy": (fmean(r["label-correct"] for r in rows)
                                if len(reconstruction.labels) == len(ids) else math.nan),
             "asr": fmean(r["success"] for r in rows) if self.judge is not None else None,
-            "identified": float(identified(matched, ids, self.train_x).float().mean()),
+            "identified": int(identified(matched, ids, self.train_x).sum()),
             "_images": (truth, matched),
         })
         return row
+
+    def _histograms(self, inferred: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+        """The inferred class histogram (from the reconstruction's labels) and the class-prior
+        guess (the train split's histogram scaled to the batch), each scored against the truth."""
+        classes = int(self.train_y.max()) + 1
+        true_counts = histogram(truth, classes)
+        if len(inferred) != len(truth) or bool((inferred < 0).any()):
+            inferred_scores: dict[str, float | None] = dict.fromkeys(
+                ("classes-exact", "all-exact", "total-variation"))
+        else:
+            inferred_scores = histogram_scores(histogram(inferred, classes), true_counts)
+        prior = round_to_total(histogram(self.train_y, classes).double(), len(truth))
+        return {"histogram": inferred_scores, "prior-histogram": histogram_scores(prior, true_counts)}
 
     def baselines(self, sample_ids: Sequence[int]) -> dict[str, dict[str, float | None]]:
         """Scores of guesses made without any update, on the same attacked samples (means, as in
@@ -116,6 +132,6 @@ class Auditor:
         return {name: {"mse": s["mse"]["value"], "psnr": s["psnr"]["value"],
                        "ssim": s["ssim"]["value"],
                        "asr": s["asr"]["value"] if s["asr"] is not None else None,
-                       "identified": float(identified(guesses[name], ids, self.train_x)
-                                           .float().mean())}
+                       "identified": int(identified(guesses[name], ids, self.train_x).sum()),
+                       "samples": len(ids)}
                 for name, s in scored.items()}

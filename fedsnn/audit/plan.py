@@ -12,6 +12,8 @@ from fedsnn.data.sources import ImageData
 # audit-public-data -> what the curious server is given ("none": nothing)
 PUBLIC_DATA_SOURCES = ("none", "test-split")
 
+AUTO = "auto"
+
 
 def parse_rounds(text: str) -> frozenset[int] | None:
     """'all' -> None (every round); '1,5,10' -> {1, 5, 10}.
@@ -32,6 +34,26 @@ def parse_rounds(text: str) -> frozenset[int] | None:
     return rounds
 
 
+def parse_capabilities(key: str, text: str) -> list[str]:
+    """'local-epochs, batch-size' -> ['local-epochs', 'batch-size'].
+
+    Raises:
+        ConfigError: an unknown capability name.
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in ThreatModel.capability_names()]
+    if unknown:
+        raise ConfigError(f"{key}: unknown capability {unknown[0]!r}; expected some of "
+                          f"{list(ThreatModel.capability_names())}")
+    return names
+
+
+def threat_model_from_config(config: RunConfig) -> ThreatModel:
+    """The default curious server, with `audit-grant` added and `audit-withhold` taken away."""
+    return (ThreatModel().grant(*parse_capabilities("audit-grant", config.audit_grant))
+            .withhold(*parse_capabilities("audit-withhold", config.audit_withhold)))
+
+
 @dataclass(frozen=True)
 class AuditPlan:
     """What the curious server attacks.
@@ -41,10 +63,14 @@ class AuditPlan:
         max_clients: at most this many replies per round, lowest partition ids first.
         max_batch: replies computed on more samples than this are recorded as skipped (a dummy
             batch that large is beyond what this attacker can optimize in its budget).
-        settings: the attack and its settings.
+        settings: the attack and its settings (with `auto`: the one for FedSGD batches of 1,
+            and the fallback when the threat model refuses the unrolled attack).
         workers: attack worker processes (0: a background thread in the server process).
         public_data: "none", or "test-split": the dataset's test split, disjoint from every
             client's data, is the curious server's public same-domain data.
+        threat_model: what the server knows; attacks it does not grant are refused.
+        unrolled: with `audit-attack = "auto"`, the unrolled attack's settings (FedSGD batches
+            > 1 and FedAvg); None runs `settings` on every reply.
     """
 
     rounds: frozenset[int] | None
@@ -53,6 +79,8 @@ class AuditPlan:
     settings: AttackSettings
     workers: int = 1
     public_data: str = "none"
+    threat_model: ThreatModel = ThreatModel()
+    unrolled: AttackSettings | None = None
 
     def public(self, data: ImageData) -> PublicData | None:
         """The public images the plan grants the curious server (None for "none")."""
@@ -61,20 +89,44 @@ class AuditPlan:
         return PublicData(data.test_x, f"{data.name} test split ({len(data.test_x)} images, "
                                        "disjoint from every client)")
 
+    @property
+    def attack_name(self) -> str:
+        return AUTO if self.unrolled is not None else self.settings.attack
+
     def attacks_round(self, server_round: int) -> bool:
         return self.rounds is None or server_round in self.rounds
+
+    def choose(self, update_mode: str, num_examples: int) -> AttackSettings | str:
+        """The strongest planned attack that applies to a reply and that the threat model
+        grants, or one line saying why none does."""
+        candidates = [self.settings]
+        if self.unrolled is not None and not (update_mode == "gradient" and num_examples == 1):
+            candidates.insert(0, self.unrolled)
+        reasons = []
+        for settings in candidates:
+            reason = refusal(settings.attack, NEEDS[settings.attack], self.threat_model)
+            if reason is None:
+                return settings
+            reasons.append(reason)
+        return "; ".join(reasons)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> AuditPlan:
         """Build and validate the plan from the `audit-*` keys."""
+        attack = "idlg" if config.audit_attack == AUTO else config.audit_attack
         try:
             settings = AttackSettings(
-                attack=config.audit_attack, iterations=config.audit_iterations,
+                attack=attack, iterations=config.audit_iterations,
                 optimizer=config.audit_optimizer, restarts=config.audit_restarts,
                 tv_weight=config.audit_tv_weight, seed=config.seed,
                 time_budget_s=config.audit_time_budget_s)
+            unrolled = settings.with_(attack="unrolled", optimizer="adam", lr=0.1,
+                                      distance="cosine",
+                                      iterations=config.audit_unrolled_iterations)
         except ValueError as error:
             raise ConfigError(f"audit: {error}") from None
+        if attack == "unrolled":
+            settings = unrolled
         if config.audit_max_clients < 1 or config.audit_max_batch < 1 or config.audit_workers < 0:
             raise ConfigError("audit-max-clients and audit-max-batch: expected integers >= 1; "
                               f"audit-workers: >= 0; got {config.audit_max_clients}, "
@@ -82,12 +134,17 @@ class AuditPlan:
         if config.audit_public_data not in PUBLIC_DATA_SOURCES:
             raise ConfigError(f"audit-public-data: expected one of {list(PUBLIC_DATA_SOURCES)}, "
                               f"got {config.audit_public_data!r}")
-        threat_model = ThreatModel()
+        threat_model = threat_model_from_config(config)
+        if threat_model.public_data and config.audit_public_data == "none":
+            raise ConfigError("audit-grant: public-data needs the data itself: set "
+                              "audit-public-data='test-split'")
         if config.audit_public_data != "none":
             threat_model = threat_model.grant(PUBLIC_DATA)
-        reason = refusal(settings.attack, NEEDS[settings.attack], threat_model)
-        if reason:
-            raise ConfigError(f"audit-attack: {reason} (set audit-public-data='test-split')")
+        if PUBLIC_DATA in NEEDS[settings.attack] and not threat_model.public_data:
+            # refused before training starts; other withheld needs refuse each reply (`choose`)
+            raise ConfigError(f"audit-attack: {refusal(settings.attack, NEEDS[settings.attack], threat_model)} "
+                              "(set audit-public-data='test-split')")
         return cls(parse_rounds(config.audit_rounds), config.audit_max_clients,
                    config.audit_max_batch, settings, config.audit_workers,
-                   config.audit_public_data)
+                   public_data=config.audit_public_data, threat_model=threat_model,
+                   unrolled=unrolled if config.audit_attack == AUTO else None)

@@ -3,8 +3,6 @@ and report.md / report.html (self-contained), for one run or several side by sid
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import shutil
@@ -17,6 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from fedsnn.audit.html import markdown_to_html  # noqa: E402
+from fedsnn.audit.verdict import leakage_summary, verdict  # noqa: E402
 
 from fedsnn.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
 from fedsnn.pictures import show_image  # noqa: E402
@@ -46,43 +48,55 @@ def save_pair_grid(path: Path, originals: torch.Tensor, reconstructions: torch.T
 
 
 def per_round_leakage(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, float]]:
-    """Mean PSNR / SSIM / ASR over the scored attacks of each round."""
-    by_round: dict[int, dict[str, list[float]]] = {}
+    """Per attacked round: the fraction of images identified and the judge ASR (pooled over its
+    replies), and the fraction of clients whose class histogram was read exactly."""
+    by_round: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        if row.get("psnr") is None:  # not scored (failed, skipped)
-            continue
-        bucket = by_round.setdefault(int(row["round"]), {k: [] for k in LEAKAGE_KEYS})
-        for key in LEAKAGE_KEYS:
-            value = row.get(key)
-            if value is not None and math.isfinite(value):
-                bucket[key].append(float(value))
-    return {r: {k: (sum(v) / len(v) if v else math.nan) for k, v in values.items()}
-            for r, values in sorted(by_round.items())}
+        by_round.setdefault(int(row["round"]), []).append(row)
+    out = {}
+    for server_round, group in sorted(by_round.items()):
+        summary = leakage_summary({"attacks": group})
+        histogram = summary["histogram"]
+        out[server_round] = {
+            "identified": (summary["identified"] or {}).get("value", math.nan),
+            "asr": (summary["asr"] or {}).get("value", math.nan),
+            "histogram": histogram["clients-exact"]["value"] if histogram else math.nan}
+    return out
 
 
 def save_leakage_plot(path: Path, audit: dict[str, Any], results: dict[str, Any]) -> None:
-    """Leakage (PSNR, SSIM, ASR) per attacked round beside the global model's test accuracy."""
+    """What leaked in each attacked round (bars when one round was attacked, lines otherwise)
+    beside the global model's test accuracy per round; whole-number round axes."""
     leakage = per_round_leakage(audit["attacks"])
     accuracy = {r["round"]: r["central"]["accuracy"] for r in results.get("rounds", [])
                 if "central" in r}
-    fig, (ax_psnr, ax_rate) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (ax_leak, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    labels = {"identified": "images identified",
+              "asr": flag_asr("judge ASR", judge_card(audit)),
+              "histogram": "class histogram exact"}
     rounds = list(leakage)
-    ax_psnr.plot(rounds, [leakage[r]["psnr"] for r in rounds], "o-", label="PSNR (dB)")
-    baseline = audit.get("baselines", {}).get("mean-image", {}).get("psnr")
-    if baseline is not None:
-        ax_psnr.axhline(baseline, ls="--", c="gray", label="mean-image guess")
-    ax_psnr.set_xlabel("round")
-    ax_psnr.set_ylabel("PSNR (dB)")
-    ax_psnr.legend(fontsize=7)
-    ax_rate.plot(rounds, [leakage[r]["ssim"] for r in rounds], "s-", label="SSIM")
-    ax_rate.plot(rounds, [leakage[r]["asr"] for r in rounds], "^-",
-                 label=flag_asr("judge ASR", judge_card(audit)))
-    ax_rate.plot(list(accuracy), list(accuracy.values()), "-", c="k", alpha=0.6,
-                 label="test accuracy")
-    ax_rate.set_xlabel("round")
-    ax_rate.set_ylim(-0.05, 1.05)
-    ax_rate.legend(fontsize=7)
-    fig.suptitle("What the curious server recovered, per round", fontsize=9)
+    if len(rounds) == 1:
+        values = [leakage[rounds[0]][k] for k in labels]
+        ax_leak.bar(list(labels.values()), [0 if math.isnan(v) else v for v in values],
+                    color=["C0", "C1", "C2"])
+        ax_leak.set_xlabel(f"round {rounds[0]}")
+        ax_leak.tick_params(axis="x", labelsize=7)
+    else:
+        for key, label in labels.items():
+            ax_leak.plot(rounds, [leakage[r][key] for r in rounds], "o-", label=label)
+        ax_leak.set_xlabel("round")
+        ax_leak.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_leak.legend(fontsize=7)
+    ax_leak.set_ylim(0, 1.05)
+    ax_leak.set_ylabel("fraction")
+    ax_acc.plot(list(accuracy), list(accuracy.values()), "o-" if len(accuracy) < 20 else "-",
+                c="k")
+    ax_acc.set_xlabel("round")
+    ax_acc.set_ylabel("test accuracy")
+    ax_acc.set_ylim(0, 1.05)
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle("What the curious server recovered (left) while the model trained (right)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -99,6 +113,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _mean(values: Sequence[Any]) -> float:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(finite) / len(finite) if finite else math.nan
+
+
+def _rate(stat: dict[str, float] | None) -> str:
+    if stat is None or not math.isfinite(stat.get("value", math.nan)):
+        return "–"
+    return f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
 
 
 def judge_card(audit: dict[str, Any]) -> dict[str, Any]:
@@ -121,30 +141,41 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     results = json.loads((run_dir / "results.json").read_text())
     attacks = audit["attacks"]
     scored = [row for row in attacks if row.get("psnr") is not None]
-    mean = {k: _mean([r.get(k) for r in scored])
-            for k in ("mse", "psnr", "ssim", "asr", "label-accuracy")}
+    mean = {k: _mean([r.get(k) for r in scored]) for k in ("psnr", "ssim")}
+    leakage = audit.get("summary") or leakage_summary(audit)
+    histogram = leakage.get("histogram") or {}
+    prior = leakage.get("prior-histogram") or {}
+    guesses = leakage.get("identified-guesses") or {}
+    best_guess = max(guesses.values(), key=lambda g: g["value"], default=None)
     rounds = [r for r in results.get("rounds", []) if "central" in r]
     return {"run": run_dir.name, "model": results["config"].get("model"),
             "dataset": results["config"].get("dataset"),
             "update-mode": results["config"].get("update-mode"),
-            "attack": audit["plan"]["attack"], "attacked": len(attacks), "scored": len(scored),
+            "attack": ", ".join(sorted({r.get("attack", "?") for r in attacks}))
+            or audit["plan"]["attack"],
+            "attacked": len(attacks), "scored": len(scored),
             "skipped": len(audit.get("skipped", [])),
             "accuracy": rounds[-1]["central"]["accuracy"] if rounds else math.nan, **mean,
+            "identified": _rate(leakage.get("identified")),
+            "guess identified": _rate(best_guess),
+            "judge ASR": _rate(leakage.get("asr")),
+            "histogram exact": _rate(histogram.get("clients-exact")),
+            "prior exact": _rate(prior.get("clients-exact")),
             "judge-accuracy": judge_card(audit).get("accuracy"),
             "majority-baseline": judge_card(audit).get("majority-baseline"),
-            "judge": judge_card(audit)}
+            "judge": judge_card(audit), "_leakage": leakage, "_audit": audit}
 
 
-SUMMARY_COLUMNS = ("run", "model", "update-mode", "attack", "attacked", "scored", "accuracy",
-                   "mse", "psnr", "ssim", "asr", "label-accuracy", "judge-accuracy",
-                   "majority-baseline")
+SUMMARY_COLUMNS = ("model", "update-mode", "attack", "attacked", "scored", "accuracy",
+                   "identified", "guess identified", "judge ASR", "histogram exact",
+                   "prior exact", "psnr", "ssim", "judge-accuracy", "majority-baseline")
 
 
 def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for summary in summaries:
-        cells = [_fmt(summary[c]) if c != "asr" else flag_asr(_fmt(summary[c]), summary["judge"])
+        cells = [_fmt(summary[c]) if c != "judge ASR" else flag_asr(summary[c], summary["judge"])
                  for c in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -164,6 +195,17 @@ def _privacy_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _threat_lines(audit: dict[str, Any]) -> list[str]:
+    threat = audit.get("threat-model")
+    if not threat:
+        return ["Threat model: not recorded (an audit from an older version)."]
+    return [f"The curious server knows: {', '.join(threat['granted'])}. Withheld: "
+            f"{', '.join(threat['withheld']) or 'nothing'}. Attack plan: "
+            f"`{audit['plan']['attack']}` (auto: iDLG on FedSGD batches of one, the unrolled "
+            "attack on larger FedSGD batches and on FedAvg updates, when the threat model "
+            "grants what it needs)."]
+
+
 def write_report(run_dir: Path) -> tuple[Path, Path]:
     """(Re)build report.md and report.html of one run from its audit.json and results.json."""
     audit = json.loads((run_dir / "audit.json").read_text())
@@ -172,35 +214,46 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     summary = _summary(run_dir)
     card = judge_card(audit)
     baselines = audit.get("baselines", {})
-    md = [f"# Privacy audit of run `{run_dir.name}`", "",
+    md = [f"# Privacy audit of run {run_dir.name}", "",
+          "## Verdict", "", *[line + "\n" for line in verdict(summary["_leakage"],
+                                                               str(summary["model"]))],
           f"Model `{summary['model']}` on `{summary['dataset']}`, update mode "
-          f"`{summary['update-mode']}`. An honest-but-curious server ran `{summary['attack']}` on "
-          f"{summary['attacked']} client updates ({summary['scored']} scored, "
-          f"{summary['skipped']} skipped). Final test accuracy "
+          f"`{summary['update-mode']}`: {summary['attacked']} client updates attacked "
+          f"({summary['scored']} scored, {summary['skipped']} skipped). Final test accuracy "
           f"{_fmt(summary['accuracy'])}.", "",
+          "## Threat model", "", *_threat_lines(audit), "",
           "## How much leaked", "", *_markdown_table([summary]), "",
-          "Scores are means over the attacked updates; each reconstruction is matched to the "
-          "client's true samples (which the auditor knows outside the messages; no reply "
-          "carries them) by an optimal assignment. ASR: fraction of reconstructions the judge "
-          "model classifies as the true label.", "", judge_sentence(card) + _disjoint(card), "",
+          "Rates with their 95 % Wilson interval, pooled over the attacked clients' images "
+          "(identified, judge ASR) or over the attacked clients (histogram exact). Identified: "
+          "the true image is the reconstruction's nearest neighbour (pixel L2) among all training "
+          "images, after matching reconstructions to the client's images (which the auditor "
+          "knows outside the messages) by an optimal assignment. Histogram exact: every class "
+          "count of the client inferred exactly; prior: the dataset's class shares scaled to the "
+          "client's count. ASR: the judge classifies the reconstruction as the true label.", "",
+          judge_sentence(card) + _disjoint(card), "",
           *_privacy_section(results),
           "## What a guess without the update scores", "",
-          "| guess | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|"]
+          "| guess | identified | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|---|"]
     for name, scores in baselines.items():
-        md.append(f"| {name} | {_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
+        md.append(f"| {name} | {scores.get('identified', '–')} / {scores.get('samples', '–')} | "
+                  f"{_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
                   f"{_fmt(scores.get('ssim'))} | {flag_asr(_fmt(scores.get('asr')), card)} |")
     md += ["", "## Per attacked update", "",
-           "| round | partition | status | true labels | inferred | MSE | PSNR | SSIM | ASR | "
-           "time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "| round | partition | attack | status | images | identified | histogram exact "
+           "(classes) | prior (classes) | PSNR | SSIM | ASR | time (s) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in audit["attacks"]:
-        md.append(f"| {row['round']} | {row['partition-id']} | {row['status']} | "
-                  f"{_short(row.get('true-labels'))} | {_short(row.get('inferred-labels'))} | "
-                  f"{_fmt(row.get('mse'))} | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
+        histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
+        md.append(f"| {row['round']} | {row['partition-id']} | {row.get('attack', '?')} | "
+                  f"{row['status']} | "
+                  f"{row.get('batch-size', '–')} | {_fmt(row.get('identified'))} | "
+                  f"{_fmt(histogram.get('classes-exact'), 2)} | {_fmt(prior.get('classes-exact'), 2)}"
+                  f" | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
                   f"{flag_asr(_fmt(row.get('asr')), card)} | {_fmt(row.get('seconds'), 1)} |")
     for skipped in audit.get("skipped", []):
-        md.append(f"| {skipped['round']} | {skipped['partition-id']} | skipped: "
-                  f"{skipped['reason']} | | | | | | | |")
-    md += ["", "## Leakage per round", "", "![leakage per round](leakage.png)", "",
+        md.append(f"| {skipped['round']} | {skipped['partition-id']} | – | skipped: "
+                  f"{skipped['reason']} | | | | | | | | |")
+    md += ["", "## Leakage and accuracy per round", "", "![leakage per round](leakage.png)", "",
            "## Originals and reconstructions", ""]
     for row in audit["attacks"]:
         if row.get("image"):
@@ -223,7 +276,13 @@ def _short(labels: Any, limit: int = 8) -> str:
 def write_comparison(run_dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Path]:
     """Several runs side by side (e.g. ANN vs SNN, same data, same attack)."""
     summaries = [_summary(run_dir) for run_dir in run_dirs]
-    md = ["# Audit comparison", "", *_markdown_table(summaries), ""]
+    md = ["# Audit comparison", "", "## Verdict", ""]
+    for summary in summaries:
+        md += [line + "\n" for line in verdict(summary["_leakage"], str(summary["model"]))]
+    md += ["## Threat model", ""]
+    for summary in summaries:
+        md += [f"{summary['model']}: " + " ".join(_threat_lines(summary["_audit"])), ""]
+    md += ["## How much leaked", "", *_markdown_table(summaries), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
         audit = json.loads((run_dir / "audit.json").read_text())
@@ -239,48 +298,3 @@ def write_comparison(run_dirs: Sequence[Path], out_dir: Path) -> tuple[Path, Pat
     html_path = out_dir / "comparison.html"
     html_path.write_text(markdown_to_html("\n".join(md), out_dir, title="fedsnn audit comparison"))
     return md_path, html_path
-
-
-def markdown_to_html(markdown: str, base: Path, *, title: str) -> str:
-    """A small, self-contained HTML rendering of the report's Markdown (headings, paragraphs,
-    tables, images inlined as base64)."""
-    body: list[str] = []
-    table: list[list[str]] = []
-
-    def flush_table() -> None:
-        if not table:
-            return
-        head, *rest = table
-        body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" +
-                    "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
-                            for row in rest) + "</table>")
-        table.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= {"-"} for c in cells):
-                table.append(cells)
-            continue
-        flush_table()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("![") and "](" in line:
-            alt, src = line[2:].split("](", 1)
-            body.append(_inline_image(base / src.rstrip(")"), alt))
-        elif line.strip():
-            body.append(f"<p>{html.escape(line).replace('`', '')}</p>")
-    flush_table()
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-             "padding:3px 7px}th{background:#f3f3f3}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
-
-
-def _inline_image(path: Path, alt: str) -> str:
-    if path.is_file():
-        data = base64.b64encode(path.read_bytes()).decode()
-        return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
-    return f"<p>[missing image {html.escape(str(path.name))}]</p>"

@@ -12,6 +12,7 @@ from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditQueue
 from fedsnn.audit.report import save_pair_grid, write_report
+from fedsnn.audit.verdict import leakage_summary
 from fedsnn.results import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,23 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
             row["image"] = name
         rows.append(row)
     audit = {
-        "plan": {"attack": plan.settings.attack, "rounds": "all" if plan.rounds is None
+        "plan": {"attack": plan.attack_name, "rounds": "all" if plan.rounds is None
                  else sorted(plan.rounds), "max-clients": plan.max_clients,
                  "max-batch": plan.max_batch, "settings": plan.settings.to_dict(),
-                 "public-data": None if queue.public is None else queue.public.source},
+                 "public-data": None if queue.public is None else queue.public.source,
+                 "unrolled-settings": plan.unrolled.to_dict() if plan.unrolled else None},
+        "threat-model": plan.threat_model.to_dict(),
         "judge-test-accuracy": (judge or {}).get("accuracy"),
         "judge": judge or {},
         "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),
         "attacks": rows,
         "skipped": list(skipped),
     }
+    audit["summary"] = leakage_summary(audit)
     write_json_atomic(run_dir / "audit.json", audit)
     _, html_path = write_report(run_dir)
     log.info("audit: %d attacks scored, report at %s", len(rows), html_path)
     return {"attacked": len(rows), "scored": sum(r.get("psnr") is not None for r in rows),
-            "skipped": len(skipped), "report": str(html_path)}
+            "skipped": len(skipped), "report": str(html_path),
+            "identified": audit["summary"]["identified"],
+            "histogram-exact": (audit["summary"]["histogram"] or {}).get("clients-exact")}

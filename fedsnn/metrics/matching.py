@@ -26,3 +26,4 @@ def match_by_mse(reconstruction: torch.Tensor, truth: torch.Tensor) -> torch.Ten
     order = torch.empty(len(truth), dtype=torch.long)
     order[torch.as_tensor(rows)] = torch.as_tensor(columns, dtype=torch.long)
     return order
+

@@ -19,13 +19,15 @@ from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import gradient_from_update, observe_update
 from fedsnn.audit.plan import AuditPlan, parse_rounds
 from fedsnn.audit.queue import AuditQueue
-from fedsnn.config import ConfigError
+from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data import load_dataset
 from fedsnn.models import ModelSpec, build_model
 from strategies.curious import CuriousServer
 from fedsnn.tools.experiments.local_grid import server_identity
 
 SPEC = ModelSpec("lenet")
+# the train config the replies of `_replies` fit: one FedSGD step on <= 4 samples, lr 0.1
+CONFIG = RunConfig(update_mode="gradient", batch_size=4, learning_rate=0.1)
 FAST = AttackSettings(attack="idlg", iterations=2, lbfgs_max_eval=2)
 
 
@@ -62,7 +64,7 @@ def test_wrapping_leaves_the_aggregate_unchanged(inner: type[Strategy]) -> None:
     with server_identity():
         plain = _aggregate(inner(), sent)
         queue = AuditQueue(workers=0)
-        curious = CuriousServer(inner(), plan=_plan(), queue=queue, spec=SPEC, learning_rate=0.1)
+        curious = CuriousServer(inner(), plan=_plan(), queue=queue, spec=SPEC, config=CONFIG)
         curious.round_arrays = ArrayRecord(sent)
         wrapped = _aggregate(curious, sent)
         queue.drain(timeout_s=120)
@@ -76,7 +78,7 @@ def test_lowest_partition_ids_are_attacked_and_large_batches_skipped(tmp_path: P
     plan = AuditPlan(rounds=frozenset({1}), max_clients=3, max_batch=3, settings=FAST, workers=0)
     with server_identity():
         queue = AuditQueue(workers=0)
-        curious = CuriousServer(FedAvg(), plan=plan, queue=queue, spec=SPEC, learning_rate=0.1)
+        curious = CuriousServer(FedAvg(), plan=plan, queue=queue, spec=SPEC, config=CONFIG)
         curious.round_arrays = ArrayRecord(sent)
         curious.aggregate_train(1, _replies(sent))
         curious.aggregate_train(2, _replies(sent))  # not an audited round
@@ -98,7 +100,7 @@ def _finish_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_attack: o
     data = load_dataset("digits")
     with server_identity():
         curious = CuriousServer(FedAvg(), plan=_plan(), queue=AuditQueue(workers=0), spec=SPEC,
-                                learning_rate=0.1)
+                                config=CONFIG)
         curious.round_arrays = ArrayRecord(sent)
         arrays, _ = curious.aggregate_train(1, _replies(sent))
     assert arrays is not None  # training goes on

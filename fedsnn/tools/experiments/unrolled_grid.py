@@ -1,0 +1,174 @@
+"""Leakage of FedAvg updates: the unrolled attack vs today's gradient approximation, same replies.
+
+Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
+holds N random `digits` training images, starts from a fresh model (DLG init, as the run's
+default) and trains with the real client code (`fedsnn.training.train_epochs`): full-batch local
+epochs, so E = local steps. The server's observation is made as in the in-line audit
+(`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
+judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out as they finish (a re-run
+skips finished cells); `--table` prints docs/results.md's table from that file.
+
+Example:
+    python -m fedsnn.tools.experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
+        --optimizers sgd --clients 4 --out runs/unrolled-grid.jsonl
+    python -m fedsnn.tools.experiments.unrolled_grid --table --out runs/unrolled-grid.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks import AttackSettings, LocalTraining, invert
+from attacks.unrolled import match_update
+from fedsnn.metrics import histogram
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.observe import observe_update
+from fedsnn.audit.queue import AuditJob
+from fedsnn.audit.verdict import leakage_summary
+from fedsnn.data import load_dataset
+from fedsnn.judges import load_judge
+from fedsnn.models import ModelSpec, build_model
+from fedsnn.training import train_epochs
+
+LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
+
+
+def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0
+                    ) -> dict[str, AttackSettings]:
+    """The two attacks compared: the unrolled one, and iDLG on (w - w') / (lr * steps) with the
+    in-line audit's former defaults (L-BFGS, 50 iterations)."""
+    unrolled = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
+                              iterations=iterations, time_budget_s=budget, tv_weight=tv_weight)
+    return {"unrolled": unrolled,
+            "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
+
+
+def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: int,
+             settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
+             oracle_counts: bool = False) -> list[dict]:
+    """Rows (one per client and attack) of one grid cell. `oracle_counts` adds a diagnostic row:
+    the unrolled attack given the true class histogram (not a threat model: it measures what
+    the label-count errors cost)."""
+    spec = ModelSpec(model)
+    lr = LEARNING_RATES[optimizer]
+    rows = []
+    for client in range(clients):
+        generator = torch.Generator().manual_seed(zlib.crc32(
+            f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
+        ids = torch.randperm(len(data.train_x), generator=generator)[:images]
+        net = build_model(spec, seed=client, dlg_init=True)
+        sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        trained = copy.deepcopy(net)
+        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps,
+                     batch_size=images, lr=lr, optimizer=optimizer, seed=client)
+        training = LocalTraining("fedavg", optimizer, lr, 0.0, steps, images, images)
+        observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
+                                     trained.state_dict(), lr=lr, steps=steps, batch_size=images,
+                                     training=training)
+        truth = ids.tolist()
+        auditor.ground_truth = lambda _round, _partition: truth
+        runs = {name: lambda attack=attack: invert([observation], attack)[0]
+                for name, attack in settings.items()}
+        if oracle_counts:
+            true_counts = histogram(data.train_y[ids], spec.num_classes)
+            runs = {"unrolled, true histogram (diagnostic)": lambda: match_update(
+                observation, settings["unrolled"], true_counts, seed=0)}
+        for name, run in runs.items():
+            attack = settings["unrolled" if name != "approximation" else name]
+            started = time.monotonic()
+            reconstruction = run()
+            row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
+            row.pop("_images", None)
+            rows.append({"model": model, "images": images, "steps": steps, "optimizer": optimizer,
+                         "client": client, "method": name, "wall-s": time.monotonic() - started,
+                         **{k: v for k, v in row.items() if k not in ("inferred-labels",
+                                                                      "true-labels")}})
+    return rows
+
+
+def _rate(stat: dict[str, float] | None) -> str:
+    if not stat:
+        return "–"
+    return f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+
+
+def table(rows: list[dict]) -> str:
+    """docs/results.md's table: per cell and method, pooled rates with 95 % Wilson intervals."""
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["model"], row["images"], row["steps"], row["optimizer"],
+                          row["method"]), []).append(row)
+    lines = ["| model | N | steps | opt | attack | clients | identified | judge ASR | PSNR | SSIM "
+             "| histogram exact (clients) | classes exact | prior: histogram exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, images, steps, optimizer, method), group in sorted(cells.items()):
+        summary = leakage_summary({"attacks": group})
+        histogram = summary["histogram"] or {}
+        prior = summary["prior-histogram"] or {}
+        psnr = [r["psnr"] for r in group if r.get("psnr") is not None]
+        ssim = [r["ssim"] for r in group if r.get("ssim") is not None]
+        classes = histogram.get("classes-exact", {}).get("value")
+        lines.append(
+            f"| {model} | {images} | {steps} | {optimizer} | {method} | {len(group)} | "
+            f"{_rate(summary['identified'])} | {_rate(summary['asr'])} | "
+            f"{sum(psnr) / len(psnr):.1f} | {sum(ssim) / len(ssim):.2f} | "
+            f"{_rate(histogram.get('clients-exact'))} | "
+            f"{'–' if classes is None else f'{classes:.2f}'} | {_rate(prior.get('clients-exact'))} |"
+            if psnr else f"| {model} | {images} | {steps} | {optimizer} | {method} | {len(group)} "
+            "| not scored | | | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
+    parser.add_argument("--images", nargs="+", type=int, default=[8, 32, 128])
+    parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--budget-s", type=float, default=300.0)
+    parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
+    parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--oracle-counts", action="store_true",
+                        help="diagnostic only: the unrolled attack given the true histograms")
+    args = parser.parse_args()
+    rows = ([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+            if args.out.is_file() else [])
+    if args.table:
+        print(table(rows))
+        return
+    torch.set_num_threads(1)
+    data = load_dataset("digits", 28)
+    judge = load_judge(data)
+    auditor = Auditor(data.train_x, data.train_y, judge.model)
+    done = {(r["model"], r["images"], r["steps"], r["optimizer"]) for r in rows}
+    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight)
+    for model in args.models:
+        for images in args.images:
+            for steps in args.steps:
+                for optimizer in args.optimizers:
+                    if (model, images, steps, optimizer) in done:
+                        continue
+                    started = time.monotonic()
+                    cell = run_cell(model, images, steps, optimizer, clients=args.clients,
+                                    settings=settings, auditor=auditor, data=data,
+                                    oracle_counts=args.oracle_counts)
+                    with args.out.open("a") as handle:
+                        handle.writelines(json.dumps(row) + "\n" for row in cell)
+                    print(f"{model} N={images} steps={steps} {optimizer}: "
+                          f"{time.monotonic() - started:.0f} s", flush=True)
+    print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The curious server under a declared threat model: refused attacks and replies that do not fit
+the train config are recorded as skipped with a reason; training goes on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+
+from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.queue import AuditQueue
+from fedsnn.config import ConfigError, RunConfig
+from fedsnn.models import ModelSpec, build_model
+from fedsnn.tools.experiments.local_grid import server_identity
+from strategies.curious import CuriousServer
+
+SPEC = ModelSpec("lenet")
+
+
+class RecordingQueue(AuditQueue):
+    """Keeps the submitted jobs without running them."""
+
+    def submit_many(self, jobs: list) -> None:
+        self.pending.extend((job, None) for job in jobs)
+
+
+def _reply(sent: dict[str, torch.Tensor], partition: int, examples: int, steps: int) -> Message:
+    state = {k: v - 0.01 for k, v in sent.items()}  # any update: the attacks do not run here
+    metrics = MetricRecord({"num-examples": examples, "partition-id": partition,
+                            "local-steps": steps})
+    instruction = Message(RecordDict(), dst_node_id=partition + 1, message_type="train")
+    return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}),
+                   reply_to=instruction)
+
+
+def _observe(config: RunConfig, replies: list[tuple[int, int]]) -> CuriousServer:
+    sent = build_model(SPEC, seed=0).state_dict()
+    plan = AuditPlan.from_config(config)
+    with server_identity():
+        curious = CuriousServer(FedAvg(), plan=plan, queue=RecordingQueue(workers=0), spec=SPEC,
+                                config=config)
+        curious.round_arrays = ArrayRecord(sent)
+        curious._observe(1, [_reply(sent, p, n, s) for p, (n, s) in enumerate(replies)])
+        curious.queue.close()
+    return curious
+
+
+def test_auto_runs_the_unrolled_attack_on_fedavg_replies_that_fit() -> None:
+    config = RunConfig(local_epochs=2, batch_size=16, audit_max_clients=1)
+    curious = _observe(config, [(32, 4)])
+    assert [job.settings.attack for job, _ in curious.queue.pending] == ["unrolled"]
+    observation = curious.queue.pending[0][0].observation
+    assert observation.training.steps == 4 and observation.training.shuffle_seed is None
+    assert observation.delta is not None
+
+
+def test_withheld_epochs_refuse_the_unrolled_attack_with_a_reason() -> None:
+    config = RunConfig(audit_attack="unrolled", audit_withhold="local-epochs")
+    curious = _observe(config, [(32, 4)])
+    assert curious.submitted == 0
+    assert curious.skipped[0].reason == ("attack 'unrolled' needs local-epochs, which the threat "
+                                         "model withholds")
+    # auto falls back to the strongest attack the threat model still grants
+    fallback = AuditPlan.from_config(RunConfig(audit_withhold="local-epochs"))
+    assert fallback.choose("fedavg", 32).attack == "idlg"
+
+
+def test_granted_client_randomness_gives_the_shuffle_seed() -> None:
+    config = RunConfig(local_epochs=2, batch_size=16, audit_grant="client-randomness")
+    curious = _observe(config, [(32, 4)])
+    assert curious.queue.pending[0][0].observation.training.shuffle_seed is not None
+    assert "client-randomness" in curious.plan.threat_model.to_dict()["granted"]
+
+
+def test_replies_that_do_not_fit_the_train_config_are_skipped() -> None:
+    config = RunConfig(local_epochs=2, batch_size=16, audit_max_clients=3)
+    curious = _observe(config, [(32, 3), (0, 0), (32, 4)])
+    assert curious.submitted == 1
+    reasons = {s.partition_id: s.reason for s in curious.skipped}
+    assert reasons[0] == "local-steps 3 do not fit local-epochs 2 x ceil(32 / batch-size 16) = 4"
+    assert reasons[1] == "num-examples 0 < 1"
+
+
+def test_unknown_capability_in_the_run_config_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="audit-withhold: unknown capability 'epochs'"):
+        AuditPlan.from_config(RunConfig(audit_withhold="epochs"))
