@@ -79,18 +79,30 @@ def metrics_markdown(outcome: Outcome) -> str:
     row, card = outcome.row, outcome.judge_card
     verdict = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
                                                                              _fmt(row.get("asr")))
+    samples = len(row.get("true-labels") or [])
     lines = [f"**{outcome.attack}**: {row.get('status')} in {outcome.seconds:.1f} s "
              f"({html.escape(outcome.message[:160]) or 'no message'})", "",
-             "| | PSNR (dB) | SSIM | MSE | judge ASR |", "|---|---|---|---|---|",
+             "| | PSNR (dB) | SSIM | MSE | judge ASR | identified |", "|---|---|---|---|---|---|",
              f"| **reconstruction** | {_fmt(row.get('psnr'), 1)} | {_fmt(row.get('ssim'))} | "
-             f"{_fmt(row.get('mse'))} | {flag_asr(_fmt(row.get('asr'), 2), card)} |"]
+             f"{_fmt(row.get('mse'))} | {flag_asr(_fmt(row.get('asr'), 2), card)} | "
+             f"{_fmt(row.get('identified'))} / {samples} |"]
     for name, scores in outcome.baselines.items():
         asr = flag_asr(_fmt(scores.get("asr"), 2), card)
         lines.append(f"| {name} guess | {_fmt(scores.get('psnr'), 1)} | {_fmt(scores.get('ssim'))}"
-                     f" | {_fmt(scores.get('mse'))} | {asr} |")
-    lines += ["", f"**Judge verdict**: {flag_asr(verdict, card)}. {judge_sentence(card)}", "",
+                     f" | {_fmt(scores.get('mse'))} | {asr} | {_fmt(scores.get('identified'))} / "
+                     f"{_fmt(scores.get('samples'))} |")
+    lines += ["", "*Identified*: the true image is the reconstruction's nearest neighbour among "
+              "all the digits.", "",
+              f"**Judge verdict**: {flag_asr(verdict, card)}. {judge_sentence(card)}", "",
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
+    histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
+    if histogram or prior:
+        lines += ["", "**Class histogram** (how many of each digit the client trained on): "
+                  f"classes counted exactly {_fmt(histogram.get('classes-exact'), 2)}, "
+                  f"total variation {_fmt(histogram.get('total-variation'), 2)}; the class-prior "
+                  f"guess: {_fmt(prior.get('classes-exact'), 2)}, "
+                  f"{_fmt(prior.get('total-variation'), 2)}."]
     if outcome.epsilon:
         spent = "; ".join(f"`{key}` = {value:.4g} ({TRAIN_METRICS[key].meaning})"
                           for key, value in outcome.epsilon.items())

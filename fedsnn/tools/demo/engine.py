@@ -8,9 +8,13 @@ Every step is the project's own code, only wired here for a single reply:
 - the client: `clients.reply.train_reply` (encode, train plain or with DP-SGD, spike-DP on the
   inputs; then local DP, central DP's clipping, the allow-listed metrics) — the ClientApp's own
   train reply;
-- the curious server: `fedsnn.audit.observe.observe_update`, the audit plan's attack settings
-  (`AuditPlan.from_config`) and `attacks.invert`, watched step by step (`attacks.progress`);
-- the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, judge, guess baselines).
+- the curious server: as the in-line audit (`strategies/curious.py`), the client's local
+  training as the threat model grants it (`fedsnn.audit.observe.local_training`, `misfit`), the
+  attack the plan chooses for the reply (`AuditPlan.choose`: the unrolled attack on FedAvg
+  updates and FedSGD batches > 1), `observe_update` and `attacks.invert`, watched step by step
+  (`attacks.progress`);
+- the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, identified, class histogram,
+  judge, guess baselines).
 
 The attacker sees only the observation; the victim's images reach nothing but the client and the
 auditor.
@@ -31,12 +35,12 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from attacks import Reconstruction, Status, invert
+from attacks import AttackSettings, Reconstruction, Status, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup
 from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
-from fedsnn.audit.observe import observe_update
+from fedsnn.audit.observe import local_training, misfit, observe_update
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob
 from fedsnn.config import ConfigError, RunConfig
@@ -50,10 +54,12 @@ from strategies.dp_stack import wrap_defenses
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
 UPDATE_MODES = ("gradient", "fedavg")
-ATTACKS = ("auto", "idlg", "dlg", "smooth", "analytic", "strongest")
-# "auto": the attack that recovers most on each model family (docs/results.md, "Adaptive attacks
-# on spiking networks"): the analytic recovery on fully connected models, iDLG on the ANN LeNet,
-# the smooth-surrogate attack on the spiking LeNet.
+ATTACKS = ("auto", "unrolled", "idlg", "dlg", "smooth", "analytic", "strongest")
+# "auto" is the audit's `audit-attack = "auto"` (`AuditPlan.choose`: the unrolled attack on FedAvg
+# updates and FedSGD batches > 1, when the threat model grants it), except that a FedSGD batch of
+# one gets the attack that recovers most on its model family (docs/results.md, "Adaptive attacks
+# on spiking networks") instead of the audit's iDLG: the analytic recovery on fully connected
+# models, iDLG on the ANN LeNet, the smooth-surrogate attack on the spiking LeNet.
 AUTO_ATTACK = {"mlp": "analytic", "mlp-snn": "analytic", "lenet": "idlg", "lenet-snn": "smooth"}
 # defense -> (the run-config `defenses` entry, the key that takes the demo's ε)
 DEFENSES: dict[str, tuple[str, str] | None] = {
@@ -91,8 +97,19 @@ class Scenario:
     seed: int = 0
 
     def attack_name(self) -> str:
-        """The attack that runs ("auto" resolved for the model)."""
-        return AUTO_ATTACK.get(self.model, "idlg") if self.attack == "auto" else self.attack
+        """The attack that runs on this scenario's reply ("auto" resolved as `plan` chooses)."""
+        settings = self.plan().choose(self.update_mode, self.batch_size)
+        return settings.attack if isinstance(settings, AttackSettings) else "none"
+
+    def plan(self) -> AuditPlan:
+        """The audit plan of `run_config` (with "auto": the demo's attack for FedSGD batches of
+        one in place of the audit's iDLG; `AuditPlan.choose` picks the unrolled attack for the
+        rest)."""
+        plan = AuditPlan.from_config(self.run_config())
+        if self.attack != "auto":
+            return plan
+        return replace(plan, settings=plan.settings.with_(
+            attack=AUTO_ATTACK.get(self.model, plan.settings.attack)))
 
     def run_config(self) -> RunConfig:
         """The one-round run config of this scenario, validated like any run's.
@@ -111,8 +128,8 @@ class Scenario:
             "image-size": IMAGE_SIZE, "model": self.model, "time-steps": self.time_steps,
             "neuron": self.neuron, "encoding": self.encoding, "update-mode": self.update_mode,
             "local-epochs": self.local_epochs, "batch-size": self.batch_size,
-            "audit-attack": self.attack_name(), "audit-iterations": self.iterations,
-            "audit-time-budget-s": self.time_budget_s}
+            "audit-attack": self.attack, "audit-iterations": self.iterations,
+            "audit-unrolled-iterations": self.iterations, "audit-time-budget-s": self.time_budget_s}
         defense = DEFENSES[self.defense]
         if defense is not None:
             name, epsilon_key = defense
@@ -255,10 +272,18 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
         returned, metrics, trained = client_reply(config, spec, sent, images, labels)
     except (ValueError, RuntimeError) as error:
         raise DemoError(f"the client could not train with these settings: {error}") from None
+    # the curious server's view of the reply, built as the in-line audit builds it
+    batch, steps = int(metrics["num-examples"]), int(metrics["local-steps"])
+    plan = scenario.plan()
+    training = local_training(config, plan.threat_model, server_round=1, partition_id=0,
+                              num_examples=batch)
+    settings = plan.choose(config.update_mode, batch)
+    problem = misfit(training, batch, steps)
+    if isinstance(settings, str) or problem is not None:
+        raise DemoError(f"the server does not attack this reply: {problem or settings}")
     observation = observe_update("demo/round-1/partition-0", spec, sent, returned,
-                                 lr=config.learning_rate, steps=int(metrics["local-steps"]),
-                                 batch_size=int(metrics["num-examples"]))
-    settings = AuditPlan.from_config(config).settings
+                                 lr=config.learning_rate, steps=steps, batch_size=batch,
+                                 training=training)
     with watch(listener or (lambda step: None)):
         reconstruction: Reconstruction = invert([observation], settings)[0]
     auditor, ids = victims.auditor(images, labels, trained)

@@ -28,3 +28,13 @@ def test_a_figure_is_an_inline_png() -> None:
     drawn = picture(torch.rand(1, 1, 28, 28), torch.rand(1, 1, 28, 28))
     assert figure(drawn, "a <caption>").count("data:image/png;base64,") == 1
     assert "&lt;caption&gt;" in figure(drawn, "a <caption>")
+
+
+def test_the_metrics_show_identified_and_the_class_histogram_beside_their_guesses(victims) -> None:
+    images, labels = victims.batch(*victims.digit(3), size=2, after=3)
+    scenario = Scenario(model="mlp", update_mode="fedavg", local_epochs=2, batch_size=2,
+                        iterations=5)
+    outcome = run(scenario, images, labels, victims)
+    text = metrics_markdown(outcome)
+    assert f"| {outcome.row['identified']} / 2 |" in text and "| 0 / 2 |" in text
+    assert "Class histogram" in text and "class-prior guess" in text

@@ -39,6 +39,26 @@ def test_spike_dp_reports_the_bit_and_the_far_larger_sample_epsilon(victims) -> 
     assert outcome.epsilon["spike-dp-sample-epsilon"] > 100
 
 
+def test_a_fedavg_update_gets_the_audits_unrolled_attack_and_is_scored(victims) -> None:
+    images, labels = victims.batch(*victims.digit(3), size=2, after=3)
+    scenario = Scenario(model="mlp", update_mode="fedavg", local_epochs=2, batch_size=2,
+                        iterations=5)
+    assert scenario.attack_name() == "unrolled"   # auto: `AuditPlan.choose`, as the audit
+    assert Scenario(model="mlp").attack_name() == "analytic"  # a FedSGD batch of one
+    outcome = run(scenario, images, labels, victims)
+    row = outcome.row
+    assert outcome.attack == row["attack"] == "unrolled" and row["status"] == "ok"
+    assert row["exact-gradient"] is False and row["batch-size"] == 2  # 2 local steps
+    assert outcome.reconstruction is not None
+    assert outcome.reconstruction.shape == outcome.originals.shape == images.shape
+    assert math.isfinite(row["psnr"]) and 0 <= row["identified"] <= 2
+    # the label counts inferred from the update, scored beside the class-prior guess
+    assert sorted(row["true-labels"]) == sorted(labels.tolist())
+    assert set(row["histogram"]) == set(row["prior-histogram"]) == {
+        "classes-exact", "all-exact", "total-variation"}
+    assert outcome.baselines["mean-image"]["samples"] == 2
+
+
 @pytest.mark.parametrize("scenario, words", [
     (Scenario(model="mlp", encoding="poisson"), "encoding"),
     (Scenario(model="lenet", time_steps=0), "time-steps"),
