@@ -96,8 +96,13 @@ SETTINGS: dict[str, Setting] = {
     **{f"{m}-dp-{s}-p1000": replace(SNN, model=model, dp_noise=s, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for s in (0.01, 0.1, 1.0)},
     **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
-    **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000) for e in (1.0, 4.0)},
-    **{f"snn-trained-{e}-p1000": replace(SNN, trained_epochs=e, public_size=1000) for e in (1, 5, 10)},
+    # spike-DP (randomized response on Poisson spikes, clients.privacy) at two per-bit ε
+    **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000)
+       for e in (1.0, 4.0)},
+    # trained victims: E epochs of centralised training (a stand-in for E FedAvg rounds)
+    **{f"snn-trained-{e}-p1000": replace(SNN, trained_epochs=e, public_size=1000)
+       for e in (1, 5, 10)},
+    # FedAvg replies of k local steps on the client's batch (SGD lr 0.1 unless stated)
     **{f"{m}-steps-{k}-p1000": replace(SNN, model=model, local_steps=k, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for k in (1, 5, 20)},
     "snn-steps-5-adam-p1000": replace(SNN, local_steps=5, optimizer="adam", local_lr=0.003,
