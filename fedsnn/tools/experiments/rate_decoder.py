@@ -100,13 +100,17 @@ SETTINGS: dict[str, Setting] = {
     **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000)
        for e in (1.0, 4.0)},
     # trained victims: E epochs of centralised training (a stand-in for E FedAvg rounds)
-    **{f"snn-trained-{e}-p1000": replace(SNN, trained_epochs=e, public_size=1000)
-       for e in (1, 5, 10)},
+    **{f"{m}-trained-{e}-p1000": replace(SNN, model=model, trained_epochs=e, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for e in (1, 5, 10)},
     # FedAvg replies of k local steps on the client's batch (SGD lr 0.1 unless stated)
     **{f"{m}-steps-{k}-p1000": replace(SNN, model=model, local_steps=k, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for k in (1, 5, 20)},
-    "snn-steps-5-adam-p1000": replace(SNN, local_steps=5, optimizer="adam", local_lr=0.003,
-                                      public_size=1000),
+    **{f"{m}-steps-5-adam-p1000": replace(SNN, model=model, local_steps=5, optimizer="adam",
+                                          local_lr=0.003, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet"))},
+    "snn-steps-20-lr1-p1000": replace(SNN, local_steps=20, local_lr=1.0, public_size=1000),
+    "snn-trained-5-steps-20-p1000": replace(SNN, trained_epochs=5, local_steps=20,
+                                            public_size=1000),
 }
 
 
