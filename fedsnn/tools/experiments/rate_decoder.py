@@ -7,7 +7,10 @@ batch the gradient of one client. Public data: the first `public_size` images of
 (disjoint from every victim), or another dataset (cross-domain). Trained settings train the global
 model on the rest of the train split (TRAIN_FROM onward), so public images are never training
 images. Identification: the original is the reconstruction's nearest neighbour among the first
-`--pool` images of the attack-set order (they include the victims).
+`--pool` images of the attack-set order (they include the victims). Spike-DP settings privatize
+the client's inputs through the client pipeline's own encode step (`clients.privacy`); FedAvg
+settings train a copy of the global model for k local steps on the client's batch and give the
+attacker what a server sees, (w_sent − w_returned) / (lr · k) (`fedsnn.audit.observe`).
 
 Example:
     python -m fedsnn.tools.experiments.rate_decoder run --setting snn --out runs/rate-decoder
@@ -47,8 +50,8 @@ TRAIN_FROM = 3000  # trained settings: the global model trains on train[3000:], 
 
 @dataclass(frozen=True)
 class Setting:
-    """One row: the victim model, how it was trained, the attacker's public data, the batch and
-    the defense."""
+    """One row: the victim model, how it was trained, the attacker's public data, the batch, the
+    client's local steps and the defense."""
 
     model: str = "lenet-snn"
     neuron: str = "if"
