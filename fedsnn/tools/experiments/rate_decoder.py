@@ -7,7 +7,10 @@ batch the gradient of one client. Public data: the first `public_size` images of
 (disjoint from every victim), or another dataset (cross-domain). Trained settings train the global
 model on the rest of the train split (TRAIN_FROM onward), so public images are never training
 images. Identification: the original is the reconstruction's nearest neighbour among the first
-`--pool` images of the attack-set order (they include the victims).
+`--pool` images of the attack-set order (they include the victims). Spike-DP settings privatize
+the client's inputs through the client pipeline's own encode step (`clients.privacy`); FedAvg
+settings train a copy of the global model for k local steps on the client's batch and give the
+attacker what a server sees, (w_sent − w_returned) / (lr · k) (`fedsnn.audit.observe`).
 
 Example:
     python -m fedsnn.tools.experiments.rate_decoder run --setting snn --out runs/rate-decoder
@@ -17,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -24,15 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from flwr.app import ConfigRecord
 
 from attacks import AttackSettings, Observation, PublicData, Reconstruction, invert
 from attacks.rate_decoder import CACHE
+from clients.privacy import private_inputs
 from fedsnn.data import load_dataset
 from fedsnn.data.sources import ImageData
 from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import identified, mean_interval, wilson_interval
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_gradient
+from fedsnn.audit.observe import gradient_from_update, parameter_names
 from fedsnn.audit.scoring import score_images
 from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.training import batch_gradient, evaluate, train_epochs
@@ -43,8 +50,8 @@ TRAIN_FROM = 3000  # trained settings: the global model trains on train[3000:], 
 
 @dataclass(frozen=True)
 class Setting:
-    """One row: the victim model, how it was trained, the attacker's public data, the batch and
-    the defense."""
+    """One row: the victim model, how it was trained, the attacker's public data, the batch, the
+    client's local steps and the defense."""
 
     model: str = "lenet-snn"
     neuron: str = "if"
@@ -57,6 +64,10 @@ class Setting:
     batch: int = 1
     dp_noise: float = 0.0  # > 0: DP-SGD gradient (clip dp_clip, noise multiplier dp_noise)
     dp_clip: float = 1.0
+    spike_dp_bit: float = 0.0  # > 0: the client's inputs go through spike-DP (randomized response)
+    local_steps: int = 0  # > 0: a FedAvg update of that many local steps (optimizer, local_lr)
+    optimizer: str = "sgd"
+    local_lr: float = 0.1
 
     def spec(self, data: ImageData) -> ModelSpec:
         return ModelSpec(name=self.model, in_channels=data.in_channels,
@@ -88,6 +99,21 @@ SETTINGS: dict[str, Setting] = {
     **{f"{m}-dp-{s}-p1000": replace(SNN, model=model, dp_noise=s, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for s in (0.01, 0.1, 1.0)},
     **{f"ann-dp-{s}": replace(SNN, model="lenet", dp_noise=s) for s in (0.01, 0.1, 1.0)},
+    # spike-DP (randomized response on Poisson spikes, clients.privacy) at two per-bit ε
+    **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000)
+       for e in (1.0, 4.0)},
+    # trained victims: E epochs of centralised training (a stand-in for E FedAvg rounds)
+    **{f"{m}-trained-{e}-p1000": replace(SNN, model=model, trained_epochs=e, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for e in (1, 5, 10)},
+    # FedAvg replies of k local steps on the client's batch (SGD lr 0.1 unless stated)
+    **{f"{m}-steps-{k}-p1000": replace(SNN, model=model, local_steps=k, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for k in (1, 5, 20)},
+    **{f"{m}-steps-5-adam-p1000": replace(SNN, model=model, local_steps=5, optimizer="adam",
+                                          local_lr=0.003, public_size=1000)
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet"))},
+    "snn-steps-20-lr1-p1000": replace(SNN, local_steps=20, local_lr=1.0, public_size=1000),
+    "snn-trained-5-steps-20-p1000": replace(SNN, trained_epochs=5, local_steps=20,
+                                            public_size=1000),
 }
 
 
@@ -112,9 +138,27 @@ def global_model(setting: Setting, data: ImageData, seed: int) -> tuple[torch.nn
     return model, evaluate(model, data.test_x, data.test_y)[1]
 
 
-def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
-                    ) -> tuple[dict[str, torch.Tensor], float | None]:
-    """The client's gradient (DP-SGD's when the setting has noise) and its ε (δ = 1e-5)."""
+def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    spec: ModelSpec) -> tuple[dict[str, torch.Tensor], float | None]:
+    """The client's gradient (DP-SGD's when the setting has noise; on spike-DP inputs when it has
+    ε_bit) and its per-sample ε (δ = 1e-5)."""
+    if setting.spike_dp_bit:
+        # the client pipeline's own encode step (clients.privacy): Poisson spikes, randomized
+        # response, and the model reading them as frames (on a copy: the global model is shared)
+        client = copy.deepcopy(model)
+        config = {"spike-dp-mechanism": "randomized-response", "spike-dp-keep-probability": 0.5,
+                  "spike-dp-epsilon-bit": setting.spike_dp_bit, "spike-dp-budget": 0.0,
+                  "dp-delta": 1e-5, "dp-accountant": "rdp", "spike-dp-time-steps": spec.time_steps}
+        spikes, figures = private_inputs(client, x, config, spec, ConfigRecord())
+        return batch_gradient(client, spikes, y)[1], figures["spike-dp-sample-epsilon"]
+    if setting.local_steps:
+        # a FedAvg reply, seen as the server sees it: (w_sent - w_returned) / (lr * steps)
+        client = copy.deepcopy(model)
+        train_epochs(client, x, y, epochs=setting.local_steps, batch_size=len(x),
+                     lr=setting.local_lr, optimizer=setting.optimizer)
+        return gradient_from_update(model.state_dict(), client.state_dict(),
+                                    parameter_names(spec), lr=setting.local_lr,
+                                    steps=setting.local_steps), None
     if not setting.dp_noise:
         return batch_gradient(model, x, y)[1], None
     dp = DpSgdSettings(max_grad_norm=setting.dp_clip, delta=1e-5, noise_multiplier=setting.dp_noise,
@@ -167,9 +211,11 @@ def run_setting(args: argparse.Namespace) -> None:
     for begin in range(0, samples, setting.batch):
         batch_ids = ids[begin:begin + setting.batch]
         x, y = data.test_x[torch.tensor(batch_ids)], data.test_y[torch.tensor(batch_ids)]
-        gradients, epsilon = client_gradient(setting, model, x, y)
+        gradients, epsilon = client_gradient(setting, model, x, y, setting.spec(data))
         observation = Observation(f"{args.setting}/{begin}", setting.spec(data), state, gradients,
-                                  batch_size=len(x))
+                                  batch_size=len(x), learning_rate=setting.local_lr,
+                                  local_steps=max(1, setting.local_steps),
+                                  exact_gradient=setting.local_steps <= 1)
         trained_before = CACHE.trained
         reconstruction, = invert([observation], settings, public=public)
         if CACHE.trained > trained_before:  # this setting trained its decoder (not shared)
@@ -215,6 +261,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "PSNR (dB) | SSIM | decoder s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         note = f" (ε={result['dp-epsilon']:.3g})" if result.get("dp-epsilon") else ""
+        if result.get("spike_dp_bit"):  # per-bit ε is not a guarantee; say both
+            note = (f" (ε_bit={result['spike_dp_bit']:g}, per-sample ε="
+                    f"{result['dp-epsilon']:.3g})")
         for attacker, s in result["summary"].items():
             lines.append(
                 f"| {result['setting']}{note} | {100 * result['global-accuracy']:.0f} % | {attacker} "
