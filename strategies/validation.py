@@ -322,6 +322,8 @@ class ValidatingStrategy(StrategyWrapper):
             return 0
         capped = 0
         for msg in kept:
+            if msg.has_error():  # a node that failed (e.g. killed mid-round) has no content
+                continue
             metrics = _metrics(msg)
             claimed = metrics.get(NUM_EXAMPLES_KEY)
             if isinstance(claimed, (int, float)) and claimed > cap:

@@ -180,6 +180,18 @@ def test_in_gradient_mode_evaluate_replies_keep_their_test_split_size() -> None:
     assert [next(iter(m.content.metric_records.values()))["num-examples"] for m in replies] == [143, 143]
 
 
+def test_an_error_reply_passes_the_example_cap_untouched() -> None:
+    from flwr.app import Error
+
+    sent = Message(RecordDict(), dst_node_id=3, message_type="train")
+    # what Flower hands over for a node that vanished mid-round: an error reply, no content
+    failed = Message(Error(code=0, reason="node killed mid-round"), reply_to=sent)
+    strategy = ValidatingStrategy(FedAvg(), max_examples=1151, max_evaluate_examples=1151)
+    arrays, _ = strategy.aggregate_train(1, [reply(1, np.full(4, 0.5, np.float32)), failed])
+    assert np.allclose(arrays["w"].numpy(), 0.5)
+    strategy.aggregate_evaluate(1, [evaluate_reply(1), failed])
+
+
 def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_line(
         caplog: pytest.LogCaptureFixture) -> None:
     strategy = ValidatingStrategy(FedAvg())
