@@ -27,8 +27,7 @@ def serve(tmp_path: Path, overrides: dict[str, Any], *, raises: type[Exception] 
     two ClientApps), expecting it to raise `raises`; (what it raised, the results.json it
     wrote)."""
     run_config = BASE | {"output-dir": str(tmp_path)} | overrides
-    grid = LocalGrid(nodes or [create_client_app(BASE)] * 2,
-                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
+    grid = LocalGrid.partitioned(nodes or [create_client_app(BASE)] * 2, BASE)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
     with server_identity(), pytest.raises(raises, match=match) as raised:
         server_app.create_server_app(run_config)(grid, context)
