@@ -37,7 +37,7 @@ from fedsnn.audit.leakage import mean_leakage  # noqa: E402
 from fedsnn.judges import flag_asr, judge_sentence  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
-from fedsnn.tools.experiments.figures import accuracy_psnr_panels  # noqa: E402
+from fedsnn.tools.experiments.figures import accuracy_psnr_panels, scored  # noqa: E402
 from server_app import run  # noqa: E402
 from fedsnn.tools.experiments.local_grid import federate_in_process  # noqa: E402
 
@@ -191,7 +191,7 @@ def curves(cells: dict[str, Any], path: Path) -> None:
             eps, acc, psnr = zip(*points, strict=True)
             label = f"{defense} (ε per {UNITS[defense]})"
             left.plot(eps, acc, "o-", label=label)
-            right.plot(eps, psnr, "o-", label=label)
+            right.plot(*scored(list(eps), list(psnr)), "o-", label=label)
         if none:
             left.axhline(none["training"]["accuracy"], color="gray", ls="--", label="no defense")
             right.axhline(none["leakage"]["psnr"], color="gray", ls="--", label="no defense")

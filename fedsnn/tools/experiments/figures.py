@@ -29,6 +29,13 @@ def panels(path: Path, count: int, figsize: tuple[float, float]) -> Iterator[tup
         plt.close(fig)
 
 
+def scored(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[float]]:
+    """The points with a value: a run with no attack scored has no PSNR, and a line of only
+    missing values cannot be drawn on a log axis."""
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and y == y]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
 @contextmanager
 def accuracy_psnr_panels(path: Path, *, xlabel: str, title: str, psnr_title: str
                          ) -> Iterator[tuple[Any, Any]]:
@@ -38,7 +45,9 @@ def accuracy_psnr_panels(path: Path, *, xlabel: str, title: str, psnr_title: str
     with panels(path, 2, (12, 4.5)) as (_, (left, right)):
         yield left, right
         for ax, name in ((left, "final test accuracy"), (right, psnr_title)):
-            ax.set_xscale("log")
+            low, high = ax.dataLim.intervalx
+            if 0 < low <= high < float("inf"):  # a panel with no point (none scored) stays linear
+                ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_title(f"{title}: {name}")
             ax.grid(alpha=0.3)

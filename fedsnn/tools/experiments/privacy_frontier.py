@@ -39,7 +39,7 @@ import torch
 from client_app import create_client_app
 from fedsnn.audit.leakage import mean_leakage
 from fedsnn.privacy.units import DEFENSE_UNITS
-from fedsnn.tools.experiments.figures import accuracy_psnr_panels
+from fedsnn.tools.experiments.figures import accuracy_psnr_panels, scored
 from fedsnn.tools.experiments.local_grid import federate_in_process
 from server_app import run
 
@@ -185,7 +185,8 @@ def plot(cells: dict[str, Any], models: list[str], path: Path) -> None:
             none = next((r for r in rows if r["epsilon"] is None), None)
             eps = [r["epsilon"] for r in dp]
             line, = left.plot(eps, [r["accuracy"] for r in dp], "o-", label=model)
-            right.plot(eps, [r["psnr"] for r in dp], "o-", color=line.get_color(), label=model)
+            right.plot(*scored(eps, [r["psnr"] for r in dp]), "o-", color=line.get_color(),
+                       label=model)
             good = [r for r in dp if r["attack-fails"] and r["accuracy-holds"]]
             left.plot([r["epsilon"] for r in good], [r["accuracy"] for r in good], "*", ms=16,
                       color=line.get_color(), label=f"{model}: attack fails, accuracy holds")
