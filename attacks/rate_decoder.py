@@ -1,8 +1,11 @@
 """The rate-decoder attack: a decoder learned on public data reads the client's image back from
 the readout layer's input, which the head's gradient gives away exactly (attacks/readout.py).
 
-Capability: public images from the clients' domain ("surrogate data"), disjoint from every client,
-handed to the attacker as tensors (`PublicData`); without them the attack is refused. Steps:
+Capability: public samples from the clients' domain ("surrogate data"), disjoint from every client,
+handed to the attacker as tensors (`PublicData`); without them the attack is refused. Samples are
+images [C, H, W], or spike frames [T, C, H, W] for a model with the `frames` encoding (event data:
+the decoder then outputs per-entry spike probabilities, returned time-major [T, B, C, H, W] like
+the spike-modality attackers' dummies). Steps:
 
 1. the readout features (firing-rate map of a spiking model, hidden activations of an ANN) of the
    public images, through the global model the server sent;
@@ -44,10 +47,11 @@ class CapabilityError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class PublicData:
-    """Public images of the clients' domain that the curious server holds.
+    """Public samples of the clients' domain that the curious server holds.
 
     Attributes:
-        images: [N, C, H, W] in [0, 1], disjoint from every client's data.
+        images: [N, C, H, W] in [0, 1] (event data: spike frames [N, T, C, H, W]), disjoint from
+            every client's data.
         source: where they come from, for the report (e.g. "mnist test split, 8000 images").
     """
 
@@ -55,8 +59,9 @@ class PublicData:
     source: str
 
     def __post_init__(self) -> None:
-        if self.images.dim() != 4 or len(self.images) < 2:
-            raise ValueError(f"public data: expected [N >= 2, C, H, W] images, got "
+        if self.images.dim() not in (4, 5) or len(self.images) < 2:
+            raise ValueError(f"public data: expected [N >= 2, C, H, W] images or [N, T, C, H, W] "
+                             f"frames, got "
                              f"{tuple(self.images.shape)}")
 
     @property
@@ -73,11 +78,17 @@ def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
     if public is None:
         raise CapabilityError("rate-decoder needs public same-domain images, and the threat model "
                               "grants none (give the curious server a public split)")
-    expected = (spec.in_channels, spec.image_size, spec.image_size)
+    expected = sample_shape(spec)
     if tuple(public.images.shape[1:]) != expected:
-        raise CapabilityError(f"rate-decoder: public images are {tuple(public.images.shape[1:])}, "
+        raise CapabilityError(f"rate-decoder: public samples are {tuple(public.images.shape[1:])}, "
                               f"the model takes {expected}")
     return public
+
+
+def sample_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """One input sample of the model: [C, H, W], or [T, C, H, W] frames for the `frames` encoding."""
+    image = (spec.in_channels, spec.image_size, spec.image_size)
+    return (spec.time_steps, *image) if spec.encoding == "frames" else image
 
 
 def _digest(tensors: list[torch.Tensor]) -> str:
@@ -88,10 +99,11 @@ def _digest(tensors: list[torch.Tensor]) -> str:
 
 
 class Decoder(nn.Module):
-    """features -> image: standardize, two hidden ReLU layers, a sigmoid to pixels in [0, 1]."""
+    """features -> sample: standardize, two hidden ReLU layers, a sigmoid to [0, 1] (pixels, or the
+    probability of a spike for frames)."""
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden: int,
-                 shape: tuple[int, int, int]) -> None:
+                 shape: tuple[int, ...]) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -186,7 +198,10 @@ def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: in
     batch = observation.batch_size
     missing = batch - len(images)
     if missing > 0:
-        images = torch.cat([images, public.images.float().mean(0, keepdim=True).expand(missing, -1, -1, -1)])
+        mean = public.images.float().mean(0, keepdim=True)
+        images = torch.cat([images, mean.expand(missing, *mean.shape[1:])])
+    if images.dim() == 5:  # frames [B, T, ...] -> time-major, as the spiking attackers return them
+        images = images.transpose(0, 1).contiguous()
     victim = rebuild_victim(observation)
     labels = labels_from_features(victim, factors.rows, observation)
 
