@@ -34,6 +34,7 @@ from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
 from attacks.types import Observation, Reconstruction, Status
 from fedsnn.models import ModelSpec, build_model
+from fedsnn.models.encoders import FramesEncoder
 
 FEATURE_CHUNK = 500  # public images per forward pass when computing their features
 DECODER_BATCH = 128
@@ -51,14 +52,22 @@ class PublicData:
 
     Attributes:
         images: [N, C, H, W] in [0, 1] (event data: spike frames [N, T, C, H, W]), disjoint from
-            every client's data.
+            every client's data: what the decoder learns to output.
         source: where they come from, for the report (e.g. "mnist test split, 8000 images").
+        inputs: what the model reads for each public sample, when a defense the server knows
+            changes the client's inputs (spike-DP: the images Poisson-coded and privatized by the
+            same mechanism, spike frames [N, T, C, H, W] read by a frames encoder, as
+            `clients.privacy.private_inputs` makes the client's). None: the images themselves.
     """
 
     images: torch.Tensor
     source: str
+    inputs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.inputs is not None and len(self.inputs) != len(self.images):
+            raise ValueError(f"public data: {len(self.inputs)} inputs for {len(self.images)} "
+                             f"images")
         if self.images.dim() not in (4, 5) or len(self.images) < 2:
             raise ValueError(f"public data: expected [N >= 2, C, H, W] images or [N, T, C, H, W] "
                              f"frames, got "
@@ -66,7 +75,7 @@ class PublicData:
 
     @property
     def fingerprint(self) -> str:
-        return _digest([self.images])
+        return _digest([self.images] if self.inputs is None else [self.images, self.inputs])
 
 
 def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
@@ -130,7 +139,10 @@ def train_decoder(observation: Observation, public: PublicData, settings: Attack
     model = build_model(spec, encoder_seed=seed)
     model.load_state_dict(observation.global_state)
     model.train()  # as the client ran it (no dropout/batch norm in these models)
-    features = public_features(model, public.images.float()).float()
+    inputs = public.images if public.inputs is None else public.inputs
+    if inputs.dim() == 5 and spec.encoding != "frames":  # privatized spikes, read as the client
+        model.encoder = FramesEncoder(spec.time_steps)   # pipeline's spiking model reads them
+    features = public_features(model, inputs.float()).float()
     targets = public.images.float()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

@@ -39,6 +39,7 @@ from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import identified, mean_interval, wilson_interval
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_gradient
+from fedsnn.privacy.spikes import build_mechanism, poisson_spikes
 from fedsnn.audit.observe import gradient_from_update, parameter_names
 from fedsnn.checkpoint import load_checkpoint
 from fedsnn.tools.experiments.fedavg_checkpoints import checkpoint_path
@@ -47,6 +48,7 @@ from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.training import batch_gradient, evaluate, train_epochs
 
 MNIST = "mnist:../shared/data/mnist"  # from the main checkout
+SPIKE_DP_SEED = 7  # the attacker's own randomness for privatizing its public images
 TRAIN_FROM = 3000  # trained settings: the global model trains on train[3000:], public is train[:3000]
 
 
@@ -73,6 +75,7 @@ class Setting:
     dataset: str = ""  # "": --dataset (MNIST); "dvs-digits": event data (spike frames)
     fedavg_rounds: int = 0  # > 0: the global model after that many rounds of a real FedAvg run
     public_split: str = "train"  # or "test-rest": the test samples outside the identification pool
+    spike_dp_aware: bool = False  # the decoder learns from public images privatized the same way
 
     def spec(self, data: ImageData) -> ModelSpec:
         channels, steps, encoding = data.in_channels, self.time_steps, self.encoding
@@ -122,6 +125,9 @@ SETTINGS: dict[str, Setting] = {
     # spike-DP (randomized response on Poisson spikes, clients.privacy) at two per-bit ε
     **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000)
        for e in (1.0, 4.0)},
+    # ... against a decoder trained on public images privatized by the same mechanism
+    **{f"snn-spikedp-{e:g}-aware-p1000": replace(SNN, spike_dp_bit=e, spike_dp_aware=True,
+                                                 public_size=1000) for e in (1.0, 4.0)},
     # trained victims: E epochs of centralised training (a stand-in for E FedAvg rounds)
     **{f"{m}-trained-{e}-p1000": replace(SNN, model=model, trained_epochs=e, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for e in (1, 5, 10)},
@@ -159,7 +165,17 @@ def public_data(setting: Setting, data: ImageData, pool_ids: list[int]) -> Publi
     if setting.trained_epochs and setting.public_size > TRAIN_FROM:
         raise ValueError(f"trained settings take public images from train[:{TRAIN_FROM}]")
     images = data.train_x[:setting.public_size]
-    return PublicData(setting.inputs(images), f"{data.name} train split [:{len(images)}]")
+    source = f"{data.name} train split [:{len(images)}]"
+    if setting.spike_dp_bit and setting.spike_dp_aware:
+        # the server knows the mechanism and ε_bit (they are run config): it privatizes its public
+        # images as a client would, with its own randomness, and learns features -> clean image
+        generator = torch.Generator().manual_seed(SPIKE_DP_SEED)
+        mechanism = build_mechanism("randomized-response", epsilon_bit=setting.spike_dp_bit)
+        spikes = mechanism(poisson_spikes(images, time_steps=setting.time_steps,
+                                          generator=generator), generator=generator)
+        return PublicData(images, f"{source}, privatized as the clients' (ε_bit "
+                                  f"{setting.spike_dp_bit:g})", inputs=spikes)
+    return PublicData(setting.inputs(images), source)
 
 
 def global_model(setting: Setting, data: ImageData, seed: int, checkpoints: Path
