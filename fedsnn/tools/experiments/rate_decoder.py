@@ -306,7 +306,7 @@ def run_setting(args: argparse.Namespace) -> None:
         guess_rows += _scored(guess, batch_ids, data, judge, pool, pool_ids)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"setting": args.setting, **asdict(setting), "samples": samples, "pool": args.pool,
+    result = {"setting": args.setting, **asdict(setting), "samples": samples, "pool": len(pool_ids),
               "seed": args.seed, "dataset": data.note, "public": public.source,
               "global-accuracy": accuracy, "dp-epsilon": epsilon,
               "decoder-epochs": args.decoder_epochs, "decoder-seconds": round(decoder_seconds, 1),
