@@ -42,7 +42,7 @@ def test_refused_for_public_data_of_another_shape(
         split: tuple[PublicData, torch.Tensor, torch.Tensor]) -> None:
     _, x, y = split
     small = PublicData(torch.rand(4, 1, 8, 8), "8x8 images")
-    with pytest.raises(CapabilityError, match="public images are"):
+    with pytest.raises(CapabilityError, match="public samples are"):
         invert(_shared_victims(x[:1], y[:1]), FAST, public=small)
 
 
