@@ -11,6 +11,10 @@ images. Identification: the original is the reconstruction's nearest neighbour a
 the client's inputs through the client pipeline's own encode step (`clients.privacy`); FedAvg
 settings train a copy of the global model for k local steps on the client's batch and give the
 attacker what a server sees, (w_sent − w_returned) / (lr · k) (`fedsnn.audit.observe`).
+Event settings (`dvs-*`) attack dvs-digits spike frames (the SNN reads them per step, the ANN twin
+stacked into T·C channels) and score the decoded frames as T·C-channel images, plus Table V's L1.
+FedAvg settings (`*-fedavg-R`) load the global model after R rounds of a real FedAvg run
+(`fedavg_checkpoints.py`, `--checkpoints`).
 
 Example:
     python -m fedsnn.tools.experiments.rate_decoder run --setting snn --out runs/rate-decoder
