@@ -1,8 +1,11 @@
 """The rate-decoder attack: a decoder learned on public data reads the client's image back from
 the readout layer's input, which the head's gradient gives away exactly (attacks/readout.py).
 
-Capability: public images from the clients' domain ("surrogate data"), disjoint from every client,
-handed to the attacker as tensors (`PublicData`); without them the attack is refused. Steps:
+Capability: public samples from the clients' domain ("surrogate data"), disjoint from every client,
+handed to the attacker as tensors (`PublicData`); without them the attack is refused. Samples are
+images [C, H, W], or spike frames [T, C, H, W] for a model with the `frames` encoding (event data:
+the decoder then outputs per-entry spike probabilities, returned time-major [T, B, C, H, W] like
+the spike-modality attackers' dummies). Steps:
 
 1. the readout features (firing-rate map of a spiking model, hidden activations of an ANN) of the
    public images, through the global model the server sent;
@@ -31,6 +34,7 @@ from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
 from attacks.types import Observation, Reconstruction, Status
 from fedsnn.models import ModelSpec, build_model
+from fedsnn.models.encoders import FramesEncoder
 
 FEATURE_CHUNK = 500  # public images per forward pass when computing their features
 DECODER_BATCH = 128
@@ -44,24 +48,34 @@ class CapabilityError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class PublicData:
-    """Public images of the clients' domain that the curious server holds.
+    """Public samples of the clients' domain that the curious server holds.
 
     Attributes:
-        images: [N, C, H, W] in [0, 1], disjoint from every client's data.
+        images: [N, C, H, W] in [0, 1] (event data: spike frames [N, T, C, H, W]), disjoint from
+            every client's data: what the decoder learns to output.
         source: where they come from, for the report (e.g. "mnist test split, 8000 images").
+        inputs: what the model reads for each public sample, when a defense the server knows
+            changes the client's inputs (spike-DP: the images Poisson-coded and privatized by the
+            same mechanism, spike frames [N, T, C, H, W] read by a frames encoder, as
+            `clients.privacy.private_inputs` makes the client's). None: the images themselves.
     """
 
     images: torch.Tensor
     source: str
+    inputs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.images.dim() != 4 or len(self.images) < 2:
-            raise ValueError(f"public data: expected [N >= 2, C, H, W] images, got "
+        if self.inputs is not None and len(self.inputs) != len(self.images):
+            raise ValueError(f"public data: {len(self.inputs)} inputs for {len(self.images)} "
+                             f"images")
+        if self.images.dim() not in (4, 5) or len(self.images) < 2:
+            raise ValueError(f"public data: expected [N >= 2, C, H, W] images or [N, T, C, H, W] "
+                             f"frames, got "
                              f"{tuple(self.images.shape)}")
 
     @property
     def fingerprint(self) -> str:
-        return _digest([self.images])
+        return _digest([self.images] if self.inputs is None else [self.images, self.inputs])
 
 
 def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
@@ -73,11 +87,17 @@ def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
     if public is None:
         raise CapabilityError("rate-decoder needs public same-domain images, and the threat model "
                               "grants none (give the curious server a public split)")
-    expected = (spec.in_channels, spec.image_size, spec.image_size)
+    expected = sample_shape(spec)
     if tuple(public.images.shape[1:]) != expected:
-        raise CapabilityError(f"rate-decoder: public images are {tuple(public.images.shape[1:])}, "
+        raise CapabilityError(f"rate-decoder: public samples are {tuple(public.images.shape[1:])}, "
                               f"the model takes {expected}")
     return public
+
+
+def sample_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """One input sample of the model: [C, H, W], or [T, C, H, W] frames for the `frames` encoding."""
+    image = (spec.in_channels, spec.image_size, spec.image_size)
+    return (spec.time_steps, *image) if spec.encoding == "frames" else image
 
 
 def _digest(tensors: list[torch.Tensor]) -> str:
@@ -88,10 +108,11 @@ def _digest(tensors: list[torch.Tensor]) -> str:
 
 
 class Decoder(nn.Module):
-    """features -> image: standardize, two hidden ReLU layers, a sigmoid to pixels in [0, 1]."""
+    """features -> sample: standardize, two hidden ReLU layers, a sigmoid to [0, 1] (pixels, or the
+    probability of a spike for frames)."""
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, hidden: int,
-                 shape: tuple[int, int, int]) -> None:
+                 shape: tuple[int, ...]) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
@@ -118,7 +139,10 @@ def train_decoder(observation: Observation, public: PublicData, settings: Attack
     model = build_model(spec, encoder_seed=seed)
     model.load_state_dict(observation.global_state)
     model.train()  # as the client ran it (no dropout/batch norm in these models)
-    features = public_features(model, public.images.float()).float()
+    inputs = public.images if public.inputs is None else public.inputs
+    if inputs.dim() == 5 and spec.encoding != "frames":  # privatized spikes, read as the client
+        model.encoder = FramesEncoder(spec.time_steps)   # pipeline's spiking model reads them
+    features = public_features(model, inputs.float()).float()
     targets = public.images.float()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -186,7 +210,10 @@ def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: in
     batch = observation.batch_size
     missing = batch - len(images)
     if missing > 0:
-        images = torch.cat([images, public.images.float().mean(0, keepdim=True).expand(missing, -1, -1, -1)])
+        mean = public.images.float().mean(0, keepdim=True)
+        images = torch.cat([images, mean.expand(missing, *mean.shape[1:])])
+    if images.dim() == 5:  # frames [B, T, ...] -> time-major, as the spiking attackers return them
+        images = images.transpose(0, 1).contiguous()
     victim = rebuild_victim(observation)
     labels = labels_from_features(victim, factors.rows, observation)
 

@@ -55,3 +55,19 @@ def test_spike_dp_trains_on_flipped_spikes_and_reports_the_per_sample_epsilon() 
 def last_weight(model: torch.nn.Module) -> str:
     """The readout's weight (the head the attack reads the rate map from)."""
     return [name for name, _ in model.named_parameters() if name.endswith("weight")][-1]
+
+
+def test_a_spike_dp_aware_attacker_privatizes_its_public_images_as_the_clients_are() -> None:
+    from fedsnn.data import ImageData
+    from fedsnn.tools.experiments.rate_decoder import public_data
+
+    images = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(50, dtype=torch.long)
+    data = ImageData("toy", images, labels, images[:2], labels[:2], num_classes=10)
+    public = public_data(SETTINGS["snn-spikedp-4-aware-p1000"], data, pool_ids=[])
+    assert torch.equal(public.images, images)  # the decoder still learns the clean images
+    assert public.inputs is not None and public.inputs.shape == (50, 4, 1, 28, 28)
+    assert bool(((public.inputs == 0) | (public.inputs == 1)).all())
+    # Poisson rates plus 1.8 % flips (ε_bit = 4): the spike rate follows the pixels, not a copy
+    assert abs(float(public.inputs.mean()) - float(images.mean())) < 0.02
+    assert public_data(SETTINGS["snn-spikedp-4-p1000"], data, pool_ids=[]).inputs is None

@@ -11,6 +11,10 @@ images. Identification: the original is the reconstruction's nearest neighbour a
 the client's inputs through the client pipeline's own encode step (`clients.privacy`); FedAvg
 settings train a copy of the global model for k local steps on the client's batch and give the
 attacker what a server sees, (w_sent − w_returned) / (lr · k) (`fedsnn.audit.observe`).
+Event settings (`dvs-*`) attack dvs-digits spike frames (the SNN reads them per step, the ANN twin
+stacked into T·C channels) and score the decoded frames as T·C-channel images, plus Table V's L1.
+FedAvg settings (`*-fedavg-R`) load the global model after R rounds of a real FedAvg run
+(`fedavg_checkpoints.py`, `--checkpoints`).
 
 Example:
     python -m fedsnn.tools.experiments.rate_decoder run --setting snn --out runs/rate-decoder
@@ -39,12 +43,16 @@ from fedsnn.judges import Judge, load_judge
 from fedsnn.metrics import identified, mean_interval, wilson_interval
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.privacy.dpsgd import DpSgdSettings, private_gradient
+from fedsnn.privacy.spikes import build_mechanism, poisson_spikes
 from fedsnn.audit.observe import gradient_from_update, parameter_names
+from fedsnn.checkpoint import load_checkpoint
+from fedsnn.tools.experiments.fedavg_checkpoints import checkpoint_path
 from fedsnn.audit.scoring import score_images
 from fedsnn.tools.bench.run import draw_attack_set
 from fedsnn.training import batch_gradient, evaluate, train_epochs
 
 MNIST = "mnist:../shared/data/mnist"  # from the main checkout
+SPIKE_DP_SEED = 7  # the attacker's own randomness for privatizing its public images
 TRAIN_FROM = 3000  # trained settings: the global model trains on train[3000:], public is train[:3000]
 
 
@@ -68,12 +76,31 @@ class Setting:
     local_steps: int = 0  # > 0: a FedAvg update of that many local steps (optimizer, local_lr)
     optimizer: str = "sgd"
     local_lr: float = 0.1
+    dataset: str = ""  # "": --dataset (MNIST); "dvs-digits": event data (spike frames)
+    fedavg_rounds: int = 0  # > 0: the global model after that many rounds of a real FedAvg run
+    public_split: str = "train"  # or "test-rest": the test samples outside the identification pool
+    spike_dp_aware: bool = False  # the decoder learns from public images privatized the same way
 
     def spec(self, data: ImageData) -> ModelSpec:
-        return ModelSpec(name=self.model, in_channels=data.in_channels,
+        channels, steps, encoding = data.in_channels, self.time_steps, self.encoding
+        if is_event(data):  # frames [T, C, H, W]: the SNN reads them per step, the ANN stacked
+            steps = int(data.train_x.shape[1])
+            channels, encoding = ((channels, "frames") if self.model.endswith("-snn")
+                                  else (steps * channels, "direct"))
+        return ModelSpec(name=self.model, in_channels=channels,
                          num_classes=data.num_classes, image_size=data.image_size,
-                         time_steps=self.time_steps, neuron=self.neuron, surrogate=self.surrogate,
-                         encoding=self.encoding)
+                         time_steps=steps, neuron=self.neuron, surrogate=self.surrogate,
+                         encoding=encoding)
+
+    def inputs(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples as this setting's model takes them: event frames [N, T, C, H, W] stay frames
+        for the SNN and become T·C channels for the ANN twin (the same bits, no time axis)."""
+        return samples.flatten(1, 2) if samples.dim() == 5 and not self.model.endswith("-snn") \
+            else samples
+
+
+def is_event(data: ImageData) -> bool:
+    return data.train_x.dim() == 5
 
 
 SNN = Setting()
@@ -102,6 +129,9 @@ SETTINGS: dict[str, Setting] = {
     # spike-DP (randomized response on Poisson spikes, clients.privacy) at two per-bit ε
     **{f"snn-spikedp-{e:g}-p1000": replace(SNN, spike_dp_bit=e, public_size=1000)
        for e in (1.0, 4.0)},
+    # ... against a decoder trained on public images privatized by the same mechanism
+    **{f"snn-spikedp-{e:g}-aware-p1000": replace(SNN, spike_dp_bit=e, spike_dp_aware=True,
+                                                 public_size=1000) for e in (1.0, 4.0)},
     # trained victims: E epochs of centralised training (a stand-in for E FedAvg rounds)
     **{f"{m}-trained-{e}-p1000": replace(SNN, model=model, trained_epochs=e, public_size=1000)
        for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for e in (1, 5, 10)},
@@ -114,28 +144,61 @@ SETTINGS: dict[str, Setting] = {
     "snn-steps-20-lr1-p1000": replace(SNN, local_steps=20, local_lr=1.0, public_size=1000),
     "snn-trained-5-steps-20-p1000": replace(SNN, trained_epochs=5, local_steps=20,
                                             public_size=1000),
+    # event data: dvs-digits spike frames; public = its whole train split (1,438 samples)
+    "dvs-snn": replace(SNN, dataset="dvs-digits", encoding="frames", public_size=1438),
+    "dvs-ann": replace(SNN, model="lenet", dataset="dvs-digits", public_size=1438),
+    # the global model of a real FedAvg run after r rounds (fedavg_checkpoints.py); its clients
+    # trained on the whole train split, so public = the 1,000 test images outside the pool
+    **{f"{m}-fedavg-{r}": replace(SNN, model=model, fedavg_rounds=r, public_size=1000,
+                                  public_split="test-rest")
+       for m, model in (("snn", "lenet-snn"), ("ann", "lenet")) for r in (1, 5, 10)},
 }
 
 
-def public_data(setting: Setting, data: ImageData) -> PublicData:
+def public_data(setting: Setting, data: ImageData, pool_ids: list[int]) -> PublicData:
     if setting.public_dataset:
         other = load_dataset(setting.public_dataset, image_size=data.image_size)
         images = torch.cat([other.train_x, other.test_x])[:setting.public_size]
         return PublicData(images, f"{setting.public_dataset} ({len(images)} images, all splits)")
+    if setting.public_split == "test-rest":  # the clients of a FedAvg run trained on all of train
+        pool = set(pool_ids)
+        rest = [i for i in range(len(data.test_x)) if i not in pool][:setting.public_size]
+        images = data.test_x[torch.tensor(rest)]
+        return PublicData(setting.inputs(images), f"{data.name} test split outside the "
+                                                  f"identification pool ({len(images)} samples)")
     if setting.trained_epochs and setting.public_size > TRAIN_FROM:
         raise ValueError(f"trained settings take public images from train[:{TRAIN_FROM}]")
     images = data.train_x[:setting.public_size]
-    return PublicData(images, f"{data.name} train split [:{len(images)}]")
+    source = f"{data.name} train split [:{len(images)}]"
+    if setting.spike_dp_bit and setting.spike_dp_aware:
+        # the server knows the mechanism and ε_bit (they are run config): it privatizes its public
+        # images as a client would, with its own randomness, and learns features -> clean image
+        generator = torch.Generator().manual_seed(SPIKE_DP_SEED)
+        mechanism = build_mechanism("randomized-response", epsilon_bit=setting.spike_dp_bit)
+        spikes = mechanism(poisson_spikes(images, time_steps=setting.time_steps,
+                                          generator=generator), generator=generator)
+        return PublicData(images, f"{source}, privatized as the clients' (ε_bit "
+                                  f"{setting.spike_dp_bit:g})", inputs=spikes)
+    return PublicData(setting.inputs(images), source)
 
 
-def global_model(setting: Setting, data: ImageData, seed: int) -> tuple[torch.nn.Module, float]:
+def global_model(setting: Setting, data: ImageData, seed: int, checkpoints: Path
+                 ) -> tuple[torch.nn.Module, float]:
     """The model the server sent, and its test accuracy."""
-    model = build_model(setting.spec(data), dlg_init=not setting.trained_epochs, seed=seed,
-                        encoder_seed=seed)
+    spec = setting.spec(data)
+    model = build_model(spec, dlg_init=not setting.trained_epochs, seed=seed, encoder_seed=seed)
+    if setting.fedavg_rounds:  # fedsnn/tools/experiments/fedavg_checkpoints.py made it
+        checkpoint = load_checkpoint(checkpoint_path(checkpoints, setting.model,
+                                                     setting.fedavg_rounds))
+        if checkpoint.results.get("model-spec") != spec.to_dict():
+            raise ValueError(f"{checkpoint.path} holds {checkpoint.results.get('model-spec')}, "
+                             f"not {spec.to_dict()}")
+        model.load_state_dict(checkpoint.model_state)
     if setting.trained_epochs:
-        train_epochs(model, data.train_x[TRAIN_FROM:], data.train_y[TRAIN_FROM:],
+        train_epochs(model, setting.inputs(data.train_x[TRAIN_FROM:]),
+                     data.train_y[TRAIN_FROM:],
                      epochs=setting.trained_epochs, batch_size=64, lr=1e-3, seed=seed)
-    return model, evaluate(model, data.test_x, data.test_y)[1]
+    return model, evaluate(model, setting.inputs(data.test_x), data.test_y)[1]
 
 
 def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -171,12 +234,30 @@ def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y
 def _scored(reconstruction: Reconstruction, ids: list[int], data: ImageData, judge: Judge,
             pool: torch.Tensor, pool_ids: list[int]) -> list[dict[str, Any]]:
     index = torch.tensor(ids)
-    rows, matched = score_images(reconstruction, data.test_x[index], data.test_y[index],
-                                 judge.predict)
+    truth, predict = data.test_x[index], judge.predict
+    if is_event(data):
+        # frames [T, C, H, W] are scored as images of T·C channels (MSE, PSNR, SSIM, nearest
+        # neighbour over all bits); the DVS judge reads the decoded spike probabilities as frames
+        frames = tuple(truth.shape[1:])
+        reconstruction = replace(reconstruction, inputs=_flat_frames(reconstruction.inputs))
+        truth, pool = truth.flatten(1, 2), pool.flatten(1, 2)
+        predict = lambda images: judge.predict(images.reshape(-1, *frames))  # noqa: E731
+    rows, matched = score_images(reconstruction, truth, data.test_y[index], predict)
     hits = identified(matched, torch.tensor([pool_ids.index(i) for i in ids]), pool)
     for row, sample, hit in zip(rows, ids, hits.tolist(), strict=True):
         row.update(sample=sample, identified=hit)
+    if is_event(data):  # Table V's distance: spikes binarized at 0.5 against the original's
+        l1 = ((matched.clamp(0, 1) >= 0.5).float() - truth).abs().flatten(1).sum(1)
+        for row, value in zip(rows, l1.tolist(), strict=True):
+            row["l1"] = value
     return rows
+
+
+def _flat_frames(inputs: torch.Tensor) -> torch.Tensor:
+    """A reconstruction of frames as [B, T·C, H, W]: time-major sequences [T, B, C, H, W] (the
+    SNN's) are made batch-first; the ANN twin's stacked channels are already."""
+    inputs = inputs.detach().float()
+    return inputs.transpose(0, 1).flatten(1, 2) if inputs.dim() == 5 else inputs
 
 
 def run(args: argparse.Namespace) -> None:
@@ -195,22 +276,24 @@ def run(args: argparse.Namespace) -> None:
 def run_setting(args: argparse.Namespace) -> None:
     """Attack the setting's victims; write <out>/<setting>.json (rows and summary)."""
     setting = SETTINGS[args.setting]
-    data = load_dataset(args.dataset)
+    data = load_dataset(setting.dataset or args.dataset)
     judge = load_judge(data, seed=0)
     samples = args.samples // setting.batch * setting.batch
-    pool_ids = draw_attack_set(data, args.pool, args.seed)  # its first `samples` are the victims
+    # its first `samples` are the victims (the pool is the whole test split when that is smaller)
+    pool_ids = draw_attack_set(data, min(args.pool, len(data.test_x)), args.seed)
     ids = pool_ids[:samples]
     pool = data.test_x[torch.tensor(pool_ids)]
-    model, accuracy = global_model(setting, data, args.seed)
+    model, accuracy = global_model(setting, data, args.seed, Path(args.checkpoints))
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    public = public_data(setting, data)
+    public = public_data(setting, data, pool_ids)
     settings = AttackSettings(attack="rate-decoder", decoder_epochs=args.decoder_epochs,
                               seed=args.seed)
     rows, guess_rows, epsilon, started = [], [], None, time.monotonic()
     decoder_seconds = 0.0
     for begin in range(0, samples, setting.batch):
         batch_ids = ids[begin:begin + setting.batch]
-        x, y = data.test_x[torch.tensor(batch_ids)], data.test_y[torch.tensor(batch_ids)]
+        x = setting.inputs(data.test_x[torch.tensor(batch_ids)])
+        y = data.test_y[torch.tensor(batch_ids)]
         gradients, epsilon = client_gradient(setting, model, x, y, setting.spec(data))
         observation = Observation(f"{args.setting}/{begin}", setting.spec(data), state, gradients,
                                   batch_size=len(x), learning_rate=setting.local_lr,
@@ -221,12 +304,13 @@ def run_setting(args: argparse.Namespace) -> None:
         if CACHE.trained > trained_before:  # this setting trained its decoder (not shared)
             decoder_seconds = reconstruction.seconds
         rows += _scored(reconstruction, batch_ids, data, judge, pool, pool_ids)
-        guess = Reconstruction("guess", "mean-image", public.images.mean(0, keepdim=True)
-                               .expand_as(x).clone(), torch.full_like(y, -1), 0.0)
+        mean = public.images.mean(0, keepdim=True).expand_as(x)
+        mean = mean.transpose(0, 1) if mean.dim() == 5 else mean  # frames: time-major, as attacks
+        guess = Reconstruction("guess", "mean-image", mean.clone(), torch.full_like(y, -1), 0.0)
         guess_rows += _scored(guess, batch_ids, data, judge, pool, pool_ids)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"setting": args.setting, **asdict(setting), "samples": samples, "pool": args.pool,
+    result = {"setting": args.setting, **asdict(setting), "samples": samples, "pool": len(pool_ids),
               "seed": args.seed, "dataset": data.note, "public": public.source,
               "global-accuracy": accuracy, "dp-epsilon": epsilon,
               "decoder-epochs": args.decoder_epochs, "decoder-seconds": round(decoder_seconds, 1),
@@ -247,6 +331,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("mse", "psnr", "ssim"):
         out[key] = list(mean_interval([r[key] for r in rows]))
     out["median-mse"] = float(torch.tensor([r["mse"] for r in rows]).median())
+    if "l1" in rows[0]:  # event data: binarized spikes against the original's
+        out["l1"] = list(mean_interval([r["l1"] for r in rows]))
     return out
 
 
@@ -296,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     go.add_argument("--seed", type=int, default=0)
     go.add_argument("--decoder-epochs", type=int, default=40)
     go.add_argument("--out", default="runs/rate-decoder")
+    go.add_argument("--checkpoints", default="runs/rate-decoder/fedavg",
+                    help="fedavg_checkpoints.py's --out (the *-fedavg-* settings)")
     go.set_defaults(func=run)
     show = commands.add_parser("table", help="the table of every setting run into --out")
     show.add_argument("--out", default="runs/rate-decoder")
