@@ -188,10 +188,23 @@ class LocalFederation:
 
     # -- flwr commands ----------------------------------------------------------------------
     def register(self, node: str) -> int:
-        """Register the node's public key with the SuperLink; returns its node id."""
-        out = self._flwr("supernode", "register", str(self.key(node)) + ".pub", CONNECTION,
-                         "--format", "json").stdout
-        self.registered[node] = int(json.loads(out)["node-id"])
+        """Register the node's public key with the SuperLink; returns its node id. A SuperLink
+        that has just started can answer `flwr list` yet still refuse the registration (seen on a
+        loaded machine, with `--database`): that answer is retried for up to 30 s."""
+        answers: list[dict[str, Any]] = []
+
+        def registered() -> bool:
+            out = self._flwr("supernode", "register", str(self.key(node)) + ".pub", CONNECTION,
+                             "--format", "json").stdout
+            answers.append(json.loads(out))
+            return "node-id" in answers[-1]
+
+        try:
+            self._wait_for(registered, 30, f"the SuperLink to register {node}")
+        except DeploymentError as error:
+            raise DeploymentError(f"{error}; its last answer: {answers[-1] if answers else None}") \
+                from None
+        self.registered[node] = int(answers[-1]["node-id"])
         return self.registered[node]
 
     def nodes(self) -> list[dict[str, Any]]:
