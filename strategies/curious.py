@@ -98,7 +98,9 @@ class CuriousServer(StrategyWrapper):
             candidates.append((int(metrics.get("partition-id", -1)), msg))
         candidates.sort(key=lambda item: item[0])
         sent = self.round_arrays.to_torch_state_dict()
-        jobs: list[AuditJob] = []  # submitted together: DLG/iDLG run vectorized (attacks/batched.py)
+        # submitted together: DLG/iDLG/GRNN run vectorized (attacks/batched.py), the unrolled
+        # attack stacks the round's replies of one shape (attacks/unrolled_batched.py)
+        jobs: list[AuditJob] = []
         for partition_id, msg in candidates[:self.plan.max_clients]:
             self._observe_one(server_round, partition_id, msg, sent, jobs)
         self.queue.submit_many(jobs)
