@@ -19,9 +19,12 @@ boundaries (equal for equal N, batch size and epochs) even when their orders dif
 
 Replies whose shapes or config differ go into separate groups; a reply that cannot be stacked
 (no update or local training, a model the grouped victim cannot run) is attacked one at a time,
-as is a chunk whose vectorized run raises. Time budget: as one at a time, `time_budget_s` per
-reply (all restarts): the K replies of a chunk start together and share that deadline.
-`Reconstruction.seconds` is the chunk's wall time divided by its size (amortized).
+as is a chunk whose vectorized run raises. Time budget: `time_budget_s` per reply (all
+restarts), as one at a time, pooled: the K replies of a chunk run together until K x
+`time_budget_s` after they started, which one at a time would be their worst-case wall time.
+Stacking thus changes neither the audit's worst-case wall time nor the time each reply's share
+of the work is given. `Reconstruction.seconds` is the chunk's wall time divided by its size
+(amortized).
 """
 
 from __future__ import annotations
@@ -247,10 +250,11 @@ class _Pass:
 
 
 def _chunk(observations: Sequence[Observation], settings: AttackSettings) -> list[Reconstruction]:
-    """Restarts of K stacked clients, each with its own deadline `time_budget_s` from now and
-    its best restart kept (as `attacks.runner.invert_one`)."""
+    """Restarts of K stacked clients, each keeping its best restart (as
+    `attacks.runner.invert_one`), within the K replies' pooled budget: K x `time_budget_s`."""
     started = time.monotonic()
-    deadline = None if settings.time_budget_s is None else started + settings.time_budget_s
+    deadline = (None if settings.time_budget_s is None
+                else started + len(observations) * settings.time_budget_s)
     best: list[Reconstruction | None] = [None] * len(observations)
     pending = list(range(len(observations)))
     for restart in range(settings.restarts):
