@@ -59,7 +59,8 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
     `vectorize` (True, or K) runs DLG/iDLG/GRNN through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
     gives, up to floating-point noise; the unrolled attack stacks replies of one shape K at a
-    time (attacks/unrolled_batched.py; True: its default K). Other attacks ignore it. `public`: public same-domain
+    time (attacks/unrolled_batched.py; True: its default K, and only replies small enough for
+    stacking to pay). Other attacks ignore it. `public`: public same-domain
     images, when the threat model grants them (the rate-decoder attack needs them).
 
     Raises:

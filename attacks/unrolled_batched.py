@@ -55,6 +55,12 @@ LOG = logging.getLogger(__name__)
 # K per chunk by default: one replay holds K x steps x batch activations and their
 # double-backward graph (lenet, N = 32, 4 steps: ~30 MB per reply).
 DEFAULT_MAX_BATCH = 16
+# Stacking pays only while a replay step's work per client is small enough for per-call overhead
+# to matter; beyond, the grouped convolutions are slower than K plain ones. One thread, K = 2 / 4
+# (benchmarks/unrolled_stack.py, docs/performance.md): lenet with local batches of 8: 1.0-1.9x,
+# of 32: 0.93-1.04x; lenet-snn (T = 4) batches of 8: 1.06-1.25x, of 32: 0.74x. So the automatic
+# choice stacks up to this many samples x time steps per local batch.
+AUTO_MAX_STEP_SAMPLES = 32
 
 
 def supports(settings: AttackSettings) -> bool:
@@ -87,6 +93,17 @@ def stack_error(observation: Observation) -> str | None:
     if set(delta) != set(parameters) or any(delta[n].shape != p.shape for n, p in parameters.items()):
         return "the update does not cover every parameter with its shape"
     return shape_error(observation, model, [n for n in parameters if n in observation.gradients])
+
+
+def worth_stacking(observation: Observation) -> bool:
+    """Whether the automatic choice stacks this reply: its local batch x time steps is at most
+    AUTO_MAX_STEP_SAMPLES (see there)."""
+    training, spec = observation.training, observation.model_spec
+    if training is None:
+        return False
+    batch = (training.num_examples if training.update_mode == "gradient"
+             else min(training.batch_size, training.num_examples))
+    return batch * (spec.time_steps if spec.is_spiking else 1) <= AUTO_MAX_STEP_SAMPLES
 
 
 def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -277,10 +294,11 @@ def _chunk(observations: Sequence[Observation], settings: AttackSettings) -> lis
 
 def invert_unrolled(observations: Sequence[Observation], settings: AttackSettings,
                     max_batch: int | None = None) -> list[Reconstruction]:
-    """The unrolled attack on each observation, stacking those of one shape K at a time
-    (K = `max_batch`, default DEFAULT_MAX_BATCH). One reconstruction per observation, in
-    order; never raises for a failing target (those that cannot be stacked, and chunks whose
-    stacked run raises, are attacked one at a time)."""
+    """The unrolled attack on each observation, stacking those of one shape K at a time.
+    `max_batch` None: the automatic choice, K = DEFAULT_MAX_BATCH, and only replies where
+    stacking pays (`worth_stacking`); an int K stacks every reply that can be stacked. One
+    reconstruction per observation, in order; never raises for a failing target (those that
+    cannot be stacked, and chunks whose stacked run raises, are attacked one at a time)."""
     if not supports(settings):
         raise ValueError("the stacked unrolled attack runs Adam or L-BFGS without line search, "
                          f"not {settings.attack!r} with {settings.optimizer!r}")
@@ -289,7 +307,8 @@ def invert_unrolled(observations: Sequence[Observation], settings: AttackSetting
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, observation in enumerate(observations):
         key = group_key(observation)
-        if key is None or stack_error(observation) is not None:
+        if (key is None or (max_batch is None and not worth_stacking(observation))
+                or stack_error(observation) is not None):
             results[i] = invert_one(unrolled, observation, settings)
         else:
             groups.setdefault(key, []).append(i)

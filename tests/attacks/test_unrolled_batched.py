@@ -15,7 +15,7 @@ from attacks import AttackSettings, LocalTraining, Observation, Status, invert
 from attacks.local_training import simulate_update
 from attacks.matching import cosine_distance
 from attacks.unrolled import replay_model
-from attacks.unrolled_batched import StackedReplay, invert_unrolled
+from attacks.unrolled_batched import StackedReplay, invert_unrolled, worth_stacking
 from fedsnn.audit.observe import observe_update
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
@@ -157,3 +157,15 @@ def test_the_audit_queue_stacks_a_rounds_unrolled_jobs(digits):
         assert reconstruction.loss_history == pytest.approx(one.loss_history, rel=1e-4)
         # amortized: the stacked run's wall time shared by its replies
         assert reconstruction.seconds > 0
+
+
+def test_the_automatic_choice_stacks_only_small_local_batches(digits):
+    (ann,) = replies(digits, "lenet", clients=1)
+    (snn,) = replies(digits, "lenet-snn", clients=1)  # T = 2
+
+    def with_batch(observation: Observation, batch: int) -> Observation:
+        training = dataclasses.replace(observation.training, batch_size=batch, num_examples=64)
+        return dataclasses.replace(observation, training=training)
+
+    assert worth_stacking(with_batch(ann, 32)) and not worth_stacking(with_batch(ann, 64))
+    assert worth_stacking(with_batch(snn, 16)) and not worth_stacking(with_batch(snn, 32))
