@@ -169,3 +169,17 @@ def test_the_automatic_choice_stacks_only_small_local_batches(digits):
 
     assert worth_stacking(with_batch(ann, 32)) and not worth_stacking(with_batch(ann, 64))
     assert worth_stacking(with_batch(snn, 16)) and not worth_stacking(with_batch(snn, 32))
+
+
+def test_lbfgs_rows_follow_their_single_runs_over_one_step(digits):
+    """L-BFGS at lr 1 (fixed steps) amplifies float noise within a few steps (as for DLG,
+    tests/attacks/test_batched.py): compared over its first step (up to 20 evaluations)."""
+    observations = replies(digits, "lenet")
+    settings = SETTINGS.with_(optimizer="lbfgs", lr=1.0, iterations=1)
+    single = invert(observations, settings)
+    stacked = invert(observations, settings, vectorize=True)
+    for one, many in zip(single, stacked, strict=True):
+        assert many.status == one.status == Status.OK
+        assert many.loss_history == pytest.approx(one.loss_history, rel=1e-4)
+        assert many.matching_loss == pytest.approx(one.matching_loss, rel=2e-2)
+        assert float(((many.inputs - one.inputs) ** 2).mean()) < 1e-3
