@@ -25,7 +25,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -234,6 +235,16 @@ class LocalFederation:
     def stop_run(self, run_id: int) -> None:
         """Ask the SuperLink to stop a run (no error if it already finished)."""
         self._flwr("stop", str(run_id), CONNECTION, check=False)
+
+    @contextmanager
+    def stopping(self, run_id: int) -> Iterator[None]:
+        """Leaving the block (a timeout, a failed check) stops the run unless it has finished, so
+        that no run outlives its test."""
+        try:
+            yield
+        finally:
+            if not self.run_status(run_id).startswith("finished"):
+                self.stop_run(run_id)
 
     def run_status(self, run_id: int) -> str:
         """The run's status, e.g. 'running' or 'finished:completed'."""

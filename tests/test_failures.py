@@ -20,14 +20,16 @@ BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-round
         "audit-enabled": False, "round-timeout": 5.0, "node-wait-timeout": 1.0}
 
 
-def serve(tmp_path: Path, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Run the ServerApp (as Flower calls it) on two in-process nodes; (what it raised, the
-    results.json it wrote)."""
+def serve(tmp_path: Path, overrides: dict[str, Any], *, raises: type[Exception] = RunFailed,
+          match: str | None = None, nodes: list[Any] | None = None
+          ) -> tuple[str, dict[str, Any]]:
+    """Run the ServerApp (as Flower calls it) on two in-process nodes (`nodes`: their apps, else
+    two ClientApps), expecting it to raise `raises`; (what it raised, the results.json it
+    wrote)."""
     run_config = BASE | {"output-dir": str(tmp_path)} | overrides
-    grid = LocalGrid([create_client_app(BASE)] * 2,
-                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
+    grid = LocalGrid.partitioned(nodes or [create_client_app(BASE)] * 2, BASE)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    with server_identity(), pytest.raises(RunFailed) as raised:
+    with server_identity(), pytest.raises(raises, match=match) as raised:
         server_app.create_server_app(run_config)(grid, context)
     (path,) = tmp_path.glob("*/results.json")
     return str(raised.value), json.loads(path.read_text())
@@ -57,33 +59,19 @@ def test_a_crash_mid_run_leaves_a_failed_results_json_not_running(
         return 1.0, 0.1
 
     monkeypatch.setattr(server_app, "evaluate", crashing_evaluate)
-    run_config = BASE | {"output-dir": str(tmp_path)}
-    grid = LocalGrid([create_client_app(BASE)] * 2,
-                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    with server_identity(), pytest.raises(RuntimeError, match="disk on fire"):
-        server_app.create_server_app(run_config)(grid, context)
-    (path,) = tmp_path.glob("*/results.json")
-    results = json.loads(path.read_text())
+    _, results = serve(tmp_path, {}, raises=RuntimeError, match="disk on fire")
     assert results["status"] == "failed"
     assert results["error"] == "RuntimeError: disk on fire"
     assert results["rounds"][1]["participation"]["replied"] == 2  # what ran is kept
 
 
 def test_a_failed_node_is_named_in_the_round(tmp_path: Path) -> None:
-    run_config = BASE | {"output-dir": str(tmp_path), "min-train-replies": 2}
-
     def broken(message: Message, context: Context) -> Message:  # as Flower reports a crash
         return Message(Error(code=1, reason="DatasetError: mnist: folder /x does not exist"),
                        reply_to=message)
 
-    grid = LocalGrid([create_client_app(BASE), broken],
-                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    with server_identity(), pytest.raises(RunFailed, match="1 failed: nodes \\[2\\]"):
-        server_app.create_server_app(run_config)(grid, context)
-    (path,) = tmp_path.glob("*/results.json")
-    results = json.loads(path.read_text())
+    _, results = serve(tmp_path, {"min-train-replies": 2}, match="1 failed: nodes \\[2\\]",
+                       nodes=[create_client_app(BASE), broken])
     (failed,) = results["rounds"][1]["participation"]["failed-nodes"]
     assert results["status"] == "failed" and failed["node-id"] == 2
     assert "does not exist" in failed["error"]
@@ -95,13 +83,7 @@ def test_a_crash_after_the_rounds_still_fails_the_run(tmp_path: Path,
         raise OSError("judge cache unreadable")
 
     monkeypatch.setattr(server_app, "load_judge", no_judge)
-    run_config = BASE | {"output-dir": str(tmp_path), "audit-enabled": True,
-                         "audit-ground-truth": "none", "audit-max-batch": 1}  # no attack runs
-    grid = LocalGrid([create_client_app(BASE)] * 2,
-                     [{"partition-id": i, "num-partitions": 2} for i in range(2)], BASE)
-    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    with server_identity(), pytest.raises(OSError, match="judge cache unreadable"):
-        server_app.create_server_app(run_config)(grid, context)
-    (path,) = tmp_path.glob("*/results.json")
-    results = json.loads(path.read_text())
+    _, results = serve(tmp_path, {"audit-enabled": True, "audit-ground-truth": "none",
+                                  "audit-max-batch": 1},  # no attack runs
+                       raises=OSError, match="judge cache unreadable")
     assert results["status"] == "failed" and results["error"] == "OSError: judge cache unreadable"

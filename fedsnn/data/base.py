@@ -1,8 +1,9 @@
 """What every dataset source shares: the `ImageData` they return, the error they raise and the
-fixed train/test split (sources.py and dvs.py both build on it)."""
+fixed train/test split (every source builds on it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,18 @@ def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[torc
     n_test = int(round(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
+
+
+def _train_test(splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[tuple[torch.Tensor, ...], str | None]:
+    """(train_x, train_y, test_x, test_y) from the splits a source found: its own "train" and
+    "test" when both are there, else the one present split 80/20 with the fixed seed (`_split`);
+    and the name of that lone split (None when both were there), for the source's note."""
+    if len(splits) == 2:
+        (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+        return (train_x, train_y, test_x, test_y), None
+    (only,) = splits
+    return _split(*splits[only], 0.2), only
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.base import DatasetError, ImageData, _resize, _train_test
 from fedsnn.data.spec_options import one_of, parse_folder_options
 
 log = logging.getLogger(__name__)
@@ -97,13 +97,8 @@ def load_cifar100(argument: str, image_size: int = SIDE) -> ImageData:
     root = _root(Path(folder).expanduser())
     splits = {name: read_split(root / name, labels) for name in ("train", "test")
               if (root / name).is_file()}
-    if len(splits) == 2:
-        (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
-        how = "standard splits"
-    else:
-        (only,) = splits
-        train_x, train_y, test_x, test_y = _split(*splits[only], 0.2)
-        how = f"only the {only} file is present; split 80/20"
+    (train_x, train_y, test_x, test_y), only = _train_test(splits)
+    how = f"only the {only} file is present; split 80/20" if only else "standard splits"
     note = (f"CIFAR-100 ({labels} labels) from {root}: train {len(train_x)} / test {len(test_x)} "
             f"({how}), {SIDE}x{SIDE} resized to {image_size}x{image_size}")
     log.info(note)

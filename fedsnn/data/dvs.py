@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fedsnn.data.events import PixelModel, saccade_events
-from fedsnn.data.base import DatasetError, ImageData, _split
+from fedsnn.data.base import DatasetError, ImageData, _split, _train_test
 
 log = logging.getLogger(__name__)
 
@@ -244,13 +244,8 @@ def load_dvsgesture(argument: str, image_size: int = 32) -> ImageData:
     if not found:
         raise DatasetError(f"dvsgesture: no .npy recordings under {folder}/DVSGesture; expected "
                            f"{GESTURE_LAYOUT}")
-    if len(found) == 2:
-        (train_x, train_y), (test_x, test_y) = found["train"], found["test"]
-        how = "standard train/test users"
-    else:
-        (only,) = found
-        train_x, train_y, test_x, test_y = _split(*found[only], 0.2)
-        how = f"only the {only} split is present; split 80/20"
+    (train_x, train_y, test_x, test_y), only = _train_test(found)
+    how = f"only the {only} split is present; split 80/20" if only else "standard train/test users"
     side = train_x.shape[-1]
     note = (f"DVS128 Gesture from {folder}: {spec.frames} binary frames x 2 polarities x "
             f"{side}x{side} (downsampled from 128); train {len(train_x)} / test {len(test_x)} "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.base import DatasetError, ImageData, _resize, _split, _train_test
 from fedsnn.data.cifar import load_cifar100
 from fedsnn.data.lfw import load_lfw
 from fedsnn.data.dvs import load_dvs_digits, load_dvsgesture
@@ -106,12 +106,10 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
         raise DatasetError(f"mnist: no IDX image/label pair in {folder}; expected "
                            "train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz] and/or "
                            "t10k-images-idx3-ubyte[.gz] + t10k-labels-idx1-ubyte[.gz]")
-    if len(splits) == 2:
-        (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    (train_x, train_y, test_x, test_y), only = _train_test(splits)
+    if only is None:
         note = f"MNIST from {folder}: train {len(train_x)} / test {len(test_x)} (standard splits)"
     else:
-        (only,) = splits
-        train_x, train_y, test_x, test_y = _split(*splits[only], 0.2)
         note = (f"MNIST from {folder}: only the {only} split is present ({len(splits[only][0])} "
                 f"images); split 80/20 into train {len(train_x)} / test {len(test_x)}")
     num_classes = num_classes_of(train_y, test_y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 import torch
@@ -120,9 +120,9 @@ def build_model(spec: ModelSpec, *, dlg_init: bool = False, seed: int | None = N
 
 
 def spec_for(config: RunConfig, in_channels: int, num_classes: int, image_size: int) -> ModelSpec:
-    """The model spec of a run: its config's model settings plus the dataset's shape."""
-    return ModelSpec(name=config.model, in_channels=in_channels, num_classes=num_classes,
-                     image_size=image_size, time_steps=config.time_steps, neuron=config.neuron,
-                     surrogate=config.surrogate, tau=config.tau, v_threshold=config.v_threshold,
-                     detach_reset=config.detach_reset, encoding=config.encoding,
-                     mlp_hidden=config.mlp_hidden)
+    """The model spec of a run: the dataset's shape, the config's `model` as its name, and every
+    other spec field from the run-config field of the same name (time steps, neuron, ...)."""
+    shape = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
+    settings = {field.name: getattr(config, field.name) for field in fields(ModelSpec)
+                if field.name != "name" and field.name not in shape}
+    return ModelSpec(name=config.model, **shape, **settings)

@@ -51,11 +51,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
 def run_to_end(fed: LocalFederation, run_config: dict[str, Any], out: Path) -> tuple[str, dict]:
     """Submit a run, wait for it (stopping it on timeout) and return (status, results.json)."""
     run_id = fed.flwr_run(run_config | {"output-dir": str(out)})
-    try:
+    with fed.stopping(run_id):
         status = fed.wait_run(run_id, RUN_TIMEOUT)
-    finally:
-        if not fed.run_status(run_id).startswith("finished"):
-            fed.stop_run(run_id)
     (path,) = out.glob("*/results.json")
     return status, json.loads(path.read_text()) | {"run-dir": str(path.parent)}
 
@@ -111,7 +108,7 @@ def test_a_node_killed_mid_round_leaves_the_round_to_the_other_and_rejoins(
                 "output-dir": str(tmp_path)}
     seen = federation.log("node1").count("Receiving: train message")
     run_id = federation.flwr_run(settings)
-    try:
+    with federation.stopping(run_id):
         deadline = time.monotonic() + 180
         while federation.log("node1").count("Receiving: train message") == seen:
             assert time.monotonic() < deadline, "node1 never received its round-1 train message"
@@ -123,9 +120,6 @@ def test_a_node_killed_mid_round_leaves_the_round_to_the_other_and_rejoins(
             time.sleep(2)
         federation.start_supernode("node1", node_config(1))
         status = federation.wait_run(run_id, RUN_TIMEOUT)
-    finally:
-        if not federation.run_status(run_id).startswith("finished"):
-            federation.stop_run(run_id)
     (path,) = tmp_path.glob("*/results.json")
     by_round = rounds(json.loads(path.read_text()))
 
@@ -166,11 +160,8 @@ def test_a_config_error_shows_in_the_stream_and_flwr_log_and_fails_the_run(
 def test_a_server_side_stop_shows_in_flwr_log_and_fails_the_run(federation: LocalFederation,
                                                                  tmp_path: Path) -> None:
     run_id = federation.flwr_run(FAST | {"min-train-replies": 3, "output-dir": str(tmp_path)})
-    try:
+    with federation.stopping(run_id):
         status = federation.wait_run(run_id, RUN_TIMEOUT)
-    finally:
-        if not federation.run_status(run_id).startswith("finished"):
-            federation.stop_run(run_id)
     assert status == "finished:failed"
     assert "min-train-replies is 3" in federation.run_log(run_id)
     (path,) = tmp_path.glob("*/results.json")

@@ -71,8 +71,7 @@ def federation(tmp_path: Path, nodes: int, overrides: dict[str, Any],
     run_config = BASE | {"output-dir": str(tmp_path)} | overrides
     honest = create_client_app(run_config)
     chosen = handlers(honest) if handlers else [honest] * nodes
-    configs = [{"partition-id": i, "num-partitions": len(chosen)} for i in range(len(chosen))]
-    return LocalGrid(chosen, configs, run_config), RunConfig.from_mapping(run_config)
+    return LocalGrid.partitioned(chosen, run_config), RunConfig.from_mapping(run_config)
 
 
 def serve(grid: LocalGrid, config: RunConfig, resume_from: str = "") -> dict[str, Any]:

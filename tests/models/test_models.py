@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 
-from fedsnn.models import MODELS, ModelSpec, build_model
+from fedsnn import config
+from fedsnn.models import MODELS, ModelSpec, build_model, spec_for
+from fedsnn.models.registry import SURROGATES
 
 ARCHS = ["lenet", "lenet5"]
 
@@ -85,3 +89,18 @@ def test_sequence_with_wrong_time_steps_is_rejected() -> None:
     model = build_model(ModelSpec("lenet-snn", time_steps=4), seed=0)
     with pytest.raises(ValueError, match="T=4"):
         model.forward_sequence(torch.rand(2, 1, 1, 28, 28))
+
+
+
+def test_the_run_config_and_the_model_spec_agree_on_the_model_settings() -> None:
+    # the torch-free config keeps its own names and defaults of the model settings: no drift
+    assert sorted(config.MODEL_NAMES) == sorted(MODELS)
+    assert config.SURROGATES == tuple(SURROGATES)
+    assert spec_for(config.RunConfig(), 1, 10, 28) == ModelSpec()
+    # spec_for passes every setting on by name
+    changed = config.RunConfig.from_mapping({
+        "model": "lenet-snn", "time-steps": 6, "neuron": "lif", "surrogate": "erf", "tau": 3.0,
+        "v-threshold": 0.5, "detach-reset": True, "encoding": "poisson", "mlp-hidden": 32})
+    settings = {f.name for f in fields(ModelSpec)} - {"in_channels", "num_classes", "image_size"}
+    spec = spec_for(changed, 1, 10, 28)
+    assert all(getattr(spec, name) != getattr(ModelSpec(), name) for name in settings)

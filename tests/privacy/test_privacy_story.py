@@ -42,8 +42,7 @@ def audited(tmp_path: Path, defense: str, nodes: int = 2) -> dict[str, Any]:
     """Run the ServerApp body in process with the curious server on; return audit.json."""
     run_config = FEDSGD_AUDIT | DEFENSES[defense] | {"output-dir": str(tmp_path / defense)}
     app = create_client_app(run_config)
-    grid = LocalGrid([app] * nodes, [{"partition-id": i, "num-partitions": nodes}
-                                     for i in range(nodes)], run_config)
+    grid = LocalGrid.partitioned([app] * nodes, run_config)
     config = RunConfig.from_mapping(run_config)
     with server_identity():
         run(grid, config, load_dataset(config.dataset, config.image_size))

@@ -38,9 +38,7 @@ def replies_of(tmp_path: Path, overrides: dict[str, Any], nodes: int = 2
                ) -> tuple[list[Message], Path]:
     """Every train and evaluate reply of a one-round in-process run, and its run folder."""
     run_config = SMALL | {"output-dir": str(tmp_path)} | overrides
-    grid = LocalGrid([create_client_app(run_config)] * nodes,
-                     [{"partition-id": i, "num-partitions": nodes} for i in range(nodes)],
-                     run_config)
+    grid = LocalGrid.partitioned([create_client_app(run_config)] * nodes, run_config)
     seen: list[Message] = []
     grid.after_reply = lambda message, reply: seen.append(reply)
     config = RunConfig.from_mapping(run_config)

@@ -34,6 +34,7 @@ from fedsnn.tools.demo.uploads import load_upload
 CONCURRENCY = 4      # attacks running at once (each on one thread); more visitors queue
 SCALE = 6            # pixels per image pixel in the pictures
 SOURCES = ("embedded digit", "upload")
+START = Scenario()  # the settings the page opens with
 
 # session -> the stop flag of its running attack (Stop sets it; the attack ends at its next step)
 _STOPS: dict[str, threading.Event] = {}
@@ -164,11 +165,12 @@ def _inputs(models: tuple[str, ...], view: str) -> dict[str, gr.components.Compo
 
     with gr.Row():
         model = gr.Dropdown(list(models), value=models[0], label="model", **named("model"))
-        steps = gr.Slider(1, 16, value=4, step=1, label="T (spiking: time steps)",
-                          **named("steps"))
-        neuron = gr.Radio(["if", "lif"], value="if", label="neuron (spiking)", **named("neuron"))
-        encoding = gr.Radio(["direct", "poisson"], value="direct", label="encoding (spiking)",
-                            **named("encoding"))
+        steps = gr.Slider(1, 16, value=START.time_steps, step=1,
+                          label="T (spiking: time steps)", **named("steps"))
+        neuron = gr.Radio(["if", "lif"], value=START.neuron, label="neuron (spiking)",
+                          **named("neuron"))
+        encoding = gr.Radio(["direct", "poisson"], value=START.encoding,
+                            label="encoding (spiking)", **named("encoding"))
     with gr.Row():
         source = gr.Radio(list(SOURCES), value=SOURCES[0], label="image", **named("source"))
         digit = gr.Slider(0, 359, value=0, step=1, label="embedded digit (test split)",
@@ -177,18 +179,21 @@ def _inputs(models: tuple[str, ...], view: str) -> dict[str, gr.components.Compo
         label = gr.Dropdown([str(d) for d in range(10)], value="0",
                             label="uploaded image shows the digit", **named("label"))
     with gr.Row():
-        mode = gr.Radio(list(UPDATE_MODES), value="gradient",
+        mode = gr.Radio(list(UPDATE_MODES), value=START.update_mode,
                         label="update (one gradient, or FedAvg)", **named("mode"))
-        epochs = gr.Slider(1, 5, value=1, step=1, label="E (FedAvg local epochs)",
-                           **named("epochs"))
-        batch = gr.Slider(1, 8, value=1, step=1, label="samples on the client (= batch size)",
-                          **named("batch"))
+        epochs = gr.Slider(1, 5, value=START.local_epochs, step=1,
+                           label="E (FedAvg local epochs)", **named("epochs"))
+        batch = gr.Slider(1, 8, value=START.batch_size, step=1,
+                          label="samples on the client (= batch size)", **named("batch"))
     with gr.Row():
-        attack = gr.Dropdown(list(ATTACKS), value="auto", label="attack", **named("attack"))
-        iterations = gr.Slider(5, 300, value=50, step=5, label="attack iterations",
-                               **named("iterations"))
-        defense = gr.Radio(list(DEFENSES), value="none", label="defense", **named("defense"))
-        epsilon = gr.Number(value=8.0, label="ε (spike-DP: ε per bit)", **named("epsilon"))
+        attack = gr.Dropdown(list(ATTACKS), value=START.attack, label="attack",
+                             **named("attack"))
+        iterations = gr.Slider(5, 300, value=START.iterations, step=5,
+                               label="attack iterations", **named("iterations"))
+        defense = gr.Radio(list(DEFENSES), value=START.defense, label="defense",
+                           **named("defense"))
+        epsilon = gr.Number(value=START.epsilon, label="ε (spike-DP: ε per bit)",
+                            **named("epsilon"))
     return dict(model=model, steps=steps, neuron=neuron, encoding=encoding, source=source,
                 digit=digit, upload=upload, label=label, mode=mode, epochs=epochs, batch=batch,
                 attack=attack, iterations=iterations, defense=defense, epsilon=epsilon)

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -72,6 +72,7 @@ DEFENSES: dict[str, tuple[str, str] | None] = {
 EPSILON_KEYS = tuple(key for key in TRAIN_METRICS if key.endswith("-epsilon"))
 DATASET = "digits"
 IMAGE_SIZE = 28
+RUN_CONFIG_FIELDS = frozenset(field.name for field in fields(RunConfig))
 
 
 class DemoError(ValueError):
@@ -80,7 +81,9 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class Scenario:
-    """What the page lets a visitor choose (all public settings of a one-round federation)."""
+    """What the page lets a visitor choose (all public settings of a one-round federation), with
+    the page's initial values. A field named like a `RunConfig` field is that run-config key;
+    the defaults are the demo's own (a FedSGD reply on one image, not a run's FedAvg)."""
 
     model: str = "lenet"
     time_steps: int = 4
@@ -123,13 +126,15 @@ class Scenario:
             raise DemoError(f"attack: expected one of {list(ATTACKS)}, got {self.attack!r}")
         if self.defense not in DEFENSES:
             raise DemoError(f"defense: expected one of {list(DEFENSES)}, got {self.defense!r}")
+        # a field named like a RunConfig field is that key (RunConfig checks it); the demo's
+        # own choices are mapped onto the audit's keys here
         mapping: dict[str, Any] = {
-            "seed": self.seed, "num-server-rounds": 1, "dataset": DATASET,
-            "image-size": IMAGE_SIZE, "model": self.model, "time-steps": self.time_steps,
-            "neuron": self.neuron, "encoding": self.encoding, "update-mode": self.update_mode,
-            "local-epochs": self.local_epochs, "batch-size": self.batch_size,
-            "audit-attack": self.attack, "audit-iterations": self.iterations,
-            "audit-unrolled-iterations": self.iterations, "audit-time-budget-s": self.time_budget_s}
+            field.name.replace("_", "-"): getattr(self, field.name) for field in fields(self)
+            if field.name in RUN_CONFIG_FIELDS}
+        mapping |= {"num-server-rounds": 1, "dataset": DATASET, "image-size": IMAGE_SIZE,
+                    "audit-attack": self.attack, "audit-iterations": self.iterations,
+                    "audit-unrolled-iterations": self.iterations,
+                    "audit-time-budget-s": self.time_budget_s}
         defense = DEFENSES[self.defense]
         if defense is not None:
             name, epsilon_key = defense

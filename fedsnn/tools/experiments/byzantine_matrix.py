@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[3]
 import torch  # noqa: E402
 
 from fedsnn.config import BYZANTINE_ATTACKS  # noqa: E402
+from fedsnn.tools.experiments.figures import panels  # noqa: E402
 from fedsnn.tools.experiments.robust_bench import run_federation  # noqa: E402
 
 # column -> run-config overrides (assumed-byzantine is set to --byzantine for the robust rules)
@@ -84,30 +85,22 @@ def _grid(cells: dict[str, Any], model: str, attacks: list[str], columns: list[s
 def heatmap(cells: dict[str, Any], model: str, attacks: list[str], columns: list[str],
             path: Path) -> None:
     """Final accuracy and mean cosine, side by side, for one model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(15, 0.45 * len(attacks) + 2.2))
-    panels = [("final-accuracy", "final test accuracy", 0.0, 1.0, "viridis"),
-              ("mean-cosine", "cosine(aggregate, honest-only mean), mean over rounds",
-               -1.0, 1.0, "RdBu")]
-    for ax, (key, title, low, high, cmap) in zip(axes, panels, strict=True):
-        values = _grid(cells, model, attacks, columns, key)
-        image = ax.imshow(values, vmin=low, vmax=high, cmap=cmap, aspect="auto")
-        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-        ax.set_yticks(range(len(attacks)), attacks)
-        ax.set_title(f"{model}: {title}", fontsize=10)
-        for i, row in enumerate(values):
-            for j, value in enumerate(row):
-                ax.text(j, i, "—" if math.isnan(value) else f"{value:.2f}", ha="center",
-                        va="center", fontsize=8,
-                        color="white" if key == "final-accuracy" and value < 0.5 else "black")
-        fig.colorbar(image, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    measures = [("final-accuracy", "final test accuracy", 0.0, 1.0, "viridis"),
+                ("mean-cosine", "cosine(aggregate, honest-only mean), mean over rounds",
+                 -1.0, 1.0, "RdBu")]
+    with panels(path, 2, (15, 0.45 * len(attacks) + 2.2)) as (fig, axes):
+        for ax, (key, title, low, high, cmap) in zip(axes, measures, strict=True):
+            values = _grid(cells, model, attacks, columns, key)
+            image = ax.imshow(values, vmin=low, vmax=high, cmap=cmap, aspect="auto")
+            ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+            ax.set_yticks(range(len(attacks)), attacks)
+            ax.set_title(f"{model}: {title}", fontsize=10)
+            for i, row in enumerate(values):
+                for j, value in enumerate(row):
+                    ax.text(j, i, "—" if math.isnan(value) else f"{value:.2f}", ha="center",
+                            va="center", fontsize=8,
+                            color="white" if key == "final-accuracy" and value < 0.5 else "black")
+            fig.colorbar(image, ax=ax, fraction=0.04)
 
 
 def markdown(cells: dict[str, Any], model: str, attacks: list[str], columns: list[str]) -> str:

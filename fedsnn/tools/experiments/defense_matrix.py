@@ -37,6 +37,7 @@ from fedsnn.audit.leakage import mean_leakage  # noqa: E402
 from fedsnn.judges import flag_asr, judge_sentence  # noqa: E402
 from fedsnn.privacy.mia_run import audit_run  # noqa: E402
 from fedsnn.privacy.units import DEFENSE_UNITS  # noqa: E402
+from fedsnn.tools.experiments.figures import accuracy_psnr_panels, scored  # noqa: E402
 from server_app import run  # noqa: E402
 from fedsnn.tools.experiments.local_grid import federate_in_process  # noqa: E402
 
@@ -177,36 +178,26 @@ def markdown(cells: dict[str, Any]) -> str:
 
 def curves(cells: dict[str, Any], path: Path) -> None:
     """Accuracy and PSNR against the reported ε, one line per defense (lenet)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    none = cells.get("lenet|none")
-    for defense in CURVES:
-        points = sorted((c["training"]["epsilon"], c["training"]["accuracy"], c["leakage"]["psnr"])
-                        for k, c in cells.items()
-                        if k.startswith(f"lenet|{defense}") and c["training"]["epsilon"])
-        if not points:
-            continue
-        eps, acc, psnr = zip(*points, strict=True)
-        label = f"{defense} (ε per {UNITS[defense]})"
-        left.plot(eps, acc, "o-", label=label)
-        right.plot(eps, psnr, "o-", label=label)
-    if none:
-        left.axhline(none["training"]["accuracy"], color="gray", ls="--", label="no defense")
-        right.axhline(none["leakage"]["psnr"], color="gray", ls="--", label="no defense")
-        right.axhline(none["leakage"]["guess-psnr"], color="black", ls=":", label="mean-image guess")
-    for ax, title in ((left, "final test accuracy"), (right, "in-line iDLG PSNR (dB), round 1")):
-        ax.set_xscale("log")
-        ax.set_xlabel("ε reported for the run (δ = 1e-5; unit per legend), log scale")
-        ax.set_title(f"lenet: {title}")
-        ax.grid(alpha=0.3)
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with accuracy_psnr_panels(path, xlabel="ε reported for the run (δ = 1e-5; unit per legend), "
+                              "log scale", title="lenet",
+                              psnr_title="in-line iDLG PSNR (dB), round 1") as (left, right):
+        none = cells.get("lenet|none")
+        for defense in CURVES:
+            points = sorted((c["training"]["epsilon"], c["training"]["accuracy"],
+                             c["leakage"]["psnr"]) for k, c in cells.items()
+                            if k.startswith(f"lenet|{defense}") and c["training"]["epsilon"])
+            if not points:
+                continue
+            eps, acc, psnr = zip(*points, strict=True)
+            label = f"{defense} (ε per {UNITS[defense]})"
+            left.plot(eps, acc, "o-", label=label)
+            right.plot(*scored(list(eps), list(psnr)), "o-", label=label)
+        if none:
+            left.axhline(none["training"]["accuracy"], color="gray", ls="--", label="no defense")
+            right.axhline(none["leakage"]["psnr"], color="gray", ls="--", label="no defense")
+            right.axhline(none["leakage"]["guess-psnr"], color="black", ls=":",
+                          label="mean-image guess")
+        right.legend(fontsize=8)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,13 @@ class LocalGrid(Grid):
         self.before_delivery: Callable[[Message], None] = lambda message: None
         self.after_reply: Callable[[Message, Message], None] = lambda message, reply: None
 
+    @classmethod
+    def partitioned(cls, handlers: list[Handler], run_config: Mapping[str, Any]) -> LocalGrid:
+        """Node i holds partition i of `len(handlers)`, as in Flower's simulation."""
+        nodes = len(handlers)
+        return cls(handlers, [{"partition-id": i, "num-partitions": nodes} for i in range(nodes)],
+                   run_config)
+
     def get_node_ids(self) -> Iterable[int]:
         """The nodes that are online."""
         return [node for node in self.nodes if node not in self.offline]
@@ -102,8 +109,7 @@ def federate_in_process(run: Callable[..., object], client_app: Handler,
     from fedsnn.config import RunConfig
     from fedsnn.data import load_dataset
 
-    grid = LocalGrid([client_app] * nodes, [{"partition-id": i, "num-partitions": nodes}
-                                            for i in range(nodes)], run_config)
+    grid = LocalGrid.partitioned([client_app] * nodes, run_config)
     config = RunConfig.from_mapping(run_config)
     with server_identity():
         try:

@@ -39,6 +39,7 @@ import torch
 from client_app import create_client_app
 from fedsnn.audit.leakage import mean_leakage
 from fedsnn.privacy.units import DEFENSE_UNITS
+from fedsnn.tools.experiments.figures import accuracy_psnr_panels, scored
 from fedsnn.tools.experiments.local_grid import federate_in_process
 from server_app import run
 
@@ -175,38 +176,29 @@ def markdown(cells: dict[str, Any], models: list[str]) -> str:
 
 def plot(cells: dict[str, Any], models: list[str], path: Path) -> None:
     """Accuracy and PSNR against ε; a star where the attack fails while accuracy holds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for model in models:
-        rows = points(cells, model)
-        dp = [r for r in rows if r["epsilon"]]
-        none = next((r for r in rows if r["epsilon"] is None), None)
-        eps = [r["epsilon"] for r in dp]
-        line, = left.plot(eps, [r["accuracy"] for r in dp], "o-", label=model)
-        right.plot(eps, [r["psnr"] for r in dp], "o-", color=line.get_color(), label=model)
-        good = [r for r in dp if r["attack-fails"] and r["accuracy-holds"]]
-        left.plot([r["epsilon"] for r in good], [r["accuracy"] for r in good], "*", ms=16,
-                  color=line.get_color(), label=f"{model}: attack fails, accuracy holds")
-        if none:
-            left.axhline(none["accuracy"], color=line.get_color(), ls="--", alpha=0.6,
-                         label=f"{model} without DP")
-            right.axhline(none["psnr"], color=line.get_color(), ls="--", alpha=0.6,
-                          label=f"{model} without DP")
-            right.axhline(none["guess-psnr"], color="black", ls=":",
-                          label="mean-image guess" if model == models[0] else None)
-    for ax, title in ((left, "final test accuracy"), (right, "in-line iDLG PSNR (dB)")):
-        ax.set_xscale("log")
-        ax.set_xlabel(f"DP-SGD ε per sample (add/remove one, δ = 1e-5), log scale")
-        ax.set_title(f"MNIST 16×16, 2 clients: {title}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with accuracy_psnr_panels(path, xlabel="DP-SGD ε per sample (add/remove one, δ = 1e-5), "
+                              "log scale", title="MNIST 16×16, 2 clients",
+                              psnr_title="in-line iDLG PSNR (dB)") as (left, right):
+        for model in models:
+            rows = points(cells, model)
+            dp = [r for r in rows if r["epsilon"]]
+            none = next((r for r in rows if r["epsilon"] is None), None)
+            eps = [r["epsilon"] for r in dp]
+            line, = left.plot(eps, [r["accuracy"] for r in dp], "o-", label=model)
+            right.plot(*scored(eps, [r["psnr"] for r in dp]), "o-", color=line.get_color(),
+                       label=model)
+            good = [r for r in dp if r["attack-fails"] and r["accuracy-holds"]]
+            left.plot([r["epsilon"] for r in good], [r["accuracy"] for r in good], "*", ms=16,
+                      color=line.get_color(), label=f"{model}: attack fails, accuracy holds")
+            if none:
+                left.axhline(none["accuracy"], color=line.get_color(), ls="--", alpha=0.6,
+                             label=f"{model} without DP")
+                right.axhline(none["psnr"], color=line.get_color(), ls="--", alpha=0.6,
+                              label=f"{model} without DP")
+                right.axhline(none["guess-psnr"], color="black", ls=":",
+                              label="mean-image guess" if model == models[0] else None)
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,8 +106,7 @@ def run_federation(overrides: Mapping[str, Any], num_nodes: int) -> FederationRe
     data = load_dataset(config.dataset, config.image_size)
     model = build_model(spec_for(config, data.in_channels, data.num_classes, data.image_size),
                         dlg_init=config.dlg_init, seed=config.seed)
-    node_configs = [{"partition-id": p, "num-partitions": num_nodes} for p in range(num_nodes)]
-    grid = LocalGrid([create_client_app(overrides)] * num_nodes, node_configs, overrides)
+    grid = LocalGrid.partitioned([create_client_app(overrides)] * num_nodes, overrides)
     grid.skip_types = frozenset({"evaluate"})
     auditor = HonestAuditor(is_honest=lambda p: p >= config.num_byzantine)
     grid.after_reply = auditor

@@ -59,6 +59,20 @@ def test_a_fedavg_update_gets_the_audits_unrolled_attack_and_is_scored(victims) 
     assert outcome.baselines["mean-image"]["samples"] == 2
 
 
+def test_every_setting_of_the_scenario_reaches_the_run_config() -> None:
+    scenario = Scenario(model="lenet-snn", time_steps=6, neuron="lif", encoding="poisson",
+                        update_mode="fedavg", local_epochs=3, batch_size=2, attack="smooth",
+                        iterations=7, time_budget_s=5.0, defense="DP-SGD", epsilon=2.0, seed=4)
+    config = scenario.run_config()
+    assert (config.model, config.time_steps, config.neuron, config.encoding, config.update_mode,
+            config.local_epochs, config.batch_size, config.seed) == (
+        "lenet-snn", 6, "lif", "poisson", "fedavg", 3, 2, 4)
+    assert (config.audit_attack, config.audit_iterations, config.audit_unrolled_iterations,
+            config.audit_time_budget_s) == ("smooth", 7, 7, 5.0)
+    assert (config.defenses, config.dp_sgd_target_epsilon, config.num_server_rounds) == (
+        "dp-sgd", 2.0, 1)
+
+
 @pytest.mark.parametrize("scenario, words", [
     (Scenario(model="mlp", encoding="poisson"), "encoding"),
     (Scenario(model="lenet", time_steps=0), "time-steps"),
