@@ -75,7 +75,8 @@ def main() -> None:
     settings = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
                               iterations=args.iterations)
     steps = args.epochs * -(-args.images // args.batch_size)
-    print(f"{args.model}, N = {args.images}, {steps} {args.optimizer} steps, "
+    print(f"{args.model}, N = {args.images}, {args.epochs} epoch(s) of batches of "
+          f"{args.batch_size} = {steps} {args.optimizer} steps, "
           f"{args.iterations} attack iterations, {args.threads} thread(s)")
     print("| K | one at a time (s) | stacked (s) | ratio | max rel. diff. of matching losses |")
     print("|---|---|---|---|---|")
