@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
 
@@ -26,6 +25,10 @@ class ImageData:
     test_y: torch.Tensor
     num_classes: int
     note: str = ""
+    native_size: int | None = None
+    """The side of the source images before they were resized to `image_size` (digits: 8);
+    None when unknown or not one size. Part of the dataset's spec: the server knows it from
+    the dataset it names (capability data-format, `fedsnn.image_format`)."""
 
     @property
     def in_channels(self) -> int:
@@ -41,10 +44,3 @@ def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[torc
     n_test = int(round(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)

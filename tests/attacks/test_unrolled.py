@@ -2,10 +2,13 @@
 client's local training."""
 
 import copy
+from dataclasses import replace
 
 import torch
 
 from attacks import AttackSettings, LocalTraining, Observation, Status, invert
+from attacks.unrolled import input_format
+from fedsnn.image_format import resize
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
@@ -44,3 +47,23 @@ def test_unrolled_without_the_local_training_fails_with_a_reason():
     (reconstruction,) = invert([observation], SETTINGS)
     assert reconstruction.status == Status.FAILED
     assert "local training" in reconstruction.message
+
+
+def test_the_data_format_puts_the_dummies_at_the_native_size_only_when_it_is_smaller():
+    observation, _ = _observation()
+    assert input_format(observation) is None  # withheld (or unknown): full-size dummies
+    assert input_format(replace(observation, native_size=28)) is None  # MNIST: nothing to gain
+    (reconstruction,) = invert([replace(observation, native_size=8)],
+                               SETTINGS.with_(iterations=3))
+    assert reconstruction.inputs.shape == (4, 1, 28, 28)
+    assert _is_upsampled(reconstruction.inputs)  # what the dataset's resize makes of 8x8 images
+    (full,) = invert([observation], SETTINGS.with_(iterations=3))
+    assert not _is_upsampled(full.inputs)
+
+
+def _is_upsampled(images: torch.Tensor) -> bool:
+    """Whether `images` equal resize(z, 28) for some 8x8 z (least squares through the linear map)."""
+    basis = resize(torch.eye(64).reshape(64, 1, 8, 8), 28).reshape(64, -1)  # [64, 784]
+    flat = images.reshape(len(images), -1)
+    z = torch.linalg.lstsq(basis.T, flat.T).solution  # [64, N]
+    return bool(torch.allclose(basis.T @ z, flat.T, atol=1e-4))

@@ -21,12 +21,14 @@ import copy
 import json
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from attacks import AttackSettings, LocalTraining, invert
+from attacks.settings import unrolled_preset
 from attacks.unrolled import match_update
 from fedsnn.metrics import histogram
 from fedsnn.audit.auditor import Auditor
@@ -41,21 +43,23 @@ from fedsnn.training import train_epochs
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
 
 
-def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0
-                    ) -> dict[str, AttackSettings]:
-    """The two attacks compared: the unrolled one, and iDLG on (w - w') / (lr * steps) with the
+def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
+                    learn_labels: bool = True) -> dict[str, AttackSettings]:
+    """The two attacks compared: the unrolled one (`unrolled_preset`, as the audit runs it), and iDLG on (w - w') / (lr * steps) with the
     in-line audit's former defaults (L-BFGS, 50 iterations)."""
-    unrolled = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
-                              iterations=iterations, time_budget_s=budget, tv_weight=tv_weight)
+    unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
+                               learn_labels=learn_labels)
     return {"unrolled": unrolled,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: int,
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
-             oracle_counts: bool = False) -> list[dict]:
-    """Rows (one per client and attack) of one grid cell. `oracle_counts` adds a diagnostic row:
-    the unrolled attack given the true class histogram (not a threat model: it measures what
+             oracle_counts: bool = False, data_format: str = "both") -> list[dict]:
+    """Rows (one per client and attack) of one grid cell. `data_format`: the unrolled attack
+    with the dataset's format granted ("granted", row "unrolled"), withheld ("withheld", row
+    "unrolled, data-format withheld") or both. `oracle_counts` replaces the unrolled rows by a
+    diagnostic: the attack given the true class histogram (not a threat model: it measures what
     the label-count errors cost)."""
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
@@ -72,17 +76,21 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
         training = LocalTraining("fedavg", optimizer, lr, 0.0, steps, images, images)
         observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
                                      trained.state_dict(), lr=lr, steps=steps, batch_size=images,
-                                     training=training)
+                                     training=training, native_size=data.native_size)
+        views = {name: replace(observation, native_size=size) for name, size in
+                 (("unrolled", data.native_size), ("unrolled, data-format withheld", None))
+                 if data_format == "both" or (name == "unrolled") == (data_format == "granted")}
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
-        runs = {name: lambda attack=attack: invert([observation], attack)[0]
-                for name, attack in settings.items()}
-        if oracle_counts:
-            true_counts = histogram(data.train_y[ids], spec.num_classes)
-            runs = {"unrolled, true histogram (diagnostic)": lambda: match_update(
-                observation, settings["unrolled"], true_counts, seed=0)}
+        true_counts = histogram(data.train_y[ids], spec.num_classes)
+        runs = ({f"{name}, true histogram (diagnostic)": lambda view=view: match_update(
+                    view, settings["unrolled"].with_(learn_labels=False), true_counts, seed=0)
+                 for name, view in views.items()} if oracle_counts else
+                {"approximation": lambda: invert([observation], settings["approximation"])[0],
+                 **{name: lambda view=view: invert([view], settings["unrolled"])[0]
+                    for name, view in views.items()}})
         for name, run in runs.items():
-            attack = settings["unrolled" if name != "approximation" else name]
+            attack = settings["approximation" if name == "approximation" else "unrolled"]
             started = time.monotonic()
             reconstruction = run()
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
@@ -134,11 +142,18 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--budget-s", type=float, default=300.0)
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--budget-s", type=float, default=1800.0,
+                        help="per attack and client (the run stops early when it is spent)")
+    parser.add_argument("--fixed-labels", action="store_true",
+                        help="ablation: keep the estimated label histogram fixed (no learned "
+                             "soft labels)")
     parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--data-format", choices=("granted", "withheld", "both"), default="both",
+                        help="the unrolled attack with the dataset's native resolution granted "
+                             "(capability data-format), withheld, or both rows")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -152,7 +167,8 @@ def main() -> None:
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
     done = {(r["model"], r["images"], r["steps"], r["optimizer"]) for r in rows}
-    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight)
+    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
+                               learn_labels=not args.fixed_labels)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
@@ -162,7 +178,8 @@ def main() -> None:
                     started = time.monotonic()
                     cell = run_cell(model, images, steps, optimizer, clients=args.clients,
                                     settings=settings, auditor=auditor, data=data,
-                                    oracle_counts=args.oracle_counts)
+                                    oracle_counts=args.oracle_counts,
+                                    data_format=args.data_format)
                     with args.out.open("a") as handle:
                         handle.writelines(json.dumps(row) + "\n" for row in cell)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
