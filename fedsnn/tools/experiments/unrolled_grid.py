@@ -5,8 +5,8 @@ holds N random `digits` training images, starts from a fresh model (DLG init, as
 default) and trains with the real client code (`fedsnn.training.train_epochs`): full-batch local
 epochs, so E = local steps. The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
-judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out as they finish (a re-run
-skips finished cells); `--table` prints docs/results.md's table from that file.
+judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out client by client (a re-run
+skips finished clients); `--table` prints docs/results.md's table from that file.
 
 Example:
     python -m fedsnn.tools.experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
@@ -23,6 +23,7 @@ import time
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -53,10 +54,12 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
-def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: int,
+def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
-             oracle_counts: bool = False, data_format: str = "both") -> list[dict]:
-    """Rows (one per client and attack) of one grid cell. `data_format`: the unrolled attack
+             oracle_counts: bool = False, data_format: str = "both",
+             on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Rows (one per client and attack) of one grid cell, for the given client indices;
+    `on_client` gets each client's rows as soon as they are scored. `data_format`: the unrolled attack
     with the dataset's format granted ("granted", row "unrolled"), withheld ("withheld", row
     "unrolled, data-format withheld") or both. `oracle_counts` replaces the unrolled rows by a
     diagnostic: the attack given the true class histogram (not a threat model: it measures what
@@ -64,7 +67,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
     rows = []
-    for client in range(clients):
+    for client in clients:
+        client_rows = []
         generator = torch.Generator().manual_seed(zlib.crc32(
             f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
         ids = torch.randperm(len(data.train_x), generator=generator)[:images]
@@ -95,10 +99,14 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
             reconstruction = run()
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
             row.pop("_images", None)
-            rows.append({"model": model, "images": images, "steps": steps, "optimizer": optimizer,
-                         "client": client, "method": name, "wall-s": time.monotonic() - started,
-                         **{k: v for k, v in row.items() if k not in ("inferred-labels",
-                                                                      "true-labels")}})
+            client_rows.append({"model": model, "images": images, "steps": steps,
+                                "optimizer": optimizer, "client": client, "method": name,
+                                "wall-s": time.monotonic() - started,
+                                **{k: v for k, v in row.items()
+                                   if k not in ("inferred-labels", "true-labels")}})
+        rows += client_rows
+        if on_client is not None:
+            on_client(client_rows)
     return rows
 
 
@@ -166,22 +174,26 @@ def main() -> None:
     data = load_dataset("digits", 28)
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
-    done = {(r["model"], r["images"], r["steps"], r["optimizer"]) for r in rows}
+    done = {(r["model"], r["images"], r["steps"], r["optimizer"], r["client"]) for r in rows}
+
+    def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
+        with args.out.open("a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in client_rows)
+
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
                                learn_labels=not args.fixed_labels)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
                 for optimizer in args.optimizers:
-                    if (model, images, steps, optimizer) in done:
+                    todo = [c for c in range(args.clients)
+                            if (model, images, steps, optimizer, c) not in done]
+                    if not todo:
                         continue
                     started = time.monotonic()
-                    cell = run_cell(model, images, steps, optimizer, clients=args.clients,
-                                    settings=settings, auditor=auditor, data=data,
-                                    oracle_counts=args.oracle_counts,
-                                    data_format=args.data_format)
-                    with args.out.open("a") as handle:
-                        handle.writelines(json.dumps(row) + "\n" for row in cell)
+                    run_cell(model, images, steps, optimizer, clients=todo, settings=settings,
+                             auditor=auditor, data=data, oracle_counts=args.oracle_counts,
+                             data_format=args.data_format, on_client=append)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
                           f"{time.monotonic() - started:.0f} s", flush=True)
     print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
