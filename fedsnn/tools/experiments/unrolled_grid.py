@@ -6,7 +6,7 @@ default) and trains with the real client code (`fedsnn.training.train_epochs`): 
 epochs, so E = local steps. The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
 judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out client by client (a re-run
-skips finished clients); `--table` prints docs/results.md's table from that file.
+skips the clients and methods it has); `--table` prints docs/results.md's table from that file.
 
 Example:
     python -m fedsnn.tools.experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
@@ -42,6 +42,10 @@ from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
+# --methods keys -> row names: the approximation; the unrolled attack with the data format (the
+# default threat model) and with it withheld (audit-withhold = "data-format")
+METHODS = {"approximation": "approximation", "unrolled": "unrolled",
+           "unrolled-withheld": "unrolled, data-format withheld"}
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
@@ -56,14 +60,13 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
 
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
-             oracle_counts: bool = False, data_format: str = "both",
+             oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
              on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """Rows (one per client and attack) of one grid cell, for the given client indices;
-    `on_client` gets each client's rows as soon as they are scored. `data_format`: the unrolled attack
-    with the dataset's format granted ("granted", row "unrolled"), withheld ("withheld", row
-    "unrolled, data-format withheld") or both. `oracle_counts` replaces the unrolled rows by a
-    diagnostic: the attack given the true class histogram (not a threat model: it measures what
-    the label-count errors cost)."""
+    """Rows (one per client and method) of one grid cell, for the given client indices;
+    `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
+    (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
+    `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
+    histogram (not a threat model: it measures what the label-count errors cost)."""
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
     rows = []
@@ -81,16 +84,16 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
                                      trained.state_dict(), lr=lr, steps=steps, batch_size=images,
                                      training=training, native_size=data.native_size)
-        views = {name: replace(observation, native_size=size) for name, size in
-                 (("unrolled", data.native_size), ("unrolled, data-format withheld", None))
-                 if data_format == "both" or (name == "unrolled") == (data_format == "granted")}
+        views = {METHODS[key]: replace(observation, native_size=size) for key, size in
+                 (("unrolled", data.native_size), ("unrolled-withheld", None)) if key in methods}
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
         true_counts = histogram(data.train_y[ids], spec.num_classes)
         runs = ({f"{name}, true histogram (diagnostic)": lambda view=view: match_update(
                     view, settings["unrolled"].with_(learn_labels=False), true_counts, seed=0)
                  for name, view in views.items()} if oracle_counts else
-                {"approximation": lambda: invert([observation], settings["approximation"])[0],
+                {**({"approximation": lambda: invert([observation], settings["approximation"])[0]}
+                    if "approximation" in methods else {}),
                  **{name: lambda view=view: invert([view], settings["unrolled"])[0]
                     for name, view in views.items()}})
         for name, run in runs.items():
@@ -159,9 +162,9 @@ def main() -> None:
     parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
-    parser.add_argument("--data-format", choices=("granted", "withheld", "both"), default="both",
-                        help="the unrolled attack with the dataset's native resolution granted "
-                             "(capability data-format), withheld, or both rows")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="rows per client: the approximation, the unrolled attack with the "
+                             "dataset's native resolution (capability data-format), and without")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -174,7 +177,8 @@ def main() -> None:
     data = load_dataset("digits", 28)
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
-    done = {(r["model"], r["images"], r["steps"], r["optimizer"], r["client"]) for r in rows}
+    done = {(r["model"], r["images"], r["steps"], r["optimizer"], r["client"], r["method"])
+            for r in rows}
 
     def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
         with args.out.open("a") as handle:
@@ -186,14 +190,15 @@ def main() -> None:
         for images in args.images:
             for steps in args.steps:
                 for optimizer in args.optimizers:
-                    todo = [c for c in range(args.clients)
-                            if (model, images, steps, optimizer, c) not in done]
-                    if not todo:
-                        continue
                     started = time.monotonic()
-                    run_cell(model, images, steps, optimizer, clients=todo, settings=settings,
-                             auditor=auditor, data=data, oracle_counts=args.oracle_counts,
-                             data_format=args.data_format, on_client=append)
+                    for client in range(args.clients):  # the methods it still lacks
+                        todo = [m for m in args.methods if (model, images, steps, optimizer,
+                                                            client, METHODS[m]) not in done]
+                        if todo:
+                            run_cell(model, images, steps, optimizer, clients=[client],
+                                     settings=settings, auditor=auditor, data=data,
+                                     oracle_counts=args.oracle_counts, methods=todo,
+                                     on_client=append)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
                           f"{time.monotonic() - started:.0f} s", flush=True)
     print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
