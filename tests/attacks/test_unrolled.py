@@ -47,6 +47,14 @@ def test_unrolled_returns_n_images_with_the_inferred_labels_and_lowers_its_loss(
     assert reconstruction.matching_loss < reconstruction.loss_history[0]
 
 
+def test_learned_labels_start_on_the_estimate_and_come_back_as_one_label_per_dummy():
+    observation, y = _observation()
+    (reconstruction,) = invert([observation], unrolled_preset(iterations=5))
+    assert reconstruction.status == Status.OK, reconstruction.message
+    # five Adam steps of lr 0.1 cannot move a logit margin of 3: the exact estimate stays
+    assert sorted(reconstruction.labels.tolist()) == sorted(y.tolist())
+
+
 def test_unrolled_without_the_local_training_fails_with_a_reason():
     observation, _ = _observation(with_training=False)
     (reconstruction,) = invert([observation], SETTINGS)
