@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--first-client", type=int, default=0,
+                        help="start at this client index (to split a cell between processes)")
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--budget-s", type=float, default=1800.0,
                         help="per attack and client (the run stops early when it is spent)")
@@ -191,7 +193,7 @@ def main() -> None:
             for steps in args.steps:
                 for optimizer in args.optimizers:
                     started = time.monotonic()
-                    for client in range(args.clients):  # the methods it still lacks
+                    for client in range(args.first_client, args.clients):  # what it lacks
                         todo = [m for m in args.methods if (model, images, steps, optimizer,
                                                             client, METHODS[m]) not in done]
                         if todo:
