@@ -5,7 +5,10 @@ holds N random `digits` training images, starts from a fresh model (DLG init, as
 default) and trains with the real client code (`fedsnn.training.train_epochs`): full-batch local
 epochs, so E = local steps. The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
-judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out client by client (a re-run
+judge ASR, PSNR/SSIM, class histogram). The unrolled attack runs as the audit runs it
+(`unrolled_preset`: Adam lr 0.1, learned labels; 400 steps here) with the dataset's native
+resolution granted (row "unrolled", the default threat model) and withheld (row "unrolled,
+data-format withheld"); `--methods` picks the rows. Rows are appended to --out client by client (a re-run
 skips the clients and methods it has); `--table` prints docs/results.md's table from that file.
 
 Example:
