@@ -6,7 +6,7 @@ default) and trains with the real client code (`fedsnn.training.train_epochs`): 
 epochs, so E = local steps. The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
 judge ASR, PSNR/SSIM, class histogram). The unrolled attack runs as the audit runs it
-(`unrolled_preset`: Adam lr 0.1, learned labels; 400 steps here) with the dataset's native
+(`unrolled_preset`: Adam lr 0.1, learned labels; 1,000 steps by default) with the dataset's native
 resolution granted (row "unrolled", the default threat model) and withheld (row "unrolled,
 data-format withheld"); `--methods` picks the rows. Rows are appended to --out client by client (a re-run
 skips the clients and methods it has); `--table` prints docs/results.md's table from that file.
@@ -158,7 +158,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--first-client", type=int, default=0,
                         help="start at this client index (to split a cell between processes)")
-    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=1000,
+                        help="Adam steps of the unrolled attack (more identify more: "
+                             "docs/results.md, target cell)")
     parser.add_argument("--budget-s", type=float, default=1800.0,
                         help="per attack and client (the run stops early when it is spent)")
     parser.add_argument("--fixed-labels", action="store_true",
