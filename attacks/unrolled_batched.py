@@ -8,10 +8,11 @@ convolutions, stock spikingjelly neurons, which `torch.func.vmap` does not go th
 inside the same functional replay (`attacks.local_training.simulate_update`) with the K clients'
 mean losses summed, so replica k's gradient, and thus its optimizer step, is client k's own.
 Each client's replayed update is matched to its own observed update with its own loss
-(`per_target_distance`); the dummies move with row-wise optimizers (attacks/batched_optim.py:
-Adam, or L-BFGS without line search), and each client keeps its own best iterate, status and
-matching loss: what `attacks.invert` gives it one at a time, up to floating-point noise
-(tests/attacks/test_unrolled_batched.py).
+(`per_target_distance`); the dummies (and, with `learn_labels`, their soft labels) move with
+row-wise optimizers (attacks/batched_optim.py: Adam, or L-BFGS without line search), and each
+client keeps its own best iterate, status, labels and matching loss: what `attacks.invert` gives
+it one at a time, up to floating-point noise (tests/attacks/test_unrolled_batched.py). Dummies at
+the dataset's native resolution (capability data-format) go through the same resize as there.
 
 Each client visits its dummies in its own order (its shuffle, when the threat model grants it):
 every client's visited samples are gathered into one sequence, so the K replays share the batch
@@ -48,7 +49,8 @@ from attacks.runner import accepted, invert_one, rank
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
-from attacks.unrolled import dummy_labels, unrolled
+from attacks.unrolled import LABEL_LOGIT, dummy_labels, input_format, unrolled
+from fedsnn.image_format import resize
 from fedsnn.models import build_model
 
 LOG = logging.getLogger(__name__)
@@ -71,13 +73,22 @@ def supports(settings: AttackSettings) -> bool:
         or not (settings.line_search or settings.lbfgs_projection))
 
 
+def dummy_side(observation: Observation) -> int:
+    """The side of the dummies, as `attacks.unrolled.match_update` makes them: the dataset's
+    native size when the data format is granted and smaller, else the model's input size."""
+    if input_format(observation) is None:
+        return observation.model_spec.image_size
+    assert observation.native_size is not None
+    return observation.native_size
+
+
 def group_key(observation: Observation) -> tuple[object, ...] | None:
     """Replies with equal keys are stacked together (None: attack it alone). The shuffle seed
     is left out: each client's own visiting order is gathered per row."""
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
         return None
-    return (observation.model_spec, tuple(sorted(delta)),
+    return (observation.model_spec, dummy_side(observation), tuple(sorted(delta)),
             dataclasses.replace(training, shuffle_seed=None))
 
 
@@ -108,8 +119,10 @@ def worth_stacking(observation: Observation) -> bool:
 
 def summed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum over the K clients of each one's mean cross-entropy: logits [b, K, classes], labels
-    [b, K]. Its gradient with respect to replica k's weights is client k's own."""
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum") / labels.shape[0]
+    [b, K] (classes) or [b, K, classes] (probabilities, learned soft labels). Its gradient with
+    respect to replica k's weights is client k's own."""
+    return (F.cross_entropy(logits.flatten(0, 1), labels.flatten(0, 1), reduction="sum")
+            / labels.shape[0])
 
 
 @dataclasses.dataclass
@@ -122,8 +135,9 @@ class StackedReplay:
         training: the shared local training (batch boundaries; the order is per row).
         orders: [K, S] each client's visited samples, epoch after epoch.
         sizes: the S visits cut into batches (equal for every client).
-        labels: [K, N] each client's dummy labels.
-        settings: distance, TV weight, thresholding.
+        labels: [K, N] each client's dummy labels (the estimate; the start of learned ones).
+        settings: distance, TV weight, thresholding, learned labels.
+        side: the dummies' side (the native size under the data format).
     """
 
     victim: ReplicatedVictim
@@ -132,6 +146,7 @@ class StackedReplay:
     sizes: list[int]
     labels: torch.Tensor
     settings: AttackSettings
+    side: int
 
     @classmethod
     def build(cls, observations: Sequence[Observation], labels: torch.Tensor,
@@ -146,17 +161,35 @@ class StackedReplay:
         orders = torch.stack([torch.cat(batches) for batches in visits])
         training = observations[0].training
         assert training is not None
-        return cls(victim, training, orders, [len(b) for b in visits[0]], labels, settings)
+        return cls(victim, training, orders, [len(b) for b in visits[0]], labels, settings,
+                   dummy_side(observations[0]))
 
-    def losses(self, rows: torch.Tensor, dummy: torch.Tensor) -> torch.Tensor:
-        """Matching objective [n] of the clients `rows` at their dummies [n, N, C, H, W]
-        (differentiable in `dummy`), as `attacks.unrolled.match_update`'s."""
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One client's dummies: [N, C, side, side]."""
+        spec = self.victim.spec
+        return (self.training.num_examples, spec.in_channels, self.side, self.side)
+
+    def images(self, dummy: torch.Tensor) -> torch.Tensor:
+        """The model-size images of dummies [n, N, C, side, side] (the dataset's resize at the
+        native size, as `attacks.unrolled.input_format`)."""
+        size = self.victim.spec.image_size
+        if self.side == size:
+            return dummy
+        return resize(dummy.flatten(0, 1), size).unflatten(0, dummy.shape[:2])
+
+    def losses(self, rows: torch.Tensor, dummy: torch.Tensor,
+               label_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Matching objective [n] of the clients `rows` at their dummies [n, N, C, side, side]
+        and, with learned labels, label logits [n, N, classes] (differentiable in both), as
+        `attacks.unrolled.match_update`'s."""
         victim = self.victim if len(rows) == self.victim.size else self.victim.subset(rows)
         within = torch.arange(len(rows))[:, None]
         order = self.orders[rows]
+        targets = self.labels[rows] if label_logits is None else label_logits.softmax(-1)
         # time-major [S, n, ...]: the replay cuts dimension 0 into batches
-        x = as_model_input(dummy, self.settings)[within, order].transpose(0, 1)
-        y = self.labels[rows][within, order].transpose(0, 1)
+        x = as_model_input(self.images(dummy), self.settings)[within, order].transpose(0, 1)
+        y = targets[within, order].transpose(0, 1)
         bounds = torch.tensor([0, *self.sizes]).cumsum(0).tolist()
         batches = [torch.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -175,20 +208,24 @@ class StackedReplay:
 
 
 class _Pass:
-    """One restart of the unrolled attack on K stacked clients (one optimization of [K, D])."""
+    """One restart of the unrolled attack on K stacked clients: one optimization of [K, D], each
+    row a client's flattened dummies, then (learned labels) its flattened label logits."""
 
     def __init__(self, observations: Sequence[Observation], settings: AttackSettings, seed: int,
                  deadline: float | None) -> None:
         self.observations, self.settings, self.deadline = observations, settings, deadline
-        spec, training = observations[0].model_spec, observations[0].training
-        assert training is not None
-        self.shape = (training.num_examples, spec.in_channels, spec.image_size, spec.image_size)
         labels = torch.stack([dummy_labels(infer_label_counts(o, seed=seed), seed)
                               for o in observations])
         self.replay = StackedReplay.build(observations, labels, settings)
+        self.shape = self.replay.shape
+        self.split_at = math.prod(self.shape)
         k = len(observations)
         start = init_dummy(self.shape, settings, torch.Generator().manual_seed(seed)).detach()
-        self.z = start.reshape(1, -1).repeat(k, 1)
+        rows = [start.reshape(1, -1).repeat(k, 1)]
+        if settings.learn_labels:  # as match_update: logits LABEL_LOGIT on each estimated class
+            classes = observations[0].model_spec.num_classes
+            rows.append((LABEL_LOGIT * F.one_hot(labels, classes).float()).flatten(1))
+        self.z = torch.cat(rows, 1)
         self.lbfgs = settings.optimizer == "lbfgs"
         self.optimizer = (BatchedLBFGS(self.z, settings.effective_lr, settings.lbfgs_max_eval)
                           if self.lbfgs else BatchedAdam(self.z, settings.effective_lr))
@@ -197,10 +234,17 @@ class _Pass:
         self.history: list[list[float]] = [[] for _ in range(k)]
         self.status, self.message = [Status.OK] * k, [""] * k
 
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(dummies [n, N, C, side, side], label logits [n, N, classes] or None) of rows `z`."""
+        dummy = z[:, :self.split_at].reshape(len(z), *self.shape)
+        if not self.settings.learn_labels:
+            return dummy, None
+        return dummy, z[:, self.split_at:].reshape(len(z), self.shape[0], -1)
+
     def _evaluate(self, rows: torch.Tensor, z_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = z_rows.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            loss = self.replay.losses(rows, z.reshape(len(rows), *self.shape))
+            loss = self.replay.losses(rows, *self.split(z))
             (gradient,) = torch.autograd.grad(loss.sum(), z)
         loss = loss.detach()
         better = torch.isfinite(loss) & (loss < self.best_loss[rows])
@@ -228,9 +272,9 @@ class _Pass:
             for row in active[~finite].tolist():
                 self.status[row] = Status.DIVERGED
                 self.message[row] = f"non-finite loss at step {step}; kept the best iterate"
-            if not self.lbfgs:
+            if not self.lbfgs:  # the box constraints on the dummies (labels are free)
                 moved = self.z[active]
-                project_(moved, self.settings)
+                project_(moved[:, :self.split_at], self.settings)
                 self.z[active] = moved
             repeat = torch.tensor([len(self.history[r]) > 1 and self.history[r][-1] == self.history[r][-2]
                                    for r in active.tolist()], dtype=torch.bool)
@@ -246,11 +290,13 @@ class _Pass:
 
     def _results(self) -> list[Reconstruction]:
         k = len(self.observations)
-        dummies = self.best_z.reshape(k, *self.shape).clone()
+        dummies, label_logits = self.split(self.best_z.clone())
         project_(dummies, self.settings)
-        inputs = torch.stack([finalize(d, self.settings) for d in dummies])
+        finals = torch.stack([finalize(d, self.settings) for d in dummies])
         with torch.enable_grad():
-            final = self.replay.losses(torch.arange(k), inputs).detach()
+            final = self.replay.losses(torch.arange(k), finals, label_logits).detach()
+        inputs = torch.stack([finalize(d, self.settings) for d in self.replay.images(dummies)])
+        labels = self.replay.labels if label_logits is None else label_logits.argmax(-1)
         results = []
         for row, observation in enumerate(self.observations):
             status, message = self.status[row], self.message[row]
@@ -260,7 +306,7 @@ class _Pass:
             loss = float(final[row])
             results.append(Reconstruction(
                 target_id=observation.target_id, attack="unrolled", inputs=inputs[row],
-                labels=self.replay.labels[row].clone(),
+                labels=labels[row].clone(),
                 matching_loss=loss if math.isfinite(loss) else math.inf,
                 loss_history=self.history[row], status=status, message=message))
         return results

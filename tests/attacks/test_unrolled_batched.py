@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks import AttackSettings, LocalTraining, Observation, Status, invert
+from attacks import LocalTraining, Observation, Status, invert
+from attacks.settings import unrolled_preset
 from attacks.local_training import simulate_update
 from attacks.matching import cosine_distance
 from attacks.unrolled import replay_model
@@ -20,8 +21,7 @@ from fedsnn.audit.observe import observe_update
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
-SETTINGS = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
-                          iterations=8)
+SETTINGS = unrolled_preset(iterations=8)  # as the audit runs it: learned soft labels
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +43,11 @@ def no_silent_fallback(caplog):
 
 def replies(digits: tuple[torch.Tensor, torch.Tensor], model: str, *, clients: int = 3,
             images: int = 8, optimizer: str = "sgd", momentum: float = 0.0,
-            shuffled: bool = False) -> list[Observation]:
+            shuffled: bool = False, native_size: int | None = None) -> list[Observation]:
     """One round of FedAvg replies: every client trains the same global model on its own
     `images` digits, 2 epochs of batches of images / 2 (4 steps); `shuffled`: the server
-    knows each client's (different) shuffle seed."""
+    knows each client's (different) shuffle seed; `native_size`: the data format it is granted
+    (digits: 8)."""
     spec = ModelSpec(model, **({"time_steps": 2} if model.endswith("-snn") else {}))
     net = build_model(spec, seed=0, dlg_init=True)
     sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -62,19 +63,21 @@ def replies(digits: tuple[torch.Tensor, torch.Tensor], model: str, *, clients: i
                                  shuffle_seed=100 + client if shuffled else None)
         observations.append(observe_update(f"client-{client}", spec, sent, trained.state_dict(),
                                            lr=lr, steps=result.steps, batch_size=images,
-                                           training=training))
+                                           training=training, native_size=native_size))
     return observations
 
 
 # A replayed client Adam divides by its gradients' root mean square, which amplifies float noise:
 # one at a time, a 1e-7 relative change of the sent weights moves the loss by ~2e-2 within 8
 # steps (measured), as the stacked replay does; compared over 3 steps.
-@pytest.mark.parametrize(("optimizer", "momentum", "shuffled", "iterations"),
-                         [("sgd", 0.0, True, 8), ("sgd", 0.9, False, 8), ("adam", 0.0, False, 3)])
-def test_each_ann_client_gets_its_single_run(digits, optimizer, momentum, shuffled, iterations):
+@pytest.mark.parametrize(("optimizer", "momentum", "shuffled", "iterations", "native", "learn"),
+                         [("sgd", 0.0, True, 8, None, True), ("sgd", 0.0, False, 8, 8, True),
+                          ("sgd", 0.9, False, 8, None, False), ("adam", 0.0, False, 3, None, True)])
+def test_each_ann_client_gets_its_single_run(digits, optimizer, momentum, shuffled, iterations,
+                                             native, learn):
     observations = replies(digits, "lenet", optimizer=optimizer, momentum=momentum,
-                           shuffled=shuffled)
-    settings = SETTINGS.with_(iterations=iterations)
+                           shuffled=shuffled, native_size=native)
+    settings = SETTINGS.with_(iterations=iterations, learn_labels=learn)
     single = invert(observations, settings)
     stacked = invert(observations, settings, vectorize=True)
     for one, many in zip(single, stacked, strict=True):
@@ -175,7 +178,7 @@ def test_lbfgs_rows_follow_their_single_runs_over_one_step(digits):
     """L-BFGS at lr 1 (fixed steps) amplifies float noise within a few steps (as for DLG,
     tests/attacks/test_batched.py): compared over its first step (up to 20 evaluations)."""
     observations = replies(digits, "lenet")
-    settings = SETTINGS.with_(optimizer="lbfgs", lr=1.0, iterations=1)
+    settings = SETTINGS.with_(optimizer="lbfgs", lr=1.0, iterations=1, learn_labels=False)
     single = invert(observations, settings)
     stacked = invert(observations, settings, vectorize=True)
     for one, many in zip(single, stacked, strict=True):
