@@ -36,6 +36,8 @@ from attacks.strongest_mode import strongest
 from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, UNROLLED_NEEDS, ThreatModel, refusal
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
 from attacks.unrolled import unrolled
+from attacks.unrolled_batched import invert_unrolled
+from attacks.unrolled_batched import supports as supports_unrolled_batched
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
                              "smooth": smooth, "strongest": strongest, "unrolled": unrolled,
@@ -56,7 +58,9 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
 
     `vectorize` (True, or K) runs DLG/iDLG/GRNN through the batched engine (attacks/batched.py): K
     targets per optimization (True: K from memory), each with the result a one-at-a-time run
-    gives, up to floating-point noise. Other attacks ignore it. `public`: public same-domain
+    gives, up to floating-point noise; the unrolled attack stacks replies of one shape K at a
+    time (attacks/unrolled_batched.py; True: its default K, and only replies small enough for
+    stacking to pay). Other attacks ignore it. `public`: public same-domain
     images, when the threat model grants them (the rate-decoder attack needs them).
 
     Raises:
@@ -69,6 +73,9 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
     if PUBLIC_DATA in NEEDS[settings.attack]:
         for observation in observations:
             require_public(public, observation.model_spec)
+    if vectorize and supports_unrolled_batched(settings):
+        return invert_unrolled(observations, settings,
+                               max_batch=None if vectorize is True else int(vectorize))
     if vectorize and supports_batched(settings):
         max_batch = None if vectorize is True else int(vectorize)
         return invert_batched(observations, settings, max_batch=max_batch)

@@ -28,7 +28,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 from attacks.grnn import Generator, build_generator, to_dummy
 from attacks.matching import OPTIMIZER_FACTORIES, stop_threshold
 from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
-from attacks.runner import rank, relative_loss
+from attacks.runner import accepted, rank
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction, Status
@@ -186,12 +186,8 @@ def run_grnn(observations: Sequence[Observation], settings: AttackSettings, size
                 result.restart = restart
                 if best[i] is None or rank(result) < rank(best[i]):  # type: ignore[arg-type]
                     best[i] = result
-        pending = [i for i in pending if not _accepted(best[i], observations[i], settings)]
+        pending = [i for i in pending if not accepted(best[i], observations[i], settings)]
         if not pending:
             break
     return [b for b in best if b is not None]
 
-
-def _accepted(result: Reconstruction | None, observation: Observation, settings: AttackSettings) -> bool:
-    return (result is not None and settings.accept_loss is not None and result.status != Status.FAILED
-            and relative_loss(result, observation, settings) <= settings.accept_loss)

@@ -76,6 +76,7 @@ class FunctionalOptimizer:
 
 
 Forward = Callable[[nn.Module, Params, torch.Tensor], torch.Tensor]
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def module_forward(model: nn.Module, state: Params, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +87,8 @@ def module_forward(model: nn.Module, state: Params, x: torch.Tensor) -> torch.Te
 def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
                     training: LocalTraining, *, batches: Sequence[torch.Tensor] | None = None,
                     create_graph: bool = False, forward: Forward = module_forward,
-                    on_step: Callable[[torch.Tensor], None] | None = None) -> Params:
+                    on_step: Callable[[torch.Tensor], None] | None = None,
+                    criterion: Criterion = F.cross_entropy) -> Params:
     """The update w_0 - w_T of the client's local training on (x, y), by parameter name.
 
     Args:
@@ -99,6 +101,8 @@ def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
         create_graph: keep the graph so the update is differentiable in x (not in params).
         forward: how logits are computed from (model, state, inputs).
         on_step: called with each step's logits (detached), e.g. to follow the softmax.
+        criterion: the client's loss of (logits, labels) (mean cross-entropy); K clients
+            replayed at once (attacks/unrolled_batched.py) sum their K mean losses.
     """
     buffers = dict(model.named_buffers())
     optimizer = FunctionalOptimizer(training)
@@ -107,7 +111,7 @@ def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
         logits = forward(model, {**buffers, **current}, x[batch])
         if on_step is not None:
             on_step(logits.detach())
-        loss = F.cross_entropy(logits, y[batch])
+        loss = criterion(logits, y[batch])
         grads = torch.autograd.grad(loss, list(current.values()), create_graph=create_graph)
         stepped = optimizer.step(current, dict(zip(current, grads, strict=True)))
         current = stepped if create_graph else {n: p.detach().requires_grad_(True)

@@ -39,6 +39,14 @@ def relative_loss(reconstruction: Reconstruction, observation: Observation,
     return reconstruction.matching_loss / loss_scale(observation.gradients, settings.distance)
 
 
+def accepted(reconstruction: Reconstruction | None, observation: Observation,
+             settings: AttackSettings) -> bool:
+    """Whether a result is good enough to stop restarting (`settings.accept_loss`)."""
+    return (reconstruction is not None and settings.accept_loss is not None
+            and reconstruction.status != Status.FAILED
+            and relative_loss(reconstruction, observation, settings) <= settings.accept_loss)
+
+
 def invert_one(attack: AttackFn, observation: Observation, settings: AttackSettings) -> Reconstruction:
     """Run `settings.restarts` restarts (seeds seed, seed+1, …) and keep the one with the lowest
     gradient-matching loss; stop early once one is good enough (`settings.accept_loss`). Never
@@ -57,8 +65,7 @@ def invert_one(attack: AttackFn, observation: Observation, settings: AttackSetti
         candidate.restart = restart
         if best is None or rank(candidate) < rank(best):
             best = candidate
-        if (settings.accept_loss is not None and best.status != Status.FAILED
-                and relative_loss(best, observation, settings) <= settings.accept_loss):
+        if accepted(best, observation, settings):
             break
     assert best is not None
     best.seconds = time.monotonic() - started

@@ -82,6 +82,9 @@ class AttackSettings:
             hard victim; on spiking MLPs it prefers sharper, worse reconstructions).
         decoder_epochs, decoder_hidden: the rate-decoder attack's MLP (features -> hidden ->
             hidden -> pixels) and its training epochs over the public images.
+        learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
+            initialised on the label-count estimate, DLG's joint labels) and returns the argmax;
+            False keeps the estimated histogram fixed (attacks/unrolled.py).
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -117,6 +120,7 @@ class AttackSettings:
     rate_mode: str = "expected"
     decoder_epochs: int = 40
     decoder_hidden: int = 1024
+    learn_labels: bool = False
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -170,6 +174,23 @@ class AttackSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, e.g. for results.json."""
         return asdict(self)
+
+
+def unrolled_preset(settings: AttackSettings | None = None, **changes: Any) -> AttackSettings:
+    """The unrolled FedAvg attack as the audit and `unrolled_grid` run it: Adam at a constant lr
+    0.1 on the dummies (on the DLG-initialised LeNet it reached lower matching losses than
+    L-BFGS, which stalls, and than a decaying rate), 1 - cosine, soft labels learned from the
+    label-count estimate (docs/results.md, "FedAvg updates as clients really send them").
+    `changes` override any field.
+
+    Example:
+        >>> unrolled_preset(iterations=50).learn_labels
+        True
+    """
+    base = settings or AttackSettings()
+    preset = dict(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
+                  learn_labels=True)
+    return replace(base, **{**preset, **changes})
 
 
 def spike_modality(settings: AttackSettings | None = None, **changes: Any) -> AttackSettings:

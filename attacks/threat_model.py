@@ -25,6 +25,7 @@ UPDATE_MODE = "update-mode"
 OPTIMIZER = "optimizer"
 LOCAL_EPOCHS = "local-epochs"
 BATCH_SIZE = "batch-size"
+DATA_FORMAT = "data-format"
 CLIENT_RANDOMNESS = "client-randomness"
 PUBLIC_DATA = "public-data"
 
@@ -48,6 +49,11 @@ class ThreatModel:
     """The number of local epochs E (the server sent it in the train config)."""
     batch_size: bool = True
     """The client's local batch size (the server sent it in the train config)."""
+    data_format: bool = True
+    """The dataset's input format, from the dataset the run config names: the native resolution
+    its images were made at before being resized to the model's input (digits: 8x8 upsampled to
+    28x28; `fedsnn.image_format`). A prior on the data, not on the update: attacks that use it
+    optimize images at that resolution (`Observation.native_size`); none needs it."""
     client_randomness: bool = False
     """The client's batch order and Poisson draws: today they follow from the run seed, the round
     and the partition id (`clients.node.NodeSetup.round_seed`), so a server that knows the seed

@@ -73,6 +73,9 @@ class Observation:
         delta: parameter name -> w_sent - w_returned (the update itself), for attacks that replay
             local training; None when the server did not keep it.
         training: the client's local training, as far as the threat model grants it.
+        native_size: the side of the client's images before the dataset upsampled them to the
+            model's input with `fedsnn.image_format.resize` (capability data-format); None when
+            the threat model withholds it or the dataset's native size is unknown.
     """
 
     target_id: str
@@ -85,6 +88,7 @@ class Observation:
     exact_gradient: bool = True
     delta: dict[str, torch.Tensor] | None = None
     training: LocalTraining | None = None
+    native_size: int | None = None
 
 
 class Status(str, Enum):

@@ -18,7 +18,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.audit.observe import local_training, misfit, observe_update
+from fedsnn.audit.observe import known_format, local_training, misfit, observe_update
 from fedsnn.config import RunConfig
 from fedsnn.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
@@ -49,17 +49,21 @@ class CuriousServer(StrategyWrapper):
         spec: the model's public hyper-parameters.
         config: the run config (the train config the server sends: update mode, optimizer,
             learning rate, epochs, batch size, seed), read as far as `plan.threat_model` grants.
+        native_size: the native image side of the dataset the run config names
+            (`ImageData.native_size`), handed to attacks when the threat model grants the data
+            format.
     """
 
     label = "curious server (in-line gradient inversion)"
 
     def __init__(self, strategy: Strategy, *, plan: AuditPlan, queue: AuditQueue, spec: ModelSpec,
-                 config: RunConfig) -> None:
+                 config: RunConfig, native_size: int | None = None) -> None:
         super().__init__(strategy)
         self.plan = plan
         self.queue = queue
         self.spec = spec
         self.config = config
+        self.native_size = known_format(plan.threat_model, native_size)
         self.skipped: list[Skipped] = []
         self.submitted = 0
         self.nodes_seen = 0  # the most nodes online in a round: a simulation's partition count
@@ -98,7 +102,9 @@ class CuriousServer(StrategyWrapper):
             candidates.append((int(metrics.get("partition-id", -1)), msg))
         candidates.sort(key=lambda item: item[0])
         sent = self.round_arrays.to_torch_state_dict()
-        jobs: list[AuditJob] = []  # submitted together: DLG/iDLG run vectorized (attacks/batched.py)
+        # submitted together: DLG/iDLG/GRNN run vectorized (attacks/batched.py), the unrolled
+        # attack stacks the round's replies of one shape (attacks/unrolled_batched.py)
+        jobs: list[AuditJob] = []
         for partition_id, msg in candidates[:self.plan.max_clients]:
             self._observe_one(server_round, partition_id, msg, sent, jobs)
         self.queue.submit_many(jobs)
@@ -124,7 +130,7 @@ class CuriousServer(StrategyWrapper):
             observation = observe_update(
                 f"round-{server_round}/partition-{partition_id}", self.spec, sent,
                 arrays.to_torch_state_dict(), lr=self.config.learning_rate, steps=steps,
-                batch_size=batch, training=training)
+                batch_size=batch, training=training, native_size=self.native_size)
         except (KeyError, ValueError, StopIteration) as error:
             self._skip(server_round, partition_id, f"unusable reply: {error}")
             return
@@ -159,4 +165,4 @@ def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
     if plan.public_data != "none" and public is None:
         raise ValueError("audit-public-data is granted but no dataset was given to the audit")
     return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers, public), spec=spec,
-                         config=config)
+                         config=config, native_size=None if data is None else data.native_size)

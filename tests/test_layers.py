@@ -19,7 +19,7 @@ TOP_FILES = ("server_app.py", "client_app.py")
 LAYERS: dict[str, tuple[int, str]] = {
     **{f"fedsnn.{name}": (0, "fedsnn core") for name in (
         "config", "models", "data", "metrics", "privacy", "results", "checkpoint", "training",
-        "judges", "summary", "config_doc", "pictures", "protocol", "sampling")},
+        "judges", "summary", "config_doc", "pictures", "protocol", "sampling", "image_format")},
     "fedsnn": (0, "fedsnn core"),
     "attacks": (1, "attacks"),
     "clients": (1, "clients"),

@@ -63,6 +63,12 @@ def local_training(config: RunConfig, threat_model: ThreatModel, *, server_round
                          shuffle_seed=seed)
 
 
+def known_format(threat_model: ThreatModel, native_size: int | None) -> int | None:
+    """The dataset's native image side as this server knows it: None when the threat model
+    withholds the data format (or the dataset spec does not say)."""
+    return native_size if threat_model.data_format else None
+
+
 def misfit(training: LocalTraining | None, num_examples: int, local_steps: int) -> str | None:
     """Why a reply's `num-examples` / `local-steps` do not fit the train config the server sent
     (one line), or None when they do (or the server does not know the config)."""
@@ -83,8 +89,10 @@ def misfit(training: LocalTraining | None, num_examples: int, local_steps: int) 
 
 def observe_update(target_id: str, spec: ModelSpec, sent: Mapping[str, torch.Tensor],
                    returned: Mapping[str, torch.Tensor], *, lr: float, steps: int,
-                   batch_size: int, training: LocalTraining | None = None) -> Observation:
-    """The attacker's view of one client's reply (no ground truth in it).
+                   batch_size: int, training: LocalTraining | None = None,
+                   native_size: int | None = None) -> Observation:
+    """The attacker's view of one client's reply (no ground truth in it). `native_size`: the
+    dataset's native image side, when the threat model grants the data format (`known_format`).
 
     Raises:
         KeyError / ValueError: a parameter is missing or has another shape.
@@ -98,4 +106,4 @@ def observe_update(target_id: str, spec: ModelSpec, sent: Mapping[str, torch.Ten
         global_state={k: v.detach().float().clone() for k, v in sent.items()},
         gradients=gradients,
         batch_size=batch_size, learning_rate=lr, local_steps=steps,
-        exact_gradient=steps == 1, delta=delta, training=training)
+        exact_gradient=steps == 1, delta=delta, training=training, native_size=native_size)

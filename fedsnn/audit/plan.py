@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attacks import NEEDS, AttackSettings, PublicData, ThreatModel, refusal
+from attacks.settings import unrolled_preset
 from attacks.threat_model import PUBLIC_DATA
 from fedsnn.config import ConfigError, RunConfig
 from fedsnn.data.sources import ImageData
@@ -120,9 +121,7 @@ class AuditPlan:
                 optimizer=config.audit_optimizer, restarts=config.audit_restarts,
                 tv_weight=config.audit_tv_weight, seed=config.seed,
                 time_budget_s=config.audit_time_budget_s)
-            unrolled = settings.with_(attack="unrolled", optimizer="adam", lr=0.1,
-                                      distance="cosine",
-                                      iterations=config.audit_unrolled_iterations)
+            unrolled = unrolled_preset(settings, iterations=config.audit_unrolled_iterations)
         except ValueError as error:
             raise ConfigError(f"audit: {error}") from None
         if attack == "unrolled":

@@ -43,9 +43,10 @@ def run_attack(observation: Observation, settings: AttackSettings,
 
 def run_attacks(observations: list[Observation], settings: AttackSettings,
                 public: PublicData | None = None) -> list[Reconstruction]:
-    """What a worker runs for a batch of jobs: DLG/iDLG through the vectorized engine (one batched
-    optimization, each target's result as alone); other attacks one after the other (the
-    rate decoder trains one decoder for the round's global model and serves them all)."""
+    """What a worker runs for a batch of jobs: DLG/iDLG/GRNN through the vectorized engine (one
+    batched optimization, each target's result as alone), the unrolled attack with the replies of
+    one shape stacked (attacks/unrolled_batched.py, likewise); other attacks one after the other
+    (the rate decoder trains one decoder for the round's global model and serves them all)."""
     return invert(observations, settings, vectorize=True, public=public)
 
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 SPLIT_SEED = 20260101  # fixed: the train/test split never depends on the run's seed
 
@@ -27,6 +26,10 @@ class ImageData:
     test_y: torch.Tensor
     num_classes: int
     note: str = ""
+    native_size: int | None = None
+    """The side of the source images before they were resized to `image_size` (digits: 8);
+    None when unknown or not one size. Part of the dataset's spec: the server knows it from
+    the dataset it names (capability data-format, `fedsnn.image_format`)."""
 
     @property
     def in_channels(self) -> int:
@@ -55,9 +58,3 @@ def _train_test(splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
     (only,) = splits
     return _split(*splits[only], 0.2), only
 
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True).clamp_(0.0, 1.0)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedsnn.data.base import DatasetError, ImageData, _resize, _train_test
+from fedsnn.data.base import DatasetError, ImageData, _train_test
+from fedsnn.image_format import resize
 from fedsnn.data.spec_options import one_of, parse_folder_options
 
 log = logging.getLogger(__name__)
@@ -102,5 +103,6 @@ def load_cifar100(argument: str, image_size: int = SIDE) -> ImageData:
     note = (f"CIFAR-100 ({labels} labels) from {root}: train {len(train_x)} / test {len(test_x)} "
             f"({how}), {SIDE}x{SIDE} resized to {image_size}x{image_size}")
     log.info(note)
-    return ImageData(f"cifar100:{argument}", _resize(train_x, image_size), train_y,
-                     _resize(test_x, image_size), test_y, CLASSES[labels], note=note)
+    return ImageData(f"cifar100:{argument}", resize(train_x, image_size), train_y,
+                     resize(test_x, image_size), test_y, CLASSES[labels], note=note,
+                     native_size=SIDE)

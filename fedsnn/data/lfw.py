@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedsnn.data.base import DatasetError, ImageData, _resize, _split
+from fedsnn.data.base import DatasetError, ImageData, _split
+from fedsnn.image_format import resize
 from fedsnn.data.spec_options import one_of, parse_folder_options, positive_int
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def load_lfw(argument: str, image_size: int = 32) -> ImageData:
                            f"(of {len(people)} people); lower min=N (at least 2 classes needed)")
     paths = [path for images in kept.values() for path in images]
     labels = torch.tensor([label for label, images in enumerate(kept.values()) for _ in images])
-    images = _resize(_stack(paths, crop, color), image_size)
+    images = resize(_stack(paths, crop, color), image_size)
     train_x, train_y, test_x, test_y = _split(images, labels, 0.2)
     note = (f"LFW from {root}: {len(kept)} people with >= {minimum} images, {len(paths)} images, "
             f"split 80/20 into train {len(train_x)} / test {len(test_x)}; crop={crop}, "

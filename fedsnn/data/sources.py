@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsnn.data.base import DatasetError, ImageData, _resize, _split, _train_test
+from fedsnn.data.base import DatasetError, ImageData, _split, _train_test
+from fedsnn.image_format import resize
 from fedsnn.data.cifar import load_cifar100
 from fedsnn.data.lfw import load_lfw
 from fedsnn.data.dvs import load_dvs_digits, load_dvsgesture
@@ -41,11 +42,12 @@ def load_digits(image_size: int = 28) -> ImageData:
     bunch = sk_load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(bunch.target, dtype=torch.long)
-    x = _resize(x, image_size)
+    x = resize(x, image_size)
     train_x, train_y, test_x, test_y = _split(x, y, 0.2)
     return ImageData("digits", train_x, train_y, test_x, test_y, 10,
                      note=f"scikit-learn digits: {len(train_x)} train / {len(test_x)} test, "
-                          f"8x8 resized to {image_size}x{image_size}")
+                          f"8x8 resized to {image_size}x{image_size}",
+                     native_size=int(bunch.images.shape[-1]))
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -101,7 +103,7 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
             if len(x) != len(y):
                 raise DatasetError(f"mnist: {images.name} has {len(x)} images but "
                                    f"{labels.name} has {len(y)} labels")
-            splits[split] = (_resize(x, image_size), y)
+            splits[split] = (resize(x, image_size), y)
     if not splits:
         raise DatasetError(f"mnist: no IDX image/label pair in {folder}; expected "
                            "train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz] and/or "
@@ -115,7 +117,8 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
     num_classes = num_classes_of(train_y, test_y)
     note += f"; {num_classes} classes (from the labels: largest label + 1)"
     log.info(note)
-    return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, num_classes, note=note)
+    return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, num_classes, note=note,
+                     native_size=28)
 
 
 def load_hf(name: str, image_size: int = 28) -> ImageData:
@@ -138,7 +141,7 @@ def load_hf(name: str, image_size: int = 28) -> ImageData:
         arrays = [np.asarray(img, dtype=np.float32) / 255.0 for img in split[image_key]]
         x = torch.from_numpy(np.stack(arrays))
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-        return _resize(x, image_size), torch.tensor(split[label_key], dtype=torch.long)
+        return resize(x, image_size), torch.tensor(split[label_key], dtype=torch.long)
 
     train_x, train_y = to_tensors(train)
     test_x, test_y = to_tensors(test)
@@ -160,7 +163,7 @@ def _npz_images(archive: Mapping[str, np.ndarray], x_key: str, y_key: str, path:
     if x.dtype == np.uint8:
         images /= 255.0
     images = images.unsqueeze(1) if images.dim() == 3 else images
-    return _resize(images, image_size), torch.from_numpy(y.astype(np.int64))
+    return resize(images, image_size), torch.from_numpy(y.astype(np.int64))
 
 
 def load_npz(path: str | Path, image_size: int = 28) -> ImageData:

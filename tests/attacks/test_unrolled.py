@@ -2,10 +2,18 @@
 client's local training."""
 
 import copy
+from dataclasses import replace
 
+import pytest
 import torch
 
 from attacks import AttackSettings, LocalTraining, Observation, Status, invert
+from attacks.settings import unrolled_preset
+from attacks.unrolled import input_format
+from fedsnn.audit.baselines import image_guesses
+from fedsnn.data import load_dataset
+from fedsnn.image_format import resize
+from fedsnn.metrics import identified, match_by_mse
 from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
@@ -39,8 +47,66 @@ def test_unrolled_returns_n_images_with_the_inferred_labels_and_lowers_its_loss(
     assert reconstruction.matching_loss < reconstruction.loss_history[0]
 
 
+def test_learned_labels_start_on_the_estimate_and_come_back_as_one_label_per_dummy():
+    observation, y = _observation()
+    (reconstruction,) = invert([observation], unrolled_preset(iterations=5))
+    assert reconstruction.status == Status.OK, reconstruction.message
+    # five Adam steps of lr 0.1 cannot move a logit margin of 3: the exact estimate stays
+    assert sorted(reconstruction.labels.tolist()) == sorted(y.tolist())
+
+
 def test_unrolled_without_the_local_training_fails_with_a_reason():
     observation, _ = _observation(with_training=False)
     (reconstruction,) = invert([observation], SETTINGS)
     assert reconstruction.status == Status.FAILED
     assert "local training" in reconstruction.message
+
+
+def test_the_data_format_puts_the_dummies_at_the_native_size_only_when_it_is_smaller():
+    observation, _ = _observation()
+    assert input_format(observation) is None  # withheld (or unknown): full-size dummies
+    assert input_format(replace(observation, native_size=28)) is None  # MNIST: nothing to gain
+    (reconstruction,) = invert([replace(observation, native_size=8)],
+                               SETTINGS.with_(iterations=3))
+    assert reconstruction.inputs.shape == (4, 1, 28, 28)
+    assert _is_upsampled(reconstruction.inputs)  # what the dataset's resize makes of 8x8 images
+    (full,) = invert([observation], SETTINGS.with_(iterations=3))
+    assert not _is_upsampled(full.inputs)
+
+
+def _is_upsampled(images: torch.Tensor) -> bool:
+    """Whether `images` equal resize(z, 28) for some 8x8 z (least squares through the linear map)."""
+    basis = resize(torch.eye(64).reshape(64, 1, 8, 8), 28).reshape(64, -1)  # [64, 784]
+    flat = images.reshape(len(images), -1)
+    z = torch.linalg.lstsq(basis.T, flat.T).solution  # [64, N]
+    return bool(torch.allclose(basis.T @ z, flat.T, atol=1e-4))
+
+
+@pytest.mark.slow
+def test_the_data_format_prior_identifies_more_digits_than_the_guesses_and_than_without_it():
+    """8 digits, one full-batch SGD step of the DLG-initialised lenet: the unrolled attack with
+    the dataset's native 8x8 resolution against the same attack without it and the guesses."""
+    data = load_dataset("digits", 28)
+    spec = ModelSpec("lenet")
+    ids = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(1))[:8]
+    x, y = data.train_x[ids], data.train_y[ids]
+    model = build_model(spec, seed=0, dlg_init=True)
+    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    client = copy.deepcopy(model)
+    train_epochs(client, x, y, epochs=1, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
+    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
+    observation = Observation("t", spec, sent, {k: d / 0.01 for k, d in delta.items()},
+                              batch_size=8, learning_rate=0.01, delta=delta,
+                              training=LocalTraining("fedavg", "sgd", 0.01, 0.0, 1, 8, 8),
+                              native_size=data.native_size)
+
+    def rate(images: torch.Tensor) -> float:
+        matched = images[match_by_mse(images, x)]
+        return float(identified(matched, ids, data.train_x).float().mean())
+
+    settings = unrolled_preset(iterations=200)
+    (with_format,) = invert([observation], settings)
+    (without,) = invert([replace(observation, native_size=None)], settings)
+    guessed = max(rate(guess) for guess in image_guesses(data.train_x, x).values())
+    assert rate(with_format.inputs) > max(guessed, rate(without.inputs)), (
+        rate(with_format.inputs), rate(without.inputs), guessed)

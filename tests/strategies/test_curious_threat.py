@@ -34,12 +34,13 @@ def _reply(sent: dict[str, torch.Tensor], partition: int, examples: int, steps: 
                    reply_to=instruction)
 
 
-def _observe(config: RunConfig, replies: list[tuple[int, int]]) -> CuriousServer:
+def _observe(config: RunConfig, replies: list[tuple[int, int]],
+             native_size: int | None = None) -> CuriousServer:
     sent = build_model(SPEC, seed=0).state_dict()
     plan = AuditPlan.from_config(config)
     with server_identity():
         curious = CuriousServer(FedAvg(), plan=plan, queue=RecordingQueue(workers=0), spec=SPEC,
-                                config=config)
+                                config=config, native_size=native_size)
         curious.round_arrays = ArrayRecord(sent)
         curious._observe(1, [_reply(sent, p, n, s) for p, (n, s) in enumerate(replies)])
         curious.queue.close()
@@ -64,6 +65,17 @@ def test_withheld_epochs_refuse_the_unrolled_attack_with_a_reason() -> None:
     # auto falls back to the strongest attack the threat model still grants
     fallback = AuditPlan.from_config(RunConfig(audit_withhold="local-epochs"))
     assert fallback.choose("fedavg", 32).attack == "idlg"
+
+
+def test_the_data_format_reaches_the_attack_only_when_the_threat_model_grants_it() -> None:
+    granted = _observe(RunConfig(local_epochs=2, batch_size=16), [(32, 4)], native_size=8)
+    assert granted.queue.pending[0][0].observation.native_size == 8
+    assert "data-format" in granted.plan.threat_model.to_dict()["granted"]
+    withheld = _observe(RunConfig(local_epochs=2, batch_size=16, audit_withhold="data-format"),
+                        [(32, 4)], native_size=8)
+    assert withheld.queue.pending[0][0].observation.native_size is None
+    assert "data-format" in withheld.plan.threat_model.to_dict()["withheld"]
+    assert "withheld: data-format" in withheld.describe()
 
 
 def test_granted_client_randomness_gives_the_shuffle_seed() -> None:

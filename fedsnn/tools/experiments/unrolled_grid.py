@@ -5,8 +5,11 @@ holds N random `digits` training images, starts from a fresh model (DLG init, as
 default) and trains with the real client code (`fedsnn.training.train_epochs`): full-batch local
 epochs, so E = local steps. The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
-judge ASR, PSNR/SSIM, class histogram). Rows are appended to --out as they finish (a re-run
-skips finished cells); `--table` prints docs/results.md's table from that file.
+judge ASR, PSNR/SSIM, class histogram). The unrolled attack runs as the audit runs it
+(`unrolled_preset`: Adam lr 0.1, learned labels; 1,000 steps by default) with the dataset's native
+resolution granted (row "unrolled", the default threat model) and withheld (row "unrolled,
+data-format withheld"); `--methods` picks the rows. Rows are appended to --out client by client (a re-run
+skips the clients and methods it has); `--table` prints docs/results.md's table from that file.
 
 Example:
     python -m fedsnn.tools.experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
@@ -21,12 +24,15 @@ import copy
 import json
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 from attacks import AttackSettings, LocalTraining, invert
+from attacks.settings import unrolled_preset
 from attacks.unrolled import match_update
 from fedsnn.metrics import histogram
 from fedsnn.audit.auditor import Auditor
@@ -39,28 +45,36 @@ from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
+# --methods keys -> row names: the approximation; the unrolled attack with the data format (the
+# default threat model) and with it withheld (audit-withhold = "data-format")
+METHODS = {"approximation": "approximation", "unrolled": "unrolled",
+           "unrolled-withheld": "unrolled, data-format withheld"}
 
 
-def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0
-                    ) -> dict[str, AttackSettings]:
-    """The two attacks compared: the unrolled one, and iDLG on (w - w') / (lr * steps) with the
+def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
+                    learn_labels: bool = True) -> dict[str, AttackSettings]:
+    """The two attacks compared: the unrolled one (`unrolled_preset`, as the audit runs it), and iDLG on (w - w') / (lr * steps) with the
     in-line audit's former defaults (L-BFGS, 50 iterations)."""
-    unrolled = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
-                              iterations=iterations, time_budget_s=budget, tv_weight=tv_weight)
+    unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
+                               learn_labels=learn_labels)
     return {"unrolled": unrolled,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
-def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: int,
+def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
-             oracle_counts: bool = False) -> list[dict]:
-    """Rows (one per client and attack) of one grid cell. `oracle_counts` adds a diagnostic row:
-    the unrolled attack given the true class histogram (not a threat model: it measures what
-    the label-count errors cost)."""
+             oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
+             on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Rows (one per client and method) of one grid cell, for the given client indices;
+    `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
+    (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
+    `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
+    histogram (not a threat model: it measures what the label-count errors cost)."""
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
     rows = []
-    for client in range(clients):
+    for client in clients:
+        client_rows = []
         generator = torch.Generator().manual_seed(zlib.crc32(
             f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
         ids = torch.randperm(len(data.train_x), generator=generator)[:images]
@@ -72,25 +86,33 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: in
         training = LocalTraining("fedavg", optimizer, lr, 0.0, steps, images, images)
         observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
                                      trained.state_dict(), lr=lr, steps=steps, batch_size=images,
-                                     training=training)
+                                     training=training, native_size=data.native_size)
+        views = {METHODS[key]: replace(observation, native_size=size) for key, size in
+                 (("unrolled", data.native_size), ("unrolled-withheld", None)) if key in methods}
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
-        runs = {name: lambda attack=attack: invert([observation], attack)[0]
-                for name, attack in settings.items()}
-        if oracle_counts:
-            true_counts = histogram(data.train_y[ids], spec.num_classes)
-            runs = {"unrolled, true histogram (diagnostic)": lambda: match_update(
-                observation, settings["unrolled"], true_counts, seed=0)}
+        true_counts = histogram(data.train_y[ids], spec.num_classes)
+        runs = ({f"{name}, true histogram (diagnostic)": lambda view=view: match_update(
+                    view, settings["unrolled"].with_(learn_labels=False), true_counts, seed=0)
+                 for name, view in views.items()} if oracle_counts else
+                {**({"approximation": lambda: invert([observation], settings["approximation"])[0]}
+                    if "approximation" in methods else {}),
+                 **{name: lambda view=view: invert([view], settings["unrolled"])[0]
+                    for name, view in views.items()}})
         for name, run in runs.items():
-            attack = settings["unrolled" if name != "approximation" else name]
+            attack = settings["approximation" if name == "approximation" else "unrolled"]
             started = time.monotonic()
             reconstruction = run()
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
             row.pop("_images", None)
-            rows.append({"model": model, "images": images, "steps": steps, "optimizer": optimizer,
-                         "client": client, "method": name, "wall-s": time.monotonic() - started,
-                         **{k: v for k, v in row.items() if k not in ("inferred-labels",
-                                                                      "true-labels")}})
+            client_rows.append({"model": model, "images": images, "steps": steps,
+                                "optimizer": optimizer, "client": client, "method": name,
+                                "wall-s": time.monotonic() - started,
+                                **{k: v for k, v in row.items()
+                                   if k not in ("inferred-labels", "true-labels")}})
+        rows += client_rows
+        if on_client is not None:
+            on_client(client_rows)
     return rows
 
 
@@ -134,11 +156,22 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--budget-s", type=float, default=300.0)
+    parser.add_argument("--first-client", type=int, default=0,
+                        help="start at this client index (to split a cell between processes)")
+    parser.add_argument("--iterations", type=int, default=1000,
+                        help="Adam steps of the unrolled attack (more identify more: "
+                             "docs/results.md, target cell)")
+    parser.add_argument("--budget-s", type=float, default=1800.0,
+                        help="per attack and client (the run stops early when it is spent)")
+    parser.add_argument("--fixed-labels", action="store_true",
+                        help="ablation: keep the estimated label histogram fixed (no learned "
+                             "soft labels)")
     parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="rows per client: the approximation, the unrolled attack with the "
+                             "dataset's native resolution (capability data-format), and without")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -151,20 +184,28 @@ def main() -> None:
     data = load_dataset("digits", 28)
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
-    done = {(r["model"], r["images"], r["steps"], r["optimizer"]) for r in rows}
-    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight)
+    done = {(r["model"], r["images"], r["steps"], r["optimizer"], r["client"], r["method"])
+            for r in rows}
+
+    def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
+        with args.out.open("a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in client_rows)
+
+    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
+                               learn_labels=not args.fixed_labels)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
                 for optimizer in args.optimizers:
-                    if (model, images, steps, optimizer) in done:
-                        continue
                     started = time.monotonic()
-                    cell = run_cell(model, images, steps, optimizer, clients=args.clients,
-                                    settings=settings, auditor=auditor, data=data,
-                                    oracle_counts=args.oracle_counts)
-                    with args.out.open("a") as handle:
-                        handle.writelines(json.dumps(row) + "\n" for row in cell)
+                    for client in range(args.first_client, args.clients):  # what it lacks
+                        todo = [m for m in args.methods if (model, images, steps, optimizer,
+                                                            client, METHODS[m]) not in done]
+                        if todo:
+                            run_cell(model, images, steps, optimizer, clients=[client],
+                                     settings=settings, auditor=auditor, data=data,
+                                     oracle_counts=args.oracle_counts, methods=todo,
+                                     on_client=append)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
                           f"{time.monotonic() - started:.0f} s", flush=True)
     print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
