@@ -31,7 +31,7 @@ from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
 from attacks.runner import accepted, rank
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
-from attacks.types import Observation, Reconstruction, Status
+from attacks.types import Observation, Reconstruction, Status, never_finite
 
 ELEMENTWISE_OPTIMIZERS = ("rmsprop", "adam")  # L-BFGS's state is not per element
 # K for `vectorize=True`: on this machine K = 8 ran 2.2x the one-at-a-time rate and K = 32 only
@@ -155,8 +155,7 @@ class _Pass:
         for row, observation in enumerate(self.observations):
             status, message = self.status[row], self.message[row]
             if not math.isfinite(float(self.best_loss[row])):
-                status = Status.TIMEOUT if status == Status.TIMEOUT else Status.DIVERGED
-                message = message or "the loss was never finite; returned the starting point"
+                status, message = never_finite(status, message)
             loss = float(final[row])
             results.append(Reconstruction(
                 target_id=observation.target_id, attack="grnn", inputs=inputs[row],

@@ -17,7 +17,7 @@ from torch import nn
 from attacks.progress import report
 from attacks.settings import AttackSettings
 from attacks.spiking import model_logits
-from attacks.types import Observation, Status
+from attacks.types import Observation, Status, never_finite
 from fedsnn.models import build_model
 
 S = TypeVar("S")
@@ -218,9 +218,7 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
     if not first:  # the budget ran out before the first step: report the starting point
         first.append(objective()[1])
     if not best:  # never a finite loss: return the starting point
-        return Outcome(first[0], math.inf, history,
-                       Status.TIMEOUT if status == Status.TIMEOUT else Status.DIVERGED,
-                       message or "the loss was never finite; returned the starting point")
+        return Outcome(first[0], math.inf, history, *never_finite(status, message))
     return Outcome(best[0][1], best[0][0], history, status, message)
 
 

@@ -100,6 +100,13 @@ class Status(str, Enum):
     TIMEOUT = "timeout"        # the time budget ran out; best-so-far is returned
 
 
+def never_finite(status: Status, message: str) -> tuple[Status, str]:
+    """How a run whose loss was never finite ended: it returns its starting point, as a timeout
+    if the budget stopped it, else as diverged."""
+    return (Status.TIMEOUT if status == Status.TIMEOUT else Status.DIVERGED,
+            message or "the loss was never finite; returned the starting point")
+
+
 @dataclass
 class Reconstruction:
     """An attack's output for one observation.

@@ -48,7 +48,7 @@ from attacks.replicated import (ReplicatedVictim, check_supported, per_target_di
 from attacks.runner import accepted, invert_one, rank
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
-from attacks.types import LocalTraining, Observation, Reconstruction, Status
+from attacks.types import LocalTraining, Observation, Reconstruction, Status, never_finite
 from attacks.unrolled import LABEL_LOGIT, dummy_labels, input_format, unrolled
 from fedsnn.image_format import resize
 from fedsnn.models import build_model
@@ -301,8 +301,7 @@ class _Pass:
         for row, observation in enumerate(self.observations):
             status, message = self.status[row], self.message[row]
             if not math.isfinite(float(self.best_loss[row])):
-                status = Status.TIMEOUT if status == Status.TIMEOUT else Status.DIVERGED
-                message = message or "the loss was never finite; returned the starting point"
+                status, message = never_finite(status, message)
             loss = float(final[row])
             results.append(Reconstruction(
                 target_id=observation.target_id, attack="unrolled", inputs=inputs[row],
