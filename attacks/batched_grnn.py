@@ -28,7 +28,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 from attacks.grnn import Generator, build_generator, to_dummy
 from attacks.matching import OPTIMIZER_FACTORIES, stop_threshold
 from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
-from attacks.runner import accepted, rank
+from attacks.runner import best_of_restarts
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction, Status, never_finite
@@ -172,21 +172,11 @@ def run_grnn(observations: Sequence[Observation], settings: AttackSettings, size
     if not supports(settings):
         raise ValueError(f"vectorized GRNN needs grnn_optimizer in {list(ELEMENTWISE_OPTIMIZERS)}, "
                          f"not {settings.grnn_optimizer!r}")
-    best: list[Reconstruction | None] = [None] * len(observations)
-    pending = list(range(len(observations)))
-    for restart in range(settings.restarts):
-        if restart and deadline is not None and time.monotonic() > deadline:
-            break
-        for start in range(0, len(pending), size):
-            chunk = pending[start:start + size]
-            done = _Pass([observations[i] for i in chunk], settings, settings.seed + restart,
-                         deadline).run()
-            for i, result in zip(chunk, done, strict=True):
-                result.restart = restart
-                if best[i] is None or rank(result) < rank(best[i]):  # type: ignore[arg-type]
-                    best[i] = result
-        pending = [i for i in pending if not accepted(best[i], observations[i], settings)]
-        if not pending:
-            break
-    return [b for b in best if b is not None]
+
+    def run_pass(pending: list[int], restart: int) -> list[Reconstruction]:
+        return [result for start in range(0, len(pending), size)
+                for result in _Pass([observations[i] for i in pending[start:start + size]],
+                                    settings, settings.seed + restart, deadline).run()]
+
+    return best_of_restarts(observations, settings, deadline, run_pass)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -70,3 +70,25 @@ def invert_one(attack: AttackFn, observation: Observation, settings: AttackSetti
     assert best is not None
     best.seconds = time.monotonic() - started
     return best
+
+
+def best_of_restarts(observations: Sequence[Observation], settings: AttackSettings,
+                     deadline: float | None,
+                     run_pass: Callable[[list[int], int], list[Reconstruction]]
+                     ) -> list[Reconstruction]:
+    """Restarts of a vectorized attack: `run_pass(pending, restart)` attacks the observations
+    still pending (indices) from seed + restart, one result each in order; each observation keeps
+    its best restart (`rank`) and leaves once `accepted`, as `invert_one` does for one."""
+    best: list[Reconstruction | None] = [None] * len(observations)
+    pending = list(range(len(observations)))
+    for restart in range(settings.restarts):
+        if restart and deadline is not None and time.monotonic() > deadline:
+            break
+        for i, result in zip(pending, run_pass(pending, restart), strict=True):
+            result.restart = restart
+            if best[i] is None or rank(result) < rank(best[i]):  # type: ignore[arg-type]
+                best[i] = result
+        pending = [i for i in pending if not accepted(best[i], observations[i], settings)]
+        if not pending:
+            break
+    return [b for b in best if b is not None]

@@ -45,7 +45,7 @@ from attacks.local_training import client_batches, simulate_update
 from attacks.matching import STALL_STEPS, total_variation
 from attacks.replicated import (ReplicatedVictim, check_supported, per_target_distance,
                                 replicate, replicated_logits, shape_error)
-from attacks.runner import accepted, invert_one, rank
+from attacks.runner import best_of_restarts, invert_one
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import LocalTraining, Observation, Reconstruction, Status, never_finite
@@ -317,21 +317,8 @@ def _chunk(observations: Sequence[Observation], settings: AttackSettings) -> lis
     started = time.monotonic()
     deadline = (None if settings.time_budget_s is None
                 else started + len(observations) * settings.time_budget_s)
-    best: list[Reconstruction | None] = [None] * len(observations)
-    pending = list(range(len(observations)))
-    for restart in range(settings.restarts):
-        if restart and deadline is not None and time.monotonic() > deadline:
-            break
-        done = _Pass([observations[i] for i in pending], settings, settings.seed + restart,
-                     deadline).run()
-        for i, result in zip(pending, done, strict=True):
-            result.restart = restart
-            if best[i] is None or rank(result) < rank(best[i]):  # type: ignore[arg-type]
-                best[i] = result
-        pending = [i for i in pending if not accepted(best[i], observations[i], settings)]
-        if not pending:
-            break
-    results = [b for b in best if b is not None]
+    results = best_of_restarts(observations, settings, deadline, lambda pending, restart: _Pass(
+        [observations[i] for i in pending], settings, settings.seed + restart, deadline).run())
     for result in results:
         result.seconds = (time.monotonic() - started) / len(results)
     return results
