@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from attacks.label_counts import infer_label_counts, labels_from_counts
+from attacks.label_refinement import refine_labels
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
 from attacks.settings import AttackSettings
@@ -77,7 +79,42 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
              deadline: float | None = None) -> Reconstruction:
     """One restart of the unrolled attack, its labels from the inferred class histogram."""
     counts = infer_label_counts(observation, seed=seed)
-    return match_update(observation, settings, counts, seed=seed, deadline=deadline)
+    reconstruction = match_update(observation, settings, counts, seed=seed, deadline=deadline)
+    return refine_reconstruction(observation, reconstruction, settings, deadline=deadline)
+
+
+def refine_reconstruction(observation: Observation, reconstruction: Reconstruction,
+                          settings: AttackSettings, *, deadline: float | None = None
+                          ) -> Reconstruction:
+    """With learned labels, the reconstruction with its labels moved sample by sample while the
+    matching loss drops (`attacks/label_refinement.py`), images fixed; unchanged otherwise, or
+    when the deadline has passed or the reconstruction has no finite loss."""
+    if (not settings.learn_labels or not torch.isfinite(torch.tensor(reconstruction.matching_loss))
+            or (deadline is not None and time.monotonic() >= deadline)):
+        return reconstruction
+    started = time.monotonic()
+    training, delta = observation.training, observation.delta
+    model = replay_model(observation)
+    names = [n for n, _ in model.named_parameters() if n in delta]
+    params = {n: observation.global_state[n].float() for n in names}
+    observed = [delta[n].double() for n in names]
+    batches = client_batches(training)
+    distance = DISTANCES[settings.distance]
+    images = as_model_input(reconstruction.inputs, settings)
+
+    def loss_of_targets(targets: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            replayed = simulate_update(model, params, images, targets, training, batches=batches,
+                                       create_graph=targets.requires_grad)
+            return distance([replayed[n].double() for n in names], observed)
+
+    refined = refine_labels(loss_of_targets, reconstruction.labels,
+                            observation.model_spec.num_classes, deadline=deadline)
+    moves = ", ".join(f"sample {i}: {old} -> {new}" for i, old, new in refined.moves)
+    note = f"label refinement: {len(refined.moves)} move(s){' (' + moves + ')' if moves else ''}"
+    return replace(reconstruction, labels=refined.labels, matching_loss=refined.loss,
+                   message="; ".join(m for m in (reconstruction.message, note) if m),
+                   seconds=reconstruction.seconds + time.monotonic() - started)
 
 
 def match_update(observation: Observation, settings: AttackSettings, counts: torch.Tensor, *,

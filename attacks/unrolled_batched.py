@@ -49,7 +49,8 @@ from attacks.runner import best_of_restarts, invert_one
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import LocalTraining, Observation, Reconstruction, Status, never_finite
-from attacks.unrolled import LABEL_LOGIT, dummy_labels, input_format, unrolled
+from attacks.unrolled import (LABEL_LOGIT, dummy_labels, input_format, refine_reconstruction,
+                              unrolled)
 from fedsnn.image_format import resize
 from fedsnn.models import build_model
 
@@ -319,6 +320,8 @@ def _chunk(observations: Sequence[Observation], settings: AttackSettings) -> lis
                 else started + len(observations) * settings.time_budget_s)
     results = best_of_restarts(observations, settings, deadline, lambda pending, restart: _Pass(
         [observations[i] for i in pending], settings, settings.seed + restart, deadline).run())
+    results = [refine_reconstruction(o, r, settings, deadline=deadline)
+               for o, r in zip(observations, results, strict=True)]
     for result in results:
         result.seconds = (time.monotonic() - started) / len(results)
     return results

@@ -2,8 +2,10 @@
 
 Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
 holds N random `digits` training images, starts from a fresh model (DLG init, as the run's
-default) and trains with the real client code (`fedsnn.training.train_epochs`): full-batch local
-epochs, so E = local steps. The server's observation is made as in the in-line audit
+default) and trains with the real client code (`fedsnn.training.train_epochs`). `--design` picks
+E and the batch size B that give the cell's local steps: "full-batch" (B = N, E = steps) or
+"mini-batch" (B = max(N / steps, min(N, 8)), E = steps * B / N: one epoch of mini-batches where
+N allows it, so the replay costs N · E sample passes, not N · steps). The server's observation is made as in the in-line audit
 (`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
 judge ASR, PSNR/SSIM, class histogram). The unrolled attack runs as the audit runs it
 (`unrolled_preset`: Adam lr 0.1, learned labels; 1,000 steps by default) with the dataset's native
@@ -45,6 +47,8 @@ from fedsnn.models import ModelSpec, build_model
 from fedsnn.training import train_epochs
 
 LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
+DESIGNS = ("full-batch", "mini-batch")
+SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
 # --methods keys -> row names: the approximation; the unrolled attack with the data format (the
 # default threat model) and with it withheld (audit-withhold = "data-format")
 METHODS = {"approximation": "approximation", "unrolled": "unrolled",
@@ -61,10 +65,26 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
+def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
+    """(E, B) giving `steps` local steps over `images` samples under a design (module doc).
+
+    Example:
+        >>> epochs_and_batch(32, 4, "mini-batch"), epochs_and_batch(32, 4, "full-batch")
+        ((1, 8), (4, 32))
+    """
+    if design == "full-batch":
+        return steps, images
+    batch = max(images // steps, min(images, SMALLEST_BATCH))
+    epochs, remainder = divmod(steps * batch, images)
+    if epochs == 0 or remainder or images % batch:
+        raise ValueError(f"{steps} steps do not split {images} images into whole batches")
+    return epochs, batch
+
+
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
              oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
-             on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
+             design: str = "full-batch", on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Rows (one per client and method) of one grid cell, for the given client indices;
     `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
     (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
@@ -72,6 +92,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     histogram (not a threat model: it measures what the label-count errors cost)."""
     spec = ModelSpec(model)
     lr = LEARNING_RATES[optimizer]
+    epochs, batch = epochs_and_batch(images, steps, design)
     rows = []
     for client in clients:
         client_rows = []
@@ -81,9 +102,9 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         net = build_model(spec, seed=client, dlg_init=True)
         sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
         trained = copy.deepcopy(net)
-        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps,
-                     batch_size=images, lr=lr, optimizer=optimizer, seed=client)
-        training = LocalTraining("fedavg", optimizer, lr, 0.0, steps, images, images)
+        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=epochs,
+                     batch_size=batch, lr=lr, optimizer=optimizer, seed=client)
+        training = LocalTraining("fedavg", optimizer, lr, 0.0, epochs, batch, images)
         observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
                                      trained.state_dict(), lr=lr, steps=steps, batch_size=images,
                                      training=training, native_size=data.native_size)
@@ -106,6 +127,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
             row.pop("_images", None)
             client_rows.append({"model": model, "images": images, "steps": steps,
+                                "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
                                 "wall-s": time.monotonic() - started,
                                 **{k: v for k, v in row.items()
@@ -122,16 +144,22 @@ def _rate(stat: dict[str, float] | None) -> str:
     return f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
 
 
+def design_of(row: dict) -> tuple[int, int]:
+    """(E, B) of a row; rows written before the mini-batch design are full-batch."""
+    return row.get("epochs", row["steps"]), row.get("local-batch", row["images"])
+
+
 def table(rows: list[dict]) -> str:
     """docs/results.md's table: per cell and method, pooled rates with 95 % Wilson intervals."""
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["images"], row["steps"], row["optimizer"],
-                          row["method"]), []).append(row)
-    lines = ["| model | N | steps | opt | attack | clients | identified | judge ASR | PSNR | SSIM "
-             "| histogram exact (clients) | classes exact | prior: histogram exact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, images, steps, optimizer, method), group in sorted(cells.items()):
+        cells.setdefault((row["model"], row["images"], row["steps"], *design_of(row),
+                          row["optimizer"], row["method"]), []).append(row)
+    lines = ["| model | N | steps | E × B | opt | attack | clients | identified | judge ASR | PSNR "
+             "| SSIM | histogram exact (clients) | classes exact | prior: histogram exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
+        cell = f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} | {len(group)} |"
         summary = leakage_summary({"attacks": group})
         histogram = summary["histogram"] or {}
         prior = summary["prior-histogram"] or {}
@@ -139,13 +167,11 @@ def table(rows: list[dict]) -> str:
         ssim = [r["ssim"] for r in group if r.get("ssim") is not None]
         classes = histogram.get("classes-exact", {}).get("value")
         lines.append(
-            f"| {model} | {images} | {steps} | {optimizer} | {method} | {len(group)} | "
-            f"{_rate(summary['identified'])} | {_rate(summary['asr'])} | "
+            f"{cell} {_rate(summary['identified'])} | {_rate(summary['asr'])} | "
             f"{sum(psnr) / len(psnr):.1f} | {sum(ssim) / len(ssim):.2f} | "
             f"{_rate(histogram.get('clients-exact'))} | "
             f"{'–' if classes is None else f'{classes:.2f}'} | {_rate(prior.get('clients-exact'))} |"
-            if psnr else f"| {model} | {images} | {steps} | {optimizer} | {method} | {len(group)} "
-            "| not scored | | | | | | |")
+            if psnr else f"{cell} not scored | | | | | | |")
     return "\n".join(lines)
 
 
@@ -156,6 +182,8 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--design", choices=DESIGNS, default="mini-batch",
+                        help="how E and the batch size give the local steps (module doc)")
     parser.add_argument("--first-client", type=int, default=0,
                         help="start at this client index (to split a cell between processes)")
     parser.add_argument("--iterations", type=int, default=1000,
@@ -184,8 +212,8 @@ def main() -> None:
     data = load_dataset("digits", 28)
     judge = load_judge(data)
     auditor = Auditor(data.train_x, data.train_y, judge.model)
-    done = {(r["model"], r["images"], r["steps"], r["optimizer"], r["client"], r["method"])
-            for r in rows}
+    done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],
+             r["method"]) for r in rows}
 
     def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
         with args.out.open("a") as handle:
@@ -198,14 +226,15 @@ def main() -> None:
             for steps in args.steps:
                 for optimizer in args.optimizers:
                     started = time.monotonic()
+                    design = epochs_and_batch(images, steps, args.design)
                     for client in range(args.first_client, args.clients):  # what it lacks
-                        todo = [m for m in args.methods if (model, images, steps, optimizer,
-                                                            client, METHODS[m]) not in done]
+                        todo = [m for m in args.methods if (model, images, steps, design,
+                                                            optimizer, client, METHODS[m]) not in done]
                         if todo:
                             run_cell(model, images, steps, optimizer, clients=[client],
                                      settings=settings, auditor=auditor, data=data,
                                      oracle_counts=args.oracle_counts, methods=todo,
-                                     on_client=append)
+                                     design=args.design, on_client=append)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
                           f"{time.monotonic() - started:.0f} s", flush=True)
     print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
