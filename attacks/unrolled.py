@@ -93,20 +93,12 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
             or (deadline is not None and time.monotonic() >= deadline)):
         return reconstruction
     started = time.monotonic()
-    training, delta = observation.training, observation.delta
-    model = replay_model(observation)
-    names = [n for n, _ in model.named_parameters() if n in delta]
-    params = {n: observation.global_state[n].float() for n in names}
-    observed = [delta[n].double() for n in names]
-    batches = client_batches(training)
-    distance = DISTANCES[settings.distance]
+    distance = update_distance(observation, settings)
     images = as_model_input(reconstruction.inputs, settings)
 
     def loss_of_targets(targets: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
-            replayed = simulate_update(model, params, images, targets, training, batches=batches,
-                                       create_graph=targets.requires_grad)
-            return distance([replayed[n].double() for n in names], observed)
+            return distance(images, targets, targets.requires_grad)
 
     refined = refine_labels(loss_of_targets, reconstruction.labels,
                             observation.model_spec.num_classes, deadline=deadline)
@@ -115,6 +107,28 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
     return replace(reconstruction, labels=refined.labels, matching_loss=refined.loss,
                    message="; ".join(m for m in (reconstruction.message, note) if m),
                    seconds=reconstruction.seconds + time.monotonic() - started)
+
+
+def update_distance(observation: Observation, settings: AttackSettings
+                    ) -> Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]:
+    """distance(images, targets, create_graph): `settings.distance` (in float64: 1 - cosine of
+    near-parallel float32 updates rounds to exactly 0) between the update replayed on model
+    inputs with labels or class-probability targets and the observed one."""
+    training, delta = observation.training, observation.delta
+    model = replay_model(observation)
+    names = [n for n, _ in model.named_parameters() if n in delta]
+    params = {n: observation.global_state[n].float() for n in names}
+    observed = [delta[n].double() for n in names]
+    batches = client_batches(training)
+    distance = DISTANCES[settings.distance]
+
+    def replayed_distance(images: torch.Tensor, targets: torch.Tensor, create_graph: bool
+                          ) -> torch.Tensor:
+        replayed = simulate_update(model, params, images, targets, training, batches=batches,
+                                   create_graph=create_graph)
+        return distance([replayed[n].double() for n in names], observed)
+
+    return replayed_distance
 
 
 def match_update(observation: Observation, settings: AttackSettings, counts: torch.Tensor, *,
@@ -133,27 +147,19 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
         raise ValueError("the unrolled attack needs the update itself and the client's local "
                          "training (optimizer, epochs, batch size, num-examples)")
     spec = observation.model_spec
-    model = replay_model(observation)
-    names = [n for n, _ in model.named_parameters() if n in delta]
-    params = {n: observation.global_state[n].float() for n in names}
-    observed = [delta[n].double() for n in names]
+    distance = update_distance(observation, settings)
     labels = dummy_labels(counts, seed)
     logits = (LABEL_LOGIT * F.one_hot(labels, spec.num_classes).float()).requires_grad_(True)
     expand = input_format(observation)
     side = observation.native_size if expand is not None else spec.image_size
     shape = (training.num_examples, spec.in_channels, side, side)
     dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))
-    batches = client_batches(training)
-    distance = DISTANCES[settings.distance]
 
     def matching(inputs: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
         images = inputs if expand is None else expand(inputs)
         # cross-entropy takes class probabilities as targets: the soft labels' replay
         targets = label_logits.softmax(-1) if settings.learn_labels else labels
-        replayed = simulate_update(model, params, as_model_input(images, settings), targets,
-                                   training, batches=batches, create_graph=True)
-        # in float64: 1 - cosine of near-parallel float32 updates rounds to exactly 0
-        loss = distance([replayed[n].double() for n in names], observed)
+        loss = distance(as_model_input(images, settings), targets, True)
         if settings.tv_weight > 0:
             loss = loss + settings.tv_weight * total_variation(inputs)
         return loss
