@@ -102,8 +102,9 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
 
     refined = refine_labels(loss_of_targets, reconstruction.labels,
                             observation.model_spec.num_classes, deadline=deadline)
-    moves = ", ".join(f"sample {i}: {old} -> {new}" for i, old, new in refined.moves)
-    note = f"label refinement: {len(refined.moves)} move(s){' (' + moves + ')' if moves else ''}"
+    changes = ", ".join(f"sample {i}: {old} -> {new}" for i, old, new in refined.changes)
+    note = (f"label refinement: {len(refined.changes)} label change(s)"
+            + (f" ({changes})" if changes else ""))
     return replace(reconstruction, labels=refined.labels, matching_loss=refined.loss,
                    message="; ".join(m for m in (reconstruction.message, note) if m),
                    seconds=reconstruction.seconds + time.monotonic() - started)
