@@ -83,7 +83,8 @@ class AttackSettings:
         decoder_epochs, decoder_hidden: the rate-decoder attack's MLP (features -> hidden ->
             hidden -> pixels) and its training epochs over the public images.
         learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
-            initialised on the label-count estimate, DLG's joint labels) and returns the argmax;
+            initialised on the label-count estimate, DLG's joint labels) and returns the argmax,
+            refined sample by sample while the matching loss drops (attacks/label_refinement.py);
             False keeps the estimated histogram fixed (attacks/unrolled.py).
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
@@ -180,7 +181,8 @@ def unrolled_preset(settings: AttackSettings | None = None, **changes: Any) -> A
     """The unrolled FedAvg attack as the audit and `unrolled_grid` run it: Adam at a constant lr
     0.1 on the dummies (on the DLG-initialised LeNet it reached lower matching losses than
     L-BFGS, which stalls, and than a decaying rate), 1 - cosine, soft labels learned from the
-    label-count estimate (docs/results.md, "FedAvg updates as clients really send them").
+    label-count estimate and refined sample by sample at the end (`attacks/label_refinement.py`;
+    docs/results.md, "FedAvg updates as clients really send them").
     `changes` override any field.
 
     Example:
