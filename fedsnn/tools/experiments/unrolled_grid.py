@@ -3,15 +3,16 @@
 Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
 holds N random `digits` training images, starts from a fresh model (DLG init, as the run's
 default) and trains with the real client code (`fedsnn.training.train_epochs`). `--design` picks
-E and the batch size B that give the cell's local steps: "full-batch" (B = N, E = steps) or
-"mini-batch" (B = max(N / steps, min(N, 8)), E = steps * B / N: one epoch of mini-batches where
-N allows it, so the replay costs N · E sample passes, not N · steps). The server's observation is made as in the in-line audit
-(`fedsnn.audit.observe`); both attacks see the same one; the auditor scores both (identified,
-judge ASR, PSNR/SSIM, class histogram). The unrolled attack runs as the audit runs it
-(`unrolled_preset`: Adam lr 0.1, learned labels; 1,000 steps by default) with the dataset's native
-resolution granted (row "unrolled", the default threat model) and withheld (row "unrolled,
-data-format withheld"); `--methods` picks the rows. Rows are appended to --out client by client (a re-run
-skips the clients and methods it has); `--table` prints docs/results.md's table from that file.
+E and the batch size B that give the cell's local steps: "mini-batch" (the default:
+B = max(N / steps, min(N, 8)), E = steps * B / N, one epoch of mini-batches where N allows it,
+so the replay costs N * E sample passes, not N * steps) or "full-batch" (B = N, E = steps). The
+server's observation is made as in the in-line audit (`fedsnn.audit.observe`); both attacks see
+the same one; the auditor scores both (identified, judge ASR, PSNR/SSIM, class histogram). The
+unrolled attack runs as the audit runs it (`unrolled_preset`: Adam lr 0.1, learned and refined
+labels; 1,000 steps by default) with the dataset's native resolution granted (row "unrolled",
+the default threat model) and withheld (row "unrolled, data-format withheld"); `--methods` picks
+the rows. Rows are appended to --out client by client (a re-run skips the clients and methods it
+has); `--table` prints docs/results.md's table from that file.
 
 Example:
     python -m fedsnn.tools.experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
