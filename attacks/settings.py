@@ -86,6 +86,9 @@ class AttackSettings:
             initialised on the label-count estimate, DLG's joint labels) and returns the argmax,
             refined sample by sample while the matching loss drops (attacks/label_refinement.py);
             False keeps the estimated histogram fixed (attacks/unrolled.py).
+        label_phases: with learn_labels, the unrolled attack's steps split into this many
+            phases, the labels refined after each and the next phase's soft labels reset on
+            them (attacks/unrolled.py, `unrolled`).
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -122,6 +125,7 @@ class AttackSettings:
     decoder_epochs: int = 40
     decoder_hidden: int = 1024
     learn_labels: bool = False
+    label_phases: int = 1
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -137,7 +141,7 @@ class AttackSettings:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
         for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages",
-                     "decoder_epochs", "decoder_hidden"):
+                     "label_phases", "decoder_epochs", "decoder_hidden"):
             if int(getattr(self, name)) < 1:
                 raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
         if not 0 < self.smooth_k_start <= self.smooth_k_end:

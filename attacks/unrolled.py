@@ -38,7 +38,7 @@ from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
-from attacks.types import Observation, Reconstruction
+from attacks.types import Observation, Reconstruction, Status
 from fedsnn.image_format import resize, upsampled_from
 from fedsnn.models import build_model
 from fedsnn.models.encoders import DirectEncoder
@@ -77,10 +77,27 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
              deadline: float | None = None) -> Reconstruction:
-    """One restart of the unrolled attack, its labels from the inferred class histogram."""
+    """One restart of the unrolled attack, its labels from the inferred class histogram. With
+    learned labels and `settings.label_phases` > 1 the steps are split into phases: after each,
+    the labels are refined and the next phase starts from its dummies, with soft labels reset on
+    the refined ones (images that co-adapted to a wrong label get to follow its correction)."""
     counts = infer_label_counts(observation, seed=seed)
-    reconstruction = match_update(observation, settings, counts, seed=seed, deadline=deadline)
-    return refine_reconstruction(observation, reconstruction, settings, deadline=deadline)
+    phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
+    labels, start, history = dummy_labels(counts, seed), None, []
+    started = time.monotonic()
+    for phase in range(phases):
+        steps = settings.iterations // phases + (settings.iterations % phases if phase == 0 else 0)
+        reconstruction, start = _match(observation, settings.with_(iterations=steps), labels,
+                                       seed=seed, start=start, deadline=deadline)
+        reconstruction = refine_reconstruction(observation, reconstruction, settings,
+                                               deadline=deadline)
+        history += reconstruction.loss_history
+        labels = reconstruction.labels
+        if reconstruction.status != Status.OK:
+            break
+    reconstruction.loss_history = history
+    reconstruction.seconds = time.monotonic() - started
+    return reconstruction
 
 
 def refine_reconstruction(observation: Observation, reconstruction: Reconstruction,
@@ -142,6 +159,15 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
     Raises:
         ValueError: the observation lacks the update or the client's local training.
     """
+    return _match(observation, settings, dummy_labels(counts, seed), seed=seed,
+                  deadline=deadline)[0]
+
+
+def _match(observation: Observation, settings: AttackSettings, labels: torch.Tensor, *,
+           seed: int, start: torch.Tensor | None = None, deadline: float | None = None
+           ) -> tuple[Reconstruction, torch.Tensor]:
+    """`match_update` from one label per dummy and, optionally, dummies to start from (at the
+    dummies' own resolution); also returns the best dummies at that resolution."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
@@ -149,12 +175,12 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
                          "training (optimizer, epochs, batch size, num-examples)")
     spec = observation.model_spec
     distance = update_distance(observation, settings)
-    labels = dummy_labels(counts, seed)
     logits = (LABEL_LOGIT * F.one_hot(labels, spec.num_classes).float()).requires_grad_(True)
     expand = input_format(observation)
     side = observation.native_size if expand is not None else spec.image_size
     shape = (training.num_examples, spec.in_channels, side, side)
-    dummy = init_dummy(shape, settings, torch.Generator().manual_seed(seed))
+    dummy = (init_dummy(shape, settings, torch.Generator().manual_seed(seed)) if start is None
+             else start.detach().clone().requires_grad_(True))
 
     def matching(inputs: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
         images = inputs if expand is None else expand(inputs)
@@ -181,4 +207,4 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
     return Reconstruction(target_id=observation.target_id, attack="unrolled", inputs=inputs,
                           labels=labels, matching_loss=final, loss_history=outcome.history,
                           status=outcome.status, message=outcome.message,
-                          seconds=time.monotonic() - started)
+                          seconds=time.monotonic() - started), best

@@ -337,6 +337,8 @@ def invert_unrolled(observations: Sequence[Observation], settings: AttackSetting
     if not supports(settings):
         raise ValueError("the stacked unrolled attack runs Adam or L-BFGS without line search, "
                          f"not {settings.attack!r} with {settings.optimizer!r}")
+    if settings.learn_labels and settings.label_phases > 1:  # phases restart per reply
+        return [invert_one(unrolled, o, settings) for o in observations]
     size = max(1, max_batch or DEFAULT_MAX_BATCH)
     results: list[Reconstruction | None] = [None] * len(observations)
     groups: dict[tuple[object, ...], list[int]] = {}

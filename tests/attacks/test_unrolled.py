@@ -136,3 +136,14 @@ def test_label_refinement_moves_wrongly_labelled_true_images_back_to_their_class
     assert refined.matching_loss < 1e-6 and "label refinement" in refined.message
     # without learned labels the attack keeps the histogram it was given
     assert refine_reconstruction(observation, guess, unrolled_preset(learn_labels=False)) is guess
+
+
+def test_label_phases_split_the_steps_and_keep_one_history():
+    observation, y = _observation()
+    (one,) = invert([observation], unrolled_preset(iterations=12))
+    (two,) = invert([observation], unrolled_preset(iterations=12, label_phases=2))
+    assert two.status == Status.OK, two.message
+    assert len(two.loss_history) == len(one.loss_history) == 12
+    assert sorted(two.labels.tolist()) == sorted(y.tolist())
+    assert two.loss_history[:6] == one.loss_history[:6]  # the same first phase
+    assert "label refinement" in two.message

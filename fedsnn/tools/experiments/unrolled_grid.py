@@ -57,11 +57,12 @@ METHODS = {"approximation": "approximation", "unrolled": "unrolled",
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
-                    learn_labels: bool = True) -> dict[str, AttackSettings]:
+                    learn_labels: bool = True, label_phases: int = 1
+                    ) -> dict[str, AttackSettings]:
     """The two attacks compared: the unrolled one (`unrolled_preset`, as the audit runs it), and iDLG on (w - w') / (lr * steps) with the
     in-line audit's former defaults (L-BFGS, 50 iterations)."""
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
-                               learn_labels=learn_labels)
+                               learn_labels=learn_labels, label_phases=label_phases)
     return {"unrolled": unrolled,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
@@ -196,6 +197,9 @@ def main() -> None:
                         help="ablation: keep the estimated label histogram fixed (no learned "
                              "soft labels)")
     parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
+    parser.add_argument("--label-phases", type=int, default=1,
+                        help="the unrolled attack's steps in this many phases, labels refined "
+                             "after each (attacks/unrolled.py)")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
@@ -221,7 +225,7 @@ def main() -> None:
             handle.writelines(json.dumps(row) + "\n" for row in client_rows)
 
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
-                               learn_labels=not args.fixed_labels)
+                               learn_labels=not args.fixed_labels, label_phases=args.label_phases)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
