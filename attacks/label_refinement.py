@@ -19,8 +19,9 @@ Swaps matter: the true images with two labels exchanged keep the histogram, henc
 change, and no single move lowers their loss (measured: 2.5e-3 against 1.4e-11 for the true
 labels on 8 digits; `tests/attacks/test_unrolled.py`).
 
-On lenet with SGD, 32 images and 4 full-batch steps, after 1,000 attack steps that left the
-histogram 2 samples off, this made it exact on both clients tried (docs/results.md, target cell).
+On lenet with SGD, 32 images and 4 full-batch steps, 3,000 attack steps left the histograms of
+2 of 4 clients exact (the others 1 sample off); with the refinement all 4, and 7 of 8 clients
+over a wider run (docs/results.md, target cell).
 The attacker uses only the update and its own reconstruction: the threat model is unchanged.
 """
 
