@@ -37,6 +37,21 @@ def _observation(with_training: bool = True) -> tuple[Observation, torch.Tensor]
     return observation, y
 
 
+def _sgd_reply(x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+               native_size: int | None = None) -> Observation:
+    """A DLG-initialised lenet's reply after `epochs` full-batch SGD steps (lr 0.01) on (x, y)."""
+    spec = ModelSpec("lenet")
+    model = build_model(spec, seed=0, dlg_init=True)
+    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    client = copy.deepcopy(model)
+    train_epochs(client, x, y, epochs=epochs, batch_size=len(x), lr=0.01, optimizer="sgd", seed=0)
+    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
+    return Observation("t", spec, sent, {k: d / (0.01 * epochs) for k, d in delta.items()},
+                       batch_size=len(x), learning_rate=0.01, local_steps=epochs,
+                       exact_gradient=epochs == 1, delta=delta, native_size=native_size,
+                       training=LocalTraining("fedavg", "sgd", 0.01, 0.0, epochs, len(x), len(x)))
+
+
 def test_unrolled_returns_n_images_with_the_inferred_labels_and_lowers_its_loss():
     observation, y = _observation()
     (reconstruction,) = invert([observation], SETTINGS)
@@ -87,18 +102,9 @@ def test_the_data_format_prior_identifies_more_digits_than_the_guesses_and_than_
     """8 digits, one full-batch SGD step of the DLG-initialised lenet: the unrolled attack with
     the dataset's native 8x8 resolution against the same attack without it and the guesses."""
     data = load_dataset("digits", 28)
-    spec = ModelSpec("lenet")
     ids = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(1))[:8]
-    x, y = data.train_x[ids], data.train_y[ids]
-    model = build_model(spec, seed=0, dlg_init=True)
-    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    client = copy.deepcopy(model)
-    train_epochs(client, x, y, epochs=1, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
-    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
-    observation = Observation("t", spec, sent, {k: d / 0.01 for k, d in delta.items()},
-                              batch_size=8, learning_rate=0.01, delta=delta,
-                              training=LocalTraining("fedavg", "sgd", 0.01, 0.0, 1, 8, 8),
-                              native_size=data.native_size)
+    x = data.train_x[ids]
+    observation = _sgd_reply(x, data.train_y[ids], epochs=1, native_size=data.native_size)
 
     def rate(images: torch.Tensor) -> float:
         matched = images[match_by_mse(images, x)]
@@ -118,16 +124,7 @@ def test_label_refinement_moves_wrongly_labelled_true_images_back_to_their_class
     DLG-initialised lenet on 8 digits)."""
     data = load_dataset("digits", 28)
     x, y = data.train_x[:8], data.train_y[:8]
-    spec = ModelSpec("lenet")
-    model = build_model(spec, seed=0, dlg_init=True)
-    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    client = copy.deepcopy(model)
-    train_epochs(client, x, y, epochs=4, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
-    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
-    observation = Observation("t", spec, sent, {k: d / 0.04 for k, d in delta.items()},
-                              batch_size=8, learning_rate=0.01, local_steps=4,
-                              exact_gradient=False, delta=delta,
-                              training=LocalTraining("fedavg", "sgd", 0.01, 0.0, 4, 8, 8))
+    observation = _sgd_reply(x, y, epochs=4)
     wrong = y.clone()
     wrong[[1, 5]] = (y[[1, 5]] + torch.tensor([3, 6])) % 10
     guess = Reconstruction("t", "unrolled", x.clone(), wrong, matching_loss=1.0)
