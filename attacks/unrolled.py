@@ -24,6 +24,7 @@ far fewer unknowns (digits: 64 per image instead of 784) for the same equations.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -106,7 +107,7 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
     """With learned labels, the reconstruction with its labels moved sample by sample while the
     matching loss drops (`attacks/label_refinement.py`), images fixed; unchanged otherwise, or
     when the deadline has passed or the reconstruction has no finite loss."""
-    if (not settings.learn_labels or not torch.isfinite(torch.tensor(reconstruction.matching_loss))
+    if (not settings.learn_labels or not math.isfinite(reconstruction.matching_loss)
             or (deadline is not None and time.monotonic() >= deadline)):
         return reconstruction
     started = time.monotonic()
