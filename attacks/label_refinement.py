@@ -50,8 +50,9 @@ def _candidates(labels: torch.Tensor, gradient: torch.Tensor, moves: int, swaps:
     change = gradient - gradient.gather(1, labels[:, None])  # [N, C]: move sample i to class c
     change.scatter_(1, labels[:, None], float("inf"))  # staying is not a move
     trials = []
-    for flat in change.flatten().argsort()[:moves].tolist():
-        if not torch.isfinite(change.flatten()[flat]):
+    flat_change = change.flatten()
+    for flat in flat_change.argsort()[:moves].tolist():
+        if not torch.isfinite(flat_change[flat]):
             break
         sample, cls = divmod(flat, gradient.shape[1])
         trial = labels.clone()
@@ -83,9 +84,8 @@ class Refinement:
 
 def refine_labels(loss_of_targets: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor,
                   num_classes: int, *, deadline: float | None = None,
-                  moves: int = MOVES, swaps: int = SWAPS, max_moves: int | None = None
-                  ) -> Refinement:
-    """Greedy single-sample label moves that lower `loss_of_targets` (module doc).
+                  moves: int = MOVES, swaps: int = SWAPS) -> Refinement:
+    """Greedy label moves and swaps that lower `loss_of_targets`, at most N changes (module doc).
 
     Args:
         loss_of_targets: the matching loss of [N, num_classes] class-probability targets (the
@@ -94,7 +94,6 @@ def refine_labels(loss_of_targets: Callable[[torch.Tensor], torch.Tensor], label
         num_classes: classes of the model.
         deadline: `time.monotonic()` value after which no new round starts.
         moves, swaps: how many of each, best ranked first, are replayed exactly per round.
-        max_moves: at most this many label changes (default N).
 
     Example:
         >>> target = torch.tensor([0, 1, 1])
@@ -104,10 +103,9 @@ def refine_labels(loss_of_targets: Callable[[torch.Tensor], torch.Tensor], label
     """
     labels = labels.clone().long()
     changes: list[tuple[int, int, int]] = []
-    limit = len(labels) if max_moves is None else max_moves
     targets = F.one_hot(labels, num_classes).float().requires_grad_(True)
     loss = loss_of_targets(targets)
-    while len(changes) < limit and (deadline is None or time.monotonic() < deadline):
+    while len(changes) < len(labels) and (deadline is None or time.monotonic() < deadline):
         (gradient,) = torch.autograd.grad(loss, targets)
         best_loss, best_trial = float(loss.detach()), None
         for trial in _candidates(labels, gradient, moves, swaps):

@@ -86,7 +86,8 @@ def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
              oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
-             design: str = "full-batch", on_client: Callable[[list[dict]], None] | None = None) -> list[dict]:
+             design: str = "mini-batch", on_client: Callable[[list[dict]], None] | None = None
+             ) -> list[dict]:
     """Rows (one per client and method) of one grid cell, for the given client indices;
     `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
     (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
@@ -161,7 +162,8 @@ def table(rows: list[dict]) -> str:
              "| SSIM | histogram exact (clients) | classes exact | prior: histogram exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
-        cell = f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} | {len(group)} |"
+        cell = (f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} "
+                f"| {len(group)} |")
         summary = leakage_summary({"attacks": group})
         histogram = summary["histogram"] or {}
         prior = summary["prior-histogram"] or {}
@@ -233,8 +235,9 @@ def main() -> None:
                     started = time.monotonic()
                     design = epochs_and_batch(images, steps, args.design)
                     for client in range(args.first_client, args.clients):  # what it lacks
-                        todo = [m for m in args.methods if (model, images, steps, design,
-                                                            optimizer, client, METHODS[m]) not in done]
+                        todo = [m for m in args.methods
+                                if (model, images, steps, design, optimizer, client,
+                                    METHODS[m]) not in done]
                         if todo:
                             run_cell(model, images, steps, optimizer, clients=[client],
                                      settings=settings, auditor=auditor, data=data,
