@@ -14,9 +14,9 @@ from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
 from clients.privacy import LEDGER_KEY, released_evaluation, restore_node_ledger
 from clients.reply import train_reply
-from fedsnn.config import ConfigError
-from fedsnn.data import DatasetError
-from fedsnn.training import evaluate as evaluate_model
+from fedsnn.core.config import ConfigError
+from fedsnn.core.data import DatasetError
+from fedsnn.core.training import evaluate as evaluate_model
 
 SETUP_ERROR_CODE = 1001  # the reply's error code when this node cannot take part (bad data/config)
 

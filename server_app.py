@@ -11,17 +11,17 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from fedsnn.training import evaluate
+from fedsnn.core.training import evaluate
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.ground_truth import no_ground_truth, simulated_ground_truth
-from fedsnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
-from fedsnn.config import ConfigError, RunConfig
-from fedsnn.data import DatasetError, load_dataset
-from fedsnn.judges import load_judge
-from fedsnn.models import ModelSpec, build_model, spec_for
-from fedsnn.privacy.ledger import LedgerError
-from fedsnn.privacy.units import epsilon_units
-from fedsnn.results import RunFailed, RunRecord, create_run_dir, record_failure
+from fedsnn.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, resume_into, save_checkpoint
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.data import DatasetError, load_dataset
+from fedsnn.core.judges import load_judge
+from fedsnn.core.models import ModelSpec, build_model, spec_for
+from fedsnn.core.privacy.ledger import LedgerError
+from fedsnn.core.privacy.units import epsilon_units
+from fedsnn.core.results import RunFailed, RunRecord, create_run_dir, record_failure
 from strategies.curious import attach_audit
 from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds

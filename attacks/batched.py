@@ -44,7 +44,7 @@ from attacks.runner import failed_reconstruction, invert_one, rank, relative_los
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.models import build_model
+from fedsnn.core.models import build_model
 
 LOG = logging.getLogger(__name__)
 SUPPORTED = ("dlg", "idlg")  # and "grnn" (attacks/batched_grnn.py)

@@ -20,7 +20,7 @@ from attacks.matching import (final_loss, matching_loss, optimize, rebuild_victi
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
 from attacks.types import Observation, Reconstruction
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 
 def _up_block(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -16,7 +16,7 @@ from torch import nn
 from attacks.dlg import optimize_inputs
 from attacks.settings import AttackSettings
 from attacks.types import Observation, Reconstruction
-from fedsnn.models import build_model
+from fedsnn.core.models import build_model
 
 
 def last_linear_names(model: nn.Module) -> tuple[str, str | None]:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from attacks.idlg import last_linear_names
 from attacks.types import LocalTraining, Observation
-from fedsnn.metrics import round_to_total
-from fedsnn.models import build_model
+from fedsnn.core.metrics import round_to_total
+from fedsnn.core.models import build_model
 
 MAX_POINTS = 16  # weights along the trajectory at which the softmax is taken
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 
 from attacks.types import LocalTraining
-from fedsnn.sampling import epoch_batches
+from fedsnn.core.sampling import epoch_batches
 
 Params = dict[str, torch.Tensor]
 # Adam's defaults in torch.optim.Adam, which the clients use.

@@ -18,7 +18,7 @@ from attacks.progress import report
 from attacks.settings import AttackSettings
 from attacks.spiking import model_logits
 from attacks.types import Observation, Status, never_finite
-from fedsnn.models import build_model
+from fedsnn.core.models import build_model
 
 S = TypeVar("S")
 

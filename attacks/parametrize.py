@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from attacks.settings import AttackSettings, spike_modality
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from attacks.matching import final_loss, rebuild_victim
 from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.models.encoders import FramesEncoder
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.models.encoders import FramesEncoder
 
 FEATURE_CHUNK = 500  # public images per forward pass when computing their features
 DECODER_BATCH = 128

@@ -19,7 +19,7 @@ from torch import nn
 from attacks.idlg import last_linear_names
 from attacks.separable import Factors, separable_factors
 from attacks.types import Observation
-from fedsnn.models import build_model
+from fedsnn.core.models import build_model
 
 
 def readout_module(model: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ exactly target k's own gradient: K per-sample gradients from one `autograd.grad`
 stock spikingjelly neurons (torch.func.vmap does not go through them; ../shared/PLATFORM.md).
 
 Supported layers: Conv2d, Linear, Flatten, pooling and any element-wise module (activations,
-spikingjelly neurons), in the `layers` Sequential of `fedsnn.models` classifiers.
+spikingjelly neurons), in the `layers` Sequential of `fedsnn.core.models` classifiers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from attacks.matching import total_variation
 from attacks.settings import AttackSettings
 from attacks.types import Observation
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.models import ModelSpec, build_model
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 

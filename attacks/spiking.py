@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from attacks.settings import AttackSettings
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 
 def dummy_shape(spec: ModelSpec, batch_size: int, settings: AttackSettings) -> tuple[int, ...]:

@@ -38,7 +38,7 @@ from attacks.runner import AttackFn, relative_loss
 from attacks.settings import AttackSettings
 from attacks.smooth import smooth
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class ThreatModel:
     data_format: bool = True
     """The dataset's input format, from the dataset the run config names: the native resolution
     its images were made at before being resized to the model's input (digits: 8x8 upsampled to
-    28x28; `fedsnn.image_format`). A prior on the data, not on the update: attacks that use it
+    28x28; `fedsnn.core.image_format`). A prior on the data, not on the update: attacks that use it
     optimize images at that resolution (`Observation.native_size`); none needs it."""
     client_randomness: bool = False
     """The client's batch order and Poisson draws: today they follow from the run seed, the round

@@ -18,7 +18,7 @@ from enum import Enum
 
 import torch
 
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Observation:
             local training; None when the server did not keep it.
         training: the client's local training, as far as the threat model grants it.
         native_size: the side of the client's images before the dataset upsampled them to the
-            model's input with `fedsnn.image_format.resize` (capability data-format); None when
+            model's input with `fedsnn.core.image_format.resize` (capability data-format); None when
             the threat model withholds it or the dataset's native size is unknown.
     """
 

@@ -18,7 +18,7 @@ expected spikes (the rates), since its draws are the client's secret.
 
 When the threat model grants the dataset's format (`Observation.native_size`, capability
 data-format) and the images were upsampled from a smaller native size, the dummies live at that
-size and go through the dataset's own resize (`fedsnn.image_format.resize`) before the replay:
+size and go through the dataset's own resize (`fedsnn.core.image_format.resize`) before the replay:
 far fewer unknowns (digits: 64 per image instead of 784) for the same equations.
 """
 
@@ -40,9 +40,9 @@ from attacks.matching import DISTANCES, optimize, total_variation
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
-from fedsnn.image_format import resize, upsampled_from
-from fedsnn.models import build_model
-from fedsnn.models.encoders import DirectEncoder
+from fedsnn.core.image_format import resize, upsampled_from
+from fedsnn.core.models import build_model
+from fedsnn.core.models.encoders import DirectEncoder
 
 
 # Starting logit of a dummy's estimated class when labels are learned (softmax 0.69 of 10 classes):

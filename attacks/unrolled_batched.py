@@ -51,8 +51,8 @@ from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import LocalTraining, Observation, Reconstruction, Status, never_finite
 from attacks.unrolled import (LABEL_LOGIT, dummy_labels, input_format, refine_reconstruction,
                               unrolled)
-from fedsnn.image_format import resize
-from fedsnn.models import build_model
+from fedsnn.core.image_format import resize
+from fedsnn.core.models import build_model
 
 LOG = logging.getLogger(__name__)
 # K per chunk by default: one replay holds K x steps x batch activations and their

@@ -38,8 +38,8 @@ from attacks.matching import matching_loss, rebuild_victim
 from attacks.replicated import replicate
 from attacks.spiking import dummy_shape
 from fedsnn.audit.cases import sample_cases
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec
 
 Closure = Callable[[], object]
 GROUPED = replicated._conv

@@ -30,8 +30,8 @@ import torch
 
 from attacks import AttackSettings, Observation, invert
 from fedsnn.audit.cases import sample_cases
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec
 
 SUCCESS_MSE = 1e-3
 

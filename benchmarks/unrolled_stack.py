@@ -2,7 +2,7 @@
 against one reply at a time (attacks/unrolled.py), in the same run.
 
 K clients of one round train the same fresh DLG-initialised model on their own `digits` images
-with the real client code (`fedsnn.training.train_epochs`), and the server observes their
+with the real client code (`fedsnn.core.training.train_epochs`), and the server observes their
 replies as the in-line audit does (`fedsnn.audit.observe.observe_update`). Both paths run the
 same fixed number of attack iterations with no time budget (`attacks.invert` one at a time, and
 `attacks.invert(..., vectorize=K)`), alternating which goes first over `--repeats`. Printed per
@@ -28,9 +28,9 @@ import torch
 
 from attacks import AttackSettings, LocalTraining, Observation, invert
 from fedsnn.audit.observe import observe_update
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.training import train_epochs
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
 
 
 def round_replies(model: str, clients: int, *, images: int, epochs: int, batch_size: int,

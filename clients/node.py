@@ -13,12 +13,12 @@ from torch import nn
 
 from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_secret, node_state,
                              private_inputs, record_dp_sgd)
-from fedsnn.config import RunConfig
-from fedsnn.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
-from fedsnn.models import ModelSpec, build_model, spec_for
-from fedsnn.privacy.dpsgd import poisson_batch, private_epochs, private_gradient
-from fedsnn.sampling import round_seed, training_indices
-from fedsnn.training import TrainResult, batch_gradient, make_optimizer, train_epochs
+from fedsnn.core.config import RunConfig
+from fedsnn.core.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
+from fedsnn.core.models import ModelSpec, build_model, spec_for
+from fedsnn.core.privacy.dpsgd import poisson_batch, private_epochs, private_gradient
+from fedsnn.core.sampling import round_seed, training_indices
+from fedsnn.core.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
 
 class NodeSetupError(ValueError):
@@ -31,7 +31,7 @@ class NodeSetup:
 
     `secret` is the node-local seed of its random draws when `client-randomness = "secret"`
     (drawn once from `secrets`, kept in its `Context.state`); None: they derive from the run's
-    public `seed` (`fedsnn.sampling`), reproducibly, and the server can derive them too.
+    public `seed` (`fedsnn.core.sampling`), reproducibly, and the server can derive them too.
     """
 
     config: RunConfig

@@ -10,7 +10,7 @@ The server's defense wrappers put their settings into each round's config; the n
    central DP's client side (clip to the sent `clipping_norm`, the norm bit for adaptive
    clipping), so that the bit is post-processing of the privatized update (`release`);
 4. reply — under a client-side defense only the allow-listed metrics leave the node
-   (`fedsnn.protocol.released_metrics`), in train and evaluate replies alike.
+   (`fedsnn.core.protocol.released_metrics`), in train and evaluate replies alike.
 
 Flower's `fixedclipping_mod` / `LocalDpMod` are not used: they crash on a zero update and on
 integer arrays, and `LocalDpMod` sizes its noise with the classic σ = Δ√(2 ln(1.25/δ))/ε, valid
@@ -39,13 +39,13 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 from torch import nn
 
-from fedsnn.models import ModelSpec
-from fedsnn.models.encoders import FramesEncoder
-from fedsnn.privacy.accounting import gaussian_epsilon
-from fedsnn.privacy.clipping import add_gaussian_noise, clip_update
-from fedsnn.privacy.dpsgd import DpSgdOutcome, DpSgdSettings, History, secret_generator
-from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, released_metrics
-from fedsnn.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
+from fedsnn.core.models import ModelSpec
+from fedsnn.core.models.encoders import FramesEncoder
+from fedsnn.core.privacy.accounting import gaussian_epsilon
+from fedsnn.core.privacy.clipping import add_gaussian_noise, clip_update
+from fedsnn.core.privacy.dpsgd import DpSgdOutcome, DpSgdSettings, History, secret_generator
+from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, released_metrics
+from fedsnn.core.privacy.spikes import (SpikeAccountant, build_mechanism, debiased_rate,
                                    poisson_spikes)
 
 STATE_KEY = "fedsnn-privacy"   # the ConfigRecord in Context.state holding this node's privacy state
@@ -153,7 +153,7 @@ def private_inputs(model: nn.Module, x: torch.Tensor, config: Config, spec: Mode
     return debiased_rate(spikes, flip_probability=accountant.mechanism.flip_probability), figures
 
 
-# -- 2. train (DP-SGD's settings and ledger; the training itself is in fedsnn.privacy.dpsgd) ---
+# -- 2. train (DP-SGD's settings and ledger; the training itself is in fedsnn.core.privacy.dpsgd) ---
 
 def dp_sgd_settings(config: Config, spec: ModelSpec) -> DpSgdSettings | None:
     """DP-SGD's settings for this round (None: plain training). A spiking model has [T, B, ...]

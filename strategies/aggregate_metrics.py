@@ -8,7 +8,7 @@ from logging import WARNING
 from flwr.app import MetricRecord, RecordDict
 from flwr.common.logger import log
 
-from fedsnn.protocol import per_client_keys
+from fedsnn.core.protocol import per_client_keys
 
 # Identify a client or its samples; a mean of them means nothing.
 PER_CLIENT_KEYS = per_client_keys()

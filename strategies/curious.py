@@ -19,13 +19,13 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.audit.observe import known_format, local_training, misfit, observe_update
-from fedsnn.config import RunConfig
-from fedsnn.data.sources import ImageData
+from fedsnn.core.config import RunConfig
+from fedsnn.core.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.session import complete_audit
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 from strategies.base import StrategyWrapper
 from strategies.rounds import NodesUnavailable
 

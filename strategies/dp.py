@@ -12,7 +12,7 @@ clients sampled per round. It keeps the Gaussian mechanism's sensitivity honest:
 - **exactly m replies**: with fewer (failures, rejected replies) the noise would be too small for
   the mean the aggregator takes, so the round is not released (no model update, no ε spent);
   likewise when a client-side-clipped update is larger than C;
-- **safe clipping** (`fedsnn.privacy.clipping`): a zero update or an integer array no longer
+- **safe clipping** (`fedsnn.core.privacy.clipping`): a zero update or an integer array no longer
   crashes Flower's clipping; noise goes to floating arrays only, from a secret generator;
 - **adaptive clipping**: noise is sized with the clipping norm the round's updates were clipped
   with (Flower 1.39 sizes it with the norm already updated for the next round).
@@ -21,7 +21,7 @@ Neighbouring relation (what ε means): **replace one client** (all of its data),
 With exactly m replies the denominator m is public and fixed, so "add or remove one client" is
 not a relation this mechanism has (m would change); replacing one client moves the mean by at
 most 2C/m, and noise z·C/m is the Gaussian mechanism with multiplier z/2 on that sensitivity
-(`fedsnn.privacy.accounting.replace_one_multiplier`). No sampling amplification is claimed.
+(`fedsnn.core.privacy.accounting.replace_one_multiplier`). No sampling amplification is claimed.
 
 Adaptive clipping (Andrew et al. 2021, Flower's split of z) also releases a noisy count of
 clipped updates, σ_b noise on a sum of *uncentred* 0/1 bits. Under replace-one that sum has
@@ -60,10 +60,10 @@ from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
 from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_noise_params,
                                                  compute_stdv)
 
-from fedsnn.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
-from fedsnn.privacy.ledger import GaussianLedger, LedgerError
-from fedsnn.privacy.clipping import add_gaussian_noise, clip_update, update_norm
-from fedsnn.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.core.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
+from fedsnn.core.privacy.ledger import GaussianLedger, LedgerError
+from fedsnn.core.privacy.clipping import add_gaussian_noise, clip_update, update_norm
+from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
 from strategies.base import StrategyWrapper
 
 

@@ -3,7 +3,7 @@ the same base in `strategies.spike_dp`).
 
 A `ClientDefense` writes its settings into every round's train config (and `CLIENT_DP_FLAG` into
 the evaluate config too: a protected node's replies carry only allow-listed metrics,
-`fedsnn.protocol.PROTECTED_REPLY_KEYS`); `clients.privacy` applies them on the node (before the update leaves it) and reports the ε the node has spent, from the
+`fedsnn.core.protocol.PROTECTED_REPLY_KEYS`); `clients.privacy` applies them on the node (before the update leaves it) and reports the ε the node has spent, from the
 node's own accountant. The wrapper adds the largest reported figure over the round's clients
 (`<key>-max`) to the round's train metrics: clients' ε differ (data sizes), and the mean of
 guarantees is not a guarantee.
@@ -21,8 +21,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.privacy.accounting import gaussian_epsilon
-from fedsnn.protocol import CLIENT_DP_FLAG
+from fedsnn.core.privacy.accounting import gaussian_epsilon
+from fedsnn.core.protocol import CLIENT_DP_FLAG
 from strategies.base import StrategyWrapper
 
 Scalar = int | float | str | bool

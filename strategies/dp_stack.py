@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.config import RunConfig, defense_names
-from fedsnn.data import load_dataset
-from fedsnn.privacy.accounting import gaussian_noise_multiplier
-from fedsnn.protocol import EQUAL_WEIGHT_KEY
+from fedsnn.core.config import RunConfig, defense_names
+from fedsnn.core.data import load_dataset
+from fedsnn.core.privacy.accounting import gaussian_noise_multiplier
+from fedsnn.core.protocol import EQUAL_WEIGHT_KEY
 from strategies.dp import CentralDP
 from strategies.dp_client import DpSgd, LocalDP
 from strategies.spike_dp import SpikeDP

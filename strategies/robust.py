@@ -9,7 +9,7 @@
 | `trimmed-mean` | FedTrimmedAvg          | floor(beta n) >= f        |
 | `bulyan`       | Bulyan (on updates)    | n >= 4f + 3               |
 
-The node-count rules are checked before the run by `fedsnn.config` (`MIN_UPDATES`), with n the
+The node-count rules are checked before the run by `fedsnn.core.config` (`MIN_UPDATES`), with n the
 fewest nodes a round can have. Krum-family distances are computed on float64 updates
 (`strategies.robust_krum`). `norm-filter` puts `UpdateNormFilter` in front of any of them.
 """

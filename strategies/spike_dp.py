@@ -1,7 +1,7 @@
 """Spike-level DP as a strategy wrapper that configures the clients.
 
 Each round, every client rate-codes the samples it trains on as T-step binary spike tensors and
-privatizes them once (randomized response, or its subsampling variant; `fedsnn.privacy.spikes`);
+privatizes them once (randomized response, or its subsampling variant; `fedsnn.core.privacy.spikes`);
 local training only ever sees the privatized spikes (an ANN sees their debiased rate image). So
 a sample is *released* once per round it is trained on.
 
@@ -23,8 +23,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.privacy.ledger import LedgerError
-from fedsnn.privacy.spikes import SpikeAccountant, SpikeBudgetExhausted, build_mechanism
+from fedsnn.core.privacy.ledger import LedgerError
+from fedsnn.core.privacy.spikes import SpikeAccountant, SpikeBudgetExhausted, build_mechanism
 from strategies.dp_client import ClientDefense
 from strategies.rounds import RunStopped
 

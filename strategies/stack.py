@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.config import RunConfig
+from fedsnn.core.config import RunConfig
 from strategies.dp_stack import aggregation_weight_key, wrap_defenses
 from strategies.aggregate_metrics import mean_scalar_metrics
 from strategies.robust import build_aggregator

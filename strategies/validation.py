@@ -2,7 +2,7 @@
 
 A reply is rejected when its arrays hold NaN/Inf, have the wrong shape or dtype kind, miss
 arrays the global model has or carry extra ones, when its metrics break the protocol declared
-in `fedsnn.protocol` (not one MetricRecord named `metrics`, no positive weight, a key that is
+in `fedsnn.core.protocol` (not one MetricRecord named `metrics`, no positive weight, a key that is
 not declared, a key set other than the round's expected one, a value of the wrong type or out
 of its plausible range, e.g. an `eval-acc` of 1e9), or when its update norm ‖w_i - w_global‖ is
 far beyond the other replies' (more than `norm_factor` x their median). The expected key set
@@ -33,9 +33,9 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.config import RunConfig
-from fedsnn.privacy.clipping import update_norm
-from fedsnn.protocol import (ARRAYS_RECORD, METRICS_RECORD, NUM_EXAMPLES_KEY, REPLY_METRICS,
+from fedsnn.core.config import RunConfig
+from fedsnn.core.privacy.clipping import update_norm
+from fedsnn.core.protocol import (ARRAYS_RECORD, METRICS_RECORD, NUM_EXAMPLES_KEY, REPLY_METRICS,
                              MetricKey, expected_keys, required_keys)
 from strategies.base import StrategyWrapper
 from strategies.robust_updates import MalformedReply, reply_arrays
@@ -107,7 +107,7 @@ def check_metrics(content: RecordDict, weighted_by_key: str,
     protocol (an undeclared key, a value of the wrong type or out of range); None when fine.
 
     Example:
-        >>> from fedsnn.protocol import EVALUATE_METRICS
+        >>> from fedsnn.core.protocol import EVALUATE_METRICS
         >>> check_metrics(RecordDict({"metrics": MetricRecord({"num-examples": 5,
         ...     "eval-acc": 1e9})}), "num-examples", EVALUATE_METRICS)
         ('metric-value', "metric 'eval-acc' is 1e+09; expected a value in [0, 1]")
@@ -126,7 +126,7 @@ def check_metrics(content: RecordDict, weighted_by_key: str,
         return None
     undeclared = sorted(set(metrics) - set(declared))
     if undeclared:
-        return "metric-keys", (f"undeclared metric keys {undeclared} (fedsnn.protocol declares "
+        return "metric-keys", (f"undeclared metric keys {undeclared} (fedsnn.core.protocol declares "
                                f"{sorted(declared)})")
     for key, value in metrics.items():
         problem = declared[key].problem(value)

@@ -26,7 +26,7 @@ def mnist_dir() -> Path:
 @pytest.fixture
 def flower_server_identity() -> Iterator[None]:
     """What Flower's runtime sets in a ServerApp process (Message() needs it)."""
-    from fedsnn.tools.experiments.local_grid import server_identity
+    from fedsnn.tools.local_grid import server_identity
 
     with server_identity():
         yield

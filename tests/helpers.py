@@ -9,7 +9,7 @@ from typing import Any
 from flwr.simulation import run_simulation
 
 from client_app import create_client_app
-from fedsnn.results import RunFailed
+from fedsnn.core.results import RunFailed
 from server_app import create_server_app
 
 

@@ -14,7 +14,8 @@ from flwr.cli.build import build_fab_from_disk
 
 from tests.conftest import REPO
 
-APP_CODE = ("server_app.py", "client_app.py", "fedsnn/", "attacks/", "clients/", "strategies/")
+APP_CODE = ("server_app.py", "client_app.py", "fedsnn/__init__.py", "fedsnn/core/", "fedsnn/audit/",
+            "attacks/", "clients/", "strategies/")
 RUN_TIME = {  # what runs leave in a checkout, each with files Flower would otherwise pack
     ".flwr-deploy/config.toml": "[superlink]\n",
     ".flwr-deploy/apps/fedsnn.fedsnn.0.1.0.abc/pyproject.toml": "[project]\n",
@@ -40,6 +41,7 @@ def test_the_app_package_holds_the_app_code_and_no_run_time_folder(tmp_path: Pat
     names = zipfile.ZipFile(BytesIO(build_fab_from_disk(app))).namelist()
 
     packed = [n for n in names if n not in ("pyproject.toml", ".info/CONTENT")]
-    assert "server_app.py" in packed and "fedsnn/config.py" in packed
-    assert [n for n in packed if not n.startswith(APP_CODE)] == []
+    assert "server_app.py" in packed and "fedsnn/core/config.py" in packed
+    assert [n for n in packed if not n.startswith(APP_CODE)] == []  # no tool, no experiment
+    assert not [n for n in packed if n.startswith(("experiments/", "benchmarks/", "fedsnn/tools/"))]
     assert [n for n in names if n.split("/")[0] in {p.split("/")[0] for p in RUN_TIME}] == []

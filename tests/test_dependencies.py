@@ -11,8 +11,9 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "server_app.py", "client_app.py")
-LOCAL = {"fedsnn", "attacks", "clients", "strategies", "benchmarks", "tests", "deploy",
+CODE = ("fedsnn", "attacks", "clients", "strategies", "benchmarks", "experiments", "server_app.py",
+        "client_app.py")
+LOCAL = {"fedsnn", "attacks", "clients", "strategies", "benchmarks", "experiments", "tests", "deploy",
          "server_app", "client_app"}
 # distribution name -> the import names it provides, where they differ
 PROVIDES = {"flwr": {"flwr", "ray"},  # flwr[simulation]: Ray comes with the extra

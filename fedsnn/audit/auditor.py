@@ -25,11 +25,11 @@ from fedsnn.audit.baselines import image_distances, image_guesses, score_guesses
 from fedsnn.audit.ground_truth import GroundTruth, no_ground_truth
 from fedsnn.audit.queue import AuditJob
 from fedsnn.audit.scoring import score_images
-from fedsnn.metrics import histogram, histogram_scores, identified, round_to_total, to_images
+from fedsnn.core.metrics import histogram, histogram_scores, identified, round_to_total, to_images
 
 
 def as_images(reconstruction: Reconstruction) -> torch.Tensor:
-    """Reconstruction inputs as [B, C, H, W] images (`fedsnn.metrics.to_images`)."""
+    """Reconstruction inputs as [B, C, H, W] images (`fedsnn.core.metrics.to_images`)."""
     return to_images(reconstruction.inputs)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fedsnn.metrics import mean_stat, per_sample_scores, rate_stat
+from fedsnn.core.metrics import mean_stat, per_sample_scores, rate_stat
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # images -> predicted labels (a judge)
 IMAGE_SCORE_KEYS = ("mse", "ssim", "psnr")

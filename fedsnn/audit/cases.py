@@ -1,7 +1,7 @@
 """Cases: a victim, what an attacker sees of it, and the ground truth kept apart from that.
 
 A `Case` is one client's batch (x, y) sent through a freshly initialised model, the way a client
-makes its gradient (mean cross-entropy, `fedsnn.training.batch_gradient`). Its `observation` is
+makes its gradient (mean cross-entropy, `fedsnn.core.training.batch_gradient`). Its `observation` is
 all an attack may receive; `inputs` and `labels` are the ground truth, read only by the scorer.
 The benchmarks (image and event), the experiments and the attack tests build their victims here,
 so that every path from a victim to a score starts the same way (breaching's `cases`).
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from attacks import Observation
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.training import batch_gradient
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient
 
 MODEL_SEED_STRIDE = 1_000_003  # victim seed of item i: seed * stride + i (twins share weights)
 

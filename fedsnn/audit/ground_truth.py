@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from clients.node import NodeSetup
-from fedsnn.config import RunConfig, defense_names
+from fedsnn.core.config import RunConfig, defense_names
 
 # (server round, partition id) -> train-split ids the client trained on; None: not known
 GroundTruth = Callable[[int, int], Sequence[int] | None]

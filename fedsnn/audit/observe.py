@@ -16,9 +16,9 @@ import torch
 
 from attacks import LocalTraining, Observation, ThreatModel
 from attacks.threat_model import BATCH_SIZE, LOCAL_EPOCHS, OPTIMIZER, UPDATE_MODE
-from fedsnn.config import RunConfig
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.sampling import round_seed
+from fedsnn.core.config import RunConfig
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.sampling import round_seed
 
 
 def parameter_names(spec: ModelSpec) -> list[str]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from attacks import NEEDS, AttackSettings, PublicData, ThreatModel, refusal
 from attacks.settings import unrolled_preset
 from attacks.threat_model import PUBLIC_DATA
-from fedsnn.config import ConfigError, RunConfig
-from fedsnn.data.sources import ImageData
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.data.sources import ImageData
 
 # audit-public-data -> what the curious server is given ("none": nothing)
 PUBLIC_DATA_SOURCES = ("none", "test-split")

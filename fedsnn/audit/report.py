@@ -20,8 +20,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from fedsnn.audit.html import markdown_to_html  # noqa: E402
 from fedsnn.audit.verdict import leakage_summary, verdict  # noqa: E402
 
-from fedsnn.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
-from fedsnn.pictures import show_image  # noqa: E402
+from fedsnn.core.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
+from fedsnn.core.pictures import show_image  # noqa: E402
 
 LEAKAGE_KEYS = ("psnr", "ssim", "asr")
 

@@ -10,7 +10,7 @@ import torch
 
 from attacks import Reconstruction
 from fedsnn.audit.baselines import Predict
-from fedsnn.metrics import match_by_mse, per_sample_scores, to_images
+from fedsnn.core.metrics import match_by_mse, per_sample_scores, to_images
 
 
 def score_images(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tensor,

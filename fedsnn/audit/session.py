@@ -13,7 +13,7 @@ from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditQueue
 from fedsnn.audit.report import save_pair_grid, write_report
 from fedsnn.audit.verdict import leakage_summary
-from fedsnn.results import write_json_atomic
+from fedsnn.core.results import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedsnn.metrics import mean_stat, rate_stat
+from fedsnn.core.metrics import mean_stat, rate_stat
 
 
 def _size(row: Mapping[str, Any]) -> int:

@@ -7,7 +7,7 @@ way the ServerApp will.
 
 from __future__ import annotations
 
-from fedsnn.config import ConfigError, RunConfig
+from fedsnn.core.config import ConfigError, RunConfig
 
 
 def check_overrides(overrides: str) -> str | None:

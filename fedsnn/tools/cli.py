@@ -27,7 +27,7 @@ def version() -> None:
 @app.command()
 def summary(run_dirs: list[Path]) -> None:
     """One line per run (model, rounds, final test accuracy, wall time, where it is)."""
-    from fedsnn.summary import summary_line
+    from fedsnn.core.summary import summary_line
 
     all_ok = True
     for run_dir in run_dirs:
@@ -85,7 +85,7 @@ def mia(
     score: str = typer.Option("loss", help="membership score: loss | confidence"),
 ) -> None:
     """Membership-inference audit of each run's final global model (writes mia.json)."""
-    from fedsnn.privacy.mia_run import audit_run
+    from fedsnn.core.privacy.mia_run import audit_run
 
     for run_dir in run_dirs:
         if not (run_dir / "model.pt").is_file():
@@ -132,7 +132,7 @@ def demo(
         typer.echo(f"fedsnn demo: {error.name} is not installed; install the demo extra: "
                    "pip install -e '.[demo]'", err=True)
         raise typer.Exit(code=2) from None
-    from fedsnn.config import RunConfig
+    from fedsnn.core.config import RunConfig
 
     try:
         launch(host=host, port=port, runs_dir=runs_dir or RunConfig().resolved_output_dir())
@@ -163,7 +163,7 @@ def config_doc(
     out: Path = typer.Option(Path("docs/configuration.md"), help="where to write the reference"),
 ) -> None:
     """Regenerate the run-configuration reference from pyproject.toml."""
-    from fedsnn.config_doc import config_reference
+    from fedsnn.core.config_doc import config_reference
 
     out.write_text(config_reference(pyproject))
     typer.echo(f"wrote {out}")

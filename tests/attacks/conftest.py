@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from fedsnn.data import load_dataset
+from fedsnn.core.data import load_dataset
 from tests.attacks.victims import Victim, observe
 
 

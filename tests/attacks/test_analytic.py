@@ -10,10 +10,10 @@ import torch
 
 from attacks import AttackSettings, Observation, Status, invert
 from attacks.separable import separable_factors
-from fedsnn.training import batch_gradient
-from fedsnn.data import load_dataset
-from fedsnn.metrics import to_images
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient
+from fedsnn.core.data import load_dataset
+from fedsnn.core.metrics import to_images
+from fedsnn.core.models import ModelSpec, build_model
 
 ANALYTIC = AttackSettings(attack="analytic")
 

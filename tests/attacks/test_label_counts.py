@@ -7,10 +7,10 @@ import torch
 
 from attacks.label_counts import infer_label_counts, labels_from_counts
 from attacks.types import LocalTraining, Observation
-from fedsnn.training import batch_gradient, train_epochs
-from fedsnn.data import load_dataset
-from fedsnn.metrics import histogram, histogram_scores, round_to_total
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient, train_epochs
+from fedsnn.core.data import load_dataset
+from fedsnn.core.metrics import histogram, histogram_scores, round_to_total
+from fedsnn.core.models import ModelSpec, build_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The server's replay of local training reproduces the real client's update (fedsnn/training.py)."""
+"""The server's replay of local training reproduces the real client's update (fedsnn/core/training.py)."""
 
 import copy
 
@@ -7,8 +7,8 @@ import torch
 
 from attacks.local_training import simulate_update
 from attacks.types import LocalTraining
-from fedsnn.training import batch_gradient, train_epochs
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient, train_epochs
+from fedsnn.core.models import ModelSpec, build_model
 
 CASES = [("sgd", 0.0, 0.05), ("sgd", 0.9, 0.05), ("adam", 0.0, 0.003)]
 

@@ -48,8 +48,8 @@ def test_a_budget_spent_before_the_first_step_returns_the_start_as_timeout() -> 
     import time as _time
 
     from attacks import AttackSettings, invert
-    from fedsnn.training import batch_gradient
-    from fedsnn.models import ModelSpec, build_model
+    from fedsnn.core.training import batch_gradient
+    from fedsnn.core.models import ModelSpec, build_model
     from attacks.types import Observation, Status
 
     spec = ModelSpec("lenet")

@@ -12,8 +12,8 @@ from attacks import AttackSettings, CapabilityError, PublicData, invert
 from attacks.rate_decoder import DecoderCache
 from attacks.readout import observed_features, readout_features
 from attacks.strongest_mode import run_candidates
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec, build_model
 from tests.attacks.victims import observe
 
 FAST = AttackSettings(attack="rate-decoder", decoder_epochs=15, decoder_hidden=256)

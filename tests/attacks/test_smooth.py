@@ -10,8 +10,8 @@ from attacks import AttackSettings, Observation, Status, invert
 from attacks.matching import rebuild_victim
 from attacks.parametrize import encoder_aware, parametrization, sample_spikes_ste
 from attacks.smooth import SmoothSpike, sharpness_schedule, smooth_copy
-from fedsnn.training import batch_gradient
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient
+from fedsnn.core.models import ModelSpec, build_model
 
 
 def _observation(spec: ModelSpec, seed: int = 0) -> tuple[Observation, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 
 from attacks import AttackSettings, invert, spike_modality
 from attacks.spiking import binarize_ste, dummy_shape, init_dummy, model_logits
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.models import ModelSpec, build_model
 from tests.attacks.victims import Victim
 
 

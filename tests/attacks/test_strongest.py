@@ -14,9 +14,9 @@ import torch
 from attacks import AttackSettings, Observation, Reconstruction, Status, invert
 from attacks.idlg import infer_labels
 from attacks.strongest_mode import Candidate, consistency_loss, run_candidates, select, strongest
-from fedsnn.training import batch_gradient
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.training import batch_gradient
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec, build_model
 
 strongest_module = importlib.import_module("attacks.strongest_mode")
 GROUND_TRUTH_WORDS = ("truth", "target_x", "target_y", "x_true", "image", "sample", "label")
@@ -113,7 +113,7 @@ def test_ann_victims_get_no_smooth_candidate(digit: tuple) -> None:
 
 def test_the_audit_accepts_the_strongest_mode() -> None:
     from fedsnn.audit.plan import AuditPlan
-    from fedsnn.config import RunConfig
+    from fedsnn.core.config import RunConfig
 
     assert AuditPlan.from_config(RunConfig(audit_attack="strongest")).settings.attack == "strongest"
 

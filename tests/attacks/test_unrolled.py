@@ -11,11 +11,11 @@ from attacks import AttackSettings, LocalTraining, Observation, Reconstruction, 
 from attacks.settings import unrolled_preset
 from attacks.unrolled import input_format, refine_reconstruction
 from fedsnn.audit.baselines import image_guesses
-from fedsnn.data import load_dataset
-from fedsnn.image_format import resize
-from fedsnn.metrics import identified, match_by_mse
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.training import train_epochs
+from fedsnn.core.data import load_dataset
+from fedsnn.core.image_format import resize
+from fedsnn.core.metrics import identified, match_by_mse
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
 
 SETTINGS = AttackSettings(attack="unrolled", optimizer="adam", lr=0.1, distance="cosine",
                           iterations=30)

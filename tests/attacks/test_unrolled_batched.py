@@ -19,8 +19,8 @@ from attacks.matching import cosine_distance
 from attacks.unrolled import replay_model
 from attacks.unrolled_batched import StackedReplay, invert_unrolled, worth_stacking
 from fedsnn.audit.observe import observe_update
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.training import train_epochs
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
 
 SETTINGS = unrolled_preset(iterations=8)  # as the audit runs it: learned soft labels
 

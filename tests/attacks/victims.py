@@ -7,7 +7,7 @@ import torch
 
 from attacks import Observation
 from fedsnn.audit.cases import victim_case
-from fedsnn.models import ModelSpec
+from fedsnn.core.models import ModelSpec
 
 Victim = tuple[Observation, torch.Tensor, torch.Tensor]
 

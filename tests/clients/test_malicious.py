@@ -13,8 +13,8 @@ from clients.malicious import (
     BEHAVIOURS, ByzantineRole, GroupKnowledge, alie_z, byzantine_role, cancelling_coefficients,
     flipped_labels, honest_reply, malicious_train_reply)
 from clients.node import NodeSetup
-from fedsnn.config import BYZANTINE_ATTACKS, RunConfig
-from fedsnn.models import build_model
+from fedsnn.core.config import BYZANTINE_ATTACKS, RunConfig
+from fedsnn.core.models import build_model
 
 UPDATES = torch.tensor([[1.0, 2.0, -1.0, 0.5], [3.0, 0.0, -1.0, 1.5], [2.0, 1.0, 2.0, -0.5]],
                        dtype=torch.float64)

@@ -9,9 +9,9 @@ from flwr.app import Context, RecordDict
 
 from clients.node import NodeSetup
 from fedsnn.audit.ground_truth import simulated_ground_truth
-from fedsnn.config import RunConfig
-from fedsnn.sampling import round_seed
-from tests.privacy.test_protected_replies import replies_of
+from fedsnn.core.config import RunConfig
+from fedsnn.core.sampling import round_seed
+from tests.apps.test_protected_replies import replies_of
 
 RUN = {"model": "lenet", "image-size": 16, "update-mode": "gradient", "batch-size": 4}
 

@@ -10,9 +10,9 @@ import torch
 from flwr.app import Context, RecordDict
 
 from clients.node import NodeSetup, NodeSetupError, local_train_reply
-from fedsnn.config import RunConfig
-from fedsnn.data import DatasetError, dataset_spec, load_dataset, load_local_data
-from fedsnn.models import build_model
+from fedsnn.core.config import RunConfig
+from fedsnn.core.data import DatasetError, dataset_spec, load_dataset, load_local_data
+from fedsnn.core.models import build_model
 
 
 def write_npz(path: Path, n: int = 40, channels: int | None = None, **extra: np.ndarray) -> Path:
@@ -84,7 +84,7 @@ def test_a_node_that_cannot_set_up_replies_with_a_one_line_error(tmp_path: Path)
     from flwr.app import ArrayRecord, ConfigRecord, Message
 
     from client_app import SETUP_ERROR_CODE, create_client_app
-    from fedsnn.tools.experiments.local_grid import server_identity
+    from fedsnn.tools.local_grid import server_identity
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "hwc.npz", x=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),

@@ -14,12 +14,12 @@ import torch
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 
 from client_app import create_client_app
-from fedsnn.checkpoint import load_checkpoint
-from fedsnn.config import RunConfig
-from fedsnn.data import load_dataset
-from fedsnn.results import RunFailed
+from fedsnn.core.checkpoint import load_checkpoint
+from fedsnn.core.config import RunConfig
+from fedsnn.core.data import load_dataset
+from fedsnn.core.results import RunFailed
 from server_app import run
-from fedsnn.tools.experiments.local_grid import Handler, LocalGrid, server_identity
+from fedsnn.tools.local_grid import Handler, LocalGrid, server_identity
 
 # Small and fast: the ANN LeNet on 16x16 digits, one local epoch, no in-line audit.
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-rounds": 2,

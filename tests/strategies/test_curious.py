@@ -13,17 +13,17 @@ from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, Strategy
 
 from attacks import AttackSettings, Observation, Reconstruction, Status
-from fedsnn.training import batch_gradient
+from fedsnn.core.training import batch_gradient
 from fedsnn.audit import queue as audit_queue
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import gradient_from_update, observe_update
 from fedsnn.audit.plan import AuditPlan, parse_rounds
 from fedsnn.audit.queue import AuditQueue
-from fedsnn.config import ConfigError, RunConfig
-from fedsnn.data import load_dataset
-from fedsnn.models import ModelSpec, build_model
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.data import load_dataset
+from fedsnn.core.models import ModelSpec, build_model
 from strategies.curious import CuriousServer
-from fedsnn.tools.experiments.local_grid import server_identity
+from fedsnn.tools.local_grid import server_identity
 
 SPEC = ModelSpec("lenet")
 # the train config the replies of `_replies` fit: one FedSGD step on <= 4 samples, lr 0.1
@@ -160,7 +160,7 @@ def test_parse_rounds_rejects_bad_values(text: str) -> None:
 
 
 def test_rate_decoder_is_refused_unless_public_data_is_granted() -> None:
-    from fedsnn.config import RunConfig
+    from fedsnn.core.config import RunConfig
 
     with pytest.raises(ConfigError, match="needs public-data, which the threat model withholds"):
         AuditPlan.from_config(RunConfig(audit_attack="rate-decoder"))

@@ -10,9 +10,9 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditQueue
-from fedsnn.config import ConfigError, RunConfig
-from fedsnn.models import ModelSpec, build_model
-from fedsnn.tools.experiments.local_grid import server_identity
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.tools.local_grid import server_identity
 from strategies.curious import CuriousServer
 
 SPEC = ModelSpec("lenet")

@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg
 from flwr.serverapp.strategy.multikrum import compute_distances
 
-from fedsnn.config import AGGREGATORS, ConfigError, RunConfig
+from fedsnn.core.config import AGGREGATORS, ConfigError, RunConfig
 from strategies.robust import AGGREGATORS as AGGREGATOR_REGISTRY
 from strategies.robust import build_aggregator
 from strategies.robust_filter import UpdateNormFilter

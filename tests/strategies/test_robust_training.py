@@ -1,7 +1,7 @@
 """The central claim with real training: 2 of 10 clients sending a constant update wreck plain
 FedAvg, while the coordinate-wise median stays close to the clean accuracy (ANN and SNN).
 
-Federations run in one process (`fedsnn.tools.experiments.robust_bench`: Flower's strategy objects, the real
+Federations run in one process (`experiments.robust_bench`: Flower's strategy objects, the real
 ClientApp, real Message replies). One more test runs Byzantine clients through Flower's
 simulation engine to check the wiring from the run config to the ClientApp.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fedsnn.tools.experiments.robust_bench import run_federation
+from experiments.robust_bench import run_federation
 from tests.helpers import simulate
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg
 
 from strategies.validation import ArraySpec, ValidatingStrategy, check_arrays, norm_outliers
-from fedsnn.tools.experiments.local_grid import server_identity
+from fedsnn.tools.local_grid import server_identity
 
 SPEC = {"w": ArraySpec((2, 3), "f"), "steps": ArraySpec((), "i")}
 GOOD = {"w": np.zeros((2, 3), np.float32), "steps": np.array(3, np.int64)}
@@ -44,7 +44,7 @@ def test_norm_outliers_compare_each_norm_with_the_median_of_the_others() -> None
 
 
 def honest_metrics(num_examples: float = 10) -> dict:
-    """The metrics an honest train reply carries (fedsnn.protocol, no defense)."""
+    """The metrics an honest train reply carries (fedsnn.core.protocol, no defense)."""
     return {"num-examples": num_examples, "train-loss": 0.5, "local-steps": 3,
             "partition-id": 0}
 
@@ -167,7 +167,7 @@ def test_a_claim_of_1e12_examples_is_capped_and_no_longer_takes_over_fedavg() ->
 
 
 def test_in_gradient_mode_evaluate_replies_keep_their_test_split_size() -> None:
-    from fedsnn.config import RunConfig
+    from fedsnn.core.config import RunConfig
     from strategies.validation import example_cap
 
     config = RunConfig(update_mode="gradient", batch_size=1)
@@ -206,7 +206,7 @@ def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_l
 def test_a_nan_train_metric_is_left_out_of_the_mean_with_a_log_line(
         caplog: pytest.LogCaptureFixture) -> None:
     from strategies.stack import build_strategy
-    from fedsnn.config import RunConfig
+    from fedsnn.core.config import RunConfig
 
     strategy = ValidatingStrategy(build_strategy(RunConfig()))
     replies = [reply(1, np.ones(4, np.float32)),

@@ -13,9 +13,9 @@ import torch
 from attacks import invert
 from fedsnn.audit.cases import Case, victim_case, victim_seed
 from fedsnn.audit.scoring import score_images
-from fedsnn.data import ImageData
-from fedsnn.judges import Judge
-from fedsnn.models import ModelSpec
+from fedsnn.core.data import ImageData
+from fedsnn.core.judges import Judge
+from fedsnn.core.models import ModelSpec
 from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, public_data
 
 

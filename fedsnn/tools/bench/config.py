@@ -11,9 +11,9 @@ import torch
 from attacks import ATTACKS, NEEDS, AttackSettings, PublicData, ThreatModel, refusal
 from attacks.settings import OPTIMIZERS
 from attacks.threat_model import PUBLIC_DATA
-from fedsnn.config import ENCODINGS
-from fedsnn.data.dvs import parse_event_spec
-from fedsnn.models import MODELS
+from fedsnn.core.config import ENCODINGS
+from fedsnn.core.data.dvs import parse_event_spec
+from fedsnn.core.models import MODELS
 
 IMAGE_ENCODINGS = tuple(e for e in ENCODINGS if e != "frames")  # frames: event data only
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from fedsnn.data import load_dataset
-from fedsnn.judges import load_judge
+from fedsnn.core.data import load_dataset
+from fedsnn.core.judges import load_judge
 from fedsnn.tools.bench.batches import attack_batches
 from fedsnn.tools.bench.config import BenchConfig, Variant
 

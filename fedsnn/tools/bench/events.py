@@ -33,11 +33,11 @@ import torch
 from attacks import Observation, invert
 from attacks.spiking import binarize
 from fedsnn.audit.cases import victim_case, victim_seed
-from fedsnn.data import ImageData, load_dataset
-from fedsnn.judges import load_judge
-from fedsnn.judges.dvs import WIDTHS, widths_for
-from fedsnn.models import ModelSpec
-from fedsnn.results import _jsonable, write_json_atomic
+from fedsnn.core.data import ImageData, load_dataset
+from fedsnn.core.judges import load_judge
+from fedsnn.core.judges.dvs import WIDTHS, widths_for
+from fedsnn.core.models import ModelSpec
+from fedsnn.core.results import _jsonable, write_json_atomic
 from fedsnn.tools.bench.events_config import (MODES, RAW, THRESHOLDS, EventBenchConfig,
                                               EventBenchError)
 from fedsnn.tools.bench.events_report import (baselines, class_distances, summarize_events,

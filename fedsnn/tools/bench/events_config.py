@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from attacks import AttackSettings, spike_modality
-from fedsnn.data.dvs import parse_event_spec
+from fedsnn.core.data.dvs import parse_event_spec
 
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 MODES = ("post", "in")

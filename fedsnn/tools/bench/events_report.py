@@ -15,11 +15,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fedsnn.audit.baselines import score_guesses, spike_distances, spike_guesses  # noqa: E402
-from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.judges import flag_asr, judge_sentence, stored_card  # noqa: E402
-from fedsnn.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
+from fedsnn.core.data import ImageData  # noqa: E402
+from fedsnn.core.judges import flag_asr, judge_sentence, stored_card  # noqa: E402
+from fedsnn.core.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
                             rate_stat)
-from fedsnn.metrics.spikes import class_distance_stats  # noqa: E402
+from fedsnn.core.metrics.spikes import class_distance_stats  # noqa: E402
 from fedsnn.tools.bench.events_config import RAW, EventBenchConfig  # noqa: E402
 
 # The study's Table V (DVS128 Gesture): theta -> attack -> (post ASR %, post L1, in ASR %, in L1).

@@ -17,11 +17,11 @@ import torch  # noqa: E402
 
 from fedsnn.audit.baselines import (IMAGE_SCORE_KEYS, image_distances,  # noqa: E402
                                     image_guesses, score_guesses)
-from fedsnn.data import ImageData  # noqa: E402
-from fedsnn.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
-from fedsnn.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
+from fedsnn.core.data import ImageData  # noqa: E402
+from fedsnn.core.judges import Judge, flag_asr, judge_sentence, stored_card  # noqa: E402
+from fedsnn.core.metrics import (mean_stat, number_interval, percent_interval,  # noqa: E402
                             rate_stat)
-from fedsnn.pictures import show_image  # noqa: E402
+from fedsnn.core.pictures import show_image  # noqa: E402
 from fedsnn.tools.bench.config import Variant  # noqa: E402
 
 MODEL_LABEL = {False: "ANN", True: "SNN"}

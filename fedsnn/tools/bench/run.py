@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fedsnn.data import ImageData, load_dataset
-from fedsnn.judges import Judge, load_judge
-from fedsnn.results import _jsonable, write_json_atomic
+from fedsnn.core.data import ImageData, load_dataset
+from fedsnn.core.judges import Judge, load_judge
+from fedsnn.core.results import _jsonable, write_json_atomic
 from fedsnn.tools.bench.batches import attack_batches
 from fedsnn.tools.bench.config import BenchConfig, Variant, attack_settings, variants
 from fedsnn.tools.bench.distributed import ray_batches

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fedsnn.judges import flag_asr, judge_sentence
-from fedsnn.protocol import TRAIN_METRICS
+from fedsnn.core.judges import flag_asr, judge_sentence
+from fedsnn.core.protocol import TRAIN_METRICS
 from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)

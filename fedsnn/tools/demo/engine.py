@@ -43,13 +43,13 @@ from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import local_training, misfit, observe_update
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob
-from fedsnn.config import ConfigError, RunConfig
-from fedsnn.data import ClientData, ImageData, load_dataset
-from fedsnn.judges import Judge, load_judge
-from fedsnn.metrics import to_images
-from fedsnn.models import ModelSpec, build_model, spec_for
-from fedsnn.protocol import TRAIN_METRICS
-from fedsnn.tools.experiments.local_grid import LocalGrid, server_identity
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.data import ClientData, ImageData, load_dataset
+from fedsnn.core.judges import Judge, load_judge
+from fedsnn.core.metrics import to_images
+from fedsnn.core.models import ModelSpec, build_model, spec_for
+from fedsnn.core.protocol import TRAIN_METRICS
+from fedsnn.tools.local_grid import LocalGrid, server_identity
 from strategies.dp_stack import wrap_defenses
 
 MODELS = ("lenet", "lenet-snn", "mlp", "mlp-snn")
@@ -68,7 +68,7 @@ DEFENSES: dict[str, tuple[str, str] | None] = {
     "DP-SGD": ("dp-sgd", "dp-sgd-target-epsilon"),
     "spike-DP": ("spike-dp", "spike-dp-epsilon-bit"),
 }
-# the reply metrics (fedsnn/protocol.py) that carry the ε a client spent so far
+# the reply metrics (fedsnn/core/protocol.py) that carry the ε a client spent so far
 EPSILON_KEYS = tuple(key for key in TRAIN_METRICS if key.endswith("-epsilon"))
 DATASET = "digits"
 IMAGE_SIZE = 28

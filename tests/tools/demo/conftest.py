@@ -14,8 +14,8 @@ from fedsnn.audit.observe import observe_update  # noqa: E402
 from fedsnn.audit.plan import AuditPlan  # noqa: E402
 from fedsnn.audit.queue import AuditJob, AuditQueue  # noqa: E402
 from fedsnn.audit.session import complete_audit  # noqa: E402
-from fedsnn.models import build_model, spec_for  # noqa: E402
-from fedsnn.results import RunRecord  # noqa: E402
+from fedsnn.core.models import build_model, spec_for  # noqa: E402
+from fedsnn.core.results import RunRecord  # noqa: E402
 from fedsnn.tools.demo.engine import Scenario, Victims, client_reply  # noqa: E402
 
 

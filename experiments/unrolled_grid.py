@@ -1,0 +1,252 @@
+"""Leakage of FedAvg updates: the unrolled attack vs today's gradient approximation, same replies.
+
+Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
+holds N random `digits` training images, starts from a fresh model (DLG init, as the run's
+default) and trains with the real client code (`fedsnn.core.training.train_epochs`). `--design` picks
+E and the batch size B that give the cell's local steps: "mini-batch" (the default:
+B = max(N / steps, min(N, 8)), E = steps * B / N, one epoch of mini-batches where N allows it,
+so the replay costs N * E sample passes, not N * steps) or "full-batch" (B = N, E = steps). The
+server's observation is made as in the in-line audit (`fedsnn.audit.observe`); both attacks see
+the same one; the auditor scores both (identified, judge ASR, PSNR/SSIM, class histogram). The
+unrolled attack runs as the audit runs it (`unrolled_preset`: Adam lr 0.1, learned and refined
+labels; 1,000 steps by default) with the dataset's native resolution granted (row "unrolled",
+the default threat model) and withheld (row "unrolled, data-format withheld"); `--methods` picks
+the rows. Rows are appended to --out client by client (a re-run skips the clients and methods it
+has); `--table` prints docs/results.md's table from that file.
+
+Example:
+    python -m experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
+        --optimizers sgd --clients 4 --out runs/unrolled-grid.jsonl
+    python -m experiments.unrolled_grid --table --out runs/unrolled-grid.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from attacks import AttackSettings, LocalTraining, invert
+from attacks.settings import unrolled_preset
+from attacks.unrolled import match_update
+from fedsnn.core.metrics import histogram
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.observe import observe_update
+from fedsnn.audit.queue import AuditJob
+from fedsnn.audit.verdict import leakage_summary
+from fedsnn.core.data import load_dataset
+from fedsnn.core.judges import load_judge
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
+
+LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}  # adam: the run's default
+DESIGNS = ("full-batch", "mini-batch")
+SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
+# --methods keys -> row names: the approximation; the unrolled attack with the data format (the
+# default threat model) and with it withheld (audit-withhold = "data-format")
+METHODS = {"approximation": "approximation", "unrolled": "unrolled",
+           "unrolled-withheld": "unrolled, data-format withheld"}
+
+
+def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
+                    learn_labels: bool = True, label_phases: int = 1
+                    ) -> dict[str, AttackSettings]:
+    """The two attacks compared: the unrolled one (`unrolled_preset`, as the audit runs it), and iDLG on (w - w') / (lr * steps) with the
+    in-line audit's former defaults (L-BFGS, 50 iterations)."""
+    unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
+                               learn_labels=learn_labels, label_phases=label_phases)
+    return {"unrolled": unrolled,
+            "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
+
+
+def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
+    """(E, B) giving `steps` local steps over `images` samples under a design (module doc).
+
+    Example:
+        >>> epochs_and_batch(32, 4, "mini-batch"), epochs_and_batch(32, 4, "full-batch")
+        ((1, 8), (4, 32))
+    """
+    if design == "full-batch":
+        return steps, images
+    batch = max(images // steps, min(images, SMALLEST_BATCH))
+    epochs, remainder = divmod(steps * batch, images)
+    if epochs == 0 or remainder or images % batch:
+        raise ValueError(f"{steps} steps do not split {images} images into whole batches")
+    return epochs, batch
+
+
+def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
+             settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
+             oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
+             design: str = "mini-batch", on_client: Callable[[list[dict]], None] | None = None
+             ) -> list[dict]:
+    """Rows (one per client and method) of one grid cell, for the given client indices;
+    `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
+    (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
+    `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
+    histogram (not a threat model: it measures what the label-count errors cost)."""
+    spec = ModelSpec(model)
+    lr = LEARNING_RATES[optimizer]
+    epochs, batch = epochs_and_batch(images, steps, design)
+    rows = []
+    for client in clients:
+        client_rows = []
+        generator = torch.Generator().manual_seed(zlib.crc32(
+            f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
+        ids = torch.randperm(len(data.train_x), generator=generator)[:images]
+        net = build_model(spec, seed=client, dlg_init=True)
+        sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        trained = copy.deepcopy(net)
+        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=epochs,
+                     batch_size=batch, lr=lr, optimizer=optimizer, seed=client)
+        training = LocalTraining("fedavg", optimizer, lr, 0.0, epochs, batch, images)
+        observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
+                                     trained.state_dict(), lr=lr, steps=steps, batch_size=images,
+                                     training=training, native_size=data.native_size)
+        views = {METHODS[key]: replace(observation, native_size=size) for key, size in
+                 (("unrolled", data.native_size), ("unrolled-withheld", None)) if key in methods}
+        truth = ids.tolist()
+        auditor.ground_truth = lambda _round, _partition: truth
+        true_counts = histogram(data.train_y[ids], spec.num_classes)
+        runs = ({f"{name}, true histogram (diagnostic)": lambda view=view: match_update(
+                    view, settings["unrolled"].with_(learn_labels=False), true_counts, seed=0)
+                 for name, view in views.items()} if oracle_counts else
+                {**({"approximation": lambda: invert([observation], settings["approximation"])[0]}
+                    if "approximation" in methods else {}),
+                 **{name: lambda view=view: invert([view], settings["unrolled"])[0]
+                    for name, view in views.items()}})
+        for name, run in runs.items():
+            attack = settings["approximation" if name == "approximation" else "unrolled"]
+            started = time.monotonic()
+            reconstruction = run()
+            row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
+            row.pop("_images", None)
+            client_rows.append({"model": model, "images": images, "steps": steps,
+                                "epochs": epochs, "local-batch": batch,
+                                "optimizer": optimizer, "client": client, "method": name,
+                                "wall-s": time.monotonic() - started,
+                                **{k: v for k, v in row.items()
+                                   if k not in ("inferred-labels", "true-labels")}})
+        rows += client_rows
+        if on_client is not None:
+            on_client(client_rows)
+    return rows
+
+
+def _rate(stat: dict[str, float] | None) -> str:
+    if not stat:
+        return "–"
+    return f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+
+
+def design_of(row: dict) -> tuple[int, int]:
+    """(E, B) of a row; rows written before the mini-batch design are full-batch."""
+    return row.get("epochs", row["steps"]), row.get("local-batch", row["images"])
+
+
+def table(rows: list[dict]) -> str:
+    """docs/results.md's table: per cell and method, pooled rates with 95 % Wilson intervals."""
+    cells: dict[tuple, list[dict]] = {}
+    for row in rows:
+        cells.setdefault((row["model"], row["images"], row["steps"], *design_of(row),
+                          row["optimizer"], row["method"]), []).append(row)
+    lines = ["| model | N | steps | E × B | opt | attack | clients | identified | judge ASR | PSNR "
+             "| SSIM | histogram exact (clients) | classes exact | prior: histogram exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
+        cell = (f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} "
+                f"| {len(group)} |")
+        summary = leakage_summary({"attacks": group})
+        histogram = summary["histogram"] or {}
+        prior = summary["prior-histogram"] or {}
+        psnr = [r["psnr"] for r in group if r.get("psnr") is not None]
+        ssim = [r["ssim"] for r in group if r.get("ssim") is not None]
+        classes = histogram.get("classes-exact", {}).get("value")
+        lines.append(
+            f"{cell} {_rate(summary['identified'])} | {_rate(summary['asr'])} | "
+            f"{sum(psnr) / len(psnr):.1f} | {sum(ssim) / len(ssim):.2f} | "
+            f"{_rate(histogram.get('clients-exact'))} | "
+            f"{'–' if classes is None else f'{classes:.2f}'} | {_rate(prior.get('clients-exact'))} |"
+            if psnr else f"{cell} not scored | | | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
+    parser.add_argument("--images", nargs="+", type=int, default=[8, 32, 128])
+    parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--optimizers", nargs="+", default=["sgd", "adam"])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--design", choices=DESIGNS, default="mini-batch",
+                        help="how E and the batch size give the local steps (module doc)")
+    parser.add_argument("--first-client", type=int, default=0,
+                        help="start at this client index (to split a cell between processes)")
+    parser.add_argument("--iterations", type=int, default=1000,
+                        help="Adam steps of the unrolled attack (more identify more: "
+                             "docs/results.md, target cell)")
+    parser.add_argument("--budget-s", type=float, default=1800.0,
+                        help="per attack and client (the run stops early when it is spent)")
+    parser.add_argument("--fixed-labels", action="store_true",
+                        help="ablation: keep the estimated label histogram fixed (no learned "
+                             "soft labels)")
+    parser.add_argument("--tv-weight", type=float, default=0.0, help="the unrolled attack's TV prior")
+    parser.add_argument("--label-phases", type=int, default=1,
+                        help="the unrolled attack's steps in this many phases, labels refined "
+                             "after each (attacks/unrolled.py)")
+    parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="rows per client: the approximation, the unrolled attack with the "
+                             "dataset's native resolution (capability data-format), and without")
+    parser.add_argument("--oracle-counts", action="store_true",
+                        help="diagnostic only: the unrolled attack given the true histograms")
+    args = parser.parse_args()
+    rows = ([json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+            if args.out.is_file() else [])
+    if args.table:
+        print(table(rows))
+        return
+    torch.set_num_threads(1)
+    data = load_dataset("digits", 28)
+    judge = load_judge(data)
+    auditor = Auditor(data.train_x, data.train_y, judge.model)
+    done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],
+             r["method"]) for r in rows}
+
+    def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
+        with args.out.open("a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in client_rows)
+
+    settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
+                               learn_labels=not args.fixed_labels, label_phases=args.label_phases)
+    for model in args.models:
+        for images in args.images:
+            for steps in args.steps:
+                for optimizer in args.optimizers:
+                    started = time.monotonic()
+                    design = epochs_and_batch(images, steps, args.design)
+                    for client in range(args.first_client, args.clients):  # what it lacks
+                        todo = [m for m in args.methods
+                                if (model, images, steps, design, optimizer, client,
+                                    METHODS[m]) not in done]
+                        if todo:
+                            run_cell(model, images, steps, optimizer, clients=[client],
+                                     settings=settings, auditor=auditor, data=data,
+                                     oracle_counts=args.oracle_counts, methods=todo,
+                                     design=args.design, on_client=append)
+                    print(f"{model} N={images} steps={steps} {optimizer}: "
+                          f"{time.monotonic() - started:.0f} s", flush=True)
+    print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""The issue-17 grid's design (E and batch size per cell) and its table."""
+
+import pytest
+
+from experiments.unrolled_grid import DESIGNS, epochs_and_batch, table
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+@pytest.mark.parametrize("images", [8, 32, 128])
+@pytest.mark.parametrize("steps", [1, 4, 16])
+def test_every_cell_gets_its_local_steps_in_whole_batches(design, images, steps):
+    epochs, batch = epochs_and_batch(images, steps, design)
+    assert images % batch == 0 and epochs * images // batch == steps
+
+
+def test_mini_batches_take_one_epoch_where_the_images_allow_and_keep_the_n8_cells():
+    assert epochs_and_batch(128, 16, "mini-batch") == (1, 8)
+    assert epochs_and_batch(32, 16, "mini-batch") == (4, 8)  # no batch under 8 images
+    for steps in (1, 4, 16):  # the cells measured full-batch before the design existed
+        assert epochs_and_batch(8, steps, "mini-batch") == epochs_and_batch(8, steps, "full-batch")
+    with pytest.raises(ValueError, match="whole batches"):
+        epochs_and_batch(24, 16, "mini-batch")
+
+
+def _row(client: int, identified: int, **design: int) -> dict:
+    return {"model": "lenet", "images": 32, "steps": 4, "optimizer": "sgd", "client": client,
+            "method": "unrolled", "batch-size": 32, "identified": identified, "asr": 0.5,
+            "psnr": 15.0, "ssim": 0.5, **design}
+
+
+def test_the_table_keeps_designs_apart_and_reads_older_rows_as_full_batch():
+    rows = [_row(0, 10), _row(1, 6, epochs=4, **{"local-batch": 32}),
+            _row(0, 8, epochs=1, **{"local-batch": 8})]
+    lines = table(rows).splitlines()[2:]
+    assert len(lines) == 2
+    full, mini = sorted(lines, key=lambda line: "1 × 8" in line)
+    assert "| 4 × 32 |" in full and "| 2 |" in full and "0.25 [" in full  # 16 of 64 pooled
+    assert "| 1 × 8 |" in mini and "0.25 [" in mini  # 8 of 32
