@@ -37,7 +37,8 @@ from attacks.batched_optim import BatchedAdam, BatchedLBFGS
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
-from attacks.matching import STALL_STEPS, stop_threshold
+from attacks.matching import stop_threshold
+from attacks.rows import RowLog, out_of_time
 from attacks.replicated import (ReplicatedVictim, compatible_key, matching_objectives, replicate,
                                 shape_error)
 from attacks.runner import failed_reconstruction, invert_one, rank, relative_loss
@@ -138,12 +139,8 @@ class Stream:
         self.jobs: list[Job | None] = [None] * k
         self.stops = torch.full((k,), -math.inf)
         self.steps = torch.zeros(k, dtype=torch.long)
-        self.unchanged = torch.zeros(k, dtype=torch.long)
-        self.best_loss = torch.full((k,), math.inf)
+        self.log = RowLog(k)
         self.best_z = self.z.clone()
-        self.history: list[list[float]] = [[] for _ in range(k)]
-        self.status = [Status.OK] * k
-        self.message = [""] * k
         self.queue = deque(Job(i, 0) for i in range(len(observations)))
         self.best: list[Reconstruction | None] = [None] * len(observations)
 
@@ -167,10 +164,9 @@ class Stream:
         self.z[slot] = self._start(job.restart)
         self.optimizer.reset(torch.tensor([slot]))
         self.stops[slot] = stop_threshold(observation, self.settings) or -math.inf
-        self.steps[slot] = self.unchanged[slot] = 0
-        self.best_loss[slot] = math.inf
+        self.steps[slot] = 0
+        self.log.reset(slot)
         self.best_z[slot] = self.z[slot]
-        self.history[slot], self.status[slot], self.message[slot] = [], Status.OK, ""
 
     def _refill(self) -> torch.Tensor:
         """Give every free slot the next queued job; returns the occupied slots."""
@@ -181,8 +177,7 @@ class Stream:
 
     def _evaluate(self, rows: torch.Tensor, z_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, gradient = self.problem.value_and_grad(rows, z_rows)
-        better = torch.isfinite(loss) & (loss < self.best_loss[rows])
-        self.best_loss[rows[better]] = loss[better]
+        better = self.log.keep_better(rows, loss)
         self.best_z[rows[better]] = z_rows[better]
         return loss, gradient
 
@@ -191,33 +186,23 @@ class Stream:
         settings = self.settings
         active = self._refill()
         while active.numel():
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                for slot in active.tolist():
-                    self.status[slot] = Status.TIMEOUT
-                    self.message[slot] = f"time budget ran out after {int(self.steps[slot])} steps"
+            if out_of_time(self.deadline):
+                self.log.time_out(active, self.steps[active].tolist())
                 self._finish(active)
                 active = self._refill()
                 continue
             loss = self.optimizer.step(active, self._evaluate)
             self.steps[active] += 1
-            for slot, value in zip(active.tolist(), loss.tolist(), strict=True):
-                self.history[slot].append(value)
             finite = torch.isfinite(loss) & torch.isfinite(self.z[active]).all(1)
-            for slot in active[~finite].tolist():
-                self.status[slot] = Status.DIVERGED
-                self.message[slot] = f"non-finite loss at step {int(self.steps[slot]) - 1}; kept the best iterate"
+            at = (self.steps[active] - 1).tolist()
+            repeated = self.log.record(active, loss, finite, at)
             if not self.lbfgs:
                 self.z[active] = _project_now(self.problem, self.z[active])
-            repeat = torch.tensor([len(self.history[s]) > 1 and self.history[s][-1] == self.history[s][-2]
-                                   for s in active.tolist()], dtype=torch.bool)
-            self.unchanged[active] = torch.where(repeat, self.unchanged[active] + 1, 0)
-            stalled = (self.unchanged[active] >= STALL_STEPS) if self.lbfgs else torch.zeros_like(repeat)
+            stalled = repeated if self.lbfgs else torch.zeros_like(repeated)
             converged = (loss == 0) | (loss <= self.stops[active])
-            for slot in active[finite & stalled].tolist():
-                self.message[slot] = (f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step "
-                                      f"{int(self.steps[slot]) - 1}")
-            for slot in active[finite & ~stalled & converged].tolist():
-                self.message[slot] = self.message[slot] or f"converged at step {int(self.steps[slot]) - 1}"
+            self.log.stalled(active[finite & stalled], [s for s, m in zip(at, (finite & stalled).tolist()) if m])
+            self.log.converged(active[finite & ~stalled & converged],
+                               [s for s, m in zip(at, (finite & ~stalled & converged).tolist()) if m])
             done = ~finite | stalled | converged | (self.steps[active] >= settings.iterations)
             if bool(done.any()):
                 self._finish(active[done])
@@ -237,8 +222,7 @@ class Stream:
             accepted = (self.settings.accept_loss is not None and current.status != Status.FAILED
                         and relative_loss(current, self.observations[job.target], self.settings)
                         <= self.settings.accept_loss)
-            out_of_time = self.deadline is not None and time.monotonic() > self.deadline
-            if not accepted and not out_of_time and job.restart + 1 < self.settings.restarts:
+            if not accepted and not out_of_time(self.deadline) and job.restart + 1 < self.settings.restarts:
                 self.queue.append(Job(job.target, job.restart + 1))
 
 
@@ -256,7 +240,7 @@ def _project_now(problem: Problem, z: torch.Tensor) -> torch.Tensor:
 def _results(stream: Stream, slots: torch.Tensor) -> list[Reconstruction]:
     """The jobs in `slots`: each one's best iterate, projected and finalized, with its matching loss."""
     problem, settings = stream.problem, stream.settings
-    never = ~torch.isfinite(stream.best_loss[slots])  # never finite: the starting point (best_z's init)
+    never = ~torch.isfinite(stream.log.best_loss[slots])  # never finite: the starting point (best_z's init)
     best = stream.best_z[slots].clone()
     _project_rows(problem, best)
     dummy, label_logits = problem.split(best)
@@ -270,14 +254,14 @@ def _results(stream: Stream, slots: torch.Tensor) -> list[Reconstruction]:
     for i, slot in enumerate(slots.tolist()):
         job = stream.jobs[slot]
         assert job is not None
-        status, message = stream.status[slot], stream.message[slot]
+        status, message = stream.log.status[slot], stream.log.message[slot]
         if bool(never[i]):
             status = Status.DIVERGED
             message = message or "the loss was never finite; returned the starting point"
         results.append(Reconstruction(
             target_id=stream.observations[job.target].target_id, attack=settings.attack,
             inputs=inputs[i], labels=labels[i].clone(), matching_loss=float(final[i]),
-            loss_history=stream.history[slot], status=status, message=message))
+            loss_history=stream.log.history[slot], status=status, message=message))
     return results
 
 

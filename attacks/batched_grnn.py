@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Sequence
 
 import torch
@@ -27,11 +26,12 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
 from attacks.grnn import Generator, build_generator, to_dummy
 from attacks.matching import OPTIMIZER_FACTORIES, stop_threshold
+from attacks.rows import RowLog, out_of_time
 from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
 from attacks.runner import best_of_restarts
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
-from attacks.types import Observation, Reconstruction, Status, never_finite
+from attacks.types import Observation, Reconstruction, never_finite
 
 ELEMENTWISE_OPTIMIZERS = ("rmsprop", "adam")  # L-BFGS's state is not per element
 # K for `vectorize=True`: on this machine K = 8 ran 2.2x the one-at-a-time rate and K = 32 only
@@ -103,9 +103,7 @@ class _Pass:
         with torch.no_grad():  # the starting point: returned if the loss is never finite
             images, soft = self.generators(torch.arange(k), self.noise)
         self.best_dummy, self.best_soft = to_dummy(images, self.shape).clone(), soft.clone()
-        self.best_loss = torch.full((k,), math.inf)
-        self.history: list[list[float]] = [[] for _ in range(k)]
-        self.status, self.message = [Status.OK] * k, [""] * k
+        self.log = RowLog(k)
 
     def _losses(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, soft = self.generators(rows, self.noise)
@@ -120,29 +118,21 @@ class _Pass:
         for step in range(self.settings.iterations):
             if not active.numel():
                 break
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                for row in active.tolist():
-                    self.status[row] = Status.TIMEOUT
-                    self.message[row] = f"time budget ran out after {step} steps"
+            if out_of_time(self.deadline):
+                self.log.time_out(active, step)
                 break
             self.optimizer.zero_grad()
             loss, dummy, soft = self._losses(active)
             values = loss.detach()
-            better = torch.isfinite(values) & (values < self.best_loss[active])
-            self.best_loss[active[better]] = values[better]
+            better = self.log.keep_better(active, values)
             self.best_dummy[active[better]] = dummy.detach()[better]
             self.best_soft[active[better]] = soft.detach()[better]
             loss.sum().backward()
             self.optimizer.step()
-            for row, value in zip(active.tolist(), values.tolist(), strict=True):
-                self.history[row].append(value)
             finite = torch.isfinite(values) & self.generators.finite(active)
+            self.log.record(active, values, finite, step)
             converged = finite & ((values == 0) | (values <= self.stops[active]))
-            for row in active[~finite].tolist():
-                self.status[row] = Status.DIVERGED
-                self.message[row] = f"non-finite loss at step {step}; kept the best iterate"
-            for row in active[converged].tolist():
-                self.message[row] = f"converged at step {step}"
+            self.log.converged(active[converged], step)
             active = active[finite & ~converged]
         return self._results()
 
@@ -153,14 +143,14 @@ class _Pass:
                                         soft_labels=self.best_soft).detach()
         results = []
         for row, observation in enumerate(self.observations):
-            status, message = self.status[row], self.message[row]
-            if not math.isfinite(float(self.best_loss[row])):
+            status, message = self.log.status[row], self.log.message[row]
+            if not math.isfinite(float(self.log.best_loss[row])):
                 status, message = never_finite(status, message)
             loss = float(final[row])
             results.append(Reconstruction(
                 target_id=observation.target_id, attack="grnn", inputs=inputs[row],
                 labels=self.best_soft[row].argmax(-1), matching_loss=loss if math.isfinite(loss) else math.inf,
-                loss_history=self.history[row], status=status, message=message))
+                loss_history=self.log.history[row], status=status, message=message))
         return results
 
 

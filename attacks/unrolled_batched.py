@@ -42,13 +42,14 @@ import torch.nn.functional as F
 from attacks.batched_optim import BatchedAdam, BatchedLBFGS
 from attacks.label_counts import infer_label_counts
 from attacks.local_training import client_batches, simulate_update
-from attacks.matching import STALL_STEPS, total_variation
+from attacks.matching import total_variation
+from attacks.rows import RowLog, out_of_time
 from attacks.replicated import (ReplicatedVictim, check_supported, per_target_distance,
                                 replicate, replicated_logits, shape_error)
 from attacks.runner import best_of_restarts, invert_one
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
-from attacks.types import LocalTraining, Observation, Reconstruction, Status, never_finite
+from attacks.types import LocalTraining, Observation, Reconstruction, never_finite
 from attacks.unrolled import (LABEL_LOGIT, dummy_labels, input_format, refine_reconstruction,
                               unrolled)
 from fedsnn.core.image_format import resize
@@ -230,10 +231,8 @@ class _Pass:
         self.lbfgs = settings.optimizer == "lbfgs"
         self.optimizer = (BatchedLBFGS(self.z, settings.effective_lr, settings.lbfgs_max_eval)
                           if self.lbfgs else BatchedAdam(self.z, settings.effective_lr))
-        self.best_loss = torch.full((k,), math.inf, dtype=torch.float64)
+        self.log = RowLog(k, dtype=torch.float64)
         self.best_z = self.z.clone()
-        self.history: list[list[float]] = [[] for _ in range(k)]
-        self.status, self.message = [Status.OK] * k, [""] * k
 
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(dummies [n, N, C, side, side], label logits [n, N, classes] or None) of rows `z`."""
@@ -248,8 +247,7 @@ class _Pass:
             loss = self.replay.losses(rows, *self.split(z))
             (gradient,) = torch.autograd.grad(loss.sum(), z)
         loss = loss.detach()
-        better = torch.isfinite(loss) & (loss < self.best_loss[rows])
-        self.best_loss[rows[better]] = loss[better]
+        better = self.log.keep_better(rows, loss)
         self.best_z[rows[better]] = z_rows[better]
         return loss, gradient
 
@@ -257,35 +255,23 @@ class _Pass:
         """The loop of `attacks.matching.optimize`, row by row: best iterate, divergence, the
         L-BFGS stall rule, an exact zero, the deadline."""
         active = torch.arange(len(self.observations))
-        unchanged = torch.zeros(len(active), dtype=torch.long)
         for step in range(self.settings.iterations):
             if not active.numel():
                 break
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                for row in active.tolist():
-                    self.status[row] = Status.TIMEOUT
-                    self.message[row] = f"time budget ran out after {step} steps"
+            if out_of_time(self.deadline):
+                self.log.time_out(active, step)
                 break
             loss = self.optimizer.step(active, self._evaluate)
-            for row, value in zip(active.tolist(), loss.tolist(), strict=True):
-                self.history[row].append(value)
             finite = torch.isfinite(loss) & torch.isfinite(self.z[active]).all(1)
-            for row in active[~finite].tolist():
-                self.status[row] = Status.DIVERGED
-                self.message[row] = f"non-finite loss at step {step}; kept the best iterate"
+            repeated = self.log.record(active, loss, finite, step)
             if not self.lbfgs:  # the box constraints on the dummies (labels are free)
                 moved = self.z[active]
                 project_(moved[:, :self.split_at], self.settings)
                 self.z[active] = moved
-            repeat = torch.tensor([len(self.history[r]) > 1 and self.history[r][-1] == self.history[r][-2]
-                                   for r in active.tolist()], dtype=torch.bool)
-            unchanged[active] = torch.where(repeat, unchanged[active] + 1, 0)
-            stalled = finite & (unchanged[active] >= STALL_STEPS) if self.lbfgs else torch.zeros_like(repeat)
-            for row in active[stalled].tolist():
-                self.message[row] = f"L-BFGS stalled (loss unchanged for {STALL_STEPS} steps) at step {step}"
+            stalled = finite & repeated if self.lbfgs else torch.zeros_like(repeated)
+            self.log.stalled(active[stalled], step)
             converged = finite & ~stalled & (loss == 0)
-            for row in active[converged].tolist():
-                self.message[row] = f"converged at step {step}"
+            self.log.converged(active[converged], step)
             active = active[finite & ~stalled & ~converged]
         return self._results()
 
@@ -300,15 +286,15 @@ class _Pass:
         labels = self.replay.labels if label_logits is None else label_logits.argmax(-1)
         results = []
         for row, observation in enumerate(self.observations):
-            status, message = self.status[row], self.message[row]
-            if not math.isfinite(float(self.best_loss[row])):
+            status, message = self.log.status[row], self.log.message[row]
+            if not math.isfinite(float(self.log.best_loss[row])):
                 status, message = never_finite(status, message)
             loss = float(final[row])
             results.append(Reconstruction(
                 target_id=observation.target_id, attack="unrolled", inputs=inputs[row],
                 labels=labels[row].clone(),
                 matching_loss=loss if math.isfinite(loss) else math.inf,
-                loss_history=self.history[row], status=status, message=message))
+                loss_history=self.log.history[row], status=status, message=message))
         return results
 
 
