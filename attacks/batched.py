@@ -240,7 +240,6 @@ def _project_now(problem: Problem, z: torch.Tensor) -> torch.Tensor:
 def _results(stream: Stream, slots: torch.Tensor) -> list[Reconstruction]:
     """The jobs in `slots`: each one's best iterate, projected and finalized, with its matching loss."""
     problem, settings = stream.problem, stream.settings
-    never = ~torch.isfinite(stream.log.best_loss[slots])  # never finite: the starting point (best_z's init)
     best = stream.best_z[slots].clone()
     _project_rows(problem, best)
     dummy, label_logits = problem.split(best)
@@ -254,14 +253,9 @@ def _results(stream: Stream, slots: torch.Tensor) -> list[Reconstruction]:
     for i, slot in enumerate(slots.tolist()):
         job = stream.jobs[slot]
         assert job is not None
-        status, message = stream.log.status[slot], stream.log.message[slot]
-        if bool(never[i]):
-            status = Status.DIVERGED
-            message = message or "the loss was never finite; returned the starting point"
-        results.append(Reconstruction(
-            target_id=stream.observations[job.target].target_id, attack=settings.attack,
-            inputs=inputs[i], labels=labels[i].clone(), matching_loss=float(final[i]),
-            loss_history=stream.log.history[slot], status=status, message=message))
+        results.append(stream.log.result(
+            slot, target_id=stream.observations[job.target].target_id, attack=settings.attack,
+            inputs=inputs[i], labels=labels[i].clone(), loss=float(final[i])))
     return results
 
 

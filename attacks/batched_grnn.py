@@ -31,7 +31,7 @@ from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
 from attacks.runner import best_of_restarts
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, dummy_shape, finalize
-from attacks.types import Observation, Reconstruction, never_finite
+from attacks.types import Observation, Reconstruction
 
 ELEMENTWISE_OPTIMIZERS = ("rmsprop", "adam")  # L-BFGS's state is not per element
 # K for `vectorize=True`: on this machine K = 8 ran 2.2x the one-at-a-time rate and K = 32 only
@@ -141,16 +141,10 @@ class _Pass:
         with torch.enable_grad():
             final = matching_objectives(self.victim, self.settings, inputs, inputs,
                                         soft_labels=self.best_soft).detach()
-        results = []
-        for row, observation in enumerate(self.observations):
-            status, message = self.log.status[row], self.log.message[row]
-            if not math.isfinite(float(self.log.best_loss[row])):
-                status, message = never_finite(status, message)
-            loss = float(final[row])
-            results.append(Reconstruction(
-                target_id=observation.target_id, attack="grnn", inputs=inputs[row],
-                labels=self.best_soft[row].argmax(-1), matching_loss=loss if math.isfinite(loss) else math.inf,
-                loss_history=self.log.history[row], status=status, message=message))
+        labels = self.best_soft.argmax(-1)
+        results = [self.log.result(row, target_id=o.target_id, attack="grnn", inputs=inputs[row],
+                                   labels=labels[row], loss=float(final[row]))
+                   for row, o in enumerate(self.observations)]
         return results
 
 

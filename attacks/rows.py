@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from attacks.matching import STALL_STEPS
-from attacks.types import Status
+from attacks.types import Reconstruction, Status, never_finite
 
 
 def out_of_time(deadline: float | None) -> bool:
@@ -79,3 +79,15 @@ class RowLog:
         at = [steps] * len(rows) if isinstance(steps, int) else list(steps)
         for row, step in zip(rows.tolist(), at, strict=True):
             self.message[row] = self.message[row] or f"converged at step {step}"
+
+    def result(self, row: int, *, target_id: str, attack: str, inputs: torch.Tensor,
+               labels: torch.Tensor, loss: float) -> Reconstruction:
+        """Row `row`'s reconstruction: its best iterate's `inputs` and `labels`, the matching loss
+        re-evaluated on them, its history, status and message (a row whose loss was never finite
+        returned its starting point)."""
+        status, message = self.status[row], self.message[row]
+        if not math.isfinite(float(self.best_loss[row])):
+            status, message = never_finite(status, message)
+        return Reconstruction(target_id=target_id, attack=attack, inputs=inputs, labels=labels,
+                              matching_loss=loss if math.isfinite(loss) else math.inf,
+                              loss_history=self.history[row], status=status, message=message)

@@ -49,7 +49,7 @@ from attacks.replicated import (ReplicatedVictim, check_supported, per_target_di
 from attacks.runner import best_of_restarts, invert_one
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
-from attacks.types import LocalTraining, Observation, Reconstruction, never_finite
+from attacks.types import LocalTraining, Observation, Reconstruction
 from attacks.unrolled import (LABEL_LOGIT, dummy_labels, input_format, refine_reconstruction,
                               unrolled)
 from fedsnn.core.image_format import resize
@@ -284,17 +284,10 @@ class _Pass:
             final = self.replay.losses(torch.arange(k), finals, label_logits).detach()
         inputs = torch.stack([finalize(d, self.settings) for d in self.replay.images(dummies)])
         labels = self.replay.labels if label_logits is None else label_logits.argmax(-1)
-        results = []
-        for row, observation in enumerate(self.observations):
-            status, message = self.log.status[row], self.log.message[row]
-            if not math.isfinite(float(self.log.best_loss[row])):
-                status, message = never_finite(status, message)
-            loss = float(final[row])
-            results.append(Reconstruction(
-                target_id=observation.target_id, attack="unrolled", inputs=inputs[row],
-                labels=labels[row].clone(),
-                matching_loss=loss if math.isfinite(loss) else math.inf,
-                loss_history=self.log.history[row], status=status, message=message))
+        results = [self.log.result(row, target_id=o.target_id, attack="unrolled",
+                                   inputs=inputs[row], labels=labels[row].clone(),
+                                   loss=float(final[row]))
+                   for row, o in enumerate(self.observations)]
         return results
 
 
