@@ -290,7 +290,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
 
     def refresh(folder: str) -> tuple[Any, str]:
         try:
-            runs = list_runs(folder)
+            runs = list_runs(folder, root=runs_dir)
         except DemoError as error:
             return gr.CheckboxGroup(choices=[], value=[]), _error(str(error))
         choices = [(run_dir.name, str(run_dir)) for run_dir in runs]
@@ -301,7 +301,8 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         try:
             if not selected:
                 raise DemoError("runs: select a run first")
-            page = report_html(selected[0]) if len(selected) == 1 else comparison_html(selected)
+            page = report_html(selected[0], root=runs_dir) if len(selected) == 1 else \
+                comparison_html(selected, root=runs_dir)
         except DemoError as error:
             return "", _error(str(error))
         frame = (f"<iframe id='report-frame' srcdoc=\"{html.escape(page, quote=True)}\" "
@@ -346,8 +347,9 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
             twin_stop.click(stop, None, twin_status)
         with gr.Tab("Runs", id="runs"):
             with gr.Row():
-                folder = gr.Textbox(str(runs_dir), label="output folder (or one run folder)",
-                                    elem_id="runs-folder")
+                folder = gr.Textbox(str(runs_dir), elem_id="runs-folder",
+                                    label="output folder (or one run folder) in the demo's "
+                                    "runs folder (--runs-dir)")
                 refresh_button = gr.Button("List runs", elem_id="list-runs")
             runs_status = gr.HTML(elem_id="runs-status")
             chosen = gr.CheckboxGroup([], label="runs (one: its report; several: side by side)",
