@@ -128,7 +128,7 @@ out, not only resembled. A guess almost never is (about 1 in 1,800 per image).
 on the other split, labels as the true digit. Higher means more leakage, but only above the \
 judge's majority-class baseline and above what the guesses get.
 - **PSNR / SSIM**: how close the reconstruction is to the original, pixel by pixel. PSNR in dB: \
-higher is closer (a guess gets about 7–13 dB; above 40 dB is a near copy). SSIM from −1 to 1: \
+higher is closer (a guess gets about 6–15 dB; above 40 dB is a near copy). SSIM from −1 to 1: \
 higher is closer (1 is identical). MSE: lower is closer.
 - **null**: what the same scoring gives images that carry no information about the update: the \
 chance level. A score shows leakage only when it beats its null. Here the nulls are the guesses: \
