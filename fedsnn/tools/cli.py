@@ -121,8 +121,8 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only)"),
     port: int = typer.Option(7860, help="port to serve the page on"),
     runs_dir: Path = typer.Option(None, "--runs-dir",
-                                  help="folder whose runs the Runs view lists (default: the run "
-                                       "config's output-dir)"),
+                                  help="folder whose runs the Runs view lists, and the only "
+                                       "one it reads (default: the run config's output-dir)"),
 ) -> None:
     """Start the local web demo: a curious server rebuilding a client's image, ANN beside SNN,
     with and without defenses; and the reports of your runs (needs the `demo` extra)."""

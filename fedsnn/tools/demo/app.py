@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from fedsnn.core.protocol import TRAIN_METRICS
 from fedsnn.tools.demo.engine import (ATTACKS, DEFENSES, IMAGE_SIZE, UPDATE_MODES,
                                       DemoError, Outcome, Scenario, Victims, live_images, run,
                                       stream, twins)
+from fedsnn.tools.demo.headline import GLOSSARY, judge_words, stopped, verdict_html
 from fedsnn.tools.demo.runs import comparison_html, list_runs, report_html
 from fedsnn.tools.demo.uploads import load_upload
 
@@ -69,6 +71,15 @@ def figure(array: np.ndarray, caption: str) -> str:
             "</figure>")
 
 
+def scroll_js(*element_ids: str) -> str:
+    """Browser code run when an attack's results are in: bring the first of the elements that
+    shows something (its verdict, or the message that replaced it) to the top of the window."""
+    return (f"() => {{ for (const id of {json.dumps(list(element_ids))}) {{ "
+            "const element = document.getElementById(id); "
+            "if (element && element.innerText.trim()) { "
+            "element.scrollIntoView({block: 'start'}); return; } } }")
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -78,8 +89,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def metrics_markdown(outcome: Outcome) -> str:
     """The auditor's scores beside the guess baselines, the labels, the judge and the ε spent."""
     row, card = outcome.row, outcome.judge_card
-    verdict = {1.0: "recognised as the true label", 0.0: "not recognised"}.get(row.get("asr"),
-                                                                             _fmt(row.get("asr")))
     samples = len(row.get("true-labels") or [])
     lines = [f"**{outcome.attack}**: {row.get('status')} in {outcome.seconds:.1f} s "
              f"({html.escape(outcome.message[:160]) or 'no message'})", "",
@@ -94,7 +103,8 @@ def metrics_markdown(outcome: Outcome) -> str:
                      f"{_fmt(scores.get('samples'))} |")
     lines += ["", "*Identified*: the true image is the reconstruction's nearest neighbour among "
               "all the digits.", "",
-              f"**Judge verdict**: {flag_asr(verdict, card)}. {judge_sentence(card)}", "",
+              f"**Judge verdict**: {flag_asr(judge_words(outcome), card)}. "
+              f"{judge_sentence(card)}", "",
               f"**Inferred label(s)**: {row.get('inferred-labels')} — true "
               f"{row.get('true-labels')} (label accuracy {_fmt(row.get('label-accuracy'), 2)})."]
     histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
@@ -213,7 +223,7 @@ def _parse(components: dict[str, Any], values: dict[Any, Any], victims: Victims
 
 def _ended(outcome: Outcome) -> str:
     """'stopped' when the visitor stopped the attack (its best iterate is what is scored)."""
-    return "stopped" if "stopped by the caller" in outcome.message else "done"
+    return "stopped" if stopped(outcome) else "done"
 
 
 def _error(message: str) -> str:
@@ -227,43 +237,44 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         >>> build(Victims(), Path("runs")).launch(server_name="127.0.0.1")  # doctest: +SKIP
     """
 
-    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[str, str, str]]:
+    def play(values: dict[Any, Any], request: gr.Request) -> Iterator[tuple[str, str, str, str]]:
         try:
             scenario, images, labels = _parse(inputs, values, victims)
         except DemoError as error:
-            yield "", _error(str(error)), ""
+            yield "", _error(str(error)), "", ""
             return
         caption = "the client's images (top), what the server rebuilds (bottom)"
         yield (figure(picture(images, None), caption),
-               "starting: the client trains, the server observes…", "")
+               "starting: the client trains, the server observes…", "", "")
         for _, kind, value in _attacks({"one": (scenario, images, labels)}, victims, request):
             if kind == "step":
                 live = live_images(value)
                 if live is not None and live.shape == images.shape:
                     yield (figure(picture(images, live), caption),
-                           f"step {value.index + 1}: matching loss {value.loss:.3g}", "")
+                           f"step {value.index + 1}: matching loss {value.loss:.3g}", "", "")
             elif kind == "error":
-                yield figure(picture(images, None), caption), _error(value), ""
+                yield figure(picture(images, None), caption), _error(value), "", ""
             else:
                 yield (figure(picture(value.originals, value.reconstruction), caption),
                        f"{_ended(value)}: top row the client's images, bottom row what the "
-                       "server rebuilt", metrics_markdown(value))
+                       "server rebuilt", verdict_html(value), metrics_markdown(value))
 
     def play_twins(values: dict[Any, Any], request: gr.Request
-                   ) -> Iterator[tuple[str, str, str, str, str]]:
+                   ) -> Iterator[tuple[str, ...]]:
         try:
             scenario, images, labels = _parse(twin_inputs, values, victims)
             ann, snn = twins(scenario)
             snn.run_config()
         except DemoError as error:
-            yield "", "", _error(str(error)), "", ""
+            yield "", "", _error(str(error)), "", "", "", ""
             return
         captions = {name: f"{twin.model}: the client's images (top), the reconstruction (bottom)"
                     for name, twin in (("ann", ann), ("snn", snn))}
         shown = {name: figure(picture(images, None), captions[name]) for name in captions}
         texts = {"ann": "", "snn": ""}
+        verdicts = {"ann": "", "snn": ""}
         status = {"ann": "running", "snn": "running"}
-        yield shown["ann"], shown["snn"], "both attacks running…", "", ""
+        yield shown["ann"], shown["snn"], "both attacks running…", "", "", "", ""
         works = {"ann": (ann, images, labels), "snn": (snn, images, labels)}
         for name, kind, value in _attacks(works, victims, request):
             if kind == "step":
@@ -278,9 +289,11 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 shown[name] = figure(picture(value.originals, value.reconstruction),
                                      captions[name])
                 status[name], texts[name] = _ended(value), metrics_markdown(value)
+                verdicts[name] = verdict_html(value, who=(ann if name == "ann" else snn).model)
             line = f"{ann.model} ({ann.attack_name()}): {status['ann']} · " \
                    f"{snn.model} ({snn.attack_name()}): {status['snn']}"
-            yield shown["ann"], shown["snn"], line, texts["ann"], texts["snn"]
+            yield (shown["ann"], shown["snn"], line, texts["ann"], texts["snn"],
+                   verdicts["ann"], verdicts["snn"])
 
     def stop(request: gr.Request) -> str:
         event = _STOPS.get(_session(request))
@@ -290,7 +303,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
 
     def refresh(folder: str) -> tuple[Any, str]:
         try:
-            runs = list_runs(folder)
+            runs = list_runs(folder, root=runs_dir)
         except DemoError as error:
             return gr.CheckboxGroup(choices=[], value=[]), _error(str(error))
         choices = [(run_dir.name, str(run_dir)) for run_dir in runs]
@@ -301,7 +314,8 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
         try:
             if not selected:
                 raise DemoError("runs: select a run first")
-            page = report_html(selected[0]) if len(selected) == 1 else comparison_html(selected)
+            page = report_html(selected[0], root=runs_dir) if len(selected) == 1 else \
+                comparison_html(selected, root=runs_dir)
         except DemoError as error:
             return "", _error(str(error))
         frame = (f"<iframe id='report-frame' srcdoc=\"{html.escape(page, quote=True)}\" "
@@ -320,11 +334,13 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
                 run_button = gr.Button("Run attack", variant="primary", elem_id="run")
                 stop_button = gr.Button("Stop", elem_id="stop")
             status = gr.HTML(elem_id="status")
+            verdict = gr.HTML(elem_id="verdict")
             with gr.Row():
                 image = gr.HTML(elem_id="reconstruction")
                 metrics = gr.Markdown(elem_id="metrics")
-            run_button.click(play, set(inputs.values()), [image, status, metrics],
-                             concurrency_limit=CONCURRENCY)
+            run_button.click(play, set(inputs.values()), [image, status, verdict, metrics],
+                             concurrency_limit=CONCURRENCY
+                             ).then(None, js=scroll_js("verdict", "status"))
             stop_button.click(stop, None, status)
         with gr.Tab("ANN beside SNN", id="twins"):
             twin_inputs = _inputs(("lenet", "mlp"), "twins")
@@ -334,20 +350,25 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
             twin_status = gr.HTML(elem_id="twin-status")
             with gr.Row():
                 with gr.Column():
+                    ann_verdict = gr.HTML(elem_id="ann-verdict")
                     ann_image = gr.HTML(elem_id="ann-image")
                     ann_metrics = gr.Markdown(elem_id="ann-metrics")
                 with gr.Column():
+                    snn_verdict = gr.HTML(elem_id="snn-verdict")
                     snn_image = gr.HTML(elem_id="snn-image")
                     snn_metrics = gr.Markdown(elem_id="snn-metrics")
             twin_button.click(
                 play_twins, set(twin_inputs.values()),
-                [ann_image, snn_image, twin_status, ann_metrics, snn_metrics],
-                concurrency_limit=CONCURRENCY)
+                [ann_image, snn_image, twin_status, ann_metrics, snn_metrics, ann_verdict,
+                 snn_verdict],
+                concurrency_limit=CONCURRENCY
+            ).then(None, js=scroll_js("twin-status"))
             twin_stop.click(stop, None, twin_status)
         with gr.Tab("Runs", id="runs"):
             with gr.Row():
-                folder = gr.Textbox(str(runs_dir), label="output folder (or one run folder)",
-                                    elem_id="runs-folder")
+                folder = gr.Textbox(str(runs_dir), elem_id="runs-folder",
+                                    label="output folder (or one run folder) in the demo's "
+                                    "runs folder (--runs-dir)")
                 refresh_button = gr.Button("List runs", elem_id="list-runs")
             runs_status = gr.HTML(elem_id="runs-status")
             chosen = gr.CheckboxGroup([], label="runs (one: its report; several: side by side)",
@@ -356,6 +377,7 @@ def build(victims: Victims, runs_dir: Path) -> gr.Blocks:
             report = gr.HTML(elem_id="report")
             refresh_button.click(refresh, folder, [chosen, runs_status])
             open_button.click(open_runs, chosen, [report, runs_status])
+        gr.Markdown(GLOSSARY, elem_id="glossary")
         page.load(refresh, folder, [chosen, runs_status])
     return page
 

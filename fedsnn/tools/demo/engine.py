@@ -201,9 +201,16 @@ class Victims:
     def auditor(self, images: torch.Tensor, labels: torch.Tensor, trained: list[int]
                 ) -> tuple[Auditor, list[int]]:
         """The audit's auditor over the dataset plus the client's samples, whose ground truth is
-        the `trained` ones (indices into `images`); and their ids in its pool."""
-        pool_x = torch.cat([self.data.train_x, self.data.test_x, images.float()])
-        pool_y = torch.cat([self.data.train_y, self.data.test_y, labels.long()])
+        the `trained` ones (indices into `images`); and their ids in its pool.
+
+        The client's images are in the pool once: a dataset image equal to one of them (an
+        embedded digit is a test digit) is left out, or the nearest-neighbour look-up would tie
+        between the two copies and an exact reconstruction could count as not identified."""
+        dataset_x = torch.cat([self.data.train_x, self.data.test_x])
+        dataset_y = torch.cat([self.data.train_y, self.data.test_y])
+        keep = ~(dataset_x.flatten(1)[:, None] == images.float().flatten(1)[None]).all(-1).any(1)
+        pool_x = torch.cat([dataset_x[keep], images.float()])
+        pool_y = torch.cat([dataset_y[keep], labels.long()])
         ids = [len(pool_x) - len(images) + i for i in trained]
         auditor = Auditor(pool_x, pool_y, judge=self.judge().model,
                           ground_truth=lambda server_round, partition_id: ids)

@@ -1,5 +1,9 @@
 """The Runs view: run folders under an output folder, one run's audit report, several side by side
-(the reports of `fedsnn report`, built by `fedsnn.audit.report`)."""
+(the reports of `fedsnn report`, built by `fedsnn.audit.report`).
+
+Every path a visitor sends is confined to the demo's runs folder (`--runs-dir`, the `root` of
+each function): with `--host` set to a reachable address, the view must not read reports
+anywhere else on the disk."""
 
 from __future__ import annotations
 
@@ -12,13 +16,28 @@ from fedsnn.audit.report import write_comparison, write_report
 from fedsnn.tools.demo.engine import DemoError
 
 
-def list_runs(out_dir: str | Path) -> list[Path]:
+def confined(path: str | Path, root: Path) -> Path:
+    """`path` (a relative one is taken under `root`) with links and ".." resolved, when it is
+    `root` or lies inside it.
+
+    Raises:
+        DemoError: the path leads outside `root`.
+    """
+    base = Path(root).expanduser().resolve()
+    target = (base / Path(path).expanduser()).resolve()
+    if not target.is_relative_to(base):
+        raise DemoError(f"runs: {path} is outside the demo's runs folder {base} (--runs-dir); "
+                        "the Runs view reads nothing else")
+    return target
+
+
+def list_runs(out_dir: str | Path, *, root: Path) -> list[Path]:
     """Run folders (with a results.json) in `out_dir`, newest first; `out_dir` itself if it is one.
 
     Raises:
-        DemoError: the folder does not exist or holds no run.
+        DemoError: the folder is outside `root`, does not exist or holds no run.
     """
-    folder = Path(out_dir).expanduser()
+    folder = confined(out_dir, root)
     if not folder.is_dir():
         raise DemoError(f"runs: {folder} is not a folder")
     if (folder / "results.json").is_file():
@@ -43,13 +62,13 @@ def _check(run_dir: Path) -> None:
             raise DemoError(f"{run_dir.name}: {name} is unreadable ({error})") from None
 
 
-def report_html(run_dir: str | Path) -> str:
+def report_html(run_dir: str | Path, *, root: Path) -> str:
     """The run's self-contained report.html (rebuilt when audit.json is newer, or it is missing).
 
     Raises:
-        DemoError: not a run folder, a run without audit, or unreadable files.
+        DemoError: outside `root`, not a run folder, a run without audit, or unreadable files.
     """
-    run_dir = Path(run_dir)
+    run_dir = confined(run_dir, root)
     _check(run_dir)
     html_path = run_dir / "report.html"
     try:
@@ -61,14 +80,14 @@ def report_html(run_dir: str | Path) -> str:
         raise DemoError(f"{run_dir.name}: its report cannot be built ({error!r})") from None
 
 
-def comparison_html(run_dirs: Sequence[str | Path]) -> str:
+def comparison_html(run_dirs: Sequence[str | Path], *, root: Path) -> str:
     """Several runs side by side, as `fedsnn report RUN… --out` writes them (built in a temporary
     folder: nothing is added to the runs).
 
     Raises:
-        DemoError: fewer than two runs, or one of them has no audit.
+        DemoError: fewer than two runs, one outside `root`, or one of them has no audit.
     """
-    dirs = [Path(d) for d in run_dirs]
+    dirs = [confined(d, root) for d in run_dirs]
     if len(dirs) < 2:
         raise DemoError("compare: select at least two runs")
     for run_dir in dirs:

@@ -27,14 +27,18 @@ def load_upload(path: str | Path, size: int) -> torch.Tensor:
     if path.stat().st_size > MAX_BYTES:
         raise DemoError(f"upload: {path.name} is {path.stat().st_size / 2 ** 20:.0f} MB; "
                         f"the demo takes images up to {MAX_BYTES // 2 ** 20} MB")
+    too_many = f"too many pixels; the demo takes images up to {MAX_PIXELS:,} pixels " \
+        "(e.g. 4096x4096)"
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise DemoError(f"upload: {path.name} is {width}x{height} pixels; the demo takes "
-                                f"images up to {MAX_PIXELS:,} pixels (e.g. 4096x4096)")
+                raise DemoError(f"upload: {path.name} is {width}x{height} pixels: {too_many}")
             gray = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+    except Image.DecompressionBombError:
+        # PIL refuses to open a picture past twice its own limit, before our check sees its size
+        raise DemoError(f"upload: {path.name} has {too_many}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         if isinstance(error, DemoError):
             raise
         raise DemoError(f"upload: {path.name} is not an image the demo can read "

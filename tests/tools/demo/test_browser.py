@@ -142,14 +142,26 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         driver.get(demo_url)
         wait(lambda: driver.find_elements(By.ID, "run"), 60, what="the page")
 
-        # 1. the playground: an attack on the first embedded digit (lenet, iDLG)
+        # 1. the playground: an attack on the first embedded digit (lenet, iDLG); its one-line
+        #    verdict sits atop the results and is scrolled into view (in a laptop-height window,
+        #    where the results start below the fold); the glossary ends the page
+        driver.set_window_size(1400, 800)
         driver.find_element(By.ID, "run").click()
         wait(lambda: "PSNR" in text("metrics"), what="the playground's metrics")
         wait(lambda: shown("#reconstruction img"), 30, what="the reconstruction image")
         metrics = text("metrics")
         assert "mean-image guess" in metrics and "Judge verdict" in metrics
         assert "Inferred label" in metrics and "ε spent" in metrics
+        verdict = driver.find_elements(By.CSS_SELECTOR, "#verdict .verdict")
+        assert verdict and "for a guess" in verdict[0].text, text("verdict")
+        wait(lambda: driver.execute_script(
+            "const box = document.getElementById('verdict').getBoundingClientRect();"
+            "return window.scrollY > 0 && box.top > -2 && box.bottom <= window.innerHeight;"),
+            10, what="the verdict scrolled into view")
+        assert "Glossary" in text("glossary") and "canary" in text("glossary")
+        driver.set_window_size(1400, 1700)
         if shots:
+            driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(shots / "playground.png"))
 
         # 2. two tabs do not wait for each other, and Stop ends a long attack: a FedAvg update
@@ -194,6 +206,8 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
              what="both twins' metrics")
         wait(lambda: shown("#ann-image img") and shown("#snn-image img"), 30,
              what="both twins' images")
+        assert text("ann-verdict").startswith("lenet: ")
+        assert text("snn-verdict").startswith("lenet-snn: ")
         if shots:
             driver.save_screenshot(str(shots / "ann-beside-snn.png"))
 
@@ -209,5 +223,14 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
         next(b for b in boxes if b.text.strip() == "run-mlp-snn").click()
         driver.find_element(By.ID, "open-runs").click()
         wait(lambda: "Audit comparison" in report(), 60, what="the comparison")
+
+        # 6. a folder typed by the visitor outside --runs-dir is refused, and nothing is listed
+        box = driver.find_element(By.CSS_SELECTOR, "#runs-folder textarea, #runs-folder input")
+        box.clear()
+        box.send_keys("/etc")
+        driver.find_element(By.ID, "list-runs").click()
+        wait(lambda: "outside the demo's runs folder" in text("runs-status"), 30,
+             what="the refusal of a folder outside --runs-dir")
+        assert "run-mlp" not in text("runs-list")
     finally:
         driver.quit()
