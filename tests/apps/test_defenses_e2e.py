@@ -16,6 +16,8 @@ from fedsnn.core.privacy.spikes import RandomizedResponse, SpikeAccountant
 from server_app import run
 from fedsnn.tools.local_grid import federate_in_process
 
+pytestmark = pytest.mark.slow  # federations, in process
+
 BASE = {"model": "lenet", "image-size": 16, "local-epochs": 1, "num-server-rounds": 2,
         "audit-enabled": False, "batch-size": 32, "min-available-nodes": 3}
 

@@ -15,6 +15,8 @@ from fedsnn.core.data import load_dataset
 from experiments.fedavg_checkpoints import checkpoint_path, federate
 from experiments.rate_decoder import SETTINGS, global_model
 
+pytestmark = pytest.mark.slow  # federations, in process
+
 TINY = {"dataset": "digits", "local-epochs": 1, "max-train-samples": 40, "seed": 0}
 
 
