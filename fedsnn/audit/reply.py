@@ -13,11 +13,11 @@ arrives, `fedsnn.audit.session.score_finished` when the attacks are done.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from attacks import PublicData, Reconstruction
+from attacks import AttackSettings, Observation, PublicData, Reconstruction
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.canary import Reply
 from fedsnn.audit.decision import Verdict
@@ -82,12 +82,25 @@ class NotAttacked(ValueError):
     """The reply is not attacked (the message says why: the plan, the threat model, a misfit)."""
 
 
+Attack = Callable[[list[Observation], AttackSettings, "PublicData | None"], list[Reconstruction]]
+
+
 def audit_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: ModelSpec,
                 auditor: Auditor, native_size: int | None = None,
                 canary: tuple[Reply, Sequence[int]] | None = None,
-                public: PublicData | None = None) -> AuditedReply:
+                public: PublicData | None = None, attack: Attack = run_attacks
+                ) -> AuditedReply:
     """Observe, attack, score and decide one reply (with its canary, attacked alongside, as
-    the positive control). Watch the attack with `attacks.progress.watch` around the call.
+    the positive control).
+
+    Args:
+        reply, plan, config, spec, native_size: as `observe_reply`.
+        auditor: the scorer, with the reply's ground truth and the nulls' sources.
+        canary: the round's canary reply and its public ids (`fedsnn.audit.canary.make_canary`);
+            None: no positive control (the verdict says the power is unknown).
+        public: the public images the threat model grants the attack.
+        attack: runs the attack on observations (default: the queue workers' vectorized
+            `run_attacks`; a live page passes `attacks.invert` under `attacks.progress.watch`).
 
     Example:
         >>> audited = audit_reply(reply, plan=plan, config=config, spec=spec,
@@ -108,7 +121,7 @@ def audit_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Model
         if isinstance(canary_job, AuditJob):
             jobs.append(canary_job)
     reconstructions = [reconstruction for settings in dict.fromkeys(j.settings for j in jobs)
-                       for reconstruction in run_attacks(
+                       for reconstruction in attack(
                            [j.observation for j in jobs if j.settings == settings], settings,
                            public)]
     jobs = [j for settings in dict.fromkeys(j.settings for j in jobs) for j in jobs
