@@ -131,7 +131,9 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
         judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)
                  if config.audit_ground_truth == "partitions" else no_ground_truth)
-        auditor = Auditor(data.train_x, data.train_y, judge.model, ground_truth=truth)
+        auditor = Auditor(data.train_x, data.train_y, judge.model, ground_truth=truth,
+                          public_x=data.test_x, public_y=data.test_y,
+                          native_size=data.native_size)
         record.set("audit", curious.finish(run_dir, auditor, judge=judge.card()))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
     if stopped is not None:

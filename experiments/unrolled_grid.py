@@ -34,13 +34,17 @@ from typing import Any
 
 import torch
 
-from attacks import AttackSettings, LocalTraining, invert
+from attacks import AttackSettings, ThreatModel, invert
 from attacks.settings import unrolled_preset
+from attacks.threat_model import DATA_FORMAT
 from attacks.unrolled import match_update
-from fedsnn.core.metrics import histogram
+from fedsnn.core.config import RunConfig
+from fedsnn.core.metrics import clustered_rate_stat, histogram
 from fedsnn.audit.auditor import Auditor
-from fedsnn.audit.observe import observe_update
-from fedsnn.audit.queue import AuditJob
+from fedsnn.audit.canary import Reply
+from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.reply import audit_reply, observe_reply
+from fedsnn.audit.session import score_finished
 from fedsnn.audit.verdict import leakage_summary
 from fedsnn.core.data import load_dataset
 from fedsnn.core.judges import load_judge
@@ -94,6 +98,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
     histogram (not a threat model: it measures what the label-count errors cost)."""
     spec = ModelSpec(model)
+    methods = list(methods)
     lr = LEARNING_RATES[optimizer]
     epochs, batch = epochs_and_batch(images, steps, design)
     rows = []
@@ -107,27 +112,36 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         trained = copy.deepcopy(net)
         train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=epochs,
                      batch_size=batch, lr=lr, optimizer=optimizer, seed=client)
-        training = LocalTraining("fedavg", optimizer, lr, 0.0, epochs, batch, images)
-        observation = observe_update(f"{model}/{images}/{steps}/{optimizer}/{client}", spec, sent,
-                                     trained.state_dict(), lr=lr, steps=steps, batch_size=images,
-                                     training=training, native_size=data.native_size)
-        views = {METHODS[key]: replace(observation, native_size=size) for key, size in
-                 (("unrolled", data.native_size), ("unrolled-withheld", None)) if key in methods}
+        config = RunConfig(update_mode="fedavg", optimizer=optimizer, learning_rate=lr,
+                           momentum=0.0, local_epochs=epochs, batch_size=batch)
+        reply = Reply(1, client, sent, trained.state_dict(), num_examples=images,
+                      local_steps=steps)
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
         true_counts = histogram(data.train_y[ids], spec.num_classes)
-        runs = ({f"{name}, true histogram (diagnostic)": lambda view=view: match_update(
-                    view, settings["unrolled"].with_(learn_labels=False), true_counts, seed=0)
-                 for name, view in views.items()} if oracle_counts else
-                {**({"approximation": lambda: invert([observation], settings["approximation"])[0]}
-                    if "approximation" in methods else {}),
-                 **{name: lambda view=view: invert([view], settings["unrolled"])[0]
-                    for name, view in views.items()}})
-        for name, run in runs.items():
-            attack = settings["approximation" if name == "approximation" else "unrolled"]
+        for key in [m for m in METHODS if m in methods]:
+            attack = settings["approximation" if key == "approximation" else "unrolled"]
+            threat = ThreatModel().withhold(DATA_FORMAT) if key == "unrolled-withheld" \
+                else ThreatModel()
+            plan = AuditPlan(rounds=None, max_clients=1, max_batch=images, settings=attack,
+                             workers=0, threat_model=threat)
+            name = METHODS[key]
             started = time.monotonic()
-            reconstruction = run()
-            row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
+            if oracle_counts and key != "approximation":
+                job = observe_reply(reply, plan=plan, config=config, spec=spec,
+                                    native_size=data.native_size, target_id=name)
+                assert not isinstance(job, str), job
+                reconstruction = match_update(job.observation, attack.with_(learn_labels=False),
+                                              true_counts, seed=0)
+                row = score_finished(auditor, [(job, reconstruction)])[0]
+                name = f"{name}, true histogram (diagnostic)"
+            elif oracle_counts:
+                continue
+            else:
+                row = audit_reply(reply, plan=plan, config=config, spec=spec, auditor=auditor,
+                                  native_size=data.native_size,
+                                  attack=lambda observations, s, _public: invert(observations, s)
+                                  ).row
             row.pop("_images", None)
             client_rows.append({"model": model, "images": images, "steps": steps,
                                 "epochs": epochs, "local-batch": batch,
@@ -152,30 +166,55 @@ def design_of(row: dict) -> tuple[int, int]:
     return row.get("epochs", row["steps"]), row.get("local-batch", row["images"])
 
 
+def _identified(group: list[dict]) -> dict[str, float]:
+    """Identified, pooled over the group's clients with a client-clustered interval (rows
+    without "images" are older rows: their batch size is N)."""
+    return clustered_rate_stat([int(r["identified"]) for r in group],
+                               [int(r.get("images") or r["batch-size"]) for r in group])
+
+
+def _chance(summary: dict) -> str:
+    """The strongest null's identified rate and counts, and the one-sided p-value ("–" for rows
+    written before the nulls)."""
+    test = (summary.get("tests") or {}).get("identified")
+    if not test or not test.get("strongest"):
+        return "– | –"
+    hits, trials = test["counts"][test["strongest"]]
+    return f"{test['chance']:.2f} ({hits}/{trials}, {test['strongest']}) | {test['p_value']:.2g}"
+
+
 def table(rows: list[dict]) -> str:
-    """docs/results.md's table: per cell and method, pooled rates with 95 % Wilson intervals."""
+    """docs/results.md's table: per cell and method, identified pooled over clients with its
+    client-clustered 95 % interval and counts, beside its strongest null and the one-sided
+    p-value (rows scored with nulls), judge ASR, PSNR/SSIM and the histograms."""
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
         cells.setdefault((row["model"], row["images"], row["steps"], *design_of(row),
                           row["optimizer"], row["method"]), []).append(row)
-    lines = ["| model | N | steps | E × B | opt | attack | clients | identified | judge ASR | PSNR "
-             "| SSIM | histogram exact (clients) | classes exact | prior: histogram exact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | N | steps | E × B | opt | attack | clients | identified (hits/images) | "
+             "chance (strongest null) | p | judge ASR | PSNR | SSIM | histogram exact (clients) | "
+             "classes exact | prior: histogram exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
         cell = (f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} "
                 f"| {len(group)} |")
         summary = leakage_summary({"attacks": group})
+        identified = _identified(group)
         histogram = summary["histogram"] or {}
         prior = summary["prior-histogram"] or {}
         psnr = [r["psnr"] for r in group if r.get("psnr") is not None]
         ssim = [r["ssim"] for r in group if r.get("ssim") is not None]
+        asr = [(r["asr"], int(r.get("images") or r["batch-size"])) for r in group
+               if r.get("asr") is not None]
+        asr_rate = (sum(a * n for a, n in asr) / sum(n for _, n in asr)) if asr else None
         classes = histogram.get("classes-exact", {}).get("value")
         lines.append(
-            f"{cell} {_rate(summary['identified'])} | {_rate(summary['asr'])} | "
+            f"{cell} {_rate(identified)} ({identified['successes']}/{identified['trials']}) | "
+            f"{_chance(summary)} | {'–' if asr_rate is None else f'{asr_rate:.2f}'} | "
             f"{sum(psnr) / len(psnr):.1f} | {sum(ssim) / len(ssim):.2f} | "
             f"{_rate(histogram.get('clients-exact'))} | "
             f"{'–' if classes is None else f'{classes:.2f}'} | {_rate(prior.get('clients-exact'))} |"
-            if psnr else f"{cell} not scored | | | | | | |")
+            if psnr else f"{cell} not scored | | | | | | | | |")
     return "\n".join(lines)
 
 
@@ -218,7 +257,8 @@ def main() -> None:
     torch.set_num_threads(1)
     data = load_dataset("digits", 28)
     judge = load_judge(data)
-    auditor = Auditor(data.train_x, data.train_y, judge.model)
+    auditor = Auditor(data.train_x, data.train_y, judge.model, public_x=data.test_x,
+                      public_y=data.test_y, native_size=data.native_size)
     done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],
              r["method"]) for r in rows}
 

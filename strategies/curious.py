@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 from logging import INFO, WARNING
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.audit.observe import known_format, local_training, misfit, observe_update
+from fedsnn.audit.canary import Reply, make_canary
+from fedsnn.audit.reply import observe_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
@@ -52,18 +54,23 @@ class CuriousServer(StrategyWrapper):
         native_size: the native image side of the dataset the run config names
             (`ImageData.native_size`), handed to attacks when the threat model grants the data
             format.
+        canary_images: images the server holds (the test split) and their labels, for the
+            canary of each audited round (None: no canary).
     """
 
     label = "curious server (in-line gradient inversion)"
 
     def __init__(self, strategy: Strategy, *, plan: AuditPlan, queue: AuditQueue, spec: ModelSpec,
-                 config: RunConfig, native_size: int | None = None) -> None:
+                 config: RunConfig, native_size: int | None = None,
+                 canary_images: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__(strategy)
         self.plan = plan
         self.queue = queue
         self.spec = spec
         self.config = config
-        self.native_size = known_format(plan.threat_model, native_size)
+        self.native_size = native_size  # handed on only as far as the threat model grants
+        self.canary_images = canary_images
+        self.train_config: dict[str, Any] = {"lr": config.learning_rate}
         self.skipped: list[Skipped] = []
         self.submitted = 0
         self.nodes_seen = 0  # the most nodes online in a round: a simulation's partition count
@@ -73,6 +80,8 @@ class CuriousServer(StrategyWrapper):
         """Delegate (the inner strategy waits for its nodes), then count the nodes online: what
         the simulation knows of its partitions."""
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        if messages:  # what the clients are asked to do: the canary trains the same way
+            self.train_config = dict(messages[0].content["config"])
         try:
             self.nodes_seen = max(self.nodes_seen, len(list(grid.get_node_ids())))
         except NodesUnavailable:  # the stage's deadline passed meanwhile: count next round
@@ -107,38 +116,51 @@ class CuriousServer(StrategyWrapper):
         jobs: list[AuditJob] = []
         for partition_id, msg in candidates[:self.plan.max_clients]:
             self._observe_one(server_round, partition_id, msg, sent, jobs)
+        self._canary(server_round, sent, jobs)
         self.queue.submit_many(jobs)
 
     def _observe_one(self, server_round: int, partition_id: int, msg: Message,
                      sent: dict, jobs: list[AuditJob]) -> None:
         metrics = msg.content["metrics"]
-        batch = int(metrics.get("num-examples", 0))
-        steps = int(metrics.get("local-steps", 1))
-        if batch > self.plan.max_batch:
-            self._skip(server_round, partition_id,
-                       f"update computed on {batch} samples > audit-max-batch {self.plan.max_batch}")
-            return
-        training = local_training(self.config, self.plan.threat_model, server_round=server_round,
-                                  partition_id=partition_id, num_examples=batch)
-        settings = self.plan.choose(self.config.update_mode, batch)
-        problem = misfit(training, batch, steps)
-        if isinstance(settings, str) or problem is not None:
-            self._skip(server_round, partition_id, problem or str(settings))
-            return
         try:
-            arrays = next(iter(msg.content.array_records.values()))
-            observation = observe_update(
-                f"round-{server_round}/partition-{partition_id}", self.spec, sent,
-                arrays.to_torch_state_dict(), lr=self.config.learning_rate, steps=steps,
-                batch_size=batch, training=training, native_size=self.native_size)
-        except (KeyError, ValueError, StopIteration) as error:
-            self._skip(server_round, partition_id, f"unusable reply: {error}")
+            arrays = next(iter(msg.content.array_records.values())).to_torch_state_dict()
+        except StopIteration:
+            self._skip(server_round, partition_id, "unusable reply: no arrays")
             return
-        jobs.append(AuditJob(server_round, partition_id, observation, settings))
+        reply = Reply(server_round, partition_id, sent, arrays, int(metrics.get("num-examples", 0)),
+                      int(metrics.get("local-steps", 1)))
+        job = observe_reply(reply, plan=self.plan, config=self.config, spec=self.spec,
+                            native_size=self.native_size)
+        if isinstance(job, str):
+            self._skip(server_round, partition_id, job)
+            return
+        jobs.append(job)
         self.submitted += 1
         log(INFO, "curious server: round %d, partition %d: %s attack submitted (batch %d, %d "
-            "local step%s)", server_round, partition_id, settings.attack, batch, steps,
-            "" if steps == 1 else "s")
+            "local step%s)", server_round, partition_id, job.settings.attack, reply.num_examples,
+            reply.local_steps, "" if reply.local_steps == 1 else "s")
+
+    def _canary(self, server_round: int, sent: dict, jobs: list[AuditJob]) -> None:
+        """The round's positive control (`fedsnn.audit.canary`), as large as the first attacked
+        reply, attacked with the same settings beside the clients' replies."""
+        if not self.plan.canary or self.canary_images is None or not jobs:
+            return
+        public_x, public_y = self.canary_images
+        try:
+            reply, ids = make_canary(self.config, self.spec, sent, self.train_config, public_x,
+                                     public_y, images=jobs[0].observation.batch_size,
+                                     server_round=server_round)
+        except (ValueError, RuntimeError) as error:
+            log(WARNING, "curious server: round %d: no canary: %s", server_round, error)
+            return
+        job = observe_reply(reply, plan=self.plan, config=self.config, spec=self.spec,
+                            native_size=self.native_size, canary_ids=ids)
+        if isinstance(job, str):
+            log(WARNING, "curious server: round %d: canary not attacked: %s", server_round, job)
+            return
+        jobs.append(job)
+        log(INFO, "curious server: round %d: canary of %d public images submitted",
+            server_round, len(ids))
 
     def finish(self, run_dir: Path, auditor: Auditor, judge: dict[str, Any] | None = None
                ) -> dict[str, object]:
@@ -165,4 +187,5 @@ def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
     if plan.public_data != "none" and public is None:
         raise ValueError("audit-public-data is granted but no dataset was given to the audit")
     return CuriousServer(strategy, plan=plan, queue=AuditQueue(plan.workers, public), spec=spec,
-                         config=config, native_size=None if data is None else data.native_size)
+                         config=config, native_size=None if data is None else data.native_size,
+                         canary_images=None if data is None else (data.test_x, data.test_y))

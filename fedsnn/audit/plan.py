@@ -72,6 +72,7 @@ class AuditPlan:
         threat_model: what the server knows; attacks it does not grant are refused.
         unrolled: with `audit-attack = "auto"`, the unrolled attack's settings (FedSGD batches
             > 1 and FedAvg); None runs `settings` on every reply.
+        canary: attack a canary (`fedsnn.audit.canary`) in every audited round.
     """
 
     rounds: frozenset[int] | None
@@ -82,6 +83,7 @@ class AuditPlan:
     public_data: str = "none"
     threat_model: ThreatModel = ThreatModel()
     unrolled: AttackSettings | None = None
+    canary: bool = True
 
     def public(self, data: ImageData) -> PublicData | None:
         """The public images the plan grants the curious server (None for "none")."""
@@ -146,4 +148,5 @@ class AuditPlan:
         return cls(parse_rounds(config.audit_rounds), config.audit_max_clients,
                    config.audit_max_batch, settings, config.audit_workers,
                    public_data=config.audit_public_data, threat_model=threat_model,
-                   unrolled=unrolled if config.audit_attack == AUTO else None)
+                   unrolled=unrolled if config.audit_attack == AUTO else None,
+                   canary=config.audit_canary)

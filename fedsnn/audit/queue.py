@@ -22,13 +22,19 @@ from attacks import AttackSettings, Observation, PublicData, Reconstruction, Sta
 @dataclass
 class AuditJob:
     """One attack on one client reply (round and partition: the auditor's key to the ground
-    truth; they never reach the attack worker)."""
+    truth; they never reach the attack worker). `canary_ids`: for a canary (an update the server
+    made itself, `fedsnn.audit.canary`), the ids of its images in the public data."""
 
     server_round: int
     partition_id: int
     observation: Observation
     settings: AttackSettings
     submitted: float = field(default_factory=time.monotonic)
+    canary_ids: tuple[int, ...] = ()
+
+    @property
+    def is_canary(self) -> bool:
+        return bool(self.canary_ids)
 
 
 def _limit_threads() -> None:

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fedsnn.audit.html import markdown_to_html  # noqa: E402
+from fedsnn.audit.decision import LEVEL  # noqa: E402
 from fedsnn.audit.verdict import leakage_summary, verdict  # noqa: E402
 
 from fedsnn.core.judges.card import flag_asr, judge_sentence, stored_card  # noqa: E402
@@ -51,13 +52,13 @@ def per_round_leakage(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, flo
     """Per attacked round: the fraction of images identified and the judge ASR (pooled over its
     replies), and the fraction of clients whose class histogram was read exactly."""
     by_round: dict[int, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in (r for r in rows if not r.get("canary")):
         by_round.setdefault(int(row["round"]), []).append(row)
     out = {}
     for server_round, group in sorted(by_round.items()):
         summary = leakage_summary({"attacks": group})
         histogram = summary["histogram"]
-        out[server_round] = {
+        out[server_round] = {  # no nulls in these rows (an older audit): nothing to plot
             "identified": (summary["identified"] or {}).get("value", math.nan),
             "asr": (summary["asr"] or {}).get("value", math.nan),
             "histogram": histogram["clients-exact"]["value"] if histogram else math.nan}
@@ -206,6 +207,115 @@ def _threat_lines(audit: dict[str, Any]) -> list[str]:
             "grants what it needs)."]
 
 
+NULL_ORDER = ("matched-noise", "public-draws", "permutation", "largest-class")
+METRIC_NAMES = {"identified": "identified", "asr": "judge ASR", "label-accuracy": "label accuracy",
+                "psnr": "PSNR (dB)", "ssim": "SSIM"}
+GLOSSARY = [
+    "- **identified**: the client's true image is the reconstruction's nearest neighbour (pixel "
+    "distance) among all training images, after an optimal assignment of reconstructions to the "
+    "client's images. Higher is more leakage.",
+    "- **judge ASR**: the share of reconstructions a separately trained classifier (the judge) "
+    "labels with the true class. Its baseline is the largest class share of the scored images "
+    "(always answering that class).",
+    "- **PSNR / SSIM**: pixel similarity of a reconstruction to its matched original; higher is "
+    "closer (PSNR in dB; SSIM 1 = identical).",
+    "- **null**: images that carry no information about the update (matched noise at the "
+    "dataset's native format, public test-split draws, the attack's reconstructions of another "
+    "update), scored through exactly the same pipeline: the chance level a figure has to beat.",
+    "- **p-value**: one-sided test that the attack beats its strongest null (Fisher's exact test "
+    "for counts, Mann-Whitney U for PSNR/SSIM, Fisher's method to pool). *Leak* below the level.",
+    "- **canary**: an update the server made itself (the global model trained with the clients' "
+    "settings on test-split images) and attacked like the others: the attack's power here. A "
+    "powerless canary makes a negative verdict *inconclusive*.",
+    "- **FedAvg / FedSGD**: clients reply with weights after several local steps (FedAvg) or "
+    "after one gradient step on one batch (FedSGD).",
+]
+
+
+def _count(counts: dict[str, Any], name: str) -> str:
+    hit = counts.get(name)
+    return f" ({hit[0]}/{hit[1]})" if hit else ""
+
+
+def _value(metric: str, value: Any) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "–"
+    if metric in ("psnr",):
+        return f"{float(value):.1f}"
+    if metric == "ssim":
+        return f"{float(value):.3f}"
+    return f"{100 * float(value):.1f} %"
+
+
+def _interval(stat: dict[str, Any] | None) -> str:
+    if not stat or not math.isfinite(stat.get("low", math.nan)):
+        return ""
+    return f" [{100 * stat['low']:.0f}, {100 * stat['high']:.0f}]"
+
+
+def nulls_table(tests: dict[str, Any]) -> list[str]:
+    """Each metric of the attack beside each null (counts, client-clustered 95 % intervals for
+    rates), the one-sided p-value against the strongest null, and whether it beats it."""
+    lines = ["| metric | attack | " + " | ".join(NULL_ORDER) + " | p (vs strongest) | beyond "
+             "chance? |", "|---|---|" + "---|" * len(NULL_ORDER) + "---|---|"]
+    for metric, test in tests.items():
+        counts, intervals = test.get("counts", {}), test.get("intervals", {})
+        cells = [_value(metric, test["nulls"].get(name)) + _count(counts, name)
+                 + _interval(intervals.get(name)) if name in test["nulls"] else "–"
+                 for name in NULL_ORDER]
+        beyond = "**yes**" if test["p_value"] < LEVEL else "no"
+        lines.append(f"| {METRIC_NAMES.get(metric, metric)} | "
+                     f"{_value(metric, test['attack'])}{_count(counts, 'attack')}"
+                     f"{_interval(intervals.get('attack'))} | " + " | ".join(cells) +
+                     f" | {test['p_value']:.2g} | {beyond} |")
+    return lines
+
+
+def _canary_lines(leakage: dict[str, Any]) -> list[str]:
+    canary = leakage.get("canary") or {}
+    identified = canary.get("identified")
+    if identified is None:
+        return ["No canary was attacked (audit-canary = false, or no public images): the "
+                "audit's power in this setting is unknown.", ""]
+    counts = identified.get("counts", {})
+    psnr = canary.get("psnr") or {}
+    power = ("the attack has the power to find a leak here" if identified["p_value"] < LEVEL
+             else "**the attack did not recover the canary beyond chance: this audit cannot "
+                  "detect image leakage in this setting**")
+    return [f"Canary (an update the server made itself with the clients' settings on "
+            f"{leakage.get('canaries', 0) and identified['counts']['attack'][1]} test-split "
+            f"images): identified {_value('identified', identified['attack'])}"
+            f"{_count(counts, 'attack')} against chance {_value('identified', identified['chance'])}"
+            f" (p = {identified['p_value']:.2g}), PSNR {_value('psnr', psnr.get('attack'))} dB "
+            f"against {_value('psnr', psnr.get('chance'))}: {power}.", ""]
+
+
+def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """What the audit cost: the attacks' own time per attacked update (canaries included)
+    beside the run's wall time."""
+    rows = [r for r in audit.get("attacks", []) if r.get("seconds") is not None]
+    if not rows:
+        return []
+    seconds = [float(r["seconds"]) for r in rows]
+    steps = [f"{r.get('steps-done', '?')}/{r.get('steps-planned', '?')}" for r in rows]
+    wall = results.get("wall-time-s")
+    return [f"Audit cost: {len(rows)} attacked updates (canaries included), "
+            f"{sum(seconds) / len(seconds):.1f} s of attack per update ({sum(seconds):.0f} s in "
+            f"all; steps done/planned {', '.join(steps)})"
+            + (f"; the run's wall time {float(wall):.0f} s." if wall else "."), ""]
+
+
+def _asr_cell(text: str, row: dict[str, Any], card: dict[str, Any]) -> str:
+    """An ASR cell flagged by the judge's card and, per item, by the scored set's largest
+    class share (a constant answer's ASR)."""
+    test = (row.get("tests") or {}).get("asr") or {}
+    largest = (test.get("nulls") or {}).get("largest-class")
+    if largest is not None and test.get("attack") is not None and test["attack"] <= largest:
+        text = f"{text} (≤ constant answer {100 * largest:.0f} %)"
+    return flag_asr(text, card)
+
+
+
 def write_report(run_dir: Path) -> tuple[Path, Path]:
     """(Re)build report.md and report.html of one run from its audit.json and results.json."""
     audit = json.loads((run_dir / "audit.json").read_text())
@@ -221,7 +331,15 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           f"`{summary['update-mode']}`: {summary['attacked']} client updates attacked "
           f"({summary['scored']} scored, {summary['skipped']} skipped). Final test accuracy "
           f"{_fmt(summary['accuracy'])}.", "",
+          *_canary_lines(summary["_leakage"]),
+          *cost_lines(audit, results),
           "## Threat model", "", *_threat_lines(audit), "",
+          "## Each metric beside its chance level", "",
+          *nulls_table(summary["_leakage"].get("tests") or {}), "",
+          f"Counts in parentheses (hits/images), 95 % client-clustered intervals in brackets; "
+          f"one-sided tests at level {LEVEL:g} against the strongest null. The nulls are scored "
+          "through the identical pipeline (the same assignment, pool and judge) as the attack.",
+          "",
           "## How much leaked", "", *_markdown_table([summary]), "",
           "Rates with their 95 % Wilson interval, pooled over the attacked clients' images "
           "(identified, judge ASR) or over the attacked clients (histogram exact). Identified: "
@@ -239,26 +357,38 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
                   f"{_fmt(scores.get('mse'))} | {_fmt(scores.get('psnr'))} | "
                   f"{_fmt(scores.get('ssim'))} | {flag_asr(_fmt(scores.get('asr')), card)} |")
     md += ["", "## Per attacked update", "",
-           "| round | partition | attack | status | images | identified | histogram exact "
-           "(classes) | prior (classes) | PSNR | SSIM | ASR | time (s) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| round | partition | attack | status | steps done / planned | final matching loss "
+           "| images | identified (chance) | verdict | histogram TV (prior) | PSNR | SSIM | ASR "
+           "| time (s) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in audit["attacks"]:
         histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
-        md.append(f"| {row['round']} | {row['partition-id']} | {row.get('attack', '?')} | "
-                  f"{row['status']} | "
-                  f"{row.get('batch-size', '–')} | {_fmt(row.get('identified'))} | "
-                  f"{_fmt(histogram.get('classes-exact'), 2)} | {_fmt(prior.get('classes-exact'), 2)}"
-                  f" | {_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
-                  f"{flag_asr(_fmt(row.get('asr')), card)} | {_fmt(row.get('seconds'), 1)} |")
+        identified = (row.get("tests") or {}).get("identified") or {}
+        chance = identified.get("counts", {}).get(identified.get("strongest", ""))
+        worse = " worse than the prior" if (row.get("histogram-test") or {}).get(
+            "worse-than-prior") else ""
+        md.append(f"| {row['round']} | {'canary' if row.get('canary') else row['partition-id']} | "
+                  f"{row.get('attack', '?')} | {row['status']}"
+                  f"{' (lower bound)' if row.get('lower-bound') else ''} | "
+                  f"{row.get('steps-done', '–')} / {row.get('steps-planned', '–')} | "
+                  f"{_fmt(row.get('matching-loss'))} | "
+                  f"{row.get('images', row.get('batch-size', '–'))} | {_fmt(row.get('identified'))}"
+                  f"{f' ({chance[0]}/{chance[1]})' if chance else ''} | "
+                  f"{(row.get('verdict') or {}).get('outcome', '–')} | "
+                  f"{_fmt(histogram.get('total-variation'), 2)} "
+                  f"({_fmt(prior.get('total-variation'), 2)}){worse} | "
+                  f"{_fmt(row.get('psnr'), 2)} | {_fmt(row.get('ssim'))} | "
+                  f"{_asr_cell(_fmt(row.get('asr')), row, card)} | {_fmt(row.get('seconds'), 1)} |")
     for skipped in audit.get("skipped", []):
         md.append(f"| {skipped['round']} | {skipped['partition-id']} | – | skipped: "
-                  f"{skipped['reason']} | | | | | | | | |")
+                  f"{skipped['reason']} | | | | | | | | | | |")
     md += ["", "## Leakage and accuracy per round", "", "![leakage per round](leakage.png)", "",
            "## Originals and reconstructions", ""]
     for row in audit["attacks"]:
         if row.get("image"):
             md += [f"Round {row['round']}, partition {row['partition-id']} ({row['status']}):", "",
                    f"![round {row['round']} partition {row['partition-id']}]({row['image']})", ""]
+    md += ["## Glossary", "", *GLOSSARY]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
     html_path = run_dir / "report.html"

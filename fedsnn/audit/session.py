@@ -10,9 +10,10 @@ from typing import Any
 
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.plan import AuditPlan
-from fedsnn.audit.queue import AuditQueue
+from attacks import Reconstruction
+from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.report import save_pair_grid, write_report
-from fedsnn.audit.verdict import leakage_summary
+from fedsnn.audit.verdict import leakage_summary, update_verdicts
 from fedsnn.core.results import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,22 @@ def drain_timeout(plan: AuditPlan, pending: int) -> float | None:
     return budget * math.ceil(pending / max(plan.workers, 1)) + 60.0
 
 
+def score_finished(auditor: Auditor, finished: Sequence[tuple[AuditJob, Reconstruction]]
+                   ) -> list[dict[str, Any]]:
+    """audit.json rows of finished attacks: each scored beside its nulls (the permutation null
+    from the same round's other reconstructions), with its own verdict (its round's canaries as
+    the positive control)."""
+    rows = [auditor.score(job, reconstruction,
+                          others=[other for other_job, other in finished
+                                  if other_job is not job
+                                  and other_job.server_round == job.server_round])
+            for job, reconstruction in finished]
+    for row, verdict in zip(rows, update_verdicts(rows), strict=True):
+        if verdict is not None:
+            row["verdict"] = verdict
+    return rows
+
+
 def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                    skipped: Sequence[dict[str, Any]], auditor: Auditor,
                    judge: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,8 +55,7 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     Returns the audit's summary (also stored in audit.json)."""
     finished = queue.drain(drain_timeout(plan, len(queue.pending)))
     rows = []
-    for job, reconstruction in finished:
-        row = auditor.score(job, reconstruction)
+    for (job, _), row in zip(finished, score_finished(auditor, finished), strict=True):
         images = row.pop("_images", None)
         if images is not None:
             name = f"audit/round-{job.server_round}-partition-{job.partition_id}.png"
@@ -58,7 +74,8 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
         "threat-model": plan.threat_model.to_dict(),
         "judge-test-accuracy": (judge or {}).get("accuracy"),
         "judge": judge or {},
-        "baselines": auditor.baselines([i for job, _ in finished for i in auditor.sample_ids(job)]),
+        "baselines": auditor.baselines([i for job, _ in finished if not job.is_canary
+                                        for i in auditor.sample_ids(job)]),
         "attacks": rows,
         "skipped": list(skipped),
     }
@@ -69,4 +86,7 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     return {"attacked": len(rows), "scored": sum(r.get("psnr") is not None for r in rows),
             "skipped": len(skipped), "report": str(html_path),
             "identified": audit["summary"]["identified"],
-            "histogram-exact": (audit["summary"]["histogram"] or {}).get("clients-exact")}
+            "histogram-exact": (audit["summary"]["histogram"] or {}).get("clients-exact"),
+            "verdict": (audit["summary"]["verdict"] or {}).get("outcome"),
+            "verdict-sentence": (audit["summary"]["verdict"] or {}).get("sentence"),
+            "histogram-verdict": (audit["summary"]["histogram-test"] or {}).get("outcome")}

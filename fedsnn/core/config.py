@@ -90,6 +90,7 @@ class RunConfig:
     audit_unrolled_iterations: int = 200
     audit_withhold: str = ""
     audit_grant: str = ""
+    audit_canary: bool = True
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5

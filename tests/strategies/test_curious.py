@@ -172,3 +172,29 @@ def test_rate_decoder_is_refused_unless_public_data_is_granted() -> None:
     public = plan.public(data)
     assert public is not None and torch.equal(public.images, data.test_x)  # no client's data
     assert AuditPlan.from_config(RunConfig()).public(data) is None
+
+
+def test_every_audited_round_attacks_a_canary_made_like_a_client_update() -> None:
+    """The positive control: the server trains the global model with the clients' settings on
+    test-split images it holds and queues that update beside the clients' replies."""
+    sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
+    data = load_dataset("digits")
+    with server_identity():
+        queue = AuditQueue(workers=0)
+        curious = CuriousServer(FedAvg(), plan=_plan(), queue=queue, spec=SPEC, config=CONFIG,
+                                canary_images=(data.test_x, data.test_y))
+        curious.round_arrays = ArrayRecord(sent)
+        curious.aggregate_train(1, _replies(sent))
+        jobs = [job for job, _ in queue.pending]
+        queue.drain(timeout_s=120)
+    canaries = [job for job in jobs if job.is_canary]
+    assert len(jobs) == 3 and len(canaries) == 1 and curious.submitted == 2
+    canary = canaries[0]
+    # as large as the first attacked reply; a FedSGD step on those images, exactly observed
+    assert canary.observation.batch_size == jobs[0].observation.batch_size == len(canary.canary_ids)
+    model = build_model(SPEC)
+    model.load_state_dict(sent)
+    ids = torch.tensor(canary.canary_ids)
+    _, expected = batch_gradient(model, data.test_x[ids], data.test_y[ids])
+    for name, gradient in expected.items():
+        assert torch.allclose(canary.observation.gradients[name], gradient, atol=1e-5)

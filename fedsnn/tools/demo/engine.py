@@ -8,13 +8,10 @@ Every step is the project's own code, only wired here for a single reply:
 - the client: `clients.reply.train_reply` (encode, train plain or with DP-SGD, spike-DP on the
   inputs; then local DP, central DP's clipping, the allow-listed metrics) — the ClientApp's own
   train reply;
-- the curious server: as the in-line audit (`strategies/curious.py`), the client's local
-  training as the threat model grants it (`fedsnn.audit.observe.local_training`, `misfit`), the
-  attack the plan chooses for the reply (`AuditPlan.choose`: the unrolled attack on FedAvg
-  updates and FedSGD batches > 1), `observe_update` and `attacks.invert`, watched step by step
-  (`attacks.progress`);
-- the scores: the audit's `Auditor` (PSNR, SSIM, label accuracy, identified, class histogram,
-  judge, guess baselines).
+- the curious server and the scores: the in-line audit's one path from a reply to a verdict
+  (`fedsnn.audit.reply.audit_reply`: the client's local training as the threat model grants it,
+  the attack the plan chooses, `attacks.invert` watched step by step (`attacks.progress`), the
+  `Auditor`'s scores beside their nulls, and the verdict).
 
 The attacker sees only the observation; the victim's images reach nothing but the client and the
 auditor.
@@ -32,19 +29,19 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 
-from attacks import AttackSettings, Reconstruction, Status, invert
+from attacks import AttackSettings, Status, invert
 from attacks.progress import Step, watch
-from clients.node import NodeSetup
-from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
-from fedsnn.audit.observe import local_training, misfit, observe_update
+from fedsnn.audit.canary import Reply
+from fedsnn.audit.canary import client_reply as audit_client_reply
+from fedsnn.audit.decision import Verdict
 from fedsnn.audit.plan import AuditPlan
-from fedsnn.audit.queue import AuditJob
+from fedsnn.audit.reply import NotAttacked, audit_reply
 from fedsnn.core.config import ConfigError, RunConfig
-from fedsnn.core.data import ClientData, ImageData, load_dataset
+from fedsnn.core.data import ImageData, load_dataset
 from fedsnn.core.judges import Judge, load_judge
 from fedsnn.core.metrics import to_images
 from fedsnn.core.models import ModelSpec, build_model, spec_for
@@ -162,6 +159,7 @@ class Outcome:
     reconstruction: torch.Tensor | None
     message: str
     seconds: float
+    verdict: Verdict | None = None
 
 
 class Victims:
@@ -243,15 +241,9 @@ def client_train_config(config: RunConfig, sent: dict[str, torch.Tensor]) -> dic
 def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tensor],
                  images: torch.Tensor, labels: torch.Tensor
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[int]]:
-    """What the client sends back after round 1 on (images, labels), made as the ClientApp makes
-    it (encode → train → privatize the update → reply): its arrays, its metrics, and (for the
-    auditor only, never in the reply) which of the images it trained on."""
-    ids = torch.arange(len(images))
-    node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
-                     spec)
-    arrays, released = train_reply(node, ArrayRecord(sent),
-                                   ConfigRecord(client_train_config(config, sent)), RecordDict(), 1)
-    return arrays.to_torch_state_dict(), dict(released), node.training_indices(1).tolist()
+    """What the client sends back after round 1 on (images, labels), under the scenario's
+    defenses (`fedsnn.audit.canary.client_reply` with the round's train config)."""
+    return audit_client_reply(config, spec, sent, images, labels, client_train_config(config, sent))
 
 
 Listener = Callable[[Step], bool | None]
@@ -284,30 +276,27 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
         returned, metrics, trained = client_reply(config, spec, sent, images, labels)
     except (ValueError, RuntimeError) as error:
         raise DemoError(f"the client could not train with these settings: {error}") from None
-    # the curious server's view of the reply, built as the in-line audit builds it
-    batch, steps = int(metrics["num-examples"]), int(metrics["local-steps"])
-    plan = scenario.plan()
-    training = local_training(config, plan.threat_model, server_round=1, partition_id=0,
-                              num_examples=batch)
-    settings = plan.choose(config.update_mode, batch)
-    problem = misfit(training, batch, steps)
-    if isinstance(settings, str) or problem is not None:
-        raise DemoError(f"the server does not attack this reply: {problem or settings}")
-    observation = observe_update("demo/round-1/partition-0", spec, sent, returned,
-                                 lr=config.learning_rate, steps=steps, batch_size=batch,
-                                 training=training)
-    with watch(listener or (lambda step: None)):
-        reconstruction: Reconstruction = invert([observation], settings)[0]
+    # the curious server's path from a reply to a verdict, the in-line audit's own
+    reply = Reply(1, 0, sent, returned, int(metrics["num-examples"]),
+                  int(metrics["local-steps"]))
     auditor, ids = victims.auditor(images, labels, trained)
-    row = auditor.score(AuditJob(1, 0, observation, settings), reconstruction)
+    try:
+        with watch(listener or (lambda step: None)):
+            audited = audit_reply(reply, plan=scenario.plan(), config=config, spec=spec,
+                                  auditor=auditor, attack=lambda observations, settings, public:
+                                  invert(observations, settings, public=public))
+    except NotAttacked as error:
+        raise DemoError(f"the server does not attack this reply: {error}") from None
+    row, reconstruction = dict(audited.row), audited.reconstruction
     truth, matched = row.pop("_images", (images, to_images(reconstruction.inputs)))
     if reconstruction.status == Status.FAILED or matched.shape != truth.shape:
         matched = None  # a failed attack returns a placeholder, not a reconstruction
     epsilon = {key: float(metrics[key]) for key in EPSILON_KEYS if key in metrics}
-    return Outcome(attack=settings.attack, row=row, baselines=auditor.baselines(ids),
+    return Outcome(attack=audited.job.settings.attack, row=row, baselines=auditor.baselines(ids),
                    epsilon=epsilon, judge_card=victims.judge().card(),
                    originals=truth, reconstruction=matched,
-                   message=reconstruction.message, seconds=reconstruction.seconds)
+                   message=reconstruction.message, seconds=reconstruction.seconds,
+                   verdict=audited.verdict)
 
 
 def twins(scenario: Scenario) -> tuple[Scenario, Scenario]:
