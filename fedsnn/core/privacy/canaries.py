@@ -29,11 +29,12 @@ ClientRelease = Callable[[np.ndarray, int], np.ndarray]
 DerivableNoise = Callable[[int], np.ndarray]
 
 
-def secret_inclusion(m: int) -> np.ndarray:
-    """m independent fair bits (True = in), from `secrets`: no seed the server knows."""
+def secret_inclusion(m: int, *, seed: int | None = None) -> np.ndarray:
+    """m independent fair bits (True = in), from `secrets`: no seed the server knows (`seed`:
+    a reproducible draw, for experiments over seeds)."""
     if m < 1:
         raise ValueError(f"Expected at least one canary, got {m}")
-    return np.random.default_rng(secrets.randbits(128)).random(m) < 0.5
+    return np.random.default_rng(secrets.randbits(128) if seed is None else seed).random(m) < 0.5
 
 
 def client_canary_scores(release: ClientRelease, included: np.ndarray, *, clipping_norm: float,
@@ -61,10 +62,10 @@ def client_canary_scores(release: ClientRelease, included: np.ndarray, *, clippi
     return scores
 
 
-def spike_canary_scores(mechanism: Callable[..., torch.Tensor], included: np.ndarray
-                        ) -> np.ndarray:
-    """Each canary bit (1 if in, 0 if out) through the spike mechanism once; the score is the
-    bit the attacker sees."""
+def spike_canary_scores(mechanism: Callable[..., torch.Tensor], included: np.ndarray, *,
+                        seed: int | None = None) -> np.ndarray:
+    """Each canary bit (1 if in, 0 if out) through the spike mechanism once (its coins from
+    `secrets`, or `seed`); the score is the bit the attacker sees."""
     bits = torch.from_numpy(included.astype(np.float32))
-    generator = torch.Generator().manual_seed(secrets.randbits(63))
+    generator = torch.Generator().manual_seed(secrets.randbits(63) if seed is None else seed)
     return mechanism(bits, generator=generator).double().numpy()
