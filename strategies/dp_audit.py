@@ -26,6 +26,7 @@ suite in tests/strategies/test_dp_audit.py models the others).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def _dp_sgd(wrapper: DpSgd, facts: RunFacts, m: int) -> tuple[np.ndarray, np.nda
     steps = facts.rounds * per_round
     m = min(m, sum(p.numel() for p in facts.model.parameters()))
     included = secret_inclusion(m)
-    scores = dirac_canary_scores(facts.model, data.train_x, data.train_y, settings=settings,
+    scores = dirac_canary_scores(copy.deepcopy(facts.model), data.train_x, data.train_y, settings=settings,
                                  batch_size=config.batch_size, steps=steps, included=included)
     accounted = claimed_epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps,
                                 delta=config.dp_delta, accountant=config.dp_accountant)

@@ -95,12 +95,17 @@ def dirac_canary_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     sigma = settings.noise_multiplier
     coords = _coordinates(model, m, coordinate_seed)
     loader = poisson_loader(x, y, batch_size=batch_size, generator=secret_generator())
+    model.train()
     plain = torch.optim.SGD(model.parameters(), lr=0.0)
     _, module, optimizer, _ = _make_private(model, plain, loader, settings, history=())
     if tamper is not None:
         tamper(optimizer)
     params = [p for p in model.parameters() if p.requires_grad]
     secret = np.random.default_rng(secrets.randbits(128))  # which canaries join a step
+    owners = np.array([o for o, _ in coords])
+    groups = {int(o): (np.flatnonzero(owners == o),
+                       torch.tensor([coords[i][1] for i in np.flatnonzero(owners == o)]))
+              for o in np.unique(owners)}
     scores = np.zeros(m)
     log_out, log_in = math.log1p(-q) if q < 1 else -math.inf, math.log(q)
     module.train()
@@ -119,7 +124,9 @@ def dirac_canary_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
             sampled = included & (secret.random(m) < q)
             _plant(params, coords, sampled, canary_norm_factor * clip)
             optimizer.pre_step()
-            seen = np.array([float(params[o].grad.view(-1)[f]) for o, f in coords])
+            seen = np.empty(m)
+            for owner, (where, flat) in groups.items():
+                seen[where] = params[owner].grad.detach().view(-1)[flat].numpy()
             seen *= optimizer.expected_batch_size / clip  # the noisy sum, in units of C
             scores += np.logaddexp(log_out, log_in + (seen - 0.5) / sigma ** 2)
     finally:
