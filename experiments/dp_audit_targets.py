@@ -10,7 +10,8 @@ Parts (each over --seeds; canaries drawn with the seed, mechanism noise from `se
 - `spike`: per-bit randomized response at ε_bit ∈ {0.5, 1, 2};
 - `client`: local DP (canary clients through the node's release) and central DP at ε ∈ {1, 4, 8}
   over 3 rounds;
-- `broken`: the regression suite's broken mechanisms, one draw each.
+- `broken`: the regression suite's broken mechanisms, one draw each;
+- `cost`: a default DP-SGD run's wall time without and with `dp-audit`.
 
 Example (the figures in docs/results.md, issue 31):
 
@@ -185,7 +186,38 @@ def broken(seeds: list[int], canaries: int) -> list[dict]:
     return rows
 
 
-PARTS = {"dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
+def cost(seeds: list[int], canaries: int) -> list[dict]:
+    """Wall time of a default DP run (every setting at its default, `defenses = "dp-sgd"`, the
+    curious server off) without and with `dp-audit`, in-process with 2 nodes."""
+    import tempfile
+    from pathlib import Path
+
+    from client_app import create_client_app
+    from fedsnn.tools.local_grid import federate_in_process
+    from server_app import run
+
+    rows = []
+    for seed in seeds:
+        for audit in (False, True):
+            with tempfile.TemporaryDirectory() as scratch:
+                config = {"defenses": "dp-sgd", "audit-enabled": False, "dp-audit": audit,
+                          "dp-audit-canaries": canaries, "seed": seed, "output-dir": scratch}
+                started = time.monotonic()
+                run_dir = federate_in_process(run, create_client_app(config), config, 2)
+                results = json.loads((Path(run_dir) / "results.json").read_text())
+                row = {"part": "cost", "seed": seed, "dp-audit": audit,
+                       "wall-s": round(time.monotonic() - started, 1),
+                       "status": results["status"],
+                       "audit-s": [m["seconds"] for m in
+                                   (results.get("dp-audit") or {}).get("mechanisms", [])],
+                       "summary": [m["summary"] for m in
+                                   (results.get("dp-audit") or {}).get("mechanisms", [])]}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+PARTS = {"cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
          "broken": broken}
 
 

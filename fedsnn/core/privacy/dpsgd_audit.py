@@ -10,9 +10,7 @@ The attacker sees every noisy gradient Opacus releases (what the per-sample ε c
 server sees them all; a FedAvg server sees less, so this is the strongest observation) and scores
 canary i by the log-likelihood ratio of its coordinate's values x_t (in units of C):
 Σ_t log(1 − q + q·exp((x_t − ½)/σ²)), the Neyman–Pearson test of "sampled at rate q" against
-"absent" for Gaussian noise σ·C. Real samples' gradients on that coordinate are a nuisance;
-when q ≤ ½ the attacker removes their share by subtracting each coordinate's median over steps
-(a canary is absent from most of them).
+"absent" for Gaussian noise σ·C. Real samples' gradients on that coordinate are a nuisance.
 
 `canary_client_scores` is the black-box side: canary *samples*, one per canary client, scored by
 what a reply holds (its model's loss on the canary, and a count if the reply leaks one).
@@ -108,12 +106,12 @@ def dirac_canary_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     groups = {int(o): (np.flatnonzero(owners == o),
                        torch.tensor([coords[i][1] for i in np.flatnonzero(owners == o)]))
               for o in np.unique(owners)}
-    observed = np.zeros((steps, m))
+    scores = np.zeros(m)
     log_out, log_in = math.log1p(-q) if q < 1 else -math.inf, math.log(q)
     module.train()
     batches = iter(())
     try:
-        for step in range(steps):
+        for _ in range(steps):
             batch = next(batches, None)
             if batch is None:
                 batches = iter(loader)
@@ -129,12 +127,11 @@ def dirac_canary_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
             seen = np.empty(m)
             for owner, (where, flat) in groups.items():
                 seen[where] = params[owner].grad.detach().view(-1)[flat].numpy()
-            observed[step] = seen * optimizer.expected_batch_size / clip  # units of C
+            seen *= optimizer.expected_batch_size / clip  # the noisy sum, in units of C
+            scores += np.logaddexp(log_out, log_in + (seen - 0.5) / sigma ** 2)
     finally:
         module.cleanup()
-    if q <= 0.5:  # a canary is absent from most steps: the median is the real data's share
-        observed -= np.median(observed, axis=0)
-    return np.logaddexp(log_out, log_in + (observed - 0.5) / sigma ** 2).sum(axis=0)
+    return scores
 
 
 # (training inputs, labels) -> (the model the reply carries, the reply's metrics)
