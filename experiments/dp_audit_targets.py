@@ -11,6 +11,7 @@ Parts (each over --seeds; canaries drawn with the seed, mechanism noise from `se
 - `client`: local DP (canary clients through the node's release) and central DP at ε ∈ {1, 4, 8}
   over 3 rounds;
 - `broken`: the regression suite's broken mechanisms, one draw each;
+- `ideal`: the bound's ceiling for Gaussian noise (the optimal attack's scores, simulated);
 - `cost`: a default DP-SGD run's wall time without and with `dp-audit`.
 
 Example (the figures in docs/results.md, issue 31):
@@ -217,7 +218,25 @@ def cost(seeds: list[int], canaries: int) -> list[dict]:
     return rows
 
 
-PARTS = {"cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
+def ideal(seeds: list[int], canaries: int) -> list[dict]:
+    """The ceiling of this bound for Gaussian noise: scores drawn straight from N(±μ/2, 1), the
+    optimal attack on a Gaussian mechanism with μ = 1/z (q = 1, one release of multiplier z),
+    at accounted ε ∈ {1, 4, 8}, for m = `canaries` and 10× and 100× as many."""
+    rows = []
+    for target in EPSILONS:
+        z = gaussian_noise_multiplier(target_epsilon=target, delta=DELTA, releases=1)
+        for m in (canaries, 10 * canaries, 100 * canaries):
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                included = rng.random(m) < 0.5
+                scores = np.where(included, 0.5, -0.5) / z + rng.standard_normal(m)
+                claimed = gaussian_epsilon(noise_multiplier=z, releases=1, delta=DELTA)
+                rows.append(_row("ideal Gaussian", f"z={z:.3g}, m={m}", seed, claimed,
+                                 bound_from_scores(scores, included, delta=DELTA), 0.0))
+    return rows
+
+
+PARTS = {"ideal": ideal, "cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
          "broken": broken}
 
 
