@@ -11,6 +11,7 @@ Parts (each over --seeds; canaries drawn with the seed, mechanism noise from `se
 - `client`: local DP (canary clients through the node's release) and central DP at ε ∈ {1, 4, 8}
   over 3 rounds;
 - `broken`: the regression suite's broken mechanisms, one draw each;
+- `validity`: how often a 95 % bound lands above the true ε (randomized response);
 - `ideal`: the bound's ceiling for Gaussian noise (the optimal attack's scores, simulated);
 - `cost`: a default DP-SGD run's wall time without and with `dp-audit`.
 
@@ -236,7 +237,22 @@ def ideal(seeds: list[int], canaries: int) -> list[dict]:
     return rows
 
 
-PARTS = {"ideal": ideal, "cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
+def validity(seeds: list[int], bits: int) -> list[dict]:
+    """How often the 95 % bound lands above the truth: 300 runs of ε = 1 randomized response
+    on `bits` // 2 canary bits (seeded by the first seed)."""
+    rng = np.random.default_rng(seeds[0])
+    bounds = []
+    for _ in range(300):
+        truth = rng.random(bits // 2) < 0.5
+        seen = truth ^ (rng.random(bits // 2) < 1 / (1 + np.e))
+        bounds.append(bound_from_scores(seen.astype(float), truth, delta=0.0).epsilon)
+    row = {"part": "validity", "runs": 300, "bits": bits // 2, "above-1": int(sum(b > 1 for b in bounds)),
+           "max": round(max(bounds), 3), "mean": round(float(np.mean(bounds)), 3)}
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+PARTS = {"validity": validity, "ideal": ideal, "cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
          "broken": broken}
 
 
@@ -252,7 +268,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[dict] = []
     for part in args.parts.split(","):
-        size = args.bits if part == "spike" else args.canaries
+        size = args.bits if part in ("spike", "validity") else args.canaries
         rows += PARTS[part](seeds, size)
     if args.out:
         with open(args.out, "w") as out:
