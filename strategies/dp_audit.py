@@ -202,7 +202,10 @@ def _wrappers(strategy: Strategy) -> list[Any]:
 
 
 def audit_dp_claims(strategy: Strategy, facts: RunFacts) -> list[MechanismAudit]:
-    """One `MechanismAudit` per DP defense in `strategy`'s stack (none without one)."""
+    """One `MechanismAudit` per DP defense in `strategy`'s stack (none without one, or when no
+    round trained: nothing was released)."""
+    if facts.rounds == 0:
+        return []
     audits = []
     for wrapper in _wrappers(strategy):
         name, audit, unit, delta, attack = AUDITS[type(wrapper)]
