@@ -162,10 +162,12 @@ def broken(seeds: list[int], canaries: int) -> list[dict]:
 
     def local(noise_scale: float = 1.0, clipped: bool = True, known: bool = False):
         def mechanism(updates: np.ndarray, server_round: int) -> np.ndarray:
-            rng = np.random.default_rng(server_round if known else None)
-            out = [add_gaussian_noise(clip_update([row], [np.zeros(len(row))], clipping_norm=clip).arrays
-                                      if clipped else [row], std=noise_scale * z * clip,
-                                      generator=rng)[0] for row in updates]
+            # noise from the round number (known) or from the experiment's seed (reproducible)
+            rng = np.random.default_rng(server_round if known else [seeds[0], server_round, 7])
+            zeros = [np.zeros(updates.shape[1])]
+            out = [add_gaussian_noise(
+                clip_update([row], zeros, clipping_norm=clip).arrays if clipped else [row],
+                std=noise_scale * z * clip, generator=rng)[0] for row in updates]
             return np.stack(out)
         return mechanism
 
@@ -246,14 +248,14 @@ def validity(seeds: list[int], bits: int) -> list[dict]:
         truth = rng.random(bits // 2) < 0.5
         seen = truth ^ (rng.random(bits // 2) < 1 / (1 + np.e))
         bounds.append(bound_from_scores(seen.astype(float), truth, delta=0.0).epsilon)
-    row = {"part": "validity", "runs": 300, "bits": bits // 2, "above-1": int(sum(b > 1 for b in bounds)),
-           "max": round(max(bounds), 3), "mean": round(float(np.mean(bounds)), 3)}
+    row = {"part": "validity", "runs": 300, "bits": bits // 2,
+           "above-1": int(sum(b > 1 for b in bounds)), "max": round(max(bounds), 3), "mean": round(float(np.mean(bounds)), 3)}
     print(json.dumps(row), flush=True)
     return [row]
 
 
-PARTS = {"validity": validity, "ideal": ideal, "cost": cost, "dp-sgd": dp_sgd, "black-box": black_box, "spike": spike, "client": client,
-         "broken": broken}
+PARTS = {"validity": validity, "ideal": ideal, "cost": cost, "dp-sgd": dp_sgd,
+         "black-box": black_box, "spike": spike, "client": client, "broken": broken}
 
 
 def main() -> None:

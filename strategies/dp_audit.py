@@ -27,6 +27,7 @@ suite in tests/strategies/test_dp_audit.py models the others).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from fedsnn.core.config import RunConfig
 from fedsnn.core.models import ModelSpec
 from fedsnn.core.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
 from fedsnn.core.privacy.canaries import client_canary_scores, secret_inclusion, spike_canary_scores
+from fedsnn.core.privacy.clipping import clip_update
 from fedsnn.core.privacy.dpsgd import poisson_sample_rate
 from fedsnn.core.privacy.dpsgd_audit import claimed_epsilon, dirac_canary_scores
 from fedsnn.core.privacy.one_run import OneRunBound, bound_from_scores
@@ -119,7 +121,8 @@ def _local_dp(wrapper: LocalDP, facts: RunFacts, m: int) -> tuple[np.ndarray, np
     return scores, included, accounted
 
 
-def _central_dp(wrapper: CentralDP, facts: RunFacts, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _central_dp(wrapper: CentralDP, facts: RunFacts, m: int
+                ) -> tuple[np.ndarray, np.ndarray, float]:
     fixed = "server-fixed" if wrapper.clipping.startswith("server") else "client-fixed"
     sent = ArrayRecord({"w": Array(np.zeros(m, np.float32))})
 
@@ -127,15 +130,17 @@ def _central_dp(wrapper: CentralDP, facts: RunFacts, m: int) -> tuple[np.ndarray
         dp = CLIPPING_MODES[fixed](FedAvg(weighted_by_key=EQUAL_WEIGHT_KEY),
                                    wrapper.noise_multiplier, wrapper.clipping_norm, m)
         dp.current_arrays = sent
-        if fixed == "client-fixed":  # the clients clip: what `release` does on a node
-            norms = np.linalg.norm(updates, axis=1, keepdims=True)
-            updates = updates * np.minimum(1.0, wrapper.clipping_norm / np.maximum(norms, 1e-12))
+        if fixed == "client-fixed":  # the clients clip (as `release` does on a node)
+            updates = np.stack([clip_update([row], [np.zeros(m)],
+                                            clipping_norm=wrapper.clipping_norm).arrays[0]
+                                for row in updates])
         replies = [Message(RecordDict({"arrays": ArrayRecord({"w": Array(row.astype(np.float32))}),
                                        "metrics": MetricRecord({EQUAL_WEIGHT_KEY: 1.0,
                                                                 "num-examples": 1})}),
                            dst_node_id=0, message_type="train") for row in updates]
         arrays, _ = dp.aggregate_train(server_round, replies)
-        assert arrays is not None, "central DP refused the canary round"
+        if arrays is None:
+            raise RuntimeError("dp-audit: central DP refused the canary round")
         return np.broadcast_to(arrays["w"].numpy().astype(np.float64) * m, (m, m))
 
     included = secret_inclusion(m)
@@ -149,19 +154,21 @@ def _central_dp(wrapper: CentralDP, facts: RunFacts, m: int) -> tuple[np.ndarray
 
 def _dp_sgd(wrapper: DpSgd, facts: RunFacts, m: int) -> tuple[np.ndarray, np.ndarray, float]:
     config = facts.config
-    settings = dp_sgd_settings(wrapper.settings, facts.spec)
-    assert settings is not None
-    sigma = float(facts.reported.get("dp-sgd-noise-multiplier-max", settings.noise_multiplier))
-    settings = type(settings)(**{**settings.__dict__, "noise_multiplier": sigma,
-                                 "target_epsilon": 0.0})
+    claimed = dp_sgd_settings(wrapper.settings, facts.spec)
+    if claimed is None:
+        raise RuntimeError("dp-audit: the DP-SGD wrapper sends no DP-SGD settings")
+    # σ the clients used (a target ε makes them calibrate it), else the configured one
+    sigma = float(facts.reported.get("dp-sgd-noise-multiplier-max", claimed.noise_multiplier))
+    settings = dataclasses.replace(claimed, noise_multiplier=sigma, target_epsilon=0.0)
     data = NodeSetup.for_partition(config, 0, facts.num_partitions).data
     q = poisson_sample_rate(len(data.train_x), config.batch_size)
     per_round = 1 if config.update_mode == "gradient" else config.local_epochs * round(1 / q)
     steps = facts.rounds * per_round
     m = min(m, sum(p.numel() for p in facts.model.parameters()))
     included = secret_inclusion(m)
-    scores = dirac_canary_scores(copy.deepcopy(facts.model), data.train_x, data.train_y, settings=settings,
-                                 batch_size=config.batch_size, steps=steps, included=included)
+    scores = dirac_canary_scores(copy.deepcopy(facts.model), data.train_x, data.train_y,
+                                 settings=settings, batch_size=config.batch_size, steps=steps,
+                                 included=included)
     accounted = claimed_epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps,
                                 delta=config.dp_delta, accountant=config.dp_accountant)
     return scores, included, accounted
@@ -169,8 +176,8 @@ def _dp_sgd(wrapper: DpSgd, facts: RunFacts, m: int) -> tuple[np.ndarray, np.nda
 
 def _spike_dp(wrapper: SpikeDP, facts: RunFacts, m: int) -> tuple[np.ndarray, np.ndarray, float]:
     included = secret_inclusion(m * wrapper.ledger.bits_per_sample)  # m patterns of T·C·H·W bits
-    return spike_canary_scores(wrapper.ledger.mechanism, included), included, \
-        wrapper.ledger.epsilon_bit
+    scores = spike_canary_scores(wrapper.ledger.mechanism, included)
+    return scores, included, wrapper.ledger.epsilon_bit
 
 
 _BIT = EpsilonUnit("bit", "replace-one", "one input spike bit of one release")
@@ -178,12 +185,12 @@ Audit = Callable[[Any, RunFacts, int], tuple[np.ndarray, np.ndarray, float]]
 # wrapper class -> (mechanism name, audit, unit, δ of the claim, what the attack is)
 AUDITS: dict[type, tuple[str, Audit, EpsilonUnit, Callable[[RunFacts], float], str]] = {
     LocalDP: ("local-dp", _local_dp, DEFENSE_UNITS["local-dp"], lambda f: f.config.dp_delta,
-              "canary clients (±10C on a known coordinate, clipped to ±C) through the node's release; "
-              "projection summed over rounds"),
+              "canary clients (±10C on a known coordinate, clipped to ±C) through the node's "
+              "release; projection summed over rounds"),
     CentralDP: ("central-dp", _central_dp, DEFENSE_UNITS["central-dp"],
                 lambda f: f.config.dp_delta,
-                "canary clients (±10C on a known coordinate, clipped to ±C) as one round's replies to the "
-                "fixed-clipping release; projection of the aggregate summed over rounds"),
+                "canary clients (±10C on a known coordinate, clipped to ±C) as one round's replies "
+                "to the fixed-clipping release; projection of the aggregate summed over rounds"),
     DpSgd: ("dp-sgd", _dp_sgd, DEFENSE_UNITS["dp-sgd"], lambda f: f.config.dp_delta,
             "white-box Dirac gradient canaries, every noisy gradient seen; likelihood ratio"),
     SpikeDP: ("spike-dp", _spike_dp, _BIT, lambda f: 0.0,

@@ -200,13 +200,15 @@ def _dp_audit_section(dp_audit: dict[str, Any] | None) -> list[str]:
     if not dp_audit:
         return []
     lines = ["## Empirical ε (canary audit, one-run lower bound)", "",
-             "| mechanism | accounted ε | empirical lower bound | unit, relation | claim | attack |",
+             "| mechanism | accounted ε | empirical lower bound | unit, relation | claim "
+             "| attack |",
              "|---|---|---|---|---|---|"]
     for row in dp_audit["mechanisms"]:
         lines.append(f"| {row['mechanism']} | {_fmt(row['accounted-epsilon'])} | "
                      f"{_fmt(row['empirical-epsilon-lower-bound'])} at "
                      f"{row['bound']['confidence']:.0%} | {row['unit']}, {row['relation']} | "
-                     f"{'holds' if row['claim'] == 'holds' else '**VIOLATED**'} | {row['attack']} |")
+                     f"{'holds' if row['claim'] == 'holds' else '**VIOLATED**'} | "
+                     f"{row['attack']} |")
     return [*lines, "", "A lower bound from one attack: a bound above the accounted ε proves the "
             "claim wrong; a small bound proves nothing (docs/audit.md).", ""]
 

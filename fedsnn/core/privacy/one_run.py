@@ -124,7 +124,8 @@ def bound_from_scores(scores: Sequence[float], included: Sequence[bool], *, delt
     per_choice = 1.0 - (1.0 - confidence) / len(sizes)
     best = OneRunBound(0.0, m, 0, 0, 0, 0, confidence, delta, len(sizes))
     for k_in, k_out in sizes:
-        right = int(truth[order[:k_in]].sum()) + int((~truth[order[m - k_out:]]).sum() if k_out else 0)
+        right = int(truth[order[:k_in]].sum())
+        right += int((~truth[order[m - k_out:]]).sum()) if k_out else 0
         epsilon = epsilon_lower_bound(m=m, r=k_in + k_out, v=right, delta=delta,
                                       confidence=per_choice)
         if epsilon > best.epsilon:

@@ -27,7 +27,8 @@ def test_p_value_is_the_binomial_tail_plus_the_delta_term() -> None:
     assert p_value(m=100, r=100, v=70, epsilon=0.5, delta=0.0) == pytest.approx(tail)
     # the δ term: 2mδ · max_i P[v−i ≤ W < v] / i, by hand for v = 2, r = 2, q = ½:
     # i = 1: P[W = 1] = ½; i = 2: P[W ≤ 1] / 2 = ¾ / 2 = 3/8 → α = ½; tail P[W = 2] = ¼
-    assert p_value(m=2, r=2, v=2, epsilon=0.0, delta=0.01) == pytest.approx(0.25 + 2 * 2 * 0.01 * 0.5)
+    expected = 0.25 + 2 * 2 * 0.01 * 0.5
+    assert p_value(m=2, r=2, v=2, epsilon=0.0, delta=0.01) == pytest.approx(expected)
 
 
 def test_chance_guesses_reject_nothing() -> None:
@@ -41,7 +42,8 @@ def test_delta_only_loosens_the_bound() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_randomized_response_with_known_epsilon_is_audited_tightly_and_never_above(seed: int) -> None:
+def test_randomized_response_with_known_epsilon_is_audited_tightly_and_not_above(seed: int
+                                                                                ) -> None:
     """ε-DP randomized response on m bits, the guess = the bit seen: the bound must stay below
     ε (validity) and, with 20,000 canaries, come within 10 % of it (tightness)."""
     epsilon, m = 1.0, 20_000
