@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from logging import ERROR, INFO
 from typing import Any
 
@@ -21,8 +23,10 @@ from fedsnn.core.judges import load_judge
 from fedsnn.core.models import ModelSpec, build_model, spec_for
 from fedsnn.core.privacy.ledger import LedgerError
 from fedsnn.core.privacy.units import epsilon_units
-from fedsnn.core.results import RunFailed, RunRecord, create_run_dir, record_failure
+from fedsnn.core.results import (RunFailed, RunRecord, create_run_dir, record_failure,
+                                 write_json_atomic)
 from strategies.curious import attach_audit
+from strategies.dp_audit import RunFacts, audit_dp_claims, audit_summary
 from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
@@ -127,6 +131,7 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
             curious.queue.close()
         raise
     record.set("epsilon-units", epsilon_units(record.data["rounds"]))
+    dp_audit = _dp_audit(strategy, config, spec, model, record) if config.dp_audit else None
     if curious is not None:
         judge = load_judge(data, split="test")  # it scores clients' train samples: never saw them
         truth = (simulated_ground_truth(config, curious.nodes_seen)
@@ -136,6 +141,14 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
                           native_size=data.native_size)
         record.set("audit", curious.finish(run_dir, auditor, judge=judge.card()))
         log(INFO, "fedsnn: audit report -> %s", record.data["audit"]["report"])
+    if dp_audit is not None:
+        _merge_into_audit_json(run_dir / "audit.json", dp_audit)
+    if dp_audit and dp_audit["claims"] == "violated":
+        reason = "dp-audit: the attack proves more ε than accounted for " + ", ".join(
+            dp_audit["violated"])
+        record.fail(reason, **{"privacy-claim": "violated"})
+        log(ERROR, "fedsnn: %s", reason)
+        raise RunFailed(f"fedsnn: {reason}")
     if stopped is not None:
         record.fail(str(stopped), **{"stop-reason": str(stopped), "resumable": True})
         log(ERROR, "fedsnn: %s; resume with resume-from=%s", stopped, run_dir)
@@ -148,6 +161,27 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
     log(INFO, "fedsnn: finished; final test accuracy %.4f; results in %s",
         record.data["rounds"][-1]["central"]["accuracy"], run_dir / "results.json")
     return record
+
+
+def _dp_audit(strategy: Any, config: RunConfig, spec: ModelSpec, model: torch.nn.Module,
+              record: RunRecord) -> dict[str, Any]:
+    """Audit every DP claim by attack (`strategies.dp_audit`); results.json's `dp-audit`."""
+    rounds = [e for e in record.data["rounds"] if e["round"] > 0
+              and e.get("participation", {}).get("aggregated", False)]
+    facts = RunFacts(config, spec, model, len(rounds),
+                     max((e["participation"]["sampled"] for e in rounds), default=1),
+                     rounds[-1].get("train", {}) if rounds else {})
+    summary = audit_summary(audit_dp_claims(strategy, facts))
+    for entry in summary["mechanisms"]:
+        log(INFO if entry["claim"] == "holds" else ERROR, "fedsnn: dp-audit %s", entry["summary"])
+    record.set("dp-audit", summary)
+    return summary
+
+
+def _merge_into_audit_json(path: Path, dp_audit: dict[str, Any]) -> None:
+    """audit.json's `dp-audit` entry (the file is created when no curious server wrote one)."""
+    audit = json.loads(path.read_text()) if path.is_file() else {}
+    write_json_atomic(path, {**audit, "dp-audit": dp_audit})
 
 
 app = create_server_app()

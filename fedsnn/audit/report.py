@@ -193,7 +193,25 @@ def _privacy_section(results: dict[str, Any]) -> list[str]:
         values = [r["train"][key] for r in results.get("rounds", []) if key in r.get("train", {})]
         lines.append(f"| `{key}` | {_fmt(values[-1] if values else None)} | {unit['unit']} | "
                      f"{unit['relation']} | {unit['covers']} |")
-    return [*lines, ""]
+    return [*lines, "", *_dp_audit_section(results.get("dp-audit"))]
+
+
+def _dp_audit_section(dp_audit: dict[str, Any] | None) -> list[str]:
+    """The accounted ε beside the lower bound the canary attack proved (`dp-audit = true`)."""
+    if not dp_audit:
+        return []
+    lines = ["## Empirical ε (canary audit, one-run lower bound)", "",
+             "| mechanism | accounted ε | empirical lower bound | unit, relation | claim "
+             "| attack |",
+             "|---|---|---|---|---|---|"]
+    for row in dp_audit["mechanisms"]:
+        lines.append(f"| {row['mechanism']} | {_fmt(row['accounted-epsilon'])} | "
+                     f"{_fmt(row['empirical-epsilon-lower-bound'])} at "
+                     f"{row['bound']['confidence']:.0%} | {row['unit']}, {row['relation']} | "
+                     f"{'holds' if row['claim'] == 'holds' else '**VIOLATED**'} | "
+                     f"{row['attack']} |")
+    return [*lines, "", "A lower bound from one attack: a bound above the accounted ε proves the "
+            "claim wrong; a small bound proves nothing (docs/audit.md).", ""]
 
 
 def _threat_lines(audit: dict[str, Any]) -> list[str]:

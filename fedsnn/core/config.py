@@ -109,6 +109,9 @@ class RunConfig:
     spike_dp_epsilon_bit: float = 1.0
     spike_dp_keep_probability: float = 0.5
     spike_dp_budget: float = 0.0
+    dp_audit: bool = False
+    dp_audit_canaries: int = 1000
+    dp_audit_confidence: float = 0.95
     # -- robust aggregation / Byzantine clients --
     aggregator: str = "fedavg"
     assumed_byzantine: int = 0
@@ -343,6 +346,10 @@ def _validate_defenses(config: RunConfig) -> None:
     if config.spike_dp_budget < 0:
         raise ConfigError(f"spike-dp-budget: expected 0 (none) or a positive epsilon, got "
                           f"{config.spike_dp_budget}")
+    _positive_int("dp-audit-canaries", config.dp_audit_canaries)
+    if not 0.0 < config.dp_audit_confidence < 1.0:
+        raise ConfigError(f"dp-audit-confidence: expected a number in (0, 1), got "
+                          f"{config.dp_audit_confidence}")
     if "central-dp" in names and (config.aggregator != "fedavg" or config.norm_filter):
         raise ConfigError(f"defenses: central-dp needs aggregator 'fedavg' without norm-filter "
                           f"(its noise z*C/m is sized for the mean of m clipped updates; "

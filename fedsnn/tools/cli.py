@@ -70,6 +70,10 @@ def report(
     for run_dir in run_dirs:  # every file is read before anything is written
         for name in ("audit.json", "results.json"):
             _fail_unless_json_object("report", run_dir / name)
+        if "attacks" not in json.loads((run_dir / "audit.json").read_text()):
+            typer.echo(f"fedsnn report: {run_dir / 'audit.json'} holds only the dp-audit (the run "
+                       "had audit-enabled=false); its figures are in results.json", err=True)
+            raise typer.Exit(code=2)
     for run_dir in run_dirs:
         _, html_path = write_report(run_dir)
         typer.echo(f"report: {html_path}")

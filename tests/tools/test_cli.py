@@ -27,6 +27,12 @@ def test_report_on_a_corrupt_or_empty_audit_json(tmp_path: Path, content: str) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json", "results.json"]
 
 
+def test_report_on_a_run_audited_for_dp_only(tmp_path: Path) -> None:
+    (tmp_path / "audit.json").write_text('{"dp-audit": {"claims": "hold", "mechanisms": []}}')
+    (tmp_path / "results.json").write_text("{}")
+    _fails_in_one_line(["report", str(tmp_path)], "holds only the dp-audit")
+
+
 def test_mia_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     _fails_in_one_line(["mia", str(tmp_path)], "is not a finished run (no model.pt)")
     (tmp_path / "model.pt").write_bytes(b"")

@@ -7,6 +7,9 @@
   spike accountant with a budget.
 - `dpsgd`: DP-SGD with Opacus behind two functions (local epochs, or one private gradient).
 - `mia`: the membership-inference audit of a trained model.
+- `one_run`: the one-run ε lower bound (Steinke, Nasr & Jagielski 2023) from canary guesses;
+  `canaries` (client-level and spike-bit canaries) and `dpsgd_audit` (Dirac gradient and canary
+  sample games for DP-SGD) plant and score the canaries (`dp-audit`, docs/audit.md).
 """
 
 from fedsnn.core.privacy.accounting import (ACCOUNTANTS, AccountingError, gaussian_epsilon,

@@ -28,3 +28,13 @@ def test_results_and_report_list_the_units_of_the_epsilons_a_run_reported() -> N
     assert list(units) == ["dp-sgd-sample-epsilon-max"]
     section = "\n".join(_privacy_section({"rounds": rounds, "epsilon-units": units}))
     assert "| `dp-sgd-sample-epsilon-max` | 2.250 | sample | add/remove-one |" in section
+
+
+def test_report_puts_the_empirical_bound_beside_the_accounted_epsilon() -> None:
+    row = {"mechanism": "dp-sgd", "accounted-epsilon": 8.0, "empirical-epsilon-lower-bound": 9.5,
+           "unit": "sample", "relation": "add/remove-one", "claim": "violated",
+           "attack": "Dirac canaries", "bound": {"confidence": 0.95}}
+    rounds = [{"round": 1, "train": {"dp-sgd-sample-epsilon-max": 8.0}}]
+    section = "\n".join(_privacy_section({"rounds": rounds, "epsilon-units": epsilon_units(rounds),
+                                          "dp-audit": {"mechanisms": [row]}}))
+    assert "| dp-sgd | 8.000 | 9.500 at 95% | sample, add/remove-one | **VIOLATED** |" in section
