@@ -216,3 +216,47 @@ def test_a_nan_train_metric_is_left_out_of_the_mean_with_a_log_line(
     assert arrays is not None and "rejected-replies" not in metrics
     assert metrics["train-loss"] == pytest.approx(0.5)
     assert "'train-loss'" in caplog.text and "NaN" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_one_node_claiming_1e12_examples_among_5_holds_at_most_a_quarter_of_the_weight(
+        stage: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: capped at the whole train split, the liar held 56 % of a 5-node aggregate; capped
+    at the largest of the 5 partitions it holds its fair fifth."""
+    from fedsnn.core.config import RunConfig
+    from fedsnn.core.data.partition import local_split_sizes
+    from fedsnn.core.data.sources import load_dataset
+    from strategies.validation import validating
+
+    config = RunConfig()
+    labels = load_dataset(config.dataset, config.image_size).train_y
+    sizes = local_split_sizes(labels, 5, seed=config.seed)
+    strategy = validating(FedAvg(), config, labels)
+    with caplog.at_level("WARNING", logger="flwr"):
+        if stage == "train":  # the honest nodes send ones, the liar zeros: 1 - mean = its weight
+            honest = [reply(i, np.ones(4, np.float32), num_examples=sizes[i][0]) for i in range(4)]
+            arrays, _ = strategy.aggregate_train(
+                1, honest + [reply(4, np.zeros(4, np.float32), num_examples=10**12)])
+            share = 1 - float(arrays["w"].numpy().mean())
+        else:
+            honest = [evaluate_reply(i, **{"num-examples": sizes[i][1], "eval-acc": 1.0})
+                      for i in range(4)]
+            metrics = strategy.aggregate_evaluate(
+                1, honest + [evaluate_reply(4, **{"num-examples": 10**12, "eval-acc": 0.0})])
+            share = 1 - metrics["eval-acc"]
+    assert share <= 0.25
+    assert f"caps the {stage} num-examples of node 4" in caplog.text
+    assert "largest of 5 partitions" in caplog.text
+
+
+def test_nodes_with_their_own_data_are_capped_at_twice_the_others_median_claim() -> None:
+    from fedsnn.core.config import RunConfig
+    from strategies.validation import validating
+
+    strategy = validating(FedAvg(), RunConfig(audit_ground_truth="none"), [0] * 1437)
+    honest = [reply(i, np.ones(4, np.float32), num_examples=100 + 20 * i) for i in range(4)]
+    arrays, metrics = strategy.aggregate_train(
+        1, honest + [reply(4, np.zeros(4, np.float32), num_examples=10**12)])
+    # the others' median claim is 130: the liar keeps 260 of 520 + 260
+    assert 1 - float(arrays["w"].numpy().mean()) == pytest.approx(260 / 780)
+    assert metrics["capped-num-examples"] == 1
