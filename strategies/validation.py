@@ -145,6 +145,17 @@ def check_metrics(content: RecordDict, weighted_by_key: str,
     return None
 
 
+def clip_text(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters, saying how much was cut: what a node sends (metric keys,
+    values) reaches the log and results.json through rejection reasons.
+
+    Example:
+        >>> clip_text("k" * 1000, limit=20)
+        'kkkkkkkkkkkkkkkkkkkk... (980 more characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def norm_outliers(norms: list[float], factor: float) -> list[bool]:
     """True where a norm exceeds `factor` x the median of the *other* norms (leave-one-out, so
     one huge norm cannot raise its own bar). With fewer than two norms nothing is an outlier.
@@ -276,17 +287,7 @@ class ValidatingStrategy(StrategyWrapper):
         kept = [msg for msg in replies if id(msg) not in rejected]
         capped = self._cap_examples(server_round, kept, len(replies), stage="train")
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
-        if rejected or capped:
-            metrics = MetricRecord() if metrics is None else metrics
-        if capped:
-            metrics["capped-num-examples"] = capped
-        if rejected:
-            kinds = Counter(r.kind for r in rejected.values())
-            metrics["rejected-replies"] = len(rejected)
-            metrics["rejected-node-ids"] = [r.node_id for r in rejected.values()]
-            for kind, count in kinds.items():
-                metrics[f"rejected-{kind}"] = count
-        return arrays, metrics
+        return arrays, _with_counts(metrics, rejected, capped)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
@@ -295,8 +296,8 @@ class ValidatingStrategy(StrategyWrapper):
         replies = list(replies)
         rejected = self.screen(server_round, replies, stage="evaluate")
         kept = [msg for msg in replies if id(msg) not in rejected]
-        self._cap_examples(server_round, kept, len(replies), stage="evaluate")
-        return self.strategy.aggregate_evaluate(server_round, kept)
+        capped = self._cap_examples(server_round, kept, len(replies), stage="evaluate")
+        return _with_counts(self.strategy.aggregate_evaluate(server_round, kept), rejected, capped)
 
     def screen(self, server_round: int, replies: list[Message], *, stage: str = "train"
                ) -> dict[int, Rejection]:
@@ -307,11 +308,11 @@ class ValidatingStrategy(StrategyWrapper):
         check_updates = stage == "train"
 
         def reject(msg: Message, kind: str, reason: str) -> None:
-            rejection = Rejection(msg.metadata.src_node_id, kind, reason)
+            rejection = Rejection(msg.metadata.src_node_id, kind, clip_text(reason))
             rejected[id(msg)] = rejection
             self.rejections.setdefault(server_round, []).append(rejection)
             log(WARNING, "validation: round %d rejects the %s reply of node %d (%s): %s",
-                server_round, stage, rejection.node_id, kind, reason)
+                server_round, stage, rejection.node_id, kind, rejection.reason)
 
         declared = REPLY_METRICS[stage]
         expected = self._expected(contents) if check_updates else {}
@@ -427,6 +428,22 @@ def validating(strategy: Strategy, config: RunConfig, train_labels: Sequence[int
         node_caps=None if own_data or config.max_num_examples else partition_caps(config,
                                                                                   train_labels),
         median_factor=OWN_DATA_MEDIAN_FACTOR if own_data else 0.0)
+
+
+def _with_counts(metrics: MetricRecord | None, rejected: Mapping[int, Rejection], capped: int
+                 ) -> MetricRecord | None:
+    """The aggregate's metrics plus what validation did (they end up in results.json)."""
+    if not (rejected or capped):
+        return metrics
+    metrics = MetricRecord() if metrics is None else metrics
+    if capped:
+        metrics["capped-num-examples"] = capped
+    if rejected:
+        metrics["rejected-replies"] = len(rejected)
+        metrics["rejected-node-ids"] = [r.node_id for r in rejected.values()]
+        for kind, count in Counter(r.kind for r in rejected.values()).items():
+            metrics[f"rejected-{kind}"] = count
+    return metrics
 
 
 def _metrics(msg: Message) -> MetricRecord:

@@ -203,19 +203,36 @@ def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_l
     assert "eval-acc" in caplog.text and "node 2" in caplog.text
 
 
-def test_a_nan_train_metric_is_left_out_of_the_mean_with_a_log_line(
+def test_a_nan_metric_rejects_the_reply_like_a_list_value_and_is_counted(
         caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a NaN metric used to keep the reply (only logged, not in results.json) while a
+    list value rejected it; now both are counted rejections, in train and evaluate replies."""
     from strategies.stack import build_strategy
     from fedsnn.core.config import RunConfig
 
     strategy = ValidatingStrategy(build_strategy(RunConfig()))
     replies = [reply(1, np.ones(4, np.float32)),
-               reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": np.nan})]
+               reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": np.nan}),
+               reply(3, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": [0.5]})]
     with caplog.at_level("WARNING", logger="flwr"):
         arrays, metrics = strategy.aggregate_train(1, replies)
-    assert arrays is not None and "rejected-replies" not in metrics
-    assert metrics["train-loss"] == pytest.approx(0.5)
-    assert "'train-loss'" in caplog.text and "NaN" in caplog.text
+        evaluated = strategy.aggregate_evaluate(1, [evaluate_reply(1),
+                                                    evaluate_reply(2, **{"eval-loss": np.nan})])
+    assert arrays is not None and metrics["train-loss"] == pytest.approx(0.5)
+    assert metrics["rejected-node-ids"] == [2, 3] and metrics["rejected-metric-value"] == 2
+    assert evaluated["rejected-node-ids"] == [2] and evaluated["eval-acc"] == pytest.approx(0.5)
+    assert "'train-loss' is NaN" in caplog.text and "'eval-loss' is NaN" in caplog.text
+
+
+def test_node_text_is_cut_before_it_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a 100 kB metric key was written into the log in full."""
+    key = "k" * 100_000
+    with caplog.at_level("WARNING", logger="flwr"):
+        _, metrics = ValidatingStrategy(FedAvg()).aggregate_train(
+            1, [reply(1, np.ones(4, np.float32)),
+                reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {key: 1.0})])
+    assert metrics["rejected-metric-keys"] == 1
+    assert len(caplog.text) < 2_000 and "more characters)" in caplog.text
 
 
 @pytest.mark.parametrize("stage", ["train", "evaluate"])
