@@ -17,8 +17,10 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"  # the app runs from a copy of itself: paths must be absolute
 stamp="$(date -u +%H%M%S)"
 models="${MODELS:-lenet lenet-snn}"
+federation="num-supernodes=5 client-resources-num-cpus=1"
 for model in $models; do  # pre-flight: Flower would refuse a bad key without naming it
-    .venv/bin/fedsnn check-config --run-config "model='$model' ${RUN_CONFIG:-}" || exit 2
+    .venv/bin/fedsnn check-config --run-config "model='$model' ${RUN_CONFIG:-}" \
+        --federation-config "$federation" || exit 2
 done
 bash scripts/superlink.sh start || exit 3
 trap 'bash scripts/superlink.sh stop' EXIT
@@ -30,7 +32,7 @@ for model in $models; do
     # `flwr run` exits 0 even when the run fails: results.json's status is what counts
     flwr run . fedsnn-own --stream \
         --run-config "model='$model' output-dir='$out' run-name='$name' ${RUN_CONFIG:-}" \
-        --federation-config "num-supernodes=5 client-resources-num-cpus=1" || true
+        --federation-config "$federation" || true
     run_dir="$(ls -d "$out"/*-"$name" 2>/dev/null | tail -n 1 || true)"
     run_dirs+=("${run_dir:-$out/<no run folder for $name>}")
 done
