@@ -42,14 +42,17 @@ def flower_processes_of(*checkouts: Path) -> list[str]:
     return found
 
 
-def test_superlink_start_refuses_an_address_held_by_another_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("script", [["scripts/superlink.sh", "start"],
+                                    ["scripts/flwr_run.sh", "--stream"]])
+def test_superlink_start_refuses_an_address_held_by_another_process(tmp_path: Path,
+                                                                    script: list[str]) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
         env = {**os.environ, "FEDSNN_SUPERLINK_PORT": str(port),
                "FLWR_HOME": str(tmp_path / "flwr-home")}
-        done = subprocess.run(["bash", "scripts/superlink.sh", "start"], cwd=REPO, env=env,
+        done = subprocess.run(["bash", *script], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 3
     assert done.stderr.count("\n") == 1  # one line, naming the address
