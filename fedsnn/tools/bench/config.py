@@ -33,22 +33,25 @@ LOWEST = {"samples": 1, "batch_size": 1, "seed": 0, "iters": 1, "adam_iters": 1,
 POSITIVE = ("adam_lr",)  # > 0
 
 
-def range_problem(name: str, value: float | None) -> str | None:
-    """Why a numeric option's value is out of range (one line), or None.
+def range_problem(name: str, value: float | None, lowest: dict[str, float] | None = None,
+                  positive: tuple[str, ...] = POSITIVE) -> str | None:
+    """Why a numeric option's value is out of range (one line), or None; `lowest` and
+    `positive` name the bounds (default: `fedsnn bench`'s).
 
     Example:
         >>> range_problem("iters", -5)
         '--iters: expected a number >= 1, got -5'
     """
+    lowest = LOWEST if lowest is None else lowest
     option = "--" + name.replace("_", "-")
     if value is None:
         return None
     if not math.isfinite(value):
         return f"{option}: expected a finite number, got {value}"
-    if name in POSITIVE and value <= 0:
+    if name in positive and value <= 0:
         return f"{option}: expected a number > 0, got {value}"
-    if name in LOWEST and value < LOWEST[name]:
-        return f"{option}: expected a number >= {LOWEST[name]}, got {value}"
+    if name in lowest and value < lowest[name]:
+        return f"{option}: expected a number >= {lowest[name]}, got {value}"
     return None
 
 
