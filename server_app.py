@@ -30,7 +30,7 @@ from strategies.dp_audit import RunFacts, audit_dp_claims, audit_summary
 from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
-from strategies.validation import ValidatingStrategy, example_cap
+from strategies.validation import validating
 
 
 def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
@@ -111,10 +111,7 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
     stopped: RunStopped | None = None
     try:  # bad replies are rejected before the curious server or any aggregator sees them
         result = run_rounds(
-            ValidatingStrategy(curious or strategy, norm_factor=config.reject_norm_factor,
-                               max_examples=example_cap(config, len(data.train_y)),
-                               max_evaluate_examples=example_cap(config, len(data.train_y),
-                                                                 stage="evaluate")),
+            validating(curious or strategy, config, data.train_y),
             grid, initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=config.num_server_rounds, first_round=first_round,
             policy=RoundPolicy(config.round_timeout, config.node_wait_timeout,

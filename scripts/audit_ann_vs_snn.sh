@@ -12,7 +12,7 @@ mkdir -p "$out"
 config="update-mode='gradient' batch-size=1 learning-rate=0.01 num-server-rounds=2 audit-rounds='1,2' \
 audit-max-clients=2 audit-attack='idlg' audit-iterations=100 audit-time-budget-s=120.0 output-dir='$out'"
 for model in lenet lenet-snn; do
-    flwr run . --stream --run-config "model='$model' run-name='$model' $config ${RUN_CONFIG:-}" \
+    bash scripts/flwr_run.sh --stream --run-config "model='$model' run-name='$model' $config ${RUN_CONFIG:-}" \
         --federation-config "num-supernodes=5 client-resources-num-cpus=1" > "$out/$model.log" 2>&1
 done
 rm -rf "$docs"

@@ -12,7 +12,7 @@ out="$PWD/runs/audit-overhead-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 for i in $(seq "$repeats"); do
     for audit in false true; do
-        flwr run . --stream \
+        bash scripts/flwr_run.sh --stream \
             --run-config "model='$model' audit-enabled=$audit output-dir='$out' run-name='$model-audit-$audit-$i' ${RUN_CONFIG:-}" \
             --federation-config "num-supernodes=5 client-resources-num-cpus=1" > "$out/log-$audit-$i.txt" 2>&1
     done

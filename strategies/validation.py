@@ -9,8 +9,11 @@ far beyond the other replies' (more than `norm_factor` x their median). The expe
 comes from the declarations and the config the round was sent with, never from a vote among
 the replies, so with two nodes an odd reply cannot outvote the honest one.
 
-A claimed `num-examples` above `max_examples` (what the server knows a node can hold) is capped
-to it, with a log line, so that one node cannot take over a weighted mean by claiming 10^12.
+A claimed `num-examples` above what the server knows a node can hold is capped to it, with a log
+line naming the bound, in train and evaluate replies, so that one node cannot take over a weighted
+mean by claiming 10^12: `max_examples` (declared or derived from the dataset), the largest
+partition of a federation of this many nodes (`node_caps`, simulation), and `median_factor` x the
+median claim of the other nodes (nodes with their own data, whose sizes the server cannot know).
 
 Each rejection is logged with the node and the reason; the round aggregates the rest.
 Counts go into the round's train metrics (`rejected-replies`, `rejected-<kind>`,
@@ -23,17 +26,20 @@ Bulyan or server-side DP clipping change replies in place) and accepts a generat
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from logging import WARNING
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedsnn.core.config import RunConfig
+from fedsnn.core.data.partition import local_split_sizes
 from fedsnn.core.privacy.clipping import update_norm
 from fedsnn.core.protocol import (ARRAYS_RECORD, METRICS_RECORD, NUM_EXAMPLES_KEY, REPLY_METRICS,
                              MetricKey, expected_keys, required_keys)
@@ -45,6 +51,10 @@ REJECTION_KINDS = ("malformed", "metric-keys", "metric-value", "missing-arrays",
 KIND_NAMES = {"f": "a floating-point dtype", "i": "a signed integer dtype",
               "u": "an unsigned integer dtype", "b": "a boolean dtype"}
 
+
+# Nodes with their own data: a claim is capped at this multiple of the other nodes' median claim
+# (one liar among 5 then holds at most 2/6 of the weight; honest sizes may differ 2x).
+OWN_DATA_MEDIAN_FACTOR = 2.0
 
 # reject(message, kind, reason): records and logs one rejection
 _Reject = Callable[[Message, str, str], None]
@@ -135,6 +145,17 @@ def check_metrics(content: RecordDict, weighted_by_key: str,
     return None
 
 
+def clip_text(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters, saying how much was cut: what a node sends (metric keys,
+    values) reaches the log and results.json through rejection reasons.
+
+    Example:
+        >>> clip_text("k" * 1000, limit=20)
+        'kkkkkkkkkkkkkkkkkkkk... (980 more characters)'
+    """
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def norm_outliers(norms: list[float], factor: float) -> list[bool]:
     """True where a norm exceeds `factor` x the median of the *other* norms (leave-one-out, so
     one huge norm cannot raise its own bar). With fewer than two norms nothing is an outlier.
@@ -164,6 +185,36 @@ def example_cap(config: RunConfig, train_size: int, *, stage: str = "train") -> 
     return max(1, train_size - int(train_size * config.local_test_fraction))
 
 
+def partition_caps(config: RunConfig, labels: Sequence[int]) -> Callable[[int], tuple[int, int]]:
+    """For a federation of n nodes over the run dataset's partitions (a simulation): the largest
+    (local train, local test) split any of the n partitions has; (0, 0), no bound, when the
+    partitioner cannot split the data n ways. A node's claimed partition id is not trusted."""
+
+    @lru_cache(maxsize=4)
+    def caps(num_nodes: int) -> tuple[int, int]:
+        try:
+            sizes = local_split_sizes(torch.as_tensor(labels), num_nodes,
+                                      kind=config.partitioner, alpha=config.dirichlet_alpha,
+                                      seed=config.seed,
+                                      local_test_fraction=config.local_test_fraction)
+        except (IndexError, ValueError):  # more partitions than samples
+            return 0, 0
+        return max(1, max(t for t, _ in sizes)), max(1, max(e for _, e in sizes))
+
+    return caps
+
+
+def leave_one_out_medians(values: list[float]) -> list[float]:
+    """For each value, the median of the others (inf when there are none).
+
+    Example:
+        >>> leave_one_out_medians([10.0, 12.0, 1e12])
+        [500000000006.0, 500000000005.0, 11.0]
+    """
+    return [float(np.median(values[:i] + values[i + 1:])) if len(values) > 1 else float("inf")
+            for i in range(len(values))]
+
+
 class ValidatingStrategy(StrategyWrapper):
     """Screen train (and evaluate) replies, log and count the rejected ones, delegate the rest.
 
@@ -175,6 +226,10 @@ class ValidatingStrategy(StrategyWrapper):
         max_examples: cap a training reply's `num-examples` to this (0: no cap).
         max_evaluate_examples: the same for evaluate replies (0: no cap); in gradient mode a
             node evaluates on its whole local test split, not on one batch.
+        node_caps: number of nodes -> (train, evaluate) cap, e.g. `partition_caps` in a
+            simulation; the nodes are counted when a round is configured.
+        median_factor: cap each claim at this multiple of the median claim of the other
+            replies (0: off), for nodes whose data sizes the server cannot know.
 
     Example:
         >>> from flwr.serverapp.strategy import FedAvg
@@ -183,7 +238,9 @@ class ValidatingStrategy(StrategyWrapper):
 
     def __init__(self, strategy: Strategy, *, norm_factor: float = 100.0,
                  weighted_by_key: str = NUM_EXAMPLES_KEY, max_examples: int = 0,
-                 max_evaluate_examples: int = 0) -> None:
+                 max_evaluate_examples: int = 0,
+                 node_caps: Callable[[int], tuple[int, int]] | None = None,
+                 median_factor: float = 0.0) -> None:
         if norm_factor != 0 and not norm_factor > 1:
             raise ValueError(f"Expected argument `norm_factor` to be 0 or > 1 but got {norm_factor}")
         if max_examples < 0 or max_evaluate_examples < 0:
@@ -194,6 +251,9 @@ class ValidatingStrategy(StrategyWrapper):
         self.weighted_by_key = weighted_by_key
         self.max_examples = max_examples
         self.max_evaluate_examples = max_evaluate_examples
+        self.node_caps = node_caps
+        self.median_factor = median_factor
+        self.num_nodes = 0  # the nodes connected when the round was configured (0: not known)
         self.rejections: dict[int, list[Rejection]] = {}
         # the config each stage was sent with: it fixes the metric keys the replies must carry
         self.sent_config: dict[str, dict[str, object] | None] = {"train": None, "evaluate": None}
@@ -208,6 +268,7 @@ class ValidatingStrategy(StrategyWrapper):
         """Delegate; remember the train config the messages carry (after every wrapper's flags)."""
         messages = list(super().configure_train(server_round, arrays, config, grid))
         self.sent_config["train"] = _sent_config(messages, config)
+        self.num_nodes = len(list(grid.get_node_ids()))
         return messages
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -215,6 +276,7 @@ class ValidatingStrategy(StrategyWrapper):
         """Delegate; remember the evaluate config the messages carry."""
         messages = list(super().configure_evaluate(server_round, arrays, config, grid))
         self.sent_config["evaluate"] = _sent_config(messages, config)
+        self.num_nodes = len(list(grid.get_node_ids()))
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
@@ -223,19 +285,9 @@ class ValidatingStrategy(StrategyWrapper):
         replies = list(replies)
         rejected = self.screen(server_round, replies, stage="train")
         kept = [msg for msg in replies if id(msg) not in rejected]
-        capped = self._cap_examples(server_round, kept, self.max_examples)
+        capped = self._cap_examples(server_round, kept, len(replies), stage="train")
         arrays, metrics = self.strategy.aggregate_train(server_round, kept)
-        if rejected or capped:
-            metrics = MetricRecord() if metrics is None else metrics
-        if capped:
-            metrics["capped-num-examples"] = capped
-        if rejected:
-            kinds = Counter(r.kind for r in rejected.values())
-            metrics["rejected-replies"] = len(rejected)
-            metrics["rejected-node-ids"] = [r.node_id for r in rejected.values()]
-            for kind, count in kinds.items():
-                metrics[f"rejected-{kind}"] = count
-        return arrays, metrics
+        return arrays, _with_counts(metrics, rejected, capped)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                            ) -> MetricRecord | None:
@@ -244,8 +296,8 @@ class ValidatingStrategy(StrategyWrapper):
         replies = list(replies)
         rejected = self.screen(server_round, replies, stage="evaluate")
         kept = [msg for msg in replies if id(msg) not in rejected]
-        self._cap_examples(server_round, kept, self.max_evaluate_examples)
-        return self.strategy.aggregate_evaluate(server_round, kept)
+        capped = self._cap_examples(server_round, kept, len(replies), stage="evaluate")
+        return _with_counts(self.strategy.aggregate_evaluate(server_round, kept), rejected, capped)
 
     def screen(self, server_round: int, replies: list[Message], *, stage: str = "train"
                ) -> dict[int, Rejection]:
@@ -256,11 +308,11 @@ class ValidatingStrategy(StrategyWrapper):
         check_updates = stage == "train"
 
         def reject(msg: Message, kind: str, reason: str) -> None:
-            rejection = Rejection(msg.metadata.src_node_id, kind, reason)
+            rejection = Rejection(msg.metadata.src_node_id, kind, clip_text(reason))
             rejected[id(msg)] = rejection
             self.rejections.setdefault(server_round, []).append(rejection)
             log(WARNING, "validation: round %d rejects the %s reply of node %d (%s): %s",
-                server_round, stage, rejection.node_id, kind, reason)
+                server_round, stage, rejection.node_id, kind, rejection.reason)
 
         declared = REPLY_METRICS[stage]
         expected = self._expected(contents) if check_updates else {}
@@ -315,23 +367,39 @@ class ValidatingStrategy(StrategyWrapper):
                                            f"unexpected {sorted(keys - expected)}, "
                                            f"missing {sorted(expected - keys)}")
 
-    def _cap_examples(self, server_round: int, kept: list[Message], cap: int) -> int:
-        """Cap each kept reply's `num-examples` at `cap` (in place, logged; 0: no cap); return
-        how many were capped."""
-        if not cap:
-            return 0
+    def _cap_examples(self, server_round: int, kept: list[Message], num_replies: int, *,
+                      stage: str) -> int:
+        """Cap each kept reply's `num-examples` (in place, logged with the bound that applied);
+        return how many were capped."""
+        bounds: list[tuple[float, str]] = []
+        static = self.max_examples if stage == "train" else self.max_evaluate_examples
+        if static:
+            bounds.append((static, "max-num-examples, or the dataset's train split"))
+        num_nodes = self.num_nodes or num_replies
+        if self.node_caps is not None:
+            cap = self.node_caps(num_nodes)[0 if stage == "train" else 1]
+            if cap:
+                bounds.append((cap, f"the largest of {num_nodes} partitions"))
+        answered = [msg for msg in kept if not msg.has_error()]  # failed nodes have no content
+        claims = [_metrics(msg).get(NUM_EXAMPLES_KEY) for msg in answered]
+        claims = [float(c) if isinstance(c, (int, float)) else 0.0 for c in claims]
+        static_cap = min((b for b, _ in bounds), default=float("inf"))
+        medians = leave_one_out_medians([min(c, static_cap) for c in claims])
         capped = 0
-        for msg in kept:
-            if msg.has_error():  # a node that failed (e.g. killed mid-round) has no content
+        for msg, claimed, median in zip(answered, claims, medians, strict=True):
+            node_bounds = list(bounds)
+            if self.median_factor and np.isfinite(median):
+                node_bounds.append((max(1.0, float(np.ceil(self.median_factor * median))),
+                                    f"{self.median_factor:g} x the median claim of the others"))
+            if not node_bounds:
                 continue
-            metrics = _metrics(msg)
-            claimed = metrics.get(NUM_EXAMPLES_KEY)
-            if isinstance(claimed, (int, float)) and claimed > cap:
-                metrics[NUM_EXAMPLES_KEY] = cap
+            cap, why = min(node_bounds)
+            if claimed > cap:
+                _metrics(msg)[NUM_EXAMPLES_KEY] = int(cap)
                 capped += 1
-                log(WARNING, "validation: round %d caps num-examples of node %d from %g to %d "
-                    "(more than a node can hold: max-num-examples)", server_round,
-                    msg.metadata.src_node_id, claimed, cap)
+                log(WARNING, "validation: round %d caps the %s num-examples of node %d from %g to "
+                    "%d (more than a node can hold: %s)", server_round, stage,
+                    msg.metadata.src_node_id, claimed, cap, why)
         return capped
 
     def _reject_norm_outliers(self, contents: list[Message],
@@ -345,6 +413,37 @@ class ValidatingStrategy(StrategyWrapper):
                 others = [n for m, n in zip(contents, norms, strict=True) if m is not msg]
                 reject(msg, "norm", f"update norm {norm:.3g} > {self.norm_factor:g} x median "
                                     f"{float(np.median(others)):.3g} of the other replies")
+
+
+def validating(strategy: Strategy, config: RunConfig, train_labels: Sequence[int]
+               ) -> ValidatingStrategy:
+    """`strategy` behind the run's reply validation and `num-examples` caps: the dataset's
+    bounds, the largest partition when nodes hold partitions of the run dataset
+    (audit-ground-truth=partitions), else `OWN_DATA_MEDIAN_FACTOR` x the others' median claim."""
+    own_data = config.audit_ground_truth == "none"
+    return ValidatingStrategy(
+        strategy, norm_factor=config.reject_norm_factor,
+        max_examples=example_cap(config, len(train_labels)),
+        max_evaluate_examples=example_cap(config, len(train_labels), stage="evaluate"),
+        node_caps=None if own_data or config.max_num_examples else partition_caps(config,
+                                                                                  train_labels),
+        median_factor=OWN_DATA_MEDIAN_FACTOR if own_data else 0.0)
+
+
+def _with_counts(metrics: MetricRecord | None, rejected: Mapping[int, Rejection], capped: int
+                 ) -> MetricRecord | None:
+    """The aggregate's metrics plus what validation did (they end up in results.json)."""
+    if not (rejected or capped):
+        return metrics
+    metrics = MetricRecord() if metrics is None else metrics
+    if capped:
+        metrics["capped-num-examples"] = capped
+    if rejected:
+        metrics["rejected-replies"] = len(rejected)
+        metrics["rejected-node-ids"] = [r.node_id for r in rejected.values()]
+        for kind, count in Counter(r.kind for r in rejected.values()).items():
+            metrics[f"rejected-{kind}"] = count
+    return metrics
 
 
 def _metrics(msg: Message) -> MetricRecord:

@@ -10,8 +10,9 @@
 
 The server's reply validation (`strategies.validation`) checks replies against these
 declarations: no key outside them, the round's expected set exactly, values of the declared type
-and range. Non-finite scalars pass validation (a diverging client may report a NaN loss) and
-are dropped from the averages with a log line (`strategies.metrics`).
+and range. A NaN value breaks the protocol like any other bad value (the reply is rejected and
+counted); an infinite one passes only where the key's range is open (an epsilon of inf: no
+privacy) and is dropped from the averages with a log line (`strategies.aggregate_metrics`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class MetricKey:
 
     def problem(self, value: Any) -> str | None:
         """Why `value` does not fit this key (wrong type, implausible); None when it fits.
-        Non-finite floats fit: they are dropped from the averages, not rejected."""
+        NaN never fits; an infinite value fits where the range is open on its side."""
         items = value if isinstance(value, list) else None
         if self.kind.startswith("list"):
             if items is None:
@@ -88,8 +89,8 @@ class MetricKey:
                 return f"metric {self.name!r} is {_short(value)}; expected {self.kind}"
             values = [value]
         for v in values:
-            if not math.isfinite(v):
-                continue
+            if math.isnan(v):
+                return f"metric {self.name!r} is NaN; expected a number"
             if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
                 return (f"metric {self.name!r} is {v:.6g}; expected a value in "
                         f"[{_bound(self.low, '-inf')}, {_bound(self.high, 'inf')}]")

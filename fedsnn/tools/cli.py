@@ -150,12 +150,16 @@ def check_config(
     run_config: str = typer.Option("", "--run-config",
                                    help="overrides as for `flwr run --run-config`, e.g. "
                                         "\"num-server-rounds=3 model='lenet-snn'\""),
+    federation_config: str = typer.Option("", "--federation-config",
+                                          help="the federation it will run on, as for `flwr run "
+                                               "--federation-config`, e.g. \"num-supernodes=5\""),
 ) -> None:
     """Check run-config overrides before a run: one line naming a bad key or value (an unknown
-    key with the closest known one), exit status 2; silent with status 0 when they are valid."""
+    key with the closest known one), or a setting the federation cannot meet (min-train-replies
+    above its nodes), exit status 2; silent with status 0 when they are valid."""
     from fedsnn.tools.check_config import check_overrides
 
-    problem = check_overrides(run_config)
+    problem = check_overrides(run_config, federation_config)
     if problem is not None:
         typer.echo(f"fedsnn check-config: {problem}", err=True)
         raise typer.Exit(code=2)

@@ -203,16 +203,77 @@ def test_an_evaluate_reply_with_an_implausible_accuracy_is_rejected_with_a_log_l
     assert "eval-acc" in caplog.text and "node 2" in caplog.text
 
 
-def test_a_nan_train_metric_is_left_out_of_the_mean_with_a_log_line(
+def test_a_nan_metric_rejects_the_reply_like_a_list_value_and_is_counted(
         caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a NaN metric used to keep the reply (only logged, not in results.json) while a
+    list value rejected it; now both are counted rejections, in train and evaluate replies."""
     from strategies.stack import build_strategy
     from fedsnn.core.config import RunConfig
 
     strategy = ValidatingStrategy(build_strategy(RunConfig()))
     replies = [reply(1, np.ones(4, np.float32)),
-               reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": np.nan})]
+               reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": np.nan}),
+               reply(3, np.ones(4, np.float32), metrics=honest_metrics() | {"train-loss": [0.5]})]
     with caplog.at_level("WARNING", logger="flwr"):
         arrays, metrics = strategy.aggregate_train(1, replies)
-    assert arrays is not None and "rejected-replies" not in metrics
-    assert metrics["train-loss"] == pytest.approx(0.5)
-    assert "'train-loss'" in caplog.text and "NaN" in caplog.text
+        evaluated = strategy.aggregate_evaluate(1, [evaluate_reply(1),
+                                                    evaluate_reply(2, **{"eval-loss": np.nan})])
+    assert arrays is not None and metrics["train-loss"] == pytest.approx(0.5)
+    assert metrics["rejected-node-ids"] == [2, 3] and metrics["rejected-metric-value"] == 2
+    assert evaluated["rejected-node-ids"] == [2] and evaluated["eval-acc"] == pytest.approx(0.5)
+    assert "'train-loss' is NaN" in caplog.text and "'eval-loss' is NaN" in caplog.text
+
+
+def test_node_text_is_cut_before_it_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: a 100 kB metric key was written into the log in full."""
+    key = "k" * 100_000
+    with caplog.at_level("WARNING", logger="flwr"):
+        _, metrics = ValidatingStrategy(FedAvg()).aggregate_train(
+            1, [reply(1, np.ones(4, np.float32)),
+                reply(2, np.ones(4, np.float32), metrics=honest_metrics() | {key: 1.0})])
+    assert metrics["rejected-metric-keys"] == 1
+    assert len(caplog.text) < 2_000 and "more characters)" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_one_node_claiming_1e12_examples_among_5_holds_at_most_a_quarter_of_the_weight(
+        stage: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28: capped at the whole train split, the liar held 56 % of a 5-node aggregate; capped
+    at the largest of the 5 partitions it holds its fair fifth."""
+    from fedsnn.core.config import RunConfig
+    from fedsnn.core.data.partition import local_split_sizes
+    from fedsnn.core.data.sources import load_dataset
+    from strategies.validation import validating
+
+    config = RunConfig()
+    labels = load_dataset(config.dataset, config.image_size).train_y
+    sizes = local_split_sizes(labels, 5, seed=config.seed)
+    strategy = validating(FedAvg(), config, labels)
+    with caplog.at_level("WARNING", logger="flwr"):
+        if stage == "train":  # the honest nodes send ones, the liar zeros: 1 - mean = its weight
+            honest = [reply(i, np.ones(4, np.float32), num_examples=sizes[i][0]) for i in range(4)]
+            arrays, _ = strategy.aggregate_train(
+                1, honest + [reply(4, np.zeros(4, np.float32), num_examples=10**12)])
+            share = 1 - float(arrays["w"].numpy().mean())
+        else:
+            honest = [evaluate_reply(i, **{"num-examples": sizes[i][1], "eval-acc": 1.0})
+                      for i in range(4)]
+            metrics = strategy.aggregate_evaluate(
+                1, honest + [evaluate_reply(4, **{"num-examples": 10**12, "eval-acc": 0.0})])
+            share = 1 - metrics["eval-acc"]
+    assert share <= 0.25
+    assert f"caps the {stage} num-examples of node 4" in caplog.text
+    assert "largest of 5 partitions" in caplog.text
+
+
+def test_nodes_with_their_own_data_are_capped_at_twice_the_others_median_claim() -> None:
+    from fedsnn.core.config import RunConfig
+    from strategies.validation import validating
+
+    strategy = validating(FedAvg(), RunConfig(audit_ground_truth="none"), [0] * 1437)
+    honest = [reply(i, np.ones(4, np.float32), num_examples=100 + 20 * i) for i in range(4)]
+    arrays, metrics = strategy.aggregate_train(
+        1, honest + [reply(4, np.zeros(4, np.float32), num_examples=10**12)])
+    # the others' median claim is 130: the liar keeps 260 of 520 + 260
+    assert 1 - float(arrays["w"].numpy().mean()) == pytest.approx(260 / 780)
+    assert metrics["capped-num-examples"] == 1

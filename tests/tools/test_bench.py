@@ -96,6 +96,24 @@ def test_a_malformed_shard_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--shard '2/2'" in result.output
 
 
+@pytest.mark.parametrize("option,value", [
+    ("--iters", "-5"), ("--grid", "-1"), ("--image-size", "0"), ("--time-steps", "0"),
+    ("--restarts", "0"), ("--adam-iters", "0"), ("--grnn-iters", "0"), ("--lbfgs-max-eval", "0"),
+    ("--adam-lr", "0"), ("--accept-loss", "-1"), ("--stop-loss", "nan"), ("--decoder-epochs", "0"),
+    ("--samples", "0"), ("--seed", "-1")])
+def test_an_out_of_range_option_is_one_line_and_nothing_is_written(
+        option: str, value: str, tmp_path: Path) -> None:
+    """Issue 28: --iters -5 and --grid -1 wrote bench.json, rows and results.json before failing;
+    --image-size 0 and --time-steps 0 (lenet-snn) ended in tracebacks."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--models", "lenet-snn",
+                                      "--attacks", "idlg", "--samples", "1", option, value,
+                                      "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{option}: expected" in result.output and result.output.count("\n") == 1
+    assert not out.exists()
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
     run_bench(_config(attacks=("idlg",), models=("lenet",)), tmp_path)
     with pytest.raises(BenchResumeError, match="iterations"):

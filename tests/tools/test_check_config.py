@@ -30,6 +30,24 @@ def test_check_config_names_the_bad_key(overrides: str, code: int, fragment: str
     assert fragment in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("overrides,federation,fragment", [
+    ("min-train-replies=6", "num-supernodes=5", "min-train-replies: 6 replies asked for, but a "
+                                                "round samples 5 of the 5 nodes"),
+    ("min-train-replies=3 fraction-train=0.4", "num-supernodes=5", "samples 2 of the 5 nodes"),
+    ("min-available-nodes=6", "num-supernodes=5", "min-available-nodes: 6, but the federation"),
+    ("num-byzantine=3 byzantine-attack='sign-flip'", "num-supernodes=2", "num-byzantine: 3"),
+    ("min-train-replies=5", "num-supernodes=5 client-resources-num-cpus=1", ""),
+])
+def test_check_config_checks_settings_against_the_federation(overrides: str, federation: str,
+                                                             fragment: str) -> None:
+    """Issue 28: min-train-replies above the number of nodes passed and failed after a round."""
+    result = CliRunner().invoke(app, ["check-config", "--run-config", overrides,
+                                      "--federation-config", federation])
+    code = 2 if fragment else 0
+    assert result.exit_code == code, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+
+
 # A stand-in `flwr` for scripts/run.sh: writes results.json with the status in FAKE_STATUS (none
 # when it is empty), exits 0 like `flwr run` does, and logs its call.
 FAKE_FLWR = """#!/usr/bin/env bash
@@ -52,6 +70,7 @@ def run_script(tmp_path: Path, status: str, run_config: str = "") -> tuple[int, 
     shutil.copy(REPO / "scripts" / "run.sh", root / "scripts" / "run.sh")
     (root / "scripts" / "setup.sh").write_text("true\n")
     (root / "scripts" / "env.sh").write_text("")
+    (root / "scripts" / "superlink.sh").write_text("true\n")  # no SuperLink: `flwr` is a fake
     bin_dir = root / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "fedsnn").write_text(

@@ -72,3 +72,14 @@ def test_each_bench_takes_its_own_data(tmp_path: Path) -> None:
     _fails_in_one_line(["bench-events", "--dataset", "dvs-digits", "--optimizer", "sgd",
                         "--out", str(tmp_path / "c")], "--optimizer 'sgd'")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--image-size", "0"), ("--lr", "-0.1"),
+                                             ("--pictures", "-1"), ("--seed", "-2"),
+                                             ("--iters", "0")])
+def test_bench_events_range_checks_its_options_before_writing(tmp_path: Path, flag: str,
+                                                              value: str) -> None:
+    out = tmp_path / "events"
+    _fails_in_one_line(["bench-events", "--dataset", "dvs-digits", flag, value, "--out", str(out)],
+                       f"{flag}: expected")
+    assert not out.exists()

@@ -32,7 +32,9 @@ SIDE = 32
 # what a pickled NumPy array may reference (Python 2 pickles, protocols 2-5 of NumPy 1.x and 2.x)
 ALLOWED_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-                   ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+                   ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                   # NumPy integer scalars (labels saved as a list of np.int64, not of int)
+                   ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -201,12 +201,41 @@ def _gesture_split(folder: Path, train: bool, image_size: int, frames: int
     x, y = [], []
     for index in range(len(dataset)):
         try:
-            events, label = dataset[index]
+            problem = gesture_events_problem(np.load(dataset.data[index], allow_pickle=False))
+            if problem is None:
+                events, label = dataset[index]
         except (OSError, ValueError) as error:
-            raise DatasetError(f"dvsgesture: cannot read {dataset.data[index]}: {error}") from None
+            problem = str(error)
+        if problem is not None:
+            raise DatasetError(f"dvsgesture: cannot read {dataset.data[index]}: {problem}")
         x.append(events_to_frames(downsample(events), sensor_size, frames))
         y.append(int(label))
     return to_spikes(x), torch.tensor(y, dtype=torch.long), f"{len(y)} recordings"
+
+
+def gesture_events_problem(raw: np.ndarray) -> str | None:
+    """What is wrong with a DVS128 Gesture recording as tonic's .npy holds it (N x 4 rows of x, y,
+    polarity, t in ms; x and y on the 128x128 sensor, polarity 0/1), or None when nothing is.
+
+    Example:
+        >>> gesture_events_problem(np.array([[0, 0, 1, 5.0], [200, 3, 0, 6.0]]))
+        'x outside the 128x128 sensor (200 in row 1)'
+    """
+    if raw.ndim != 2 or raw.shape[1] != 4 or raw.dtype.kind not in "iuf":
+        return (f"expected events as an N x 4 numeric array (x, y, polarity, t), got shape "
+                f"{raw.shape} of {raw.dtype}")
+    if not np.isfinite(raw).all():
+        return "events hold NaN/Inf values"
+    for column, name in ((0, "x"), (1, "y")):
+        bad = np.flatnonzero((raw[:, column] < 0) | (raw[:, column] >= GESTURE_SENSOR)
+                             | (raw[:, column] != np.floor(raw[:, column])))
+        if bad.size:
+            return (f"{name} outside the {GESTURE_SENSOR}x{GESTURE_SENSOR} sensor "
+                    f"({raw[bad[0], column]:g} in row {bad[0]})")
+    bad = np.flatnonzero(~np.isin(raw[:, 2], (0, 1)))
+    if bad.size:
+        return f"polarity must be 0 or 1 ({raw[bad[0], 2]:g} in row {bad[0]})"
+    return None
 
 
 def _gesture_recordings(folder: Path, split: str) -> list[Path]:

@@ -51,12 +51,33 @@ def partition_ids(labels: torch.Tensor, partition_id: int, num_partitions: int, 
     """The train-split ids that belong to `partition_id` (sorted)."""
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition-id {partition_id} is outside [0, {num_partitions})")
+    partitioner = _partitioner_over(labels, num_partitions, kind, alpha, seed)
+    ids = partitioner.load_partition(partition_id)["id"]
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+def local_split_sizes(labels: torch.Tensor, num_partitions: int, *, kind: str = "iid",
+                      alpha: float = 0.5, seed: int = 0, local_test_fraction: float = 0.2
+                      ) -> list[tuple[int, int]]:
+    """(local train, local test) sizes of every partition, as `load_client_data` splits them.
+
+    Example:
+        >>> local_split_sizes(torch.zeros(100, dtype=torch.long), 4)
+        [(20, 5), (20, 5), (20, 5), (20, 5)]
+    """
+    partitioner = _partitioner_over(labels, num_partitions, kind, alpha, seed)
+    sizes = [partitioner.load_partition(i).num_rows for i in range(num_partitions)]
+    return [(size - int(size * local_test_fraction), int(size * local_test_fraction))
+            for size in sizes]
+
+
+def _partitioner_over(labels: torch.Tensor, num_partitions: int, kind: str, alpha: float,
+                      seed: int) -> Partitioner:
     table = Dataset.from_dict({"id": list(range(len(labels))), "label": labels.tolist()})
     # IidPartitioner shards contiguously: shuffle first, with the run's seed.
     partitioner = make_partitioner(kind, num_partitions, alpha=alpha, seed=seed)
     partitioner.dataset = table.shuffle(seed=seed) if kind == "iid" else table
-    ids = partitioner.load_partition(partition_id)["id"]
-    return torch.tensor(sorted(ids), dtype=torch.long)
+    return partitioner
 
 
 @lru_cache(maxsize=8)

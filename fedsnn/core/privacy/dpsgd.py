@@ -15,6 +15,7 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,13 @@ from opacus.data_loader import DPDataLoader
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+# opacus.utils.module_utils calls logging.basicConfig at import: a root handler through which every
+# Flower log line (the flwr logger propagates) was printed a second time, with a timestamp.
+OPACUS_ROOT_FORMAT = "%(asctime)s:%(levelname)s:%(message)s"
+for _handler in list(logging.root.handlers):
+    if getattr(_handler.formatter, "_fmt", None) == OPACUS_ROOT_FORMAT:
+        logging.root.removeHandler(_handler)
 
 # Opacus accountant names for the project's `dp-accountant` values
 OPACUS_ACCOUNTANTS = {"rdp": "rdp", "pld": "prv"}

@@ -3,6 +3,7 @@ settings each row uses."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +23,36 @@ IMAGE_ENCODINGS = tuple(e for e in ENCODINGS if e != "frames")  # frames: event 
 # invocations, even at the same time.)
 ATTACK_SET_FIELDS = ("dataset", "samples", "batch_size", "seed", "time_steps", "judge_epochs",
                      "encoding", "image_size")
+
+
+# The lowest value each numeric option accepts (None, where allowed, means "the default").
+LOWEST = {"samples": 1, "batch_size": 1, "seed": 0, "iters": 1, "adam_iters": 1, "grnn_iters": 1,
+          "restarts": 1, "lbfgs_max_eval": 1, "time_steps": 1, "judge_epochs": 1,
+          "image_size": 8, "grid": 1, "public_size": 0, "decoder_epochs": 1,
+          "accept_loss": 0.0, "stop_loss": 0.0, "grnn_tv_weight": 0.0}
+POSITIVE = ("adam_lr",)  # > 0
+
+
+def range_problem(name: str, value: float | None, lowest: dict[str, float] | None = None,
+                  positive: tuple[str, ...] = POSITIVE) -> str | None:
+    """Why a numeric option's value is out of range (one line), or None; `lowest` and
+    `positive` name the bounds (default: `fedsnn bench`'s).
+
+    Example:
+        >>> range_problem("iters", -5)
+        '--iters: expected a number >= 1, got -5'
+    """
+    lowest = LOWEST if lowest is None else lowest
+    option = "--" + name.replace("_", "-")
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return f"{option}: expected a finite number, got {value}"
+    if name in positive and value <= 0:
+        return f"{option}: expected a number > 0, got {value}"
+    if name in lowest and value < lowest[name]:
+        return f"{option}: expected a number >= {lowest[name]}, got {value}"
+    return None
 
 
 DISPLAY_ORDER = {"dlg": 0, "idlg": 1, "grnn": 2, "lbfgs": 0, "adam": 1, "rmsprop": 2}
@@ -81,6 +112,10 @@ class BenchConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        for name in (*LOWEST, *POSITIVE):  # before anything is built or written
+            problem = range_problem(name, getattr(self, name))
+            if problem is not None:
+                raise ValueError(problem)
         for name, values, accepted in (("attacks", self.attacks, sorted(ATTACKS)),
                                        ("models", self.models, list(MODELS)),
                                        ("optimizers", self.optimizers, list(OPTIMIZERS))):

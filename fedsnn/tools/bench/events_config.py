@@ -8,6 +8,7 @@ from typing import Any
 
 from attacks import AttackSettings, spike_modality
 from fedsnn.core.data.dvs import parse_event_spec
+from fedsnn.tools.bench.config import range_problem
 
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 MODES = ("post", "in")
@@ -16,6 +17,11 @@ RAW = "raw"  # the post-mode row of the un-binarized dummy
 
 class EventBenchError(ValueError):
     """Settings that cannot run, or an --out folder made with other settings."""
+
+
+# The lowest value each numeric option accepts (`lr` must be > 0 when given).
+EVENT_LOWEST = {"samples": 1, "seed": 0, "iters": 1, "init_std": 0.0, "image_size": 8,
+                "judge_epochs": 1, "pictures": 0, "workers": 1}
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,10 @@ class EventBenchConfig:
                                   f"from dlg, idlg, modes from {', '.join(MODES)}, thresholds in (0, 1]")
         if self.optimizer not in ("lbfgs", "adam"):
             raise EventBenchError(f"--optimizer {self.optimizer!r}: expected lbfgs or adam")
-        if self.samples < 1 or self.iters < 1 or self.workers < 1:
-            raise EventBenchError("--samples, --iters and --workers must be >= 1")
+        for name in (*EVENT_LOWEST, "lr"):
+            problem = range_problem(name, getattr(self, name), EVENT_LOWEST, ("lr",))
+            if problem is not None:
+                raise EventBenchError(problem)
 
     @property
     def time_steps(self) -> int:

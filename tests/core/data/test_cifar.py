@@ -42,6 +42,22 @@ def test_one_split_alone_is_split_80_20(tmp_path: Path) -> None:
     assert (len(data.train_x), len(data.test_x)) == (40, 10) and "only the train" in data.note
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_numpy_integer_labels_are_read(tmp_path: Path, protocol: int) -> None:
+    """Issue 28: labels pickled as NumPy integers (a list of np.int64) were refused as 'not a
+    NumPy array'."""
+    write_cifar100(tmp_path, train=20, test=5)
+    labels = {}
+    for split in ("train", "test"):
+        path = tmp_path / "cifar-100-python" / split
+        raw = pickle.loads(path.read_bytes(), encoding="bytes")
+        labels[split] = list(raw[b"fine_labels"])
+        raw[b"fine_labels"] = [np.int64(v) for v in labels[split]]
+        path.write_bytes(pickle.dumps(raw, protocol=protocol))
+    data = load_cifar100(str(tmp_path), 32)
+    assert data.train_y.tolist() == labels["train"] and data.test_y.tolist() == labels["test"]
+
+
 def _error(spec: str) -> str:
     with pytest.raises(DatasetError) as info:
         load_cifar100(spec, 32)

@@ -97,6 +97,30 @@ def test_dvsgesture_missing_folder_fails_clearly(tmp_path: Path, own_cache: Path
         load_dataset(f"dvsgesture:{tmp_path / 'empty'}", 32)
 
 
+JUNK_EVENTS = {
+    "not N x 4": (np.zeros((10, 3)), "N x 4 numeric array"),
+    "one row of numbers": (np.arange(8.0), "N x 4 numeric array"),
+    "x off the sensor": (np.array([[130, 5, 1, 10.0]] * 3), "x outside the 128x128 sensor"),
+    "y below zero": (np.array([[3, -1, 0, 10.0]] * 3), "y outside the 128x128 sensor"),
+    "polarity 2": (np.array([[3, 4, 2, 10.0]] * 3), "polarity must be 0 or 1"),
+    "NaN time": (np.array([[3, 4, 1, np.nan]] * 3), "NaN/Inf"),
+}
+
+
+@pytest.mark.parametrize("junk", sorted(JUNK_EVENTS))
+def test_a_junk_dvsgesture_recording_is_one_line_naming_the_file(
+        junk: str, tmp_path: Path, own_cache: Path) -> None:
+    """Issue 28: these ended in an IndexError from inside tonic."""
+    events, reason = JUNK_EVENTS[junk]
+    root = _gesture_folder(tmp_path / "dvs", splits=("ibmGestureTrain",), labels=(1, 2))
+    bad = root / "DVSGesture" / "ibmGestureTrain" / "user02_led" / "2.npy"
+    np.save(bad, events)
+    with pytest.raises(DatasetError) as raised:
+        load_dataset(f"dvsgesture:{root},frames=2", 16)
+    assert str(bad) in str(raised.value) and reason in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
 @pytest.mark.slow
 def test_dvs_digits_source() -> None:
     data = load_dataset("dvs-digits", 28)
