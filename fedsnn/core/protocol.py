@@ -38,6 +38,11 @@ NUM_EXAMPLES_KEY = "num-examples"
 # Set in every train and evaluate config by a client-side defense (local DP, DP-SGD, spike-DP):
 # the node's replies then carry only `PROTECTED_REPLY_KEYS`.
 CLIENT_DP_FLAG = "client-dp"
+# Set in every train config by the ServerApp (issue 27): the folder under the run folder where a
+# node without its own `privacy-ledger` keeps its ledger (`partition-<id>.json`), and 1 when that
+# folder holds every ledger since round 1 (a fresh run, or a resume of a run that kept them).
+NODE_LEDGER_DIR = "node-ledger-dir"
+NODE_LEDGERS_COMPLETE = "node-ledgers-complete"
 
 SCALAR_KINDS = ("int", "float")
 
@@ -145,6 +150,9 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
     MetricKey("dp-sgd-noise-multiplier", "float", "DP-SGD's noise multiplier sigma (public: "
               "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm",
               released=True),
+    MetricKey("dp-epsilon-understated", "int", "1: this node's ledger does not cover every "
+              "earlier round (it was lost or started late), so its epsilon is a lower bound",
+              low=0, high=1, when=CLIENT_DP_FLAG, released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
               when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",

@@ -32,12 +32,13 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 
 from attacks import AttackSettings, Reconstruction, Status, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup
+from clients.privacy import NodeLedgers
 from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import local_training, misfit, observe_update
@@ -243,7 +244,7 @@ def client_reply(config: RunConfig, spec: ModelSpec, sent: dict[str, torch.Tenso
     node = NodeSetup(config, 0, 1, ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]),
                      spec)
     arrays, released = train_reply(node, ArrayRecord(sent),
-                                   ConfigRecord(client_train_config(config, sent)), RecordDict(), 1)
+                                   ConfigRecord(client_train_config(config, sent)), NodeLedgers(), 1)
     return arrays.to_torch_state_dict(), dict(released), node.training_indices(1).tolist()
 
 
