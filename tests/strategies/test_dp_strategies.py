@@ -290,3 +290,12 @@ def test_adaptive_clipping_converges_to_the_target_quantile(clipping: str, start
             replies = [reply(direction * norm) for norm in NORMS]
         dp.aggregate_train(server_round, replies)
     assert 0.8 < dp.dp.clipping_norm < 1.2, dp.dp.clipping_norm
+
+
+def test_central_dp_publishes_no_raw_train_loss_or_counts() -> None:
+    """The guarantee covers the weights: the mean raw train loss (and the clients' counts) are no
+    DP release, so the round's published metrics hold the DP figures only (issue 27, item 4)."""
+    dp, _ = central()
+    _, metrics = dp.aggregate_train(1, [reply(np.ones(4))] * 3)
+    assert "train-loss" not in metrics and "num-examples" not in metrics
+    assert set(metrics) == {key for key in metrics if key.startswith("central-dp-")}
