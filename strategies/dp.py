@@ -66,7 +66,7 @@ from fedsnn.core.privacy.accounting import composed_gaussian_epsilon, replace_on
 from fedsnn.core.privacy.ledger import GaussianLedger, LedgerError
 from fedsnn.core.privacy.units import CENTRAL_UNIT
 from fedsnn.core.privacy.clipping import add_gaussian_noise, clip_update, update_norm
-from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, TRAIN_METRICS
 from strategies.base import StrategyWrapper
 
 
@@ -349,10 +349,14 @@ class CentralDP(StrategyWrapper):
         if arrays is None:
             return None, metrics
         self.ledger.record(noise_multipliers=self.dp.release_multipliers())
-        if metrics:  # the inner mean's train loss and counts are no DP release: not published
-            log(INFO, "central DP: round %d metrics %s left out of the published results",
-                server_round, sorted(metrics))
-        metrics = MetricRecord({
+        # the mean of the clients' train loss and counts is no DP release: not published
+        withheld = sorted(key for key in (metrics or {}) if key in TRAIN_METRICS)
+        if withheld:
+            log(INFO, "central DP: round %d: %s left out of the published metrics", server_round,
+                ", ".join(withheld))
+        metrics = MetricRecord({key: value for key, value in (metrics or {}).items()
+                                if key not in TRAIN_METRICS})
+        metrics.update({
             "central-dp-client-epsilon": self.epsilon(),
             "central-dp-client-epsilon-round": composed_gaussian_epsilon(
                 history=[(self.dp.release_multipliers(), 1)], delta=self.delta,
