@@ -123,8 +123,8 @@ def _declare(*keys: MetricKey) -> dict[str, MetricKey]:
 
 
 _COMMON = (
-    # released under DP as Flower and Opacus do: FedSGD's configured batch size, or FedAvg's
-    # local train split size (the dataset size is treated as public)
+    # under a client-side defense a public figure from the node's n̂ (clients.privacy.
+    # public_counts), never the data's own size: it must not tell add/remove neighbours apart
     MetricKey(NUM_EXAMPLES_KEY, "int", "samples the reply was computed on (FedAvg's weight)",
               low=1, raw=True, released=True),
     MetricKey("partition-id", "int", "the node's partition (-1: a node with its own data)",
@@ -137,7 +137,8 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
     MetricKey("train-loss", "float", "mean training loss of the last local epoch (FedSGD: of "
               "the batch)", low=0, raw=True),
-    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0, released=True),
+    MetricKey("local-steps", "int", "optimizer steps taken in the round (protected: the public "
+              "E*ceil(n_hat/B))", low=0, released=True),
     # taken after the node's own privatization (clients.privacy.release): post-processing
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
               low=0, high=1, when=ADAPTIVE_FLAG, released=True),
