@@ -68,7 +68,8 @@ class Ledger(ABC):
         """Refuse a state whose `mechanism` / `relation` / settings differ from this ledger's."""
         expected = {"mechanism": self.kind, "relation": self.unit.relation, **expected}
         for key, value in expected.items():
-            if state.get(key, value if key == "relation" else None) != value:
+            # states saved before the interface (issue 25) may lack mechanism / relation
+            if state.get(key, value if key in ("mechanism", "relation") else None) != value:
                 raise LedgerError(f"{self.kind} ledger: the saved {key} is "
                                   f"{state.get(key)!r}, this one's is {value!r}; earlier releases "
                                   "cannot be composed with these (start a new ledger knowingly)")
