@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--table", action="store_true", help="print the table of --out only")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(1)
     cells: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,18 +72,35 @@ def main(argv: list[str] | None = None) -> None:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(cells, indent=1))
                     print(key, json.dumps(cells[key]), flush=True)
-    for model in args.models:
-        for epsilon in args.epsilons:
-            drops = [cells[f"{model}|rounds={args.rounds}|seed={s}|eps=none"]["accuracy"]
-                     - cells[f"{model}|rounds={args.rounds}|seed={s}|eps={epsilon}"]["accuracy"]
-                     for s in args.seeds]
-            mean, low, high = interval(drops)
-            verdict = ("holds" if high < ACCURACY_DROP else "does not hold" if low > ACCURACY_DROP
-                       else "undecided")
-            print(f"{model} ε={epsilon:g} rounds={args.rounds} seeds={args.seeds}: drop "
-                  f"{100 * mean:.1f} points, 95% CI [{100 * low:.1f}, {100 * high:.1f}] -> "
-                  f"accuracy {verdict} (threshold {100 * ACCURACY_DROP:.0f} points)")
+    print(table(cells))
 
+
+def table(cells: dict[str, Any]) -> str:
+    """A markdown row per (model, rounds, ε) with every seed of it in `cells`."""
+    groups: dict[tuple[str, str, str], dict[int, float]] = {}
+    for key, cell in cells.items():
+        model, rounds, seed, eps = (part.split("=")[-1] for part in key.split("|"))
+        groups.setdefault((model, rounds, eps), {})[int(seed)] = cell["accuracy"]
+    lines = ["| model | rounds | ε (sample, add/remove-one) | σ | seeds | acc. without DP | acc. with DP "
+             "| drop, points (95 % CI) | accuracy within 10 points |", "|---|---|---|---|---|---|---|---|---|"]
+    for (model, rounds, eps), accuracy in sorted(
+            groups.items(), key=lambda item: (item[0][0], int(item[0][1]), item[0][2] != "none"
+                                              and float(item[0][2]))):
+        if eps == "none":
+            continue
+        plain = groups.get((model, rounds, "none"), {})
+        seeds = sorted(set(accuracy) & set(plain))
+        if not seeds:
+            continue
+        mean, low, high = interval([plain[s] - accuracy[s] for s in seeds])
+        verdict = ("yes" if high < ACCURACY_DROP else "no" if low > ACCURACY_DROP
+                   else "undecided")
+        sigma = cells[f"{model}|rounds={rounds}|seed={seeds[0]}|eps={eps}"]["sigma"]
+        lines.append(f"| `{model}` | {rounds} | {float(eps):g} | {sigma:.3g} | {len(seeds)} | "
+                     + ", ".join(f"{100 * plain[s]:.1f}" for s in seeds) + " | "
+                     + ", ".join(f"{100 * accuracy[s]:.1f}" for s in seeds)
+                     + f" | {100 * mean:.1f} ({100 * low:.1f}, {100 * high:.1f}) | {verdict} |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
