@@ -174,3 +174,20 @@ def test_a_resume_without_the_node_ledgers_marks_every_later_epsilon_understated
     assert resumed["status"] == "completed" and not resumed["node-ledgers"]["complete"]
     assert [train(resumed, r)["dp-epsilon-understated-max"] for r in (3, 4)] == [1, 1]
     assert train(part, 2)["dp-epsilon-understated-max"] == 0
+
+
+@pytest.mark.slow
+def test_flowers_simulation_engine_keeps_each_nodes_ledger_under_the_run_folder(
+        tmp_path: Path) -> None:
+    """Through Ray, as `flwr run` simulates: every partition's ledger file is in the run folder,
+    its history has both rounds, and no ε is marked understated."""
+    from tests.helpers import simulate
+
+    results = simulate(tmp_path, BASE | SIMULATED | {"num-server-rounds": 2}, nodes=2)
+    assert results["status"] == "completed", results.get("raised")
+    folder = Path(results["node-ledgers"]["dir"])
+    assert folder.parent == Path(results["run-dir"])
+    for partition in (0, 1):
+        saved = json.loads((folder / f"partition-{partition}.json").read_text())
+        assert sum(steps for *_, steps in saved["ledgers"]["dp-sgd"]["history"]) == 2
+    assert train(results, 2)["dp-epsilon-understated-max"] == 0
