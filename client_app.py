@@ -13,7 +13,8 @@ from flwr.common.logger import log
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
 from clients.policy import DpPolicy, PolicyRefused
-from clients.privacy import NodeLedgers, released_evaluation
+from clients.ledgers import NodeLedgers
+from clients.privacy import released_evaluation
 from clients.reply import train_reply
 from fedsnn.core.config import ConfigError
 from fedsnn.core.data import DatasetError

@@ -160,7 +160,7 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
 
 def _node_ledger_folder(run_dir: Path, resume: Checkpoint | None) -> dict[str, Any]:
     """The folder where nodes without their own `privacy-ledger` keep theirs (one file per
-    partition, `clients.privacy.NodeLedgers`); on resume, the resumed run's ledgers are copied in
+    partition, `clients.ledgers.NodeLedgers`); on resume, the resumed run's ledgers are copied in
     first. `complete`: it holds every ledger since round 1, so a node with no file there has
     spent nothing (else such a node marks its ε understated)."""
     folder = run_dir / NODE_LEDGERS_FOLDER

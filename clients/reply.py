@@ -12,7 +12,8 @@ from flwr.app import ArrayRecord, MetricRecord
 from clients.malicious import ByzantineRole, malicious_train_reply
 from clients.node import NodeSetup, train, training_batch
 from clients.policy import DpPolicy
-from clients.privacy import NodeLedgers, plan_round
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 
 
 def train_reply(node: NodeSetup, sent: ArrayRecord, config: Mapping[str, Any],

@@ -12,7 +12,7 @@ import torch
 from flwr.app import ArrayRecord
 
 from clients.node import NodeSetup
-from clients.privacy import NodeLedgers
+from clients.ledgers import NodeLedgers
 from clients.reply import train_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.models import build_model

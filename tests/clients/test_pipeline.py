@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
+import clients.ledgers
 import clients.privacy
 import clients.reply
 from client_app import create_client_app
@@ -16,7 +17,7 @@ from fedsnn.tools.local_grid import server_identity
 
 def test_a_train_message_opens_the_ledgers_once_and_plans_privacy_once(monkeypatch) -> None:
     calls: dict[str, int] = {"open": 0, "plan": 0}
-    real_open, real_plan = clients.privacy.NodeLedgers.open.__func__, clients.reply.plan_round
+    real_open, real_plan = clients.ledgers.NodeLedgers.open.__func__, clients.reply.plan_round
 
     def opened(cls, *args, **kwargs):
         calls["open"] += 1
@@ -26,7 +27,7 @@ def test_a_train_message_opens_the_ledgers_once_and_plans_privacy_once(monkeypat
         calls["plan"] += 1
         return real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(clients.privacy.NodeLedgers, "open", classmethod(opened))
+    monkeypatch.setattr(clients.ledgers.NodeLedgers, "open", classmethod(opened))
     monkeypatch.setattr(clients.reply, "plan_round", planned)
     run_config = {"model": "lenet", "image-size": 8, "max-train-samples": 40}
     context = Context(run_id=1, node_id=1, state=RecordDict(), run_config=run_config,

@@ -10,7 +10,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 
 from client_app import REFUSED_CODE, create_client_app
 from clients.policy import DpPolicy, PolicyRefused
-from clients.privacy import NodeLedgers, plan_round
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 from fedsnn.core.config import RunConfig
 from fedsnn.core.models import build_model, spec_for
 from fedsnn.tools.local_grid import server_identity

@@ -8,7 +8,7 @@ from pathlib import Path
 from flwr.app import Context, RecordDict
 
 from clients.node import NodeSetup
-from clients.privacy import LEDGER_KEY, NodeLedgers
+from clients.ledgers import LEDGER_KEY, NodeLedgers
 from fedsnn.audit.ground_truth import simulated_ground_truth
 from fedsnn.core.config import RunConfig
 from fedsnn.core.sampling import round_seed

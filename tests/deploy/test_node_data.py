@@ -10,7 +10,7 @@ import torch
 from flwr.app import ArrayRecord, Context, RecordDict
 
 from clients.node import NodeSetup, NodeSetupError
-from clients.privacy import NodeLedgers
+from clients.ledgers import NodeLedgers
 from clients.reply import train_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import DatasetError, dataset_spec, load_dataset, load_local_data

@@ -14,7 +14,8 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
-from clients.privacy import NodeLedgers, plan_round
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 from fedsnn.core.config import ConfigError, RunConfig
 from fedsnn.core.models import spec_for
 from fedsnn.core.privacy.accounting import PLD_INTERVAL, gaussian_epsilon

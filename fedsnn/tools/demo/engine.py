@@ -38,7 +38,7 @@ from flwr.serverapp.strategy import FedAvg
 from attacks import AttackSettings, Reconstruction, Status, invert
 from attacks.progress import Step, watch
 from clients.node import NodeSetup
-from clients.privacy import NodeLedgers
+from clients.ledgers import NodeLedgers
 from clients.reply import train_reply
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import local_training, misfit, observe_update
