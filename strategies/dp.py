@@ -24,7 +24,9 @@ most 2C/m, and noise z·C/m is the Gaussian mechanism with multiplier z/2 on tha
 (`fedsnn.core.privacy.accounting.replace_one_multiplier`). No sampling amplification is claimed.
 
 Adaptive clipping (Andrew et al. 2021, Flower's split of z) also releases a noisy count of
-clipped updates, σ_b noise on a sum of *uncentred* 0/1 bits. Under replace-one that sum has
+unclipped updates (m minus the clipped ones: Flower 1.39 feeds the clipped count into the paper's
+rule for the unclipped one, which moves C the wrong way; issue 27), σ_b noise on a sum of
+*uncentred* 0/1 bits. Under replace-one that sum has
 sensitivity 1 (a bit flips), exactly as the paper's centred bits ±½ do, and the update's
 multiplier halves as above; so Flower's split z_u = (z⁻² − (2σ_b)⁻²)^-½ leaves the pair at
 (z_u/2)⁻² + σ_b⁻² = (z/2)⁻²: the same ε as fixed clipping. (Under add/remove, uncentred bits
