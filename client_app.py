@@ -12,50 +12,59 @@ from flwr.common.logger import log
 
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
-from clients.privacy import LEDGER_KEY, released_evaluation, restore_node_ledger
+from clients.policy import DpPolicy, PolicyRefused
+from clients.ledgers import NodeLedgers
+from clients.privacy import released_evaluation
 from clients.reply import train_reply
 from fedsnn.core.config import ConfigError
 from fedsnn.core.data import DatasetError
+from fedsnn.core.privacy.ledger import LedgerError
+from fedsnn.core.privacy.spikes import SpikeBudgetExhausted
 from fedsnn.core.training import evaluate as evaluate_model
 
-SETUP_ERROR_CODE = 1001  # the reply's error code when this node cannot take part (bad data/config)
+SETUP_ERROR_CODE = 1001   # the reply's error code when this node cannot take part (bad data/config)
+REFUSED_CODE = 1002       # ... when the round asks for less privacy than the node allows
 
 
 def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
     """The ClientApp; `overrides` replace run-config values (tests use it with run_simulation)."""
     app = ClientApp()
 
-    def setup_or_error(msg: Message, context: Context) -> NodeSetup | Message:
-        """This node's setup, or an error reply naming the problem in one line (no traceback
-        in the SuperNode's log every round; the server records it in results.json)."""
-        try:
-            # first: a secret client seed is kept in the ledger too
-            restore_node_ledger(context.state, context.node_config.get(LEDGER_KEY))
-            return NodeSetup.from_context(context, overrides)
-        except (NodeSetupError, DatasetError, ConfigError, ValueError) as error:
-            log(ERROR, "fedsnn node: %s", error)
-            return Message(Error(code=SETUP_ERROR_CODE, reason=f"fedsnn node: {error}"),
-                           reply_to=msg)
+    def error(msg: Message, code: int, problem: Exception) -> Message:
+        """An error reply naming the problem in one line (no traceback in the SuperNode's log
+        every round; the server records it in results.json)."""
+        log(ERROR, "fedsnn node: %s", problem)
+        return Message(Error(code=code, reason=f"fedsnn node: {problem}"), reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        """encode → train (plain or DP-SGD) → privatize the update → reply."""
-        node = setup_or_error(msg, context)
-        if isinstance(node, Message):
-            return node
+        """The node's ledgers, opened once → encode → train → privatize → reply → ledgers saved."""
         config, sent = msg.content["config"], msg.content["arrays"]
-        server_round = int(config.get("server-round", 0))
-        arrays, metrics = train_reply(node, sent, config, context.state, server_round,
-                                      role=byzantine_role(node, context.node_config),
-                                      ledger=context.node_config.get(LEDGER_KEY))
+        node_config = context.node_config
+        try:
+            partition = int(node_config["partition-id"]) if "partition-id" in node_config else None
+            ledgers = NodeLedgers.open(context, config, partition)
+            node = NodeSetup.from_context(context, overrides, secret=ledgers.node_secret)
+            policy = DpPolicy.from_node_config(node_config)
+            role = byzantine_role(node, node_config)
+        except (NodeSetupError, DatasetError, ConfigError, ValueError) as problem:
+            return error(msg, SETUP_ERROR_CODE, problem)
+        try:
+            arrays, metrics = train_reply(node, sent, config, ledgers,
+                                          int(config.get("server-round", 0)), role=role,
+                                          policy=policy)
+        except (PolicyRefused, SpikeBudgetExhausted, LedgerError) as problem:
+            return error(msg, REFUSED_CODE, problem)
+        ledgers.save(context)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         """Loss and accuracy of the global model on this node's local test split."""
-        node = setup_or_error(msg, context)
-        if isinstance(node, Message):
-            return node
+        try:
+            node = NodeSetup.from_context(context, overrides)
+        except (NodeSetupError, DatasetError, ConfigError, ValueError) as problem:
+            return error(msg, SETUP_ERROR_CODE, problem)
         model = node.model_with(msg.content["arrays"])
         loss, accuracy = evaluate_model(model, node.data.test_x, node.data.test_y)
         metrics = released_evaluation({"eval-loss": loss, "eval-acc": accuracy,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+import shutil
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
-from logging import ERROR, INFO
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from fedsnn.core.judges import load_judge
 from fedsnn.core.models import ModelSpec, build_model, spec_for
 from fedsnn.core.privacy.ledger import LedgerError
 from fedsnn.core.privacy.units import epsilon_units
+from fedsnn.core.protocol import NODE_LEDGER_DIR, NODE_LEDGERS_COMPLETE
 from fedsnn.core.results import (RunFailed, RunRecord, create_run_dir, record_failure,
                                  write_json_atomic)
 from strategies.curious import attach_audit
@@ -31,6 +33,9 @@ from strategies.ledgers import restore_ledgers, save_ledgers
 from strategies.rounds import RoundPolicy, RunStopped, run_rounds
 from strategies.stack import build_strategy
 from strategies.validation import validating
+
+
+NODE_LEDGERS_FOLDER = "node-ledgers"  # under the run folder: each simulated node's ledger
 
 
 def create_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
@@ -98,6 +103,8 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
             config.num_server_rounds, accuracy, loss)
         return MetricRecord({"loss": loss, "accuracy": accuracy})
 
+    node_ledgers = _node_ledger_folder(run_dir, resume)
+    record.set("node-ledgers", node_ledgers)
     strategy = build_strategy(config)
     if resume:
         try:
@@ -116,7 +123,9 @@ def _train(grid: Grid, config: RunConfig, data: Any, resume: Checkpoint | None, 
             num_rounds=config.num_server_rounds, first_round=first_round,
             policy=RoundPolicy(config.round_timeout, config.node_wait_timeout,
                                config.min_train_replies),
-            train_config=ConfigRecord({"lr": config.learning_rate}),
+            train_config=ConfigRecord({"lr": config.learning_rate,
+                                       NODE_LEDGER_DIR: node_ledgers["dir"],
+                                       NODE_LEDGERS_COMPLETE: int(node_ledgers["complete"])}),
             evaluate_fn=central_evaluation, report=record.update_round,
             on_round_end=lambda server_round, arrays: save_checkpoint(
                 run_dir, server_round=server_round, results=record.data,
@@ -179,6 +188,25 @@ def _merge_into_audit_json(path: Path, dp_audit: dict[str, Any]) -> None:
     """audit.json's `dp-audit` entry (the file is created when no curious server wrote one)."""
     audit = json.loads(path.read_text()) if path.is_file() else {}
     write_json_atomic(path, {**audit, "dp-audit": dp_audit})
+
+
+def _node_ledger_folder(run_dir: Path, resume: Checkpoint | None) -> dict[str, Any]:
+    """The folder where nodes without their own `privacy-ledger` keep theirs (one file per
+    partition, `clients.ledgers.NodeLedgers`); on resume, the resumed run's ledgers are copied in
+    first. `complete`: it holds every ledger since round 1, so a node with no file there has
+    spent nothing (else such a node marks its ε understated)."""
+    folder = run_dir / NODE_LEDGERS_FOLDER
+    folder.mkdir(exist_ok=True)
+    if resume is None:
+        return {"dir": str(folder), "complete": True}
+    earlier = resume.path.parent / NODE_LEDGERS_FOLDER
+    for path in sorted(earlier.glob("partition-*.json")):
+        shutil.copy2(path, folder / path.name)
+    complete = earlier.is_dir() and bool(resume.results.get("node-ledgers", {}).get("complete"))
+    if not complete:
+        log(WARNING, "fedsnn: the resumed run kept no node ledgers; client-side ε will be marked "
+            "understated on nodes without their own privacy-ledger")
+    return {"dir": str(folder), "complete": complete}
 
 
 app = create_server_app()

@@ -57,7 +57,7 @@ class PublicData:
         inputs: what the model reads for each public sample, when a defense the server knows
             changes the client's inputs (spike-DP: the images Poisson-coded and privatized by the
             same mechanism, spike frames [N, T, C, H, W] read by a frames encoder, as
-            `clients.privacy.private_inputs` makes the client's). None: the images themselves.
+            `clients.privacy.RoundPrivacy.encode` makes the client's). None: the images themselves.
     """
 
     images: torch.Tensor

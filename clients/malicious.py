@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, MetricRecord
 
-from clients.node import NodeSetup, local_train_reply
+from clients.node import NodeSetup, train, training_batch
 
 
 @dataclass(frozen=True)
@@ -272,9 +272,10 @@ def _parse_group(text: str) -> tuple[int, ...]:
 
 def honest_reply(node: NodeSetup, global_arrays: ArrayRecord, server_round: int
                  ) -> tuple[ArrayRecord, MetricRecord]:
-    """What `node` sends when honest (the ClientApp's own train path)."""
+    """What `node` sends when honest, before any privacy (the ClientApp's own train step)."""
     model = node.model_with(global_arrays, encoder_seed=node.round_seed(server_round))
-    return local_train_reply(node, model, server_round)
+    update, metrics = train(node, model, *training_batch(node, server_round), server_round)
+    return update, MetricRecord(metrics)
 
 
 def malicious_train_reply(node: NodeSetup, role: ByzantineRole, global_arrays: ArrayRecord,

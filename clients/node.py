@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context
 from torch import nn
 
-from clients.privacy import (dp_sgd_history, dp_sgd_settings, node_secret, node_state,
-                             private_inputs, record_dp_sgd)
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import ClientData, dataset_spec, load_client_data, load_dataset, load_local_data
 from fedsnn.core.models import ModelSpec, build_model, spec_for
-from fedsnn.core.privacy.dpsgd import poisson_batch, private_epochs, private_gradient
+from fedsnn.core.privacy.dpsgd import DpSgdRound, poisson_batch, private_epochs, private_gradient
 from fedsnn.core.sampling import round_seed, training_indices
 from fedsnn.core.training import TrainResult, batch_gradient, make_optimizer, train_epochs
 
@@ -30,8 +28,12 @@ class NodeSetup:
     """What a node knows: the run config, its partition, its data and the model spec.
 
     `secret` is the node-local seed of its random draws when `client-randomness = "secret"`
-    (drawn once from `secrets`, kept in its `Context.state`); None: they derive from the run's
+    (drawn once from `secrets`, kept with its ledgers); None: they derive from the run's
     public `seed` (`fedsnn.core.sampling`), reproducibly, and the server can derive them too.
+
+    `public_examples` is n̂, the example count the federation knows for this node (its
+    partition's size as assigned, or node config `public-examples`): a DP-protected reply's
+    counts and DP-SGD's sampling rate come from it, never from the data (issue 27).
     """
 
     config: RunConfig
@@ -40,9 +42,17 @@ class NodeSetup:
     data: ClientData
     spec: ModelSpec
     secret: int | None = None
+    public_examples: int = 0  # 0: the size of `data`'s train split when the setup is made
+
+    def __post_init__(self) -> None:
+        if self.public_examples <= 0:
+            object.__setattr__(self, "public_examples", len(self.data.train_x))
 
     @classmethod
-    def from_context(cls, context: Context, overrides: Mapping[str, Any] | None = None) -> NodeSetup:
+    def from_context(cls, context: Context, overrides: Mapping[str, Any] | None = None,
+                     secret: Callable[[], int] | None = None) -> NodeSetup:
+        """The node of a Flower `Context`; `secret` gives its secret seed (asked only under
+        `client-randomness = "secret"`)."""
         config = RunConfig.from_mapping({**context.run_config, **(overrides or {})})
         node_config = context.node_config
         if "data-path" in node_config:
@@ -54,8 +64,14 @@ class NodeSetup:
         else:
             node = cls.for_partition(config, int(node_config["partition-id"]),
                                      int(node_config["num-partitions"]))
-        if config.client_randomness == "secret":
-            node = dataclasses.replace(node, secret=node_secret(context.state))
+        if config.client_randomness == "secret" and secret is not None:
+            node = dataclasses.replace(node, secret=secret())
+        if "public-examples" in node_config:
+            declared = int(node_config["public-examples"])
+            if declared < 1:
+                raise NodeSetupError(f"node config public-examples: expected a positive count, "
+                                     f"got {declared}")
+            node = dataclasses.replace(node, public_examples=declared)
         return node
 
     @classmethod
@@ -127,65 +143,67 @@ class NodeSetup:
         return model
 
 
-def local_train_reply(node: NodeSetup, model: nn.Module, server_round: int,
-                      config: Mapping[str, Any] | None = None, state: RecordDict | None = None
-                      ) -> tuple[ArrayRecord, MetricRecord]:
-    """Encode, then train per the run's update mode: the update and training's metrics, before
-    `clients.privacy.release` privatizes them for the reply.
+def training_batch(node: NodeSetup, server_round: int, dp_sgd: DpSgdRound | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (x, y) a node trains on in a round: its partition's draw for the round
+    (`NodeSetup.training_indices`), or under FedSGD with DP-SGD a Poisson batch at the public
+    rate drawn with a secret generator, which nobody outside the node can know."""
+    if dp_sgd is not None and node.config.update_mode == "gradient":
+        indices = poisson_batch(len(node.data.train_x), batch_size=node.config.batch_size,
+                                public_examples=dp_sgd.public_examples)
+    else:
+        indices = node.training_indices(server_round)
+    return node.data.train_x[indices], node.data.train_y[indices]
+
+
+def train(node: NodeSetup, model: nn.Module, x: torch.Tensor, y: torch.Tensor, server_round: int,
+          dp_sgd: DpSgdRound | None = None) -> tuple[ArrayRecord, dict[str, Any]]:
+    """Train per the run's update mode: the update and training's metrics, before the round's
+    privacy plan privatizes them for the reply (`clients.privacy.RoundPrivacy.release`).
 
     - `fedavg`: E local epochs; the updated weights.
-    - `gradient` (FedSGD): the gradient g of one batch of `batch-size` samples (under DP-SGD a
-      Poisson batch of that expected size, drawn with a secret generator), applied as one
-      plain SGD step: w - lr * g in float64, so the server recovers g = (w - w') / lr to float64
-      precision while every aggregation strategy still sees weights.
+    - `gradient` (FedSGD): the gradient g of the batch, applied as one plain SGD step: w - lr * g
+      in float64, so the server recovers g = (w - w') / lr to float64 precision while every
+      aggregation strategy still sees weights.
 
-    Args:
-        config: the round's train config: the defenses it names (spike-level DP, DP-SGD) apply.
-        state: the node's `Context.state`, where its privacy ledgers persist across rounds.
+    Under DP-SGD (`dp_sgd`) Opacus trains at the public rate for the public number of steps, and
+    the node's DP-SGD ledger continues (`fedsnn.core.privacy.dpsgd`).
 
     Nothing returned tells which samples were used: the auditor recomputes that from the
     partition and the round seed (`NodeSetup.training_indices`, the same draw as here), except
-    for DP-SGD's secret Poisson batch, which nobody outside the node can know.
+    for DP-SGD's secret Poisson batch.
     """
-    config = config or {}
-    privacy = node_state(state if state is not None else RecordDict())
     cfg = node.config
-    dpsgd = dp_sgd_settings(config, node.spec)
-    poisson = cfg.update_mode == "gradient" and dpsgd is not None
-    indices = (poisson_batch(len(node.data.train_x), batch_size=cfg.batch_size) if poisson
-               else node.training_indices(server_round))
-    x, y = node.data.train_x[indices], node.data.train_y[indices]
-    x, figures = private_inputs(model, x, config, node.spec, privacy)          # 1. encode
-    if cfg.update_mode == "gradient":                                            # 2. train
-        if dpsgd is None:
+    if cfg.update_mode == "gradient":
+        if dp_sgd is None:
             loss, gradients = batch_gradient(model, x, y)
             num_examples = len(x)
-        else:  # the drawn size is private: report the expected one
-            gradients, outcome = private_gradient(model, x, y, settings=dpsgd,
-                                                  num_samples=len(node.data.train_x),
-                                                  batch_size=cfg.batch_size,
-                                                  history=dp_sgd_history(privacy))
+        else:
+            gradients, outcome = private_gradient(
+                model, x, y, settings=dp_sgd.settings, num_samples=dp_sgd.public_examples,
+                batch_size=cfg.batch_size, history=dp_sgd.ledger.history)
             loss, num_examples = outcome.loss, outcome.num_examples
-            figures.update(record_dp_sgd(privacy, outcome))
+            dp_sgd.ledger.history = list(outcome.history)
         state_dict = model.state_dict()
         update = ArrayRecord({name: (value.double() - cfg.learning_rate * gradients[name].double())
                               if name in gradients else value
                               for name, value in state_dict.items()})
         metrics = {"train-loss": loss, "num-examples": num_examples, "local-steps": 1}
     else:
-        if dpsgd is None:
+        if dp_sgd is None:
             result = train_epochs(model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
                                   lr=cfg.learning_rate, optimizer=cfg.optimizer,
                                   momentum=cfg.momentum, seed=node.round_seed(server_round))
         else:
             optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.learning_rate,
                                        momentum=cfg.momentum)
-            outcome = private_epochs(model, x, y, optimizer=optimizer, settings=dpsgd,
+            outcome = private_epochs(model, x, y, optimizer=optimizer, settings=dp_sgd.settings,
                                      epochs=cfg.local_epochs, batch_size=cfg.batch_size,
-                                     history=dp_sgd_history(privacy))
+                                     history=dp_sgd.ledger.history,
+                                     public_examples=dp_sgd.public_examples)
             result = TrainResult(outcome.loss, outcome.num_examples, outcome.steps)
-            figures.update(record_dp_sgd(privacy, outcome))
+            dp_sgd.ledger.history = list(outcome.history)
         update = ArrayRecord(model.state_dict())
         metrics = {"train-loss": result.loss, "num-examples": result.num_examples,
                    "local-steps": result.steps}
-    return update, MetricRecord({**metrics, "partition-id": node.partition_id, **figures})
+    return update, {**metrics, "partition-id": node.partition_id}

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ConfigRecord
 
 from attacks import AttackSettings, Observation, PublicData, Reconstruction, invert
 from attacks.rate_decoder import CACHE
-from clients.privacy import private_inputs
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
+from fedsnn.core.config import RunConfig
 from fedsnn.core.data import load_dataset
 from fedsnn.core.data.sources import ImageData
 from fedsnn.core.judges import Judge, load_judge
@@ -212,8 +213,9 @@ def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y
         config = {"spike-dp-mechanism": "randomized-response", "spike-dp-keep-probability": 0.5,
                   "spike-dp-epsilon-bit": setting.spike_dp_bit, "spike-dp-budget": 0.0,
                   "dp-delta": 1e-5, "dp-accountant": "rdp", "spike-dp-time-steps": spec.time_steps}
-        spikes, figures = private_inputs(client, x, config, spec, ConfigRecord())
-        return batch_gradient(client, spikes, y)[1], figures["spike-dp-sample-epsilon"]
+        plan = plan_round(config, RunConfig(), spec, NodeLedgers(), public_examples=len(x))
+        spikes = plan.encode(client, x)
+        return batch_gradient(client, spikes, y)[1], plan.spike[0].epsilon()
     if setting.local_steps:
         # a FedAvg reply, seen as the server sees it: (w_sent - w_returned) / (lr * steps)
         client = copy.deepcopy(model)

@@ -24,7 +24,9 @@ most 2C/m, and noise z·C/m is the Gaussian mechanism with multiplier z/2 on tha
 (`fedsnn.core.privacy.accounting.replace_one_multiplier`). No sampling amplification is claimed.
 
 Adaptive clipping (Andrew et al. 2021, Flower's split of z) also releases a noisy count of
-clipped updates, σ_b noise on a sum of *uncentred* 0/1 bits. Under replace-one that sum has
+unclipped updates (m minus the clipped ones: Flower 1.39 feeds the clipped count into the paper's
+rule for the unclipped one, which moves C the wrong way; issue 27), σ_b noise on a sum of
+*uncentred* 0/1 bits. Under replace-one that sum has
 sensitivity 1 (a bit flips), exactly as the paper's centred bits ±½ do, and the update's
 multiplier halves as above; so Flower's split z_u = (z⁻² − (2σ_b)⁻²)^-½ leaves the pair at
 (z_u/2)⁻² + σ_b⁻² = (z/2)⁻²: the same ε as fixed clipping. (Under add/remove, uncentred bits
@@ -38,7 +40,9 @@ wrapper's `GaussianLedger` (dp-accounting), never from a formula here, and the l
 adaptive clipping norm) is saved in every checkpoint (`state_dict`).
 
 Central DP protects the *released aggregate* (the global model and anything derived from it); the
-server itself still sees every client's update in the clear (see docs/results.md, Defenses).
+server itself still sees every client's update in the clear (see docs/results.md, Defenses). The
+round's published train metrics carry the DP figures only: the inner mean of the clients' raw
+train loss and counts is no DP release, so it is left out of results.json (issue 27).
 """
 
 from __future__ import annotations
@@ -62,8 +66,9 @@ from flwr.supercore.differential_privacy import (KEY_NORM_BIT, compute_adaptive_
 
 from fedsnn.core.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
 from fedsnn.core.privacy.ledger import GaussianLedger, LedgerError
+from fedsnn.core.privacy.units import CENTRAL_UNIT
 from fedsnn.core.privacy.clipping import add_gaussian_noise, clip_update, update_norm
-from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY
+from fedsnn.core.protocol import ADAPTIVE_FLAG, CENTRAL_DP_FLAG, EQUAL_WEIGHT_KEY, TRAIN_METRICS
 from strategies.base import StrategyWrapper
 
 
@@ -137,13 +142,20 @@ class _SafeRelease:
                                                         std=self.last_noise_std, generator=self._rng))
             log(INFO, "central DP: clipped %d/%d updates at C=%.4g; noise std %.4g added",
                 clipped, len(replies), norm, self.last_noise_std)
-        if self.adaptive:
-            self._geometric_update(self._noisy_fraction(clipped, len(replies)))  # type: ignore[attr-defined]
+        if self.adaptive:  # Andrew et al.: the *unclipped* fraction drives C (Flower's is flipped)
+            unclipped = len(replies) - clipped
+            self._geometric_update(self._noisy_fraction(unclipped, len(replies)))  # type: ignore[attr-defined]
         return arrays, metrics
 
     def _noisy_fraction(self, count: int, total: int) -> float:
-        """The clipped fraction with N(0, σ_b²) on the count, from the secret generator (Flower
-        draws it from numpy's global one)."""
+        """The fraction `count / total` with N(0, σ_b²) on the count, from the secret generator
+        (Flower draws it from numpy's global one).
+
+        Flower 1.39 passes the *clipped* fraction to `_geometric_update`, C ← C·exp(−η(b − γ)),
+        which is Andrew et al. 2021's rule for the *unclipped* fraction b: with most updates
+        clipped C shrinks further (issue 27). Here b is the unclipped fraction (m − clipped),
+        so C converges to the γ-quantile of the update norms. The count's sensitivity is still 1.
+        """
         return float(count + self._rng.normal(0.0, self.clipped_count_stddev)) / float(total)
 
     def release_multipliers(self) -> tuple[float, ...]:
@@ -255,7 +267,7 @@ class CentralDP(StrategyWrapper):
         self.delta = delta
         self.accountant = accountant
         self.dp: _SafeRelease | None = None
-        self.ledger = GaussianLedger()
+        self.ledger = GaussianLedger(accountant, unit=CENTRAL_UNIT)
         self._restored_clipping_norm: float | None = None
         # nominal: adaptive clipping's split of z gives the same ε (module docstring)
         self.epsilon_round = composed_gaussian_epsilon(
@@ -268,7 +280,7 @@ class CentralDP(StrategyWrapper):
 
     def epsilon(self) -> float:
         """Client-level ε (replace one client) of every release so far."""
-        return self.ledger.epsilon(delta=self.delta, accountant=self.accountant)
+        return self.ledger.epsilon(self.delta)
 
     def state_dict(self) -> dict[str, object]:
         """The ledger and the current clipping norm (adaptive modes), for checkpoints."""
@@ -285,7 +297,7 @@ class CentralDP(StrategyWrapper):
         if state.get("relation") != "replace-one":
             raise LedgerError(f"central DP ledger made under {state.get('relation')!r}, this "
                               "version accounts replace-one; start a new run")
-        self.ledger = GaussianLedger.from_state_dict(state["ledger"])  # type: ignore[arg-type]
+        self.ledger.load_state_dict(state["ledger"])  # type: ignore[arg-type]
         self._restored_clipping_norm = float(state["clipping-norm"])  # type: ignore[arg-type]
         if self.dp is not None:
             self.dp.clipping_norm = self._restored_clipping_norm
@@ -339,7 +351,13 @@ class CentralDP(StrategyWrapper):
         if arrays is None:
             return None, metrics
         self.ledger.record(noise_multipliers=self.dp.release_multipliers())
-        metrics = metrics if metrics is not None else MetricRecord()
+        # the mean of the clients' train loss and counts is no DP release: not published
+        withheld = sorted(key for key in (metrics or {}) if key in TRAIN_METRICS)
+        if withheld:
+            log(INFO, "central DP: round %d: %s left out of the published metrics", server_round,
+                ", ".join(withheld))
+        metrics = MetricRecord({key: value for key, value in (metrics or {}).items()
+                                if key not in TRAIN_METRICS})
         metrics.update({
             "central-dp-client-epsilon": self.epsilon(),
             "central-dp-client-epsilon-round": composed_gaussian_epsilon(

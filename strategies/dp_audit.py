@@ -35,17 +35,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, Strategy
 
 from clients.node import NodeSetup
-from clients.privacy import dp_sgd_settings, release
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 from fedsnn.core.config import RunConfig
 from fedsnn.core.models import ModelSpec
 from fedsnn.core.privacy.accounting import composed_gaussian_epsilon, replace_one_multiplier
 from fedsnn.core.privacy.canaries import client_canary_scores, secret_inclusion, spike_canary_scores
 from fedsnn.core.privacy.clipping import clip_update
-from fedsnn.core.privacy.dpsgd import poisson_sample_rate
 from fedsnn.core.privacy.dpsgd_audit import claimed_epsilon, dirac_canary_scores
 from fedsnn.core.privacy.one_run import OneRunBound, bound_from_scores
 from fedsnn.core.privacy.units import DEFENSE_UNITS, EpsilonUnit
@@ -102,13 +102,16 @@ class RunFacts:
 
 def _local_dp(wrapper: LocalDP, facts: RunFacts, m: int) -> tuple[np.ndarray, np.ndarray, float]:
     config = {**wrapper.settings, CLIENT_DP_FLAG: 1}
-    states = [ConfigRecord() for _ in range(m)]
+    ledgers = [NodeLedgers() for _ in range(m)]  # each canary client keeps its own
     sent = ArrayRecord({"w": Array(np.zeros(m, np.float32))})
 
     def node_release(updates: np.ndarray, server_round: int) -> np.ndarray:
-        out = [release(ArrayRecord({"w": Array(row.astype(np.float32))}), {"num-examples": 1},
-                       sent=sent, config=config, state=state)[0]["w"].numpy()
-               for row, state in zip(updates, states, strict=True)]
+        """Each canary client's update through the node's own release (`RoundPrivacy.release`)."""
+        out = []
+        for row, ledger in zip(updates, ledgers, strict=True):
+            plan = plan_round(config, facts.config, facts.spec, ledger, public_examples=1)
+            update = ArrayRecord({"w": Array(row.astype(np.float32))})
+            out.append(plan.release(update, {"num-examples": 1}, sent=sent)[0]["w"].numpy())
         return np.stack(out)
 
     included = secret_inclusion(m)
@@ -154,16 +157,18 @@ def _central_dp(wrapper: CentralDP, facts: RunFacts, m: int
 
 def _dp_sgd(wrapper: DpSgd, facts: RunFacts, m: int) -> tuple[np.ndarray, np.ndarray, float]:
     config = facts.config
-    claimed = dp_sgd_settings(wrapper.settings, facts.spec)
-    if claimed is None:
-        raise RuntimeError("dp-audit: the DP-SGD wrapper sends no DP-SGD settings")
-    # σ the clients used (a target ε makes them calibrate it), else the configured one
-    sigma = float(facts.reported.get("dp-sgd-noise-multiplier-max", claimed.noise_multiplier))
-    settings = dataclasses.replace(claimed, noise_multiplier=sigma, target_epsilon=0.0)
     data = NodeSetup.for_partition(config, 0, facts.num_partitions).data
-    q = poisson_sample_rate(len(data.train_x), config.batch_size)
-    per_round = 1 if config.update_mode == "gradient" else config.local_epochs * round(1 / q)
-    steps = facts.rounds * per_round
+    # the round as a node plans it (σ calibrated to a target ε, q and steps from its public n̂)
+    planned = plan_round(wrapper.settings, config, facts.spec, NodeLedgers(),
+                         public_examples=len(data.train_x)).dp_sgd
+    if planned is None:
+        raise RuntimeError("dp-audit: the DP-SGD wrapper sends no DP-SGD settings")
+    # σ the clients reported using, else the one planned
+    sigma = float(facts.reported.get("dp-sgd-noise-multiplier-max",
+                                     planned.settings.noise_multiplier))
+    settings = dataclasses.replace(planned.settings, noise_multiplier=sigma, target_epsilon=0.0)
+    q = planned.sample_rate
+    steps = facts.rounds * planned.steps
     m = min(m, sum(p.numel() for p in facts.model.parameters()))
     included = secret_inclusion(m)
     scores = dirac_canary_scores(copy.deepcopy(facts.model), data.train_x, data.train_y,

@@ -23,6 +23,8 @@ from flwr.serverapp.strategy import Strategy
 
 from fedsnn.core.privacy.accounting import gaussian_epsilon
 from fedsnn.core.protocol import CLIENT_DP_FLAG
+
+UNDERSTATED_KEY = "dp-epsilon-understated"  # 1: a node's ε is a lower bound (ledger lost)
 from strategies.base import StrategyWrapper
 
 Scalar = int | float | str | bool
@@ -43,7 +45,8 @@ class ClientDefense(StrategyWrapper):
                  reported: tuple[str, ...]) -> None:
         super().__init__(strategy)
         self.settings = dict(settings)
-        self.reported = reported
+        # every protected reply says whether its node's ledger covers the run (issue 27)
+        self.reported = (*reported, UNDERSTATED_KEY)
 
     def describe(self) -> str:
         return f"{self.label} ({', '.join(f'{k}={v}' for k, v in self.settings.items())})"

@@ -23,8 +23,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedsnn.core.privacy.ledger import LedgerError
-from fedsnn.core.privacy.spikes import SpikeAccountant, SpikeBudgetExhausted, build_mechanism
+from fedsnn.core.privacy.spikes import SpikeBudgetExhausted, SpikeLedger, build_mechanism
 from strategies.dp_client import ClientDefense
 from strategies.rounds import RunStopped
 
@@ -54,7 +53,7 @@ class SpikeDP(ClientDefense):
                  keep_probability: float, time_steps: int, sample_shape: tuple[int, int, int],
                  delta: float, budget: float = 0.0, accountant: str = "rdp") -> None:
         channels, height, width = sample_shape
-        self.ledger = SpikeAccountant(
+        self.ledger = SpikeLedger(
             build_mechanism(mechanism, epsilon_bit=epsilon_bit, keep_probability=keep_probability),
             bits_per_sample=time_steps * channels * height * width, delta=delta, budget=budget,
             accountant=accountant)
@@ -63,7 +62,10 @@ class SpikeDP(ClientDefense):
             "spike-dp-keep-probability": keep_probability, "spike-dp-time-steps": time_steps,
             "spike-dp-budget": budget, "dp-delta": delta, "dp-accountant": accountant,
         }, reported=("spike-dp-sample-epsilon",))
-        self.releases = 0
+
+    @property
+    def releases(self) -> int:
+        return self.ledger.releases
 
     def describe(self) -> str:
         return (f"{super().describe()}; ε_bit {self.ledger.epsilon_bit:.4g}, per-sample ε per "
@@ -71,9 +73,8 @@ class SpikeDP(ClientDefense):
                 f"{self.ledger.bits_per_sample} bits")
 
     def state_dict(self) -> dict[str, object]:
-        """The release count and what it counts (for checkpoints)."""
-        return {"releases": self.releases, "noise-parameter": self.ledger.mechanism.noise_parameter,
-                "bits-per-sample": self.ledger.bits_per_sample, "relation": "replace-one"}
+        """The ledger's state (its release count and what it counts), for checkpoints."""
+        return self.ledger.state_dict()
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Continue a checkpoint's count: the budget then covers the releases made before it.
@@ -81,13 +82,7 @@ class SpikeDP(ClientDefense):
         Raises:
             LedgerError: the checkpoint counted releases of another mechanism or record size.
         """
-        mine = self.state_dict()
-        for key in ("noise-parameter", "bits-per-sample", "relation"):
-            if state.get(key) != mine[key]:
-                raise LedgerError(f"spike-DP ledger: the checkpoint's {key} is {state.get(key)}, "
-                                  f"this run's is {mine[key]}; resume with the same spike-DP "
-                                  "settings (the earlier releases cannot be composed otherwise)")
-        self.releases = int(state["releases"])  # type: ignore[call-overload]
+        self.ledger.load_state_dict(state)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -109,9 +104,9 @@ class SpikeDP(ClientDefense):
         replies = list(replies)
         arrays, metrics = super().aggregate_train(server_round, replies)
         if any(not reply.has_error() for reply in replies):
-            self.releases += 1
+            self.ledger.count += 1  # the round ran: configure_train checked the budget
         metrics = metrics if metrics is not None else MetricRecord()
         metrics.update({"spike-dp-bit-epsilon": self.ledger.epsilon_bit,
-                        "spike-dp-sample-epsilon": self.ledger.sample_epsilon(self.releases),
+                        "spike-dp-sample-epsilon": self.ledger.epsilon(),
                         "spike-dp-delta": self.ledger.delta})
         return arrays, metrics

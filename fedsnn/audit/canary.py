@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord
 
 from clients.node import NodeSetup
+from clients.ledgers import NodeLedgers
 from clients.reply import train_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import ClientData
@@ -50,7 +51,7 @@ def client_reply(config: RunConfig, spec: ModelSpec, sent: Mapping[str, torch.Te
     node = NodeSetup(config, partition_id, 1,
                      ClientData(ids, images, labels, ids[:0], images[:0], labels[:0]), spec)
     arrays, released = train_reply(node, ArrayRecord(dict(sent)), ConfigRecord(dict(train_config)),
-                                   RecordDict(), server_round)
+                                   NodeLedgers(), server_round)
     return (arrays.to_torch_state_dict(), dict(released),
             node.training_indices(server_round).tolist())
 

@@ -39,6 +39,11 @@ NUM_EXAMPLES_KEY = "num-examples"
 # Set in every train and evaluate config by a client-side defense (local DP, DP-SGD, spike-DP):
 # the node's replies then carry only `PROTECTED_REPLY_KEYS`.
 CLIENT_DP_FLAG = "client-dp"
+# Set in every train config by the ServerApp (issue 27): the folder under the run folder where a
+# node without its own `privacy-ledger` keeps its ledger (`partition-<id>.json`), and 1 when that
+# folder holds every ledger since round 1 (a fresh run, or a resume of a run that kept them).
+NODE_LEDGER_DIR = "node-ledger-dir"
+NODE_LEDGERS_COMPLETE = "node-ledgers-complete"
 
 SCALAR_KINDS = ("int", "float")
 
@@ -119,8 +124,8 @@ def _declare(*keys: MetricKey) -> dict[str, MetricKey]:
 
 
 _COMMON = (
-    # released under DP as Flower and Opacus do: FedSGD's configured batch size, or FedAvg's
-    # local train split size (the dataset size is treated as public)
+    # under a client-side defense a public figure from the node's n̂ (clients.privacy.
+    # public_counts), never the data's own size: it must not tell add/remove neighbours apart
     MetricKey(NUM_EXAMPLES_KEY, "int", "samples the reply was computed on (FedAvg's weight)",
               low=1, raw=True, released=True),
     MetricKey("partition-id", "int", "the node's partition (-1: a node with its own data)",
@@ -133,7 +138,8 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
     *_COMMON,
     MetricKey("train-loss", "float", "mean training loss of the last local epoch (FedSGD: of "
               "the batch)", low=0, raw=True),
-    MetricKey("local-steps", "int", "optimizer steps taken in the round", low=0, released=True),
+    MetricKey("local-steps", "int", "optimizer steps taken in the round (protected: the public "
+              "E*ceil(n_hat/B))", low=0, released=True),
     # taken after the node's own privatization (clients.privacy.release): post-processing
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
               low=0, high=1, when=ADAPTIVE_FLAG, released=True),
@@ -146,6 +152,9 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
     MetricKey("dp-sgd-noise-multiplier", "float", "DP-SGD's noise multiplier sigma (public: "
               "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm",
               released=True),
+    MetricKey("dp-epsilon-understated", "int", "1: this node's ledger does not cover every "
+              "earlier round (it was lost or started late), so its epsilon is a lower bound",
+              low=0, high=1, when=CLIENT_DP_FLAG, released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
               when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",

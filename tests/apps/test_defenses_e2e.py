@@ -12,7 +12,7 @@ import pytest
 
 from client_app import create_client_app
 from fedsnn.core.privacy.mia_run import audit_run
-from fedsnn.core.privacy.spikes import RandomizedResponse, SpikeAccountant
+from fedsnn.core.privacy.spikes import RandomizedResponse, SpikeLedger
 from server_app import run
 from fedsnn.tools.local_grid import federate_in_process
 
@@ -61,7 +61,7 @@ def test_the_spiking_lenet_trains_under_dp_sgd_and_spike_level_dp(tmp_path: Path
 
 
 def test_a_spent_spike_budget_stops_training_with_a_clear_reason(tmp_path: Path) -> None:
-    ledger = SpikeAccountant(RandomizedResponse(0.02), bits_per_sample=4 * 16 * 16, delta=1e-5)
+    ledger = SpikeLedger(RandomizedResponse(0.02), bits_per_sample=4 * 16 * 16, delta=1e-5)
     budget = (ledger.sample_epsilon(1) + ledger.sample_epsilon(2)) / 2  # one round fits, two don't
     results = serve(tmp_path, {"defenses": "spike-dp", "spike-dp-epsilon-bit": 0.02,
                                "spike-dp-budget": budget})

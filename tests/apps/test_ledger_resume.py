@@ -132,7 +132,7 @@ def test_node_ledgers_keep_dp_sgd_and_local_dp_epsilon_across_a_restart(tmp_path
     for key in ("dp-sgd-sample-epsilon-max", "local-dp-client-epsilon-max"):
         assert last_resumed[key] == pytest.approx(last_whole[key], abs=1e-6), key
     saved = json.loads((tmp_path / "part-ledgers" / "node-0.json").read_text())
-    history = list(zip(saved["dp-sgd-noise"], saved["dp-sgd-rate"], saved["dp-sgd-steps"]))
+    history = [tuple(entry) for entry in saved["ledgers"]["dp-sgd"]["history"]]
     assert sum(steps for *_, steps in history) == 4  # one Poisson-sampled step per round
     opacus = RDPAccountant()
     opacus.history = history
@@ -143,3 +143,51 @@ def test_node_ledgers_keep_dp_sgd_and_local_dp_epsilon_across_a_restart(tmp_path
     units = resumed["epsilon-units"]
     assert units["dp-sgd-sample-epsilon-max"]["relation"] == "add/remove-one"
     assert units["dp-sgd-sample-epsilon-max"]["unit"] == "sample"
+
+
+# -- simulated nodes without a privacy-ledger file (issue 27, item 3) ----------------------------
+
+SIMULATED = {"defenses": "dp-sgd", "update-mode": "gradient", "batch-size": 32,
+             "dp-sgd-noise-multiplier": 1.5, "learning-rate": 0.01}
+
+
+def test_simulated_node_ledgers_continue_across_a_resume(tmp_path: Path) -> None:
+    """No node has its own `privacy-ledger`: each keeps one under the run folder, by partition,
+    and the resumed run continues it (before issue 27 ε restarted: 4.61 instead of 6.10)."""
+    resumed, whole = interrupted_and_whole(tmp_path, SIMULATED, first=2, total=4)
+    assert resumed["node-ledgers"]["complete"] and Path(resumed["node-ledgers"]["dir"]).is_dir()
+    assert sorted(p.name for p in Path(resumed["node-ledgers"]["dir"]).iterdir()) == [
+        "partition-0.json", "partition-1.json"]
+    for server_round in (3, 4):
+        assert train(resumed, server_round)["dp-sgd-sample-epsilon-max"] == pytest.approx(
+            train(whole, server_round)["dp-sgd-sample-epsilon-max"], abs=1e-9)
+        assert train(resumed, server_round)["dp-epsilon-understated-max"] == 0
+
+
+def test_a_resume_without_the_node_ledgers_marks_every_later_epsilon_understated(
+        tmp_path: Path) -> None:
+    part = serve(tmp_path / "part", SIMULATED, rounds=2)
+    for path in Path(part["node-ledgers"]["dir"]).iterdir():  # as a run before issue 27 left it
+        path.unlink()
+    Path(part["node-ledgers"]["dir"]).rmdir()
+    resumed = serve(tmp_path / "resumed", SIMULATED, rounds=4, resume_from=part["run-dir"])
+    assert resumed["status"] == "completed" and not resumed["node-ledgers"]["complete"]
+    assert [train(resumed, r)["dp-epsilon-understated-max"] for r in (3, 4)] == [1, 1]
+    assert train(part, 2)["dp-epsilon-understated-max"] == 0
+
+
+@pytest.mark.slow
+def test_flowers_simulation_engine_keeps_each_nodes_ledger_under_the_run_folder(
+        tmp_path: Path) -> None:
+    """Through Ray, as `flwr run` simulates: every partition's ledger file is in the run folder,
+    its history has both rounds, and no ε is marked understated."""
+    from tests.helpers import simulate
+
+    results = simulate(tmp_path, BASE | SIMULATED | {"num-server-rounds": 2}, nodes=2)
+    assert results["status"] == "completed", results.get("raised")
+    folder = Path(results["node-ledgers"]["dir"])
+    assert folder.parent == Path(results["run-dir"])
+    for partition in (0, 1):
+        saved = json.loads((folder / f"partition-{partition}.json").read_text())
+        assert sum(steps for *_, steps in saved["ledgers"]["dp-sgd"]["history"]) == 2
+    assert train(results, 2)["dp-epsilon-understated-max"] == 0

@@ -13,7 +13,7 @@ from flwr.app import Message
 from flwr.supercore.differential_privacy import KEY_NORM_BIT
 
 from client_app import create_client_app
-from clients.node import NodeSetup, local_train_reply
+from clients.node import NodeSetup, train, training_batch
 from fedsnn.audit.ground_truth import simulated_ground_truth
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import load_dataset
@@ -85,7 +85,7 @@ def test_the_recomputed_ground_truth_is_the_batch_the_client_trained_on() -> Non
     node = NodeSetup.for_partition(config, 2, 4)
     model = build_model(node.spec, seed=0, dlg_init=True)
     sent = {k: v.clone() for k, v in model.state_dict().items()}
-    arrays, _ = local_train_reply(node, model, server_round=5)
+    arrays, _ = train(node, model, *training_batch(node, 5), 5)
     returned = arrays.to_torch_state_dict()
     ids = truth(5, 2)
     assert len(ids) == 3 and truth(6, 2) != ids  # a fresh batch every round

@@ -8,6 +8,7 @@ from pathlib import Path
 from flwr.app import Context, RecordDict
 
 from clients.node import NodeSetup
+from clients.ledgers import LEDGER_KEY, NodeLedgers
 from fedsnn.audit.ground_truth import simulated_ground_truth
 from fedsnn.core.config import RunConfig
 from fedsnn.core.sampling import round_seed
@@ -16,10 +17,11 @@ from tests.apps.test_protected_replies import replies_of
 RUN = {"model": "lenet", "image-size": 16, "update-mode": "gradient", "batch-size": 4}
 
 
-def node(run_config: dict, state: RecordDict | None = None) -> NodeSetup:
+def node(run_config: dict, ledgers: NodeLedgers | None = None) -> NodeSetup:
     return NodeSetup.from_context(Context(
         run_id=1, node_id=1, node_config={"partition-id": 1, "num-partitions": 3},
-        state=state if state is not None else RecordDict(), run_config=run_config))
+        state=RecordDict(), run_config=run_config),
+        secret=(ledgers if ledgers is not None else NodeLedgers()).node_secret)
 
 
 def test_derived_draws_are_reproducible_and_the_server_derives_them() -> None:
@@ -31,9 +33,9 @@ def test_derived_draws_are_reproducible_and_the_server_derives_them() -> None:
 
 def test_a_secret_seed_is_the_nodes_own_and_kept_across_rounds() -> None:
     run = RUN | {"client-randomness": "secret"}
-    state = RecordDict()
-    mine, again, other = node(run, state), node(run, state), node(run)
-    assert mine.secret is not None and mine.secret == again.secret  # kept in Context.state
+    ledgers = NodeLedgers()
+    mine, again, other = node(run, ledgers), node(run, ledgers), node(run)
+    assert mine.secret is not None and mine.secret == again.secret  # kept with the ledgers
     assert mine.secret != other.secret  # another node (or a fresh one): another secret
     batches = {tuple(n.training_indices(2).tolist()) for n in (mine, other, node(RUN))}
     assert len(batches) == 3  # neither equals the batch the run's public seed gives
@@ -52,17 +54,14 @@ def test_a_run_with_secret_client_randomness_trains(tmp_path: Path) -> None:
 
 
 def test_a_secret_seed_survives_a_node_restart_in_its_privacy_ledger(tmp_path: Path) -> None:
-    from clients.privacy import LEDGER_KEY, restore_node_ledger, save_node_ledger
-
     def restarted() -> NodeSetup:  # a fresh Context, as after a SuperNode restart
         context = Context(run_id=1, node_id=1, state=RecordDict(),
                           node_config={"partition-id": 1, "num-partitions": 3,
                                        LEDGER_KEY: str(tmp_path / "ledger.json")},
                           run_config=RUN | {"client-randomness": "secret"})
-        path = str(context.node_config[LEDGER_KEY])
-        restore_node_ledger(context.state, path)  # the order client_app keeps
-        node = NodeSetup.from_context(context)
-        save_node_ledger(context.state, path)
+        ledgers = NodeLedgers.open(context, {})  # the order client_app keeps
+        node = NodeSetup.from_context(context, secret=ledgers.node_secret)
+        ledgers.save(context)
         return node
 
     first, second = restarted(), restarted()

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, RecordDict
+from flwr.app import ArrayRecord, Context, RecordDict
 
-from clients.node import NodeSetup, NodeSetupError, local_train_reply
+from clients.node import NodeSetup, NodeSetupError
+from clients.ledgers import NodeLedgers
+from clients.reply import train_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import DatasetError, dataset_spec, load_dataset, load_local_data
 from fedsnn.core.models import build_model
@@ -35,7 +37,8 @@ def test_data_path_gives_the_node_all_of_its_own_samples(tmp_path: Path) -> None
     assert node.data.train_x.shape[1:] == (1, 16, 16) and float(node.data.train_x.max()) <= 1.0
     assert not node.data.shared_ids
 
-    arrays, metrics = local_train_reply(node, build_model(node.spec), server_round=1)
+    sent = ArrayRecord(build_model(node.spec).state_dict())
+    arrays, metrics = train_reply(node, sent, {}, NodeLedgers(), 1)
     assert "sample-ids" not in metrics  # no reply carries ground truth
     assert metrics["num-examples"] == len(node.data.train_x) and "conv1.weight" in str(arrays.keys())
 

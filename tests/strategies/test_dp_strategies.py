@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from flwr.app import (Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord,
+from flwr.app import (Array, ArrayRecord, ConfigRecord, Message, MetricRecord,
                       RecordDict)
 from flwr.serverapp.strategy import FedAvg, FedMedian, Krum
 from dp_accounting import NeighboringRelation, dp_event
@@ -14,8 +14,10 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.rdp import rdp_privacy_accountant
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, KEY_NORM_BIT
 
-from clients.privacy import node_state, release
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.models import spec_for
 from fedsnn.core.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
 from strategies.aggregate_metrics import mean_scalar_metrics
@@ -124,14 +126,13 @@ def train_message(config: dict) -> Message:
                    dst_node_id=1, message_type="train")
 
 
-def run_mod(config: dict, w: np.ndarray, context: Context | None = None) -> Message:
-    """The reply a node sends after training produced `w` (the client app's release step)."""
+def run_mod(config: dict, w: np.ndarray, ledgers: NodeLedgers | None = None) -> Message:
+    """The reply a node sends after training produced `w` (the client pipeline's release step)."""
     message = train_message(config)
-    context = context or Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
-                                 run_config={})
-    out, metrics = release(arrays(w, count=8), {"num-examples": 10},
-                           sent=message.content["arrays"], config=message.content["config"],
-                           state=node_state(context.state))
+    plan = plan_round(message.content["config"], RunConfig(), spec_for(RunConfig(), 1, 10, 8),
+                      ledgers if ledgers is not None else NodeLedgers(), public_examples=10)
+    out, metrics = plan.release(arrays(w, count=8), {"num-examples": 10},
+                                sent=message.content["arrays"])
     return Message(RecordDict({"arrays": out, "metrics": metrics}), reply_to=message)
 
 
@@ -149,12 +150,12 @@ def test_client_side_clipping_reports_equal_weight_and_the_norm_bit() -> None:
 
 
 def test_local_dp_noises_the_update_before_it_leaves_and_composes_its_epsilon() -> None:
-    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    ledgers = NodeLedgers()
     config = {"local-dp-clipping-norm": 1.0, "local-dp-noise-multiplier": 2.0, "dp-delta": 1e-5,
-              "dp-accountant": "rdp"}
-    first = run_mod(config, np.zeros(4), context)
+              "dp-accountant": "rdp", "client-dp": 1}
+    first = run_mod(config, np.zeros(4), ledgers)
     assert not np.allclose(first.content["arrays"]["w"].numpy(), 0)  # a zero update is noised
-    second = run_mod(config, np.zeros(4), context)
+    second = run_mod(config, np.zeros(4), ledgers)
     one = gaussian_epsilon(noise_multiplier=1.0, releases=1, delta=1e-5)   # z/2: sensitivity 2C
     two = gaussian_epsilon(noise_multiplier=1.0, releases=2, delta=1e-5)
     assert first.content["metrics"]["local-dp-client-epsilon"] == pytest.approx(one)
@@ -264,3 +265,38 @@ def test_a_resumed_central_dp_ledger_reports_the_uninterrupted_epsilon(clipping:
     assert reported == pytest.approx(expected, abs=1e-6)
     if clipping == "server-adaptive":  # the adapted norm continues, not the initial one
         assert resumed.dp.clipping_norm != 1.0 or first.dp.clipping_norm == 1.0
+
+
+# -- adaptive clipping moves C towards the target quantile (issue 27, item 2) -------------------
+
+NORMS = np.linspace(0.5, 1.5, 20)  # 20 clients' update norms every round: median 1.0
+
+
+@pytest.mark.parametrize("start", [0.05, 20.0])
+@pytest.mark.parametrize("clipping", ["server-adaptive", "client-adaptive"])
+def test_adaptive_clipping_converges_to_the_target_quantile(clipping: str, start: float) -> None:
+    """Andrew et al. 2021: C ← C·exp(−η(unclipped fraction − γ)) settles where a fraction γ = ½
+    of the norms lies below C, from above and from below. Flower 1.39 feeds the *clipped*
+    fraction into that rule, which drives C away: from 0.05 down towards 0, from 20 upwards."""
+    nodes = len(NORMS)
+    dp, _ = central(clipping, nodes=nodes, clipping_norm=start, noise_multiplier=0.5)
+    grid = LocalGrid([lambda m, c: m] * nodes, [{}] * nodes, {})
+    direction = np.full(4, 0.5)  # unit norm
+    for server_round in range(1, 81):
+        messages = list(dp.configure_train(server_round, arrays(GLOBAL["w"]), ConfigRecord(), grid))
+        if clipping == "client-adaptive":  # each client clips itself and sends Flower's norm bit
+            replies = [run_mod(dict(message.content["config"]), direction * norm)
+                       for message, norm in zip(messages, NORMS)]
+        else:
+            replies = [reply(direction * norm) for norm in NORMS]
+        dp.aggregate_train(server_round, replies)
+    assert 0.8 < dp.dp.clipping_norm < 1.2, dp.dp.clipping_norm
+
+
+def test_central_dp_publishes_no_raw_train_loss_or_counts() -> None:
+    """The guarantee covers the weights: the mean raw train loss (and the clients' counts) are no
+    DP release, so the round's published metrics hold the DP figures only (issue 27, item 4)."""
+    dp, _ = central()
+    _, metrics = dp.aggregate_train(1, [reply(np.ones(4))] * 3)
+    assert "train-loss" not in metrics and "num-examples" not in metrics
+    assert all(key.startswith("central-dp-") or key == "num-replies" for key in metrics), metrics

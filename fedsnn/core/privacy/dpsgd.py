@@ -16,6 +16,7 @@ Spiking models see [T, B, ...] tensors inside, so their per-sample gradients nee
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +37,8 @@ for _handler in list(logging.root.handlers):
     if getattr(_handler.formatter, "_fmt", None) == OPACUS_ROOT_FORMAT:
         logging.root.removeHandler(_handler)
 
-# Opacus accountant names for the project's `dp-accountant` values
-OPACUS_ACCOUNTANTS = {"rdp": "rdp", "pld": "prv"}
+from fedsnn.core.privacy.ledger import OPACUS_ACCOUNTANTS, OpacusLedger
+
 
 History = list[tuple[float, float, int]]  # (noise multiplier, sample rate, steps), Opacus' format
 
@@ -65,6 +66,18 @@ class DpSgdSettings:
     total_epochs: int = 1
     accountant: str = "rdp"
     batch_first: bool = True
+
+
+@dataclass(frozen=True)
+class DpSgdRound:
+    """One round of DP-SGD on a node: settings with σ resolved, the public n̂, the sampling rate
+    q = 1/⌈n̂/B⌉ and step count it implies, and the node's ledger (continued by training)."""
+
+    settings: DpSgdSettings
+    ledger: OpacusLedger
+    public_examples: int
+    sample_rate: float
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -100,23 +113,24 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     common = dict(module=model, optimizer=optimizer, data_loader=loader,
                   max_grad_norm=settings.max_grad_norm, batch_first=settings.batch_first,
                   poisson_sampling=False, noise_generator=secret_generator())
-    if settings.target_epsilon > 0 and steps_per_epoch is None:
-        module, dp_optimizer, dp_loader = engine.make_private_with_epsilon(
-            target_epsilon=settings.target_epsilon, target_delta=settings.delta,
-            epochs=settings.total_epochs, **common)
-    elif settings.target_epsilon > 0:  # σ for total_epochs × steps_per_epoch steps at rate q
-        module, dp_optimizer, dp_loader = engine.make_private(
-            noise_multiplier=get_noise_multiplier(
-                target_epsilon=settings.target_epsilon, target_delta=settings.delta,
-                sample_rate=1 / len(loader), steps=settings.total_epochs * steps_per_epoch,
-                accountant=engine.accountant.mechanism()), **common)
-    else:
-        module, dp_optimizer, dp_loader = engine.make_private(
-            noise_multiplier=settings.noise_multiplier, **common)
+    steps = settings.total_epochs * (steps_per_epoch or len(loader))
+    sigma = noise_multiplier_for(settings, sample_rate=1 / len(loader), steps=steps)
+    module, dp_optimizer, dp_loader = engine.make_private(noise_multiplier=sigma, **common)
     if history:  # after calibration: σ is chosen for the whole run from a zero start
         engine.accountant.load_state_dict({"history": [tuple(h) for h in history],
                                            "mechanism": engine.accountant.mechanism()})
     return engine, module, dp_optimizer, dp_loader
+
+
+def noise_multiplier_for(settings: DpSgdSettings, *, sample_rate: float, steps: int) -> float:
+    """σ: `settings.noise_multiplier`, or with a target ε the σ whose `steps` steps at rate q
+    spend it (Opacus' `get_noise_multiplier`, as `make_private_with_epsilon` calibrates)."""
+    if settings.target_epsilon <= 0:
+        return settings.noise_multiplier
+    return float(get_noise_multiplier(target_epsilon=settings.target_epsilon,
+                                      target_delta=settings.delta, sample_rate=sample_rate,
+                                      steps=steps,
+                                      accountant=OPACUS_ACCOUNTANTS[settings.accountant]))
 
 
 def _outcome(engine: PrivacyEngine, optimizer: torch.optim.Optimizer, settings: DpSgdSettings,
@@ -128,23 +142,37 @@ def _outcome(engine: PrivacyEngine, optimizer: torch.optim.Optimizer, settings: 
 
 
 def poisson_loader(x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                   public_examples: int | None = None,
                    generator: torch.Generator | None = None) -> DPDataLoader:
-    """Opacus' Poisson-sampling loader over (x, y): q = 1 / ⌈n / batch_size⌉."""
-    return DPDataLoader.from_data_loader(DataLoader(TensorDataset(x, y), batch_size=batch_size),
-                                         generator=generator)
+    """Opacus' Poisson-sampling loader over (x, y) at q = 1 / ⌈n̂ / batch_size⌉, ⌈n̂ /
+    batch_size⌉ batches an epoch, n̂ = `public_examples` (default: len(x)). With a public n̂ the
+    rate and the number of steps do not depend on how many samples the data holds."""
+    public = public_examples or len(x)
+    loader = DPDataLoader(TensorDataset(x, y), sample_rate=poisson_sample_rate(public, batch_size),
+                          generator=generator)
+    # Opacus' sampler takes int(1/q) steps, which is ⌈n̂/B⌉ − 1 for some n̂ (1/(1/93) < 93)
+    loader.batch_sampler.steps = math.ceil(public / batch_size)  # type: ignore[union-attr]
+    return loader
 
 
 def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                    optimizer: torch.optim.Optimizer, settings: DpSgdSettings, epochs: int,
                    batch_size: int, history: Sequence[Sequence[float]] = (),
+                   public_examples: int | None = None,
                    generator: torch.Generator | None = None) -> DpSgdOutcome:
     """`epochs` of DP-SGD over (x, y) on Poisson-sampled batches (expected size `batch_size`).
 
     The model is trained in place. ε is per sample (add/remove one sample), whole run so far.
+    With `public_examples` n̂ the sampling rate, the number of steps (epochs · ⌈n̂ / B⌉), the
+    averaging denominator (q·n̂) and the reported `num_examples` (n̂) are public figures: two
+    datasets that differ by one sample give replies that differ only through the noised sum.
     """
-    loader = poisson_loader(x, y, batch_size=batch_size, generator=generator or secret_generator())
+    public = public_examples or len(x)
+    loader = poisson_loader(x, y, batch_size=batch_size, public_examples=public,
+                            generator=generator or secret_generator())
     engine, module, dp_optimizer, dp_loader = _make_private(model, optimizer, loader, settings,
                                                             history=history)
+    dp_optimizer.expected_batch_size = int(public * loader.sample_rate)  # Opacus used len(x)
     module.train()
     total, seen, steps = 0.0, 0, 0
     try:
@@ -163,7 +191,7 @@ def private_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     finally:
         module.cleanup()
     return _outcome(engine, dp_optimizer, settings, loss=total / max(seen, 1),
-                    num_examples=len(x), steps=steps)
+                    num_examples=public, steps=steps)
 
 
 def _empty_step(module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -179,15 +207,17 @@ def poisson_sample_rate(num_samples: int, batch_size: int) -> float:
     return 1 / len(DataLoader(range(num_samples), batch_size=batch_size))
 
 
-def poisson_batch(num_samples: int, *, batch_size: int,
+def poisson_batch(num_samples: int, *, batch_size: int, public_examples: int | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """One Poisson-sampled batch (sorted indices): each of `num_samples` samples joins with
-    probability q = `poisson_sample_rate` (Opacus' `UniformWithReplacementSampler`). The
+    probability q = `poisson_sample_rate` of `public_examples` n̂ (default: `num_samples`;
+    Opacus' `UniformWithReplacementSampler`). The
     generator (default: `secret_generator`) must be secret from whoever the ε is claimed
     against: the amplification by sampling holds only if they cannot tell which samples were
     drawn."""
     sampler = UniformWithReplacementSampler(
-        num_samples=num_samples, sample_rate=poisson_sample_rate(num_samples, batch_size),
+        num_samples=num_samples,
+        sample_rate=poisson_sample_rate(public_examples or num_samples, batch_size),
         generator=generator or secret_generator(), steps=1)
     return torch.tensor(next(iter(sampler)), dtype=torch.long)
 
@@ -199,6 +229,7 @@ def private_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     """The DP-SGD gradient of one Poisson-sampled batch (x, y) drawn by `poisson_batch` from
     `num_samples` samples with expected size `batch_size`: per-sample gradients clipped to C,
     summed, plus N(0, σ²C²), divided by the expected batch size. By parameter name.
+    `num_samples` sets the rate and the denominator: pass the node's public n̂, not len(data).
 
     ε: one step at sample rate q (Opacus' accountant); `settings.target_epsilon` calibrates σ
     for `settings.total_epochs` such steps. An empty batch still takes a noise-only step.

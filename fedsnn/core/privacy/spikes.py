@@ -9,19 +9,22 @@ Mechanisms (each bit of a binary tensor, independently):
   response with flip probability (1 − q) / 2, i.e. ε_bit = ln((1 + q) / (1 − q)).
 
 Both are ε_bit-DP *per bit*. A sample is T·C·H·W bits and a neighbouring sample may differ in all
-of them, so one release of a sample composes T·C·H·W mechanisms; `SpikeAccountant` reports both
+of them, so one release of a sample composes T·C·H·W mechanisms; `SpikeLedger` reports both
 figures, the per-sample one from dp-accounting, and enforces a per-sample budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
 from fedsnn.core.privacy.accounting import randomized_response_epsilon
+from fedsnn.core.privacy.ledger import Ledger
+from fedsnn.core.privacy.units import SPIKE_UNIT, EpsilonUnit
 
 
 class SpikeBudgetExhausted(RuntimeError):
@@ -128,9 +131,9 @@ def debiased_rate(spikes: torch.Tensor, *, flip_probability: float) -> torch.Ten
     return ((mean - flip_probability) / (1.0 - 2.0 * flip_probability)).clamp(0.0, 1.0)
 
 
-@dataclass(frozen=True)
-class SpikeAccountant:
-    """Per-bit and honest per-sample ε of spike-level DP, and its budget.
+@dataclass
+class SpikeLedger(Ledger):
+    """Per-bit and honest per-sample ε of spike-level DP, its releases and its budget.
 
     A *release* of a sample is one privatization of its T·C·H·W-bit spike tensor (a client makes
     one per round for each sample it trains on and reuses it for every local epoch).
@@ -141,6 +144,7 @@ class SpikeAccountant:
         delta: δ of the per-sample figure.
         budget: per-sample ε a sample may spend in total (0: no limit).
         accountant: "rdp" or "pld" (see `fedsnn.core.privacy.accounting`).
+        count: releases recorded so far.
     """
 
     mechanism: SpikeMechanism
@@ -148,6 +152,41 @@ class SpikeAccountant:
     delta: float
     budget: float = 0.0
     accountant: str = "rdp"
+    count: int = 0
+
+    kind: ClassVar[str] = "randomized-response"
+    unit: ClassVar[EpsilonUnit] = SPIKE_UNIT
+
+    @property
+    def releases(self) -> int:
+        return self.count
+
+    def record(self) -> float:
+        """Count one more release if the budget allows it; its per-sample ε after it.
+
+        Raises:
+            SpikeBudgetExhausted: the release would exceed the budget; nothing is counted.
+        """
+        epsilon = self.check(self.count + 1)
+        self.count += 1
+        return epsilon
+
+    def epsilon(self, delta: float | None = None) -> float:
+        return randomized_response_epsilon(
+            noise_parameter=self.mechanism.noise_parameter, bits=self.bits_per_sample,
+            releases=self.count, delta=self.delta if delta is None else delta,
+            accountant=self.accountant)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mechanism": self.kind, "relation": self.unit.relation,
+                "noise-parameter": self.mechanism.noise_parameter,
+                "bits-per-sample": self.bits_per_sample, "delta": self.delta,
+                "releases": self.count}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._expect(state, **{"noise-parameter": self.mechanism.noise_parameter,
+                               "bits-per-sample": self.bits_per_sample})
+        self.count = int(state["releases"])
 
     @property
     def epsilon_bit(self) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fedsnn.core.privacy.accounting import randomized_response_epsilon
-from fedsnn.core.privacy.spikes import (KeepOrCoin, RandomizedResponse, SpikeAccountant,
+from fedsnn.core.privacy.spikes import (KeepOrCoin, RandomizedResponse, SpikeLedger,
                                    SpikeBudgetExhausted, build_mechanism, debiased_rate,
                                    poisson_spikes)
 
@@ -56,7 +56,7 @@ def test_non_binary_input_and_unknown_mechanisms_are_refused() -> None:
 def test_reported_per_sample_epsilon_is_the_composition_over_t_c_h_w_bits_not_epsilon_bit() -> None:
     time_steps, channels, size = 4, 1, 28
     bits = time_steps * channels * size * size
-    ledger = SpikeAccountant(RandomizedResponse(0.05), bits_per_sample=bits, delta=1e-5)
+    ledger = SpikeLedger(RandomizedResponse(0.05), bits_per_sample=bits, delta=1e-5)
     noise = 2 / (1 + math.exp(0.05))
     expected = randomized_response_epsilon(noise_parameter=noise, bits=bits, delta=1e-5)
     assert ledger.sample_epsilon(1) == pytest.approx(expected)
@@ -66,7 +66,7 @@ def test_reported_per_sample_epsilon_is_the_composition_over_t_c_h_w_bits_not_ep
 
 
 def test_the_budget_stops_the_release_that_would_exceed_it_with_a_clear_message() -> None:
-    ledger = SpikeAccountant(RandomizedResponse(0.01), bits_per_sample=784, delta=1e-5, budget=3.0)
+    ledger = SpikeLedger(RandomizedResponse(0.01), bits_per_sample=784, delta=1e-5, budget=3.0)
     affordable = ledger.affordable_releases(50)
     assert 1 <= affordable < 50
     assert ledger.check(affordable) <= 3.0
