@@ -9,12 +9,12 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord
-from flwr.serverapp.strategy import FedAvg
+from flwr.app import Array, ArrayRecord
 from opacus.accountants.utils import get_noise_multiplier
 from torch import nn
 
-from clients.privacy import release
+from clients.ledgers import NodeLedgers
+from clients.privacy import plan_round
 from fedsnn.core.config import RunConfig
 from fedsnn.core.models import build_model, spec_for
 from fedsnn.core.privacy.accounting import gaussian_epsilon, gaussian_noise_multiplier
@@ -45,13 +45,15 @@ def one_thread() -> Iterator[None]:
 
 
 def _node_release(updates: np.ndarray, server_round: int) -> np.ndarray:
-    """The node's own local-DP step (clients.privacy.release), once per canary client."""
+    """The node's own local-DP step (clients.privacy: RoundPrivacy.release), once per canary
+    client."""
     config = {"local-dp-clipping-norm": C, "local-dp-noise-multiplier": Z, "dp-delta": DELTA,
               "dp-accountant": "rdp", CLIENT_DP_FLAG: 1}
+    run = RunConfig()
     sent = ArrayRecord({"w": Array(np.zeros(len(updates), np.float32))})
-    return np.stack([release(ArrayRecord({"w": Array(row.astype(np.float32))}), {}, sent=sent,
-                             config=config, state=ConfigRecord())[0]["w"].numpy()
-                     for row in updates])
+    return np.stack([plan_round(config, run, spec_for(run, 1, 10, 28), NodeLedgers(), public_examples=1)
+                     .release(ArrayRecord({"w": Array(row.astype(np.float32))}), {}, sent=sent)[0]
+                     ["w"].numpy() for row in updates])
 
 
 def _broken_release(*, noise_scale: float = 1.0, clip: bool = True, seed_known: bool = False):
