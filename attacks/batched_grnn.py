@@ -26,7 +26,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, vmap
 
 from attacks.grnn import Generator, build_generator, to_dummy
 from attacks.matching import OPTIMIZER_FACTORIES, stop_threshold
-from attacks.rows import RowLog, out_of_time
+from attacks.rows import RowLog
 from attacks.replicated import ReplicatedVictim, matching_objectives, replicate
 from attacks.runner import best_of_restarts
 from attacks.settings import AttackSettings
@@ -115,12 +115,7 @@ class _Pass:
 
     def run(self) -> list[Reconstruction]:
         active = torch.arange(len(self.observations))
-        for step in range(self.settings.iterations):
-            if not active.numel():
-                break
-            if out_of_time(self.deadline):
-                self.log.time_out(active, step)
-                break
+        for step in self.log.steps(self.settings.iterations, self.deadline, lambda: active):
             self.optimizer.zero_grad()
             loss, dummy, soft = self._losses(active)
             values = loss.detach()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -38,6 +38,19 @@ class RowLog:
         self.best_loss[row] = math.inf
         self.history[row], self.status[row], self.message[row] = [], Status.OK, ""
         self.unchanged[row] = 0
+
+    def steps(self, iterations: int, deadline: float | None,
+              active: Callable[[], torch.Tensor]) -> Iterator[int]:
+        """The steps of a loop over the rows `active()` still running: it ends when none is left
+        or at `iterations`, and at the deadline, marking the rows still running timed out."""
+        for step in range(iterations):
+            rows = active()
+            if not rows.numel():
+                return
+            if out_of_time(deadline):
+                self.time_out(rows, step)
+                return
+            yield step
 
     def keep_better(self, rows: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
         """Lower the best loss of `rows` where `loss` is finite and lower; returns that mask."""

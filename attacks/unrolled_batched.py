@@ -43,7 +43,7 @@ from attacks.batched_optim import BatchedAdam, BatchedLBFGS
 from attacks.label_counts import infer_label_counts
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import total_variation
-from attacks.rows import RowLog, out_of_time
+from attacks.rows import RowLog
 from attacks.replicated import (ReplicatedVictim, check_supported, per_target_distance,
                                 replicate, replicated_logits, shape_error)
 from attacks.runner import best_of_restarts, invert_one
@@ -255,12 +255,7 @@ class _Pass:
         """The loop of `attacks.matching.optimize`, row by row: best iterate, divergence, the
         L-BFGS stall rule, an exact zero, the deadline."""
         active = torch.arange(len(self.observations))
-        for step in range(self.settings.iterations):
-            if not active.numel():
-                break
-            if out_of_time(self.deadline):
-                self.log.time_out(active, step)
-                break
+        for step in self.log.steps(self.settings.iterations, self.deadline, lambda: active):
             loss = self.optimizer.step(active, self._evaluate)
             finite = torch.isfinite(loss) & torch.isfinite(self.z[active]).all(1)
             repeated = self.log.record(active, loss, finite, step)

@@ -35,9 +35,26 @@ RENAMED_KEYS = {"num-malicious": "assumed-byzantine (f, the Byzantine clients th
                                  "tolerates; num-byzantine is how many misbehave)"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings:
+    """The model's settings a run chooses, declared once: `RunConfig` has them as run-config keys
+    (`time-steps`, ...) and `fedsnn.core.models.ModelSpec` as the model's public hyper-parameters.
+    Keyword-only, so a subclass's own fields keep their positions."""
+
+    time_steps: int = 4
+    neuron: str = "if"
+    surrogate: str = "atan"
+    tau: float = 2.0
+    v_threshold: float = 1.0
+    detach_reset: bool = False
+    encoding: str = "direct"
+    mlp_hidden: int = 256
+
+
 @dataclass(frozen=True)
-class RunConfig:
-    """Every knob of a run. Field names are the config keys with '-' replaced by '_'."""
+class RunConfig(ModelSettings):
+    """Every knob of a run. Field names are the config keys with '-' replaced by '_' (the model's
+    settings come from `ModelSettings`)."""
 
     seed: int = 0
     client_randomness: str = "derived"
@@ -55,14 +72,6 @@ class RunConfig:
     # model
     model: str = "lenet"
     dlg_init: bool = True
-    time_steps: int = 4
-    neuron: str = "if"
-    surrogate: str = "atan"
-    tau: float = 2.0
-    v_threshold: float = 1.0
-    detach_reset: bool = False
-    encoding: str = "direct"
-    mlp_hidden: int = 256
     # local training
     update_mode: str = "fedavg"
     local_epochs: int = 2

@@ -39,3 +39,15 @@ def test_a_row_never_finite_returns_its_start_and_keeps_a_timeout() -> None:
     assert [r.status for r in results] == [Status.DIVERGED, Status.TIMEOUT]
     assert results[0].matching_loss == math.inf
     assert results[0].message == "the loss was never finite; returned the starting point"
+
+
+def test_the_loop_ends_with_its_rows_or_at_the_deadline() -> None:
+    log, active = RowLog(3), torch.arange(3)
+    ran = []
+    for step in log.steps(10, None, lambda: active):
+        ran.append(step)
+        active = active[1:]  # one row finishes each step
+    assert ran == [0, 1, 2]
+    late = RowLog(2)
+    assert list(late.steps(10, 0.0, lambda: torch.arange(2))) == []  # deadline long past
+    assert late.status == [Status.TIMEOUT, Status.TIMEOUT]

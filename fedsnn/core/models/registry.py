@@ -11,6 +11,7 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
+from fedsnn.core.config import ModelSettings
 from fedsnn.core.models.encoders import build_encoder
 from fedsnn.core.models.nets import (Activation, Classifier, SpikingClassifier, dlg_init_, lenet5_layers,
                                 lenet_layers, mlp_layers)
@@ -40,7 +41,7 @@ MODELS = tuple(sorted([*ARCHITECTURES, *(f"{name}-snn" for name in ARCHITECTURES
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(ModelSettings):
     """Everything needed to rebuild a model of the federation (minus its weights).
 
     These are public hyper-parameters: the server knows them, and so does an attacker.
@@ -50,14 +51,6 @@ class ModelSpec:
     in_channels: int = 1
     num_classes: int = 10
     image_size: int = 28
-    time_steps: int = 4
-    neuron: str = "if"
-    surrogate: str = "atan"
-    tau: float = 2.0
-    v_threshold: float = 1.0
-    detach_reset: bool = False
-    encoding: str = "direct"
-    mlp_hidden: int = 256
 
     @property
     def is_spiking(self) -> bool:
