@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from logging import ERROR
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -12,10 +12,13 @@ from flwr.common.logger import log
 
 from clients.malicious import byzantine_role
 from clients.node import NodeSetup, NodeSetupError
-from clients.privacy import LEDGER_KEY, released_evaluation, restore_node_ledger
+from clients.privacy import (LEDGER_KEY, released_evaluation, restore_node_ledger,
+                             save_node_ledger)
 from clients.reply import train_reply
+from fedsnn.audit.firewall import guard_node
 from fedsnn.core.config import ConfigError
 from fedsnn.core.data import DatasetError
+from fedsnn.core.protocol import FIREWALL_HOLD_CODE, firewall_hold_reason
 from fedsnn.core.training import evaluate as evaluate_model
 
 SETUP_ERROR_CODE = 1001  # the reply's error code when this node cannot take part (bad data/config)
@@ -39,7 +42,7 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        """encode → train (plain or DP-SGD) → privatize the update → reply."""
+        """encode → train (plain or DP-SGD) → privatize the update → firewall → reply."""
         node = setup_or_error(msg, context)
         if isinstance(node, Message):
             return node
@@ -48,6 +51,23 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         arrays, metrics = train_reply(node, sent, config, context.state, server_round,
                                       role=byzantine_role(node, context.node_config),
                                       ledger=context.node_config.get(LEDGER_KEY))
+        try:
+            arrays, metrics, decision = guard_node(node, sent, arrays, metrics,
+                                                   train_config=config, state=context.state,
+                                                   server_round=server_round,
+                                                   node_config=context.node_config)
+        except ConfigError as error:  # a bad firewall-* value in the node config
+            log(ERROR, "fedsnn node: %s", error)
+            return Message(Error(code=SETUP_ERROR_CODE, reason=f"fedsnn node: {error}"),
+                           reply_to=msg)
+        if decision.decision != "off" or decision.would:
+            log(WARNING if decision.decision == "held" else INFO, "fedsnn firewall: round %d: %s",
+                server_round, decision.log_line())
+        if decision.noise_multiplier is not None:  # a hardened release is in the node's ledger
+            save_node_ledger(context.state, context.node_config.get(LEDGER_KEY))
+        if arrays is None:  # held: only the reason code leaves the node
+            return Message(Error(code=FIREWALL_HOLD_CODE,
+                                 reason=firewall_hold_reason(decision.reason)), reply_to=msg)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

@@ -225,6 +225,15 @@ def released_evaluation(metrics: Mapping[str, Any], config: Config) -> MetricRec
     return MetricRecord(released_metrics(metrics, config))
 
 
+def clipped_noisy(arrays: list[np.ndarray], reference: list[np.ndarray], *, clipping_norm: float,
+                  noise_multiplier: float) -> list[np.ndarray]:
+    """Local DP's Gaussian mechanism on an update: clip it to C around `reference` and add
+    N(0, (zC)²) drawn from a secret generator (also the firewall's `harden` step)."""
+    clipped = clip_update(arrays, reference, clipping_norm=clipping_norm).arrays
+    return add_gaussian_noise(clipped, std=noise_multiplier * clipping_norm,
+                              generator=_secret_numpy())
+
+
 def _local_dp(arrays: list[np.ndarray], reference: list[np.ndarray], config: Config,
               metrics: dict[str, Any], state: ConfigRecord) -> list[np.ndarray]:
     """Clip to C, add N(0, (zC)²); report ε of this release and of all this node's releases
@@ -232,8 +241,7 @@ def _local_dp(arrays: list[np.ndarray], reference: list[np.ndarray], config: Con
     norm = float(config["local-dp-clipping-norm"])
     z = float(config["local-dp-noise-multiplier"])
     delta, accountant = float(config["dp-delta"]), str(config["dp-accountant"])
-    clipped = clip_update(arrays, reference, clipping_norm=norm).arrays
-    noisy = add_gaussian_noise(clipped, std=z * norm, generator=_secret_numpy())
+    noisy = clipped_noisy(arrays, reference, clipping_norm=norm, noise_multiplier=z)
     releases = int(state.get("local-dp-releases", 0)) + 1
     state["local-dp-releases"] = releases
     metrics["local-dp-client-epsilon-release"] = gaussian_epsilon(

@@ -1,0 +1,109 @@
+"""The client's privacy firewall (issue 30): the canary is held, harden ends clean with an ε in
+the node's ledger, report changes nothing, and only the decision code leaves the node."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+from client_app import create_client_app
+from clients.node import NodeSetup
+from clients.privacy import node_state
+from fedsnn.audit.canary import Reply
+from fedsnn.audit.firewall import (LEDGER_EPSILON, LEDGER_NOISE, FirewallPolicy, Own, check,
+                                   guard_node)
+from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.models import build_model
+from fedsnn.core.protocol import (FIREWALL_DECISIONS, FIREWALL_HOLD_CODE, FIREWALL_KEY,
+                                  FIREWALL_REASON_KEY, FIREWALL_REASONS, TRAIN_METRICS)
+from fedsnn.tools.local_grid import LocalGrid, server_identity
+
+# the canary: a FedSGD step on one sample of a small lenet (known to leak: iDLG recovers it)
+CANARY = {"model": "lenet", "image-size": 16, "update-mode": "gradient", "batch-size": 1,
+          "audit-iterations": 30, "firewall-time-budget-s": 5.0, "max-train-samples": 16}
+
+
+def train_once(run_config: dict[str, Any], node_config: dict[str, Any] | None = None,
+               server_round: int = 1) -> tuple[Message, RecordDict]:
+    """One train message through the ClientApp of partition 0 of 2 (no federation): its reply
+    and the node's state."""
+    config = RunConfig.from_mapping(run_config)
+    node = NodeSetup.for_partition(config, 0, 2)
+    sent = ArrayRecord(build_model(node.spec, dlg_init=True, seed=0).state_dict())
+    grid = LocalGrid([create_client_app(run_config)],
+                     [{"partition-id": 0, "num-partitions": 2, **(node_config or {})}], run_config)
+    with server_identity():
+        message = grid.create_message(
+            RecordDict({"arrays": sent, "config": ConfigRecord({"server-round": server_round})}),
+            "train", 1, "")
+        (reply,) = grid.send_and_receive([message])
+    return reply, grid.nodes[1][1].state
+
+
+def test_the_canary_is_held_and_only_the_reason_code_travels() -> None:
+    reply, _ = train_once(CANARY | {"firewall": "enforce", "firewall-action": "hold"})
+    assert reply.has_error() and not reply.has_content()
+    assert reply.error.code == FIREWALL_HOLD_CODE
+    assert reply.error.reason == "firewall: fedsgd-batch-1"
+
+
+def test_the_node_config_switches_the_firewall_on_whatever_the_run_config_says() -> None:
+    reply, _ = train_once(CANARY | {"firewall": "off"}, {"firewall": "enforce"})
+    assert reply.has_error() and reply.error.code == FIREWALL_HOLD_CODE
+    with pytest.raises(ConfigError, match="firewall-action"):
+        FirewallPolicy.from_config(RunConfig(), {"firewall-action": "drop"})
+
+
+def test_report_changes_nothing_in_the_reply() -> None:
+    torch.manual_seed(0)
+    off, _ = train_once(CANARY | {"firewall": "off"})
+    report, _ = train_once(CANARY | {"firewall": "report"})
+    assert not report.has_error()
+    assert dict(report.content["metrics"]) == dict(off.content["metrics"])
+    for key, array in off.content["arrays"].items():
+        assert (report.content["arrays"][key].numpy() == array.numpy()).all()
+
+
+def test_an_allowed_reply_carries_the_decision_codes_and_nothing_else() -> None:
+    off, _ = train_once(CANARY | {"firewall": "off"})
+    allowed, _ = train_once(CANARY | {"firewall": "enforce", "firewall-action": "allow"})
+    metrics = dict(allowed.content["metrics"])
+    assert set(metrics) == set(dict(off.content["metrics"]))  # the codes are in every reply
+    assert {k: metrics.pop(k) for k in (FIREWALL_KEY, FIREWALL_REASON_KEY)} == {
+        FIREWALL_KEY: FIREWALL_DECISIONS.index("allowed"),
+        FIREWALL_REASON_KEY: FIREWALL_REASONS.index("fedsgd-batch-1")}
+    assert all(TRAIN_METRICS[key].problem(value) is None for key, value in metrics.items())
+    assert set(allowed.content.keys()) == {"arrays", "metrics"}
+
+
+def test_harden_ends_with_a_reply_the_check_finds_clean_and_an_epsilon_in_the_ledger() -> None:
+    run_config = CANARY | {"firewall": "enforce", "firewall-action": "harden",
+                           "local-dp-noise-multiplier": 1.0, "local-dp-clipping-norm": 0.1}
+    reply, state = train_once(run_config)
+    assert not reply.has_error()
+    metrics = reply.content["metrics"]
+    assert metrics[FIREWALL_KEY] == FIREWALL_DECISIONS.index("hardened")
+    assert math.isnan(metrics["train-loss"])  # a raw figure does not leave a hardened node
+    privacy = node_state(state)
+    assert len(privacy[LEDGER_NOISE]) == 1 and 0 < privacy[LEDGER_EPSILON] < math.inf
+    # the check, run again on what was sent, finds no leak
+    config = RunConfig.from_mapping(run_config)
+    node = NodeSetup.for_partition(config, 0, 2)
+    sent = build_model(node.spec, dlg_init=True, seed=0).state_dict()
+    returned = reply.content["arrays"].to_torch_state_dict()
+    own = Own(node.data.train_x, node.data.train_y, node.training_indices(1).tolist())
+    again = check(Reply(1, 0, sent, returned, 1), node.spec, own, config=config,
+                  policy=FirewallPolicy.from_config(config), noisy=True, full=True)
+    assert not again.leaky, again.detail
+
+
+def test_the_cadence_skips_the_full_check_but_not_the_prechecks() -> None:
+    policy = FirewallPolicy(mode="enforce", every=3)
+    assert [policy.checks_round(r) for r in range(1, 8)] == [True, False, False, True, False,
+                                                            False, True]
+    reply, _ = train_once(CANARY | {"firewall": "enforce", "firewall-every": 3}, server_round=2)
+    assert reply.error.reason == "firewall: fedsgd-batch-1"  # the pre-check runs every round
