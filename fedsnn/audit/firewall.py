@@ -36,7 +36,7 @@ from clients.node import NodeSetup
 from clients.privacy import clipped_noisy, node_state
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.canary import Reply
-from fedsnn.audit.decision import Outcome
+from fedsnn.audit.decision import Outcome, Verdict
 from fedsnn.audit.observe import known_format, observe_update
 from fedsnn.audit.plan import AuditPlan, parse_capabilities
 from fedsnn.audit.reply import NotAttacked, audit_reply
@@ -244,13 +244,34 @@ def audit_own(reply: Reply, spec: ModelSpec, own: Own, *, config: RunConfig,
     except NotAttacked as error:
         return Check("not-attacked", str(error), time.perf_counter() - started)
     verdict = audited.verdict
-    if verdict is None:
-        return Check("inconclusive", f"{audited.job.settings.attack}: not scored "
-                     f"({audited.row.get('status')})", time.perf_counter() - started)
-    reason = {Outcome.LEAK: "leak", Outcome.INCONCLUSIVE: "inconclusive",
-              Outcome.NO_EVIDENCE: "no-evidence"}[verdict.outcome]
-    return Check(reason, f"{audited.job.settings.attack}: {verdict.sentence()}",
+    detail = (f"not scored ({audited.row.get('status')})" if verdict is None
+              else verdict.sentence())
+    return Check(verdict_reason(verdict), f"{audited.job.settings.attack}: {detail}",
                  time.perf_counter() - started)
+
+
+def verdict_reason(verdict: Verdict | None) -> str:
+    """The reason code of an audit's verdict (no verdict: the attack was not scored)."""
+    if verdict is None:
+        return "inconclusive"
+    return {Outcome.LEAK: "leak", Outcome.INCONCLUSIVE: "inconclusive",
+            Outcome.NO_EVIDENCE: "no-evidence"}[verdict.outcome]
+
+
+def is_noisy(train_config: Mapping[str, Any]) -> bool:
+    """Whether the round's config makes the node add its own noise (local DP, DP-SGD)."""
+    return "local-dp-noise-multiplier" in train_config or "dp-sgd-max-grad-norm" in train_config
+
+
+def would_decide(reply: Reply, spec: ModelSpec, own: Own, verdict: Verdict | None, *,
+                 config: RunConfig, train_config: Mapping[str, Any],
+                 policy: FirewallPolicy = FirewallPolicy(mode="enforce")) -> str:
+    """What an enforcing firewall would do with a reply whose audit is already done (the
+    playground's: its verdict stands in for the full check), in one line."""
+    found = None if is_noisy(train_config) else precheck(reply, spec, own, config=config)
+    reason = found.reason if found is not None else verdict_reason(verdict)
+    action = policy.action if reason in LEAKY else "allow"
+    return f"{action} ({reason})"
 
 
 def check(reply: Reply, spec: ModelSpec, own: Own, *, config: RunConfig, policy: FirewallPolicy,
@@ -327,8 +348,7 @@ def guard(reply: Reply, spec: ModelSpec, own: Own, metrics: Mapping[str, Any], *
     outgoing = ArrayRecord({k: Array(v.numpy()) for k, v in reply.returned.items()})
     if policy.mode == "off":
         return outgoing, _with(metrics, Decision("off", "none")), Decision("off", "none")
-    noisy = "local-dp-noise-multiplier" in train_config or "dp-sgd-max-grad-norm" in train_config
-    found = check(reply, spec, own, config=config, policy=policy, noisy=noisy,
+    found = check(reply, spec, own, config=config, policy=policy, noisy=is_noisy(train_config),
                   full=policy.checks_round(reply.server_round))
     if policy.mode == "report":
         would = policy.action if found.leaky else "allow"

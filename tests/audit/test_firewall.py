@@ -3,7 +3,9 @@ the node's ledger, report changes nothing, and only the decision code leaves the
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +18,15 @@ from clients.privacy import node_state
 from fedsnn.audit.canary import Reply
 from fedsnn.audit.firewall import (LEDGER_EPSILON, LEDGER_NOISE, FirewallPolicy, Own, check,
                                    guard_node)
+from fedsnn.audit.report import firewall_section
 from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.data import load_dataset
 from fedsnn.core.models import build_model
 from fedsnn.core.protocol import (FIREWALL_DECISIONS, FIREWALL_HOLD_CODE, FIREWALL_KEY,
                                   FIREWALL_REASON_KEY, FIREWALL_REASONS, TRAIN_METRICS)
 from fedsnn.tools.local_grid import LocalGrid, server_identity
+from server_app import run
+from strategies.rounds import firewall_counts
 
 # the canary: a FedSGD step on one sample of a small lenet (known to leak: iDLG recovers it)
 CANARY = {"model": "lenet", "image-size": 16, "update-mode": "gradient", "batch-size": 1,
@@ -107,3 +113,43 @@ def test_the_cadence_skips_the_full_check_but_not_the_prechecks() -> None:
                                                             False, True]
     reply, _ = train_once(CANARY | {"firewall": "enforce", "firewall-every": 3}, server_round=2)
     assert reply.error.reason == "firewall: fedsgd-batch-1"  # the pre-check runs every round
+
+
+def test_the_server_counts_decisions_from_the_codes_alone() -> None:
+    held, _ = train_once(CANARY | {"firewall": "enforce"})
+    allowed, _ = train_once(CANARY | {"firewall": "enforce", "firewall-action": "allow"})
+    off, _ = train_once(CANARY)
+    assert firewall_counts([held, allowed, off]) == {"off": 1, "allowed": 1, "hardened": 0,
+                                                     "held": 1}
+
+
+def test_the_report_shows_per_round_decisions_beside_the_audit_on_what_was_sent() -> None:
+    results = {"rounds": [{"round": 1, "participation": {"firewall": {
+        "off": 0, "allowed": 1, "hardened": 1, "held": 2}}}]}
+    audit = {"attacks": [{"round": 1, "partition-id": 0, "verdict": {"outcome": "leak"}},
+                         {"round": 1, "partition-id": 1,
+                          "verdict": {"outcome": "no evidence beyond chance"}},
+                         {"round": 1, "canary": True, "verdict": {"outcome": "leak"}}]}
+    lines = firewall_section(audit, results)
+    assert "| 1 | 1 | 1 | 2 | 0 | 1 leak, 1 no evidence beyond chance |" in lines
+    assert firewall_section(audit, {"rounds": [{"round": 1, "participation": {
+        "firewall": {"off": 2, "allowed": 0, "hardened": 0, "held": 0}}}]}) == []
+
+
+@pytest.mark.slow
+def test_a_federation_with_a_firewalled_canary_node(tmp_path: Path) -> None:
+    """Node 1 holds every round (node config), node 2 has no firewall; results.json and the
+    report count them."""
+    run_config = CANARY | {"num-server-rounds": 2, "output-dir": str(tmp_path),
+                           "min-available-nodes": 2, "audit-rounds": "all"}
+    grid = LocalGrid([create_client_app(run_config)] * 2,
+                     [{"partition-id": 0, "num-partitions": 2, "firewall": "enforce"},
+                      {"partition-id": 1, "num-partitions": 2}], run_config)
+    config = RunConfig.from_mapping(run_config)
+    with server_identity():
+        run(grid, config, load_dataset(config.dataset, config.image_size))
+    (results_path,) = tmp_path.glob("*/results.json")
+    results = json.loads(results_path.read_text())
+    firewall = [r["participation"]["firewall"] for r in results["rounds"] if "participation" in r]
+    assert firewall == [{"off": 1, "allowed": 0, "hardened": 0, "held": 1}] * 2
+    assert "## The clients' firewalls" in (results_path.parent / "report.md").read_text()
