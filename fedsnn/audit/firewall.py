@@ -80,8 +80,8 @@ class FirewallPolicy:
 
     mode: str = "off"
     action: str = "hold"
-    every: int = 1
-    time_budget_s: float = 10.0
+    every: int = 25
+    time_budget_s: float = 3.0
     level: float = 0.05
     threat_model: ThreatModel = ThreatModel().grant(PUBLIC_DATA)
     harden_steps: int = 4
