@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from attacks import PublicData, ThreatModel
+from attacks import Observation, PublicData, ThreatModel
 from attacks.idlg import infer_labels
 from attacks.readout import observed_features, readout_distance
 from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, refusal
@@ -80,7 +80,7 @@ class FirewallPolicy:
 
     mode: str = "off"
     action: str = "hold"
-    every: int = 25
+    every: int = 50
     time_budget_s: float = 3.0
     level: float = 0.05
     threat_model: ThreatModel = ThreatModel().grant(PUBLIC_DATA)
@@ -206,23 +206,29 @@ def precheck(reply: Reply, spec: ModelSpec, own: Own, *, config: RunConfig) -> C
         return Check("fedsgd-batch-1", "a FedSGD step on one sample", time.perf_counter() - started)
     observation = observe_update("firewall", spec, reply.sent, reply.returned,
                                  lr=config.learning_rate, steps=1, batch_size=reply.num_examples)
-    labels = own.labels[own.trained]
-    inferred = infer_labels(observation)
-    if sorted(inferred.tolist()) == sorted(labels.tolist()):
-        return Check("label-from-bias", f"the head's gradient gives labels {sorted(labels.tolist())}",
-                     time.perf_counter() - started)
     if spec.is_spiking:
-        try:
-            factors = observed_features(observation)
-        except ValueError:
-            return None
-        victim = build_model(spec)
-        victim.load_state_dict({k: v.float() for k, v in reply.sent.items()})
-        distance = readout_distance(victim, own.images[own.trained].float(), factors.rows)
+        distance = _rate_map_distance(observation, reply, spec, own.images[own.trained])
         if distance < RATE_MAP_TOLERANCE:
             return Check("spike-rate-map", f"the head's gradient gives the rate maps (relative "
                          f"distance {distance:.2g})", time.perf_counter() - started)
+    labels = sorted(own.labels[own.trained].tolist())
+    if sorted(infer_labels(observation).tolist()) == labels:
+        return Check("label-from-bias", f"the head's gradient gives labels {labels}",
+                     time.perf_counter() - started)
     return None
+
+
+def _rate_map_distance(observation: Observation, reply: Reply, spec: ModelSpec,
+                       images: torch.Tensor) -> float:
+    """How far the rate maps factored out of the head's gradient are from those of the node's
+    trained images (relative; inf when the gradient does not factor)."""
+    try:
+        factors = observed_features(observation)
+    except ValueError:
+        return math.inf
+    victim = build_model(spec)
+    victim.load_state_dict({k: v.float() for k, v in reply.sent.items()})
+    return readout_distance(victim, images.float(), factors.rows)
 
 
 def audit_own(reply: Reply, spec: ModelSpec, own: Own, *, config: RunConfig,

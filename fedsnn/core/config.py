@@ -94,7 +94,7 @@ class RunConfig:
     # -- the client's privacy firewall (fedsnn.audit.firewall) --
     firewall: str = "off"
     firewall_action: str = "hold"
-    firewall_every: int = 25
+    firewall_every: int = 50
     firewall_time_budget_s: float = 3.0
     firewall_level: float = 0.05
     firewall_withhold: str = ""

@@ -153,3 +153,22 @@ def test_a_federation_with_a_firewalled_canary_node(tmp_path: Path) -> None:
     firewall = [r["participation"]["firewall"] for r in results["rounds"] if "participation" in r]
     assert firewall == [{"off": 1, "allowed": 0, "hardened": 0, "held": 1}] * 2
     assert "## The clients' firewalls" in (results_path.parent / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("model", "reason"), [("lenet", "label-from-bias"),
+                                               ("lenet-snn", "spike-rate-map")])
+def test_prechecks_find_exact_give_aways_in_a_fedsgd_batch_of_two(model: str, reason: str
+                                                                   ) -> None:
+    reply, _ = train_once(CANARY | {"model": model, "batch-size": 2, "firewall": "enforce"})
+    assert reply.error.reason == f"firewall: {reason}"
+
+
+def test_a_fedavg_reply_gets_the_full_check_on_its_cadence_only() -> None:
+    honest = CANARY | {"update-mode": "fedavg", "batch-size": 8, "local-epochs": 1,
+                       "firewall": "enforce", "firewall-action": "allow", "firewall-every": 2,
+                       "firewall-time-budget-s": 1.0}
+    checked, _ = train_once(honest, server_round=1)
+    skipped, _ = train_once(honest, server_round=2)
+    reasons = [FIREWALL_REASONS[r.content["metrics"][FIREWALL_REASON_KEY]]
+               for r in (checked, skipped)]
+    assert reasons[0] in ("no-evidence", "inconclusive", "leak") and reasons[1] == "not-checked"
