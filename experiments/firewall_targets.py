@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import torch
@@ -41,11 +42,18 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "canary-lenet-harden": {"model": "lenet", "update-mode": "gradient", "batch-size": 1,
                             "firewall": "enforce", "firewall-action": "harden",
                             "local-dp-clipping-norm": 0.1},
-    "canary-snn-public-hold": {"model": "lenet-snn", "update-mode": "gradient", "batch-size": 1,
+    # a spiking FedSGD batch of 4, the server granted public data (the rate decoder's)
+    "canary-snn-public-hold": {"model": "lenet-snn", "update-mode": "gradient", "batch-size": 4,
                                "audit-public-data": "test-split", "firewall": "enforce",
                                "firewall-action": "hold"},
+    "canary-snn-public-harden": {"model": "lenet-snn", "update-mode": "gradient",
+                                 "batch-size": 4, "audit-public-data": "test-split",
+                                 "firewall": "enforce", "firewall-action": "harden",
+                                 "local-dp-clipping-norm": 0.1},
     # honest clients in the README's default setting (lenet, FedAvg, 2 epochs, batch 16, 5 nodes)
     "honest-readme": {"firewall": "enforce", "firewall-action": "hold"},
+    # ... and with 32 images each, where the unrolled attack has a chance in its budget
+    "honest-small": {"firewall": "enforce", "firewall-action": "hold", "max-train-samples": 32},
 }
 
 
@@ -65,6 +73,8 @@ def run_scenario(name: str, overrides: dict[str, Any], *, rounds: int, nodes: in
     server: dict[str, int] = {}
     plain_s = guarded_s = 0.0
     checks: list[float] = []
+    hardened: list[float] = []
+    epsilon = 0.0
     for partition in range(nodes):
         node = NodeSetup.for_partition(config, partition, nodes)
         plain_node = NodeSetup.for_partition(off, partition, nodes)
@@ -85,6 +95,9 @@ def run_scenario(name: str, overrides: dict[str, Any], *, rounds: int, nodes: in
             reasons[decision.reason] = reasons.get(decision.reason, 0) + 1
             if decision.reason in ("leak", "no-evidence", "inconclusive", "not-attacked"):
                 checks.append(decision.seconds)
+            if decision.noise_multiplier is not None:
+                hardened.append(decision.noise_multiplier)
+                epsilon = max(epsilon, decision.epsilon or 0.0)
             if arrays is not None and server_audit:
                 verdict = server_verdict(config, node, plan, auditor, sent, arrays, metrics,
                                          server_round)
@@ -93,6 +106,8 @@ def run_scenario(name: str, overrides: dict[str, Any], *, rounds: int, nodes: in
     return {"scenario": name, "settings": settings, "rounds": total, **counts,
             "held-or-hardened": (counts["held"] + counts["hardened"]) / total,
             "reasons": reasons, "server-audit-on-sent": server,
+            "harden-z": dict(sorted(Counter(hardened).items())),
+            "largest-node-firewall-epsilon": round(epsilon, 1),
             "client-s-per-round": round(plain_s / total, 3),
             "client-s-per-round-firewall": round(guarded_s / total, 3),
             "overhead": round(guarded_s / plain_s, 2),
