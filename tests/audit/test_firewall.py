@@ -86,16 +86,19 @@ def test_an_allowed_reply_carries_the_decision_codes_and_nothing_else() -> None:
     assert set(allowed.content.keys()) == {"arrays", "metrics"}
 
 
-def test_harden_ends_with_a_reply_the_check_finds_clean_and_an_epsilon_in_the_ledger() -> None:
+def test_harden_ends_with_a_reply_the_check_finds_clean_and_an_epsilon_in_the_ledger(
+        tmp_path: Path) -> None:
     run_config = CANARY | {"firewall": "enforce", "firewall-action": "harden",
                            "local-dp-noise-multiplier": 1.0, "local-dp-clipping-norm": 0.1}
-    reply, state = train_once(run_config)
+    ledger = tmp_path / "ledger.json"
+    reply, state = train_once(run_config, {"privacy-ledger": str(ledger)})
     assert not reply.has_error()
     metrics = reply.content["metrics"]
     assert metrics[FIREWALL_KEY] == FIREWALL_DECISIONS.index("hardened")
     assert math.isnan(metrics["train-loss"])  # a raw figure does not leave a hardened node
     privacy = node_state(state)
     assert len(privacy[LEDGER_NOISE]) == 1 and 0 < privacy[LEDGER_EPSILON] < math.inf
+    assert json.loads(ledger.read_text())[LEDGER_EPSILON] == privacy[LEDGER_EPSILON]
     # the check, run again on what was sent, finds no leak
     config = RunConfig.from_mapping(run_config)
     node = NodeSetup.for_partition(config, 0, 2)
