@@ -117,12 +117,17 @@ class FirewallPolicy:
         return [self.noise_multiplier / 2 ** k for k in range(self.harden_steps - 1, -1, -1)]
 
     def plan(self, config: RunConfig) -> AuditPlan:
-        """The audit plan of the check: the audit's strongest default ("auto": iDLG on a FedSGD
-        reply of one sample, the unrolled attack on the others) within this policy's budget and
-        threat model, on every round, without a canary."""
+        """The audit plan of the check: the strongest attack its threat model grants, within this
+        policy's budget, on every round, without a canary: the rate decoder on a spiking FedSGD
+        reply when public data is granted (it reads the rate map the head's gradient gives
+        away), else the audit's "auto" (iDLG on a FedSGD reply of one sample, the unrolled
+        attack on the others)."""
+        decoder = (config.is_spiking and config.update_mode == "gradient"
+                   and self.threat_model.public_data)
         plan = AuditPlan.from_config(dataclasses.replace(
-            config, audit_attack="auto", audit_rounds="all", audit_canary=False,
-            audit_time_budget_s=self.time_budget_s, audit_public_data="none", audit_grant="",
+            config, audit_attack="rate-decoder" if decoder else "auto", audit_rounds="all",
+            audit_canary=False, audit_time_budget_s=self.time_budget_s,
+            audit_public_data="test-split" if decoder else "none", audit_grant="",
             audit_withhold=""))
         return dataclasses.replace(plan, threat_model=self.threat_model,
                                    public_data="test-split" if self.threat_model.public_data

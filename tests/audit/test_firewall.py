@@ -16,8 +16,9 @@ from client_app import create_client_app
 from clients.node import NodeSetup
 from clients.privacy import node_state
 from fedsnn.audit.canary import Reply
-from fedsnn.audit.firewall import (LEDGER_EPSILON, LEDGER_NOISE, FirewallPolicy, Own, check,
-                                   guard_node)
+from clients.reply import train_reply
+from fedsnn.audit.firewall import (LEDGER_EPSILON, LEDGER_NOISE, FirewallPolicy, Own, audit_own,
+                                   check)
 from fedsnn.audit.report import firewall_section
 from fedsnn.core.config import ConfigError, RunConfig
 from fedsnn.core.data import load_dataset
@@ -175,3 +176,21 @@ def test_a_fedavg_reply_gets_the_full_check_on_its_cadence_only() -> None:
     reasons = [FIREWALL_REASONS[r.content["metrics"][FIREWALL_REASON_KEY]]
                for r in (checked, skipped)]
     assert reasons[0] in ("no-evidence", "inconclusive", "leak") and reasons[1] == "not-checked"
+
+
+def test_the_full_check_alone_finds_the_spiking_canary_leaky_with_the_rate_decoder() -> None:
+    """Without the pre-checks: the audit, on the node's own reply and images, says "leak"."""
+    config = RunConfig.from_mapping(CANARY | {"model": "lenet-snn", "batch-size": 4,
+                                              "image-size": 28, "max-train-samples": 0,
+                                              "firewall": "enforce"})
+    node = NodeSetup.for_partition(config, 0, 2)
+    sent = ArrayRecord(build_model(node.spec, dlg_init=True, seed=0).state_dict())
+    returned, metrics = train_reply(node, sent, ConfigRecord({"server-round": 1}), RecordDict(), 1)
+    data = load_dataset(config.dataset, config.image_size)
+    own = Own(node.data.train_x, node.data.train_y, node.training_indices(1).tolist(),
+              data.test_x.float(), data.test_y.long(), data.native_size)
+    reply = Reply(1, 0, sent.to_torch_state_dict(), returned.to_torch_state_dict(),
+                  int(metrics["num-examples"]))
+    found = audit_own(reply, node.spec, own, config=config,
+                      policy=FirewallPolicy.from_config(config))
+    assert found.reason == "leak" and found.detail.startswith("rate-decoder: **leak**"), found
