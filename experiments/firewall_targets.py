@@ -42,12 +42,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "canary-lenet-harden": {"model": "lenet", "update-mode": "gradient", "batch-size": 1,
                             "firewall": "enforce", "firewall-action": "harden",
                             "local-dp-clipping-norm": 0.1},
-    # a spiking FedSGD batch of 4, the server granted public data (the rate decoder's)
+    # a spiking FedSGD batch of 4, the server granted public data and runs the rate decoder
     "canary-snn-public-hold": {"model": "lenet-snn", "update-mode": "gradient", "batch-size": 4,
-                               "audit-public-data": "test-split", "firewall": "enforce",
+                               "audit-public-data": "test-split",
+                               "audit-attack": "rate-decoder", "firewall": "enforce",
                                "firewall-action": "hold"},
     "canary-snn-public-harden": {"model": "lenet-snn", "update-mode": "gradient",
                                  "batch-size": 4, "audit-public-data": "test-split",
+                                 "audit-attack": "rate-decoder",
                                  "firewall": "enforce", "firewall-action": "harden",
                                  "local-dp-clipping-norm": 0.1},
     # honest clients in the README's default setting (lenet, FedAvg, 2 epochs, batch 16, 5 nodes)
