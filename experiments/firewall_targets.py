@@ -60,9 +60,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 def run_scenario(name: str, overrides: dict[str, Any], *, rounds: int, nodes: int,
-                 every: int | None, server_audit: bool = True) -> dict[str, Any]:
+                 every: int | None, budget: float | None = None, server_audit: bool = True
+                 ) -> dict[str, Any]:
     """Decisions, timings and the server's verdicts of one scenario."""
-    settings = {**overrides, **({"firewall-every": every} if every else {})}
+    settings = {**overrides, **({"firewall-every": every} if every else {}),
+                **({"firewall-time-budget-s": budget} if budget else {})}
     config = RunConfig.from_mapping(settings)
     off = RunConfig.from_mapping({**settings, "firewall": "off"})
     data = load_dataset(config.dataset, config.image_size)
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--every", type=int, default=None, help="firewall-every (default: the "
                         "run config's)")
+    parser.add_argument("--budget", type=float, default=None, help="firewall-time-budget-s "
+                        "(default: the run config's)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--no-server-audit", action="store_true",
                         help="skip the server's audit of what was sent (timings only)")
@@ -144,7 +148,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for name in args.scenarios.split(","):
         print(json.dumps(run_scenario(name, SCENARIOS[name], rounds=args.rounds,
-                                      nodes=args.nodes, every=args.every,
+                                      nodes=args.nodes, every=args.every, budget=args.budget,
                                       server_audit=not args.no_server_audit)), flush=True)
 
 
