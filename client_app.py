@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from logging import ERROR
+from logging import ERROR, INFO, WARNING
 from typing import Any
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -16,10 +16,12 @@ from clients.policy import DpPolicy, PolicyRefused
 from clients.ledgers import NodeLedgers
 from clients.privacy import released_evaluation
 from clients.reply import train_reply
+from fedsnn.audit.firewall import guard_node
 from fedsnn.core.config import ConfigError
 from fedsnn.core.data import DatasetError
 from fedsnn.core.privacy.ledger import LedgerError
 from fedsnn.core.privacy.spikes import SpikeBudgetExhausted
+from fedsnn.core.protocol import FIREWALL_HOLD_CODE, firewall_hold_reason
 from fedsnn.core.training import evaluate as evaluate_model
 
 SETUP_ERROR_CODE = 1001   # the reply's error code when this node cannot take part (bad data/config)
@@ -38,9 +40,11 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        """The node's ledgers, opened once → encode → train → privatize → reply → ledgers saved."""
+        """The node's ledgers, opened once → encode → train → privatize → firewall → reply →
+        ledgers saved."""
         config, sent = msg.content["config"], msg.content["arrays"]
         node_config = context.node_config
+        server_round = int(config.get("server-round", 0))
         try:
             partition = int(node_config["partition-id"]) if "partition-id" in node_config else None
             ledgers = NodeLedgers.open(context, config, partition)
@@ -50,12 +54,24 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
         except (NodeSetupError, DatasetError, ConfigError, ValueError) as problem:
             return error(msg, SETUP_ERROR_CODE, problem)
         try:
-            arrays, metrics = train_reply(node, sent, config, ledgers,
-                                          int(config.get("server-round", 0)), role=role,
+            arrays, metrics = train_reply(node, sent, config, ledgers, server_round, role=role,
                                           policy=policy)
         except (PolicyRefused, SpikeBudgetExhausted, LedgerError) as problem:
             return error(msg, REFUSED_CODE, problem)
-        ledgers.save(context)
+        try:
+            arrays, metrics, decision = guard_node(node, sent, arrays, metrics,
+                                                   train_config=config, ledgers=ledgers,
+                                                   server_round=server_round,
+                                                   node_config=node_config)
+        except ConfigError as problem:  # a bad firewall-* value in the node config
+            return error(msg, SETUP_ERROR_CODE, problem)
+        if decision.decision != "off" or decision.would:
+            log(WARNING if decision.decision == "held" else INFO, "fedsnn firewall: round %d: %s",
+                server_round, decision.log_line())
+        ledgers.save(context)  # a hardened release is in the node's ledgers too
+        if arrays is None:  # held: only the reason code leaves the node
+            return Message(Error(code=FIREWALL_HOLD_CODE,
+                                 reason=firewall_hold_reason(decision.reason)), reply_to=msg)
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.evaluate()

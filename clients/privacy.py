@@ -133,9 +133,7 @@ class RoundPrivacy:
                   ) -> list[np.ndarray]:
         """Clip to C, add N(0, (zC)²) from a secret generator; record the release."""
         norm, z = self.local  # type: ignore[misc]
-        clipped = clip_update(arrays, reference, clipping_norm=norm).arrays
-        noisy = add_gaussian_noise(clipped, std=z * norm,
-                                   generator=np.random.default_rng(secrets.randbits(128)))
+        noisy = clipped_noisy(arrays, reference, clipping_norm=norm, noise_multiplier=z)
         self._local_ledger().record(noise_multipliers=(replace_one_multiplier(z),))
         return noisy
 
@@ -286,3 +284,12 @@ def released_evaluation(metrics: Mapping[str, Any], config: Config) -> MetricRec
     if config.get(CENTRAL_DP_FLAG):
         metrics[EQUAL_WEIGHT_KEY] = float(metrics.get("num-examples", 1))
     return MetricRecord(released_metrics(metrics, config))
+
+
+def clipped_noisy(arrays: list[np.ndarray], reference: list[np.ndarray], *, clipping_norm: float,
+                  noise_multiplier: float) -> list[np.ndarray]:
+    """Local DP's Gaussian mechanism on an update: clip it to C around `reference` and add
+    N(0, (zC)²) drawn from a secret generator (local DP's release and the firewall's `harden`)."""
+    clipped = clip_update(arrays, reference, clipping_norm=clipping_norm).arrays
+    return add_gaussian_noise(clipped, std=noise_multiplier * clipping_norm,
+                              generator=np.random.default_rng(secrets.randbits(128)))

@@ -29,6 +29,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from fedsnn.core.protocol import FIREWALL_DECISIONS, FIREWALL_HOLD_CODE, FIREWALL_KEY
+
 Report = Callable[[int, str, dict[str, Any]], None]
 
 
@@ -184,7 +186,22 @@ def _participation(sent: list[Message], received: list[Message]) -> dict[str, An
     silent = sorted({msg.metadata.dst_node_id for msg in sent} - answered)
     return {"sampled": len(sent), "replied": len(received) - len(failed), "failed": len(failed),
             "no-reply": len(sent) - len(received), "failed-nodes": failed,
-            "no-reply-node-ids": silent}
+            "no-reply-node-ids": silent, "firewall": firewall_counts(received)}
+
+
+def firewall_counts(received: list[Message]) -> dict[str, int]:
+    """How many replies the nodes' firewalls allowed, hardened and held (`off`: no firewall or
+    report mode), from the decision codes alone (`fedsnn.core.protocol`)."""
+    counts = dict.fromkeys(FIREWALL_DECISIONS, 0)
+    for msg in received:
+        if msg.has_error():
+            if msg.error.code == FIREWALL_HOLD_CODE:
+                counts["held"] += 1
+            continue
+        code = next(iter(msg.content.metric_records.values()), {}).get(FIREWALL_KEY, 0)
+        if isinstance(code, int) and 0 <= code < len(FIREWALL_DECISIONS):
+            counts[FIREWALL_DECISIONS[code]] += 1
+    return counts
 
 
 def _error_text(msg: Message) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from attacks import AttackSettings, Observation, PublicData, Reconstruction
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.canary import Reply
-from fedsnn.audit.decision import Verdict
+from fedsnn.audit.decision import LEVEL, Verdict
 from fedsnn.audit.observe import known_format, local_training, misfit, observe_update
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob, run_attacks
@@ -88,8 +88,8 @@ Attack = Callable[[list[Observation], AttackSettings, "PublicData | None"], list
 def audit_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: ModelSpec,
                 auditor: Auditor, native_size: int | None = None,
                 canary: tuple[Reply, Sequence[int]] | None = None,
-                public: PublicData | None = None, attack: Attack = run_attacks
-                ) -> AuditedReply:
+                public: PublicData | None = None, attack: Attack = run_attacks,
+                level: float = LEVEL) -> AuditedReply:
     """Observe, attack, score and decide one reply (with its canary, attacked alongside, as
     the positive control).
 
@@ -101,6 +101,7 @@ def audit_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Model
         public: the public images the threat model grants the attack.
         attack: runs the attack on observations (default: the queue workers' vectorized
             `run_attacks`; a live page passes `attacks.invert` under `attacks.progress.watch`).
+        level: the verdict's one-sided test level (the client's firewall sets its own).
 
     Example:
         >>> audited = audit_reply(reply, plan=plan, config=config, spec=spec,
@@ -127,6 +128,6 @@ def audit_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Model
     jobs = [j for settings in dict.fromkeys(j.settings for j in jobs) for j in jobs
             if j.settings == settings]
     rows = score_finished(auditor, list(zip(jobs, reconstructions, strict=True)))
-    verdict = verdict_for(scored_rows(rows[:1]), scored_rows(rows[1:], canary=True))
+    verdict = verdict_for(scored_rows(rows[:1]), scored_rows(rows[1:], canary=True), level=level)
     return AuditedReply(job, reconstructions[0], rows[0], verdict,
                         rows[1] if len(rows) > 1 else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,28 @@ def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
                  for c in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def firewall_section(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """Per round: how many replies the nodes' firewalls allowed, hardened and held (their
+    decision codes, results.json), and the in-line audit's verdicts on the replies that were
+    sent; nothing when no node ran one."""
+    rounds = [(r["round"], r["participation"]["firewall"]) for r in results.get("rounds", [])
+              if (r.get("participation") or {}).get("firewall")]
+    if not any(counts.get(k) for _, counts in rounds for k in ("allowed", "hardened", "held")):
+        return []
+    lines = ["## The clients' firewalls", "",
+             "| round | allowed | hardened | held | no firewall | in-line audit on what was sent |",
+             "|---|---|---|---|---|---|"]
+    for server_round, counts in rounds:
+        outcomes = Counter((row.get("verdict") or {}).get("outcome", row.get("status", "?"))
+                           for row in audit.get("attacks", [])
+                           if row.get("round") == server_round and not row.get("canary"))
+        audited = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "–"
+        lines.append(f"| {server_round} | {counts.get('allowed', 0)} | {counts.get('hardened', 0)} "
+                     f"| {counts.get('held', 0)} | {counts.get('off', 0)} | {audited} |")
+    return [*lines, "", "A held update never reached the server (its node replied with the "
+            "firewall's reason code only); the audit ran on the allowed and hardened ones.", ""]
 
 
 def _privacy_section(results: dict[str, Any]) -> list[str]:
@@ -368,6 +391,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "client's count. ASR: the judge classifies the reconstruction as the true label.", "",
           judge_sentence(card) + _disjoint(card), "",
           *_privacy_section(results),
+          *firewall_section(audit, results),
           "## What a guess without the update scores", "",
           "| guess | identified | MSE | PSNR | SSIM | judge ASR |", "|---|---|---|---|---|---|"]
     for name, scores in baselines.items():

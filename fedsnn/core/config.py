@@ -100,6 +100,14 @@ class RunConfig(ModelSettings):
     audit_withhold: str = ""
     audit_grant: str = ""
     audit_canary: bool = True
+    # -- the client's privacy firewall (fedsnn.audit.firewall) --
+    firewall: str = "off"
+    firewall_action: str = "hold"
+    firewall_every: int = 50
+    firewall_time_budget_s: float = 3.0
+    firewall_level: float = 0.05
+    firewall_withhold: str = ""
+    firewall_harden_steps: int = 4
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5
@@ -224,6 +232,7 @@ class RunConfig(ModelSettings):
         _validate_event_data(self)
         _validate_robust(self)
         _validate_defenses(self)
+        _validate_firewall(self)
         _validate_deployment(self)
 
 
@@ -413,6 +422,23 @@ def _validate_robust(config: RunConfig) -> None:
         raise ConfigError(f"multikrum-select: {config.multikrum_select} exceeds "
                           f"min-available-nodes - assumed-byzantine = {n - f}; use 0 (n - f) or a "
                           f"smaller number")
+
+
+# -- the client's privacy firewall --
+FIREWALL_MODES = ("off", "report", "enforce")
+FIREWALL_ACTIONS = ("hold", "harden", "allow")
+
+
+def _validate_firewall(config: RunConfig) -> None:
+    """The firewall's mode, action, cadence, budget and level (its withheld capabilities are
+    checked where its threat model is built, `fedsnn.audit.firewall`)."""
+    _one_of("firewall", config.firewall, FIREWALL_MODES)
+    _one_of("firewall-action", config.firewall_action, FIREWALL_ACTIONS)
+    _positive_int("firewall-every", config.firewall_every)
+    _positive_int("firewall-harden-steps", config.firewall_harden_steps)
+    _positive_float("firewall-time-budget-s", config.firewall_time_budget_s)
+    if not 0.0 < config.firewall_level < 1.0:
+        raise ConfigError(f"firewall-level: expected a number in (0, 1), got {config.firewall_level}")
 
 
 # -- deployment (failures, checkpoints) --

@@ -45,6 +45,40 @@ CLIENT_DP_FLAG = "client-dp"
 NODE_LEDGER_DIR = "node-ledger-dir"
 NODE_LEDGERS_COMPLETE = "node-ledgers-complete"
 
+# The client's privacy firewall (`fedsnn.audit.firewall`): what leaves the node is its decision
+# and the reason code, never its scores. An allowed or hardened reply carries both as metrics; a
+# held update is an error reply with FIREWALL_HOLD_CODE and "firewall: <reason>" as its reason,
+# so the server counts a failure, not data.
+FIREWALL_KEY = "firewall"                # train metric: index into FIREWALL_DECISIONS
+FIREWALL_REASON_KEY = "firewall-reason"  # train metric: index into FIREWALL_REASONS
+FIREWALL_DECISIONS = ("off", "allowed", "hardened", "held")  # "off": off or report mode
+FIREWALL_REASONS = (
+    "none",             # off or report mode: the reply is what the client would send anyway
+    "not-checked",      # a round between two checks (the policy's cadence)
+    "not-attacked",     # the threat model grants no attack on this reply
+    "no-evidence",      # the check ran and found no evidence beyond chance
+    "inconclusive",     # the check did not finish (or had no power)
+    "leak",             # the full attack beat its strongest null
+    "fedsgd-batch-1",   # pre-check: a FedSGD step on one sample, without the node's own noise
+    "label-from-bias",  # pre-check: the head's gradient gives the labels away exactly
+    "spike-rate-map",   # pre-check: the spiking head's gradient gives the rate map away exactly
+    "still-leaks",      # harden: the most noise the policy allows did not make the check clean
+)
+FIREWALL_HOLD_CODE = 1003  # the error code of a held update (1001: the node cannot take part;
+                           # 1002: the round asks for less privacy than the node's policy allows)
+
+
+def firewall_hold_reason(reason: str) -> str:
+    """The error reason of a held update: only an allow-listed reason code.
+
+    Raises:
+        ValueError: `reason` is not in FIREWALL_REASONS.
+    """
+    if reason not in FIREWALL_REASONS:
+        raise ValueError(f"Unknown firewall reason {reason!r}; expected one of {FIREWALL_REASONS}")
+    return f"firewall: {reason}"
+
+
 SCALAR_KINDS = ("int", "float")
 
 
@@ -159,6 +193,11 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
               when="spike-dp-mechanism", released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
               low=0, when="spike-dp-mechanism", released=True),
+    # a decision, never a score (its one-round bit is data-dependent: docs/audit.md, firewall)
+    MetricKey(FIREWALL_KEY, "int", "the node's privacy firewall: 0 off/report, 1 allowed, "
+              "2 hardened (FIREWALL_DECISIONS)", low=0, high=2, per_client=True, released=True),
+    MetricKey(FIREWALL_REASON_KEY, "int", "the firewall's reason code (FIREWALL_REASONS)",
+              low=0, high=len(FIREWALL_REASONS) - 1, per_client=True, released=True),
 )
 
 EVALUATE_METRICS: dict[str, MetricKey] = _declare(

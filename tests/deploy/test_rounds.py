@@ -132,7 +132,8 @@ def test_a_node_lost_mid_round_leaves_the_round_to_the_others_and_rejoins_later(
     assert results["status"] == "completed"
     assert entry(results, 1)["participation"] == {
         "sampled": 3, "replied": 2, "failed": 0, "no-reply": 1, "aggregated": True,
-        "failed-nodes": [], "no-reply-node-ids": [3]}
+        "failed-nodes": [], "no-reply-node-ids": [3],
+        "firewall": {"off": 2, "allowed": 0, "hardened": 0, "held": 0}}
     assert entry(results, 1)["train"]["num-replies"] == 2
     assert entry(results, 2)["participation"]["replied"] == 3  # node 3 is back
 

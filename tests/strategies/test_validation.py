@@ -46,7 +46,7 @@ def test_norm_outliers_compare_each_norm_with_the_median_of_the_others() -> None
 def honest_metrics(num_examples: float = 10) -> dict:
     """The metrics an honest train reply carries (fedsnn.core.protocol, no defense)."""
     return {"num-examples": num_examples, "train-loss": 0.5, "local-steps": 3,
-            "partition-id": 0}
+            "partition-id": 0, "firewall": 0, "firewall-reason": 0}
 
 
 def reply(node: int, weights: np.ndarray, num_examples: float = 10,

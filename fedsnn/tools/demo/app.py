@@ -114,6 +114,9 @@ def metrics_markdown(outcome: Outcome) -> str:
                   f"total variation {_fmt(histogram.get('total-variation'), 2)}; the class-prior "
                   f"guess: {_fmt(prior.get('classes-exact'), 2)}, "
                   f"{_fmt(prior.get('total-variation'), 2)}."]
+    if outcome.firewall:
+        lines += ["", f"**The client's firewall** (`firewall = \"enforce\"`, docs/audit.md) would "
+                  f"{outcome.firewall} this reply before sending it."]
     if outcome.epsilon:
         spent = "; ".join(f"`{key}` = {value:.4g} ({TRAIN_METRICS[key].meaning})"
                           for key, value in outcome.epsilon.items())

@@ -38,6 +38,7 @@ from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.canary import Reply
 from fedsnn.audit.canary import client_reply as audit_client_reply
 from fedsnn.audit.decision import Verdict
+from fedsnn.audit.firewall import Own, would_decide
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.reply import NotAttacked, audit_reply
 from fedsnn.core.config import ConfigError, RunConfig
@@ -160,6 +161,7 @@ class Outcome:
     message: str
     seconds: float
     verdict: Verdict | None = None
+    firewall: str = ""  # what the client's firewall would do with this reply
 
 
 class Victims:
@@ -296,7 +298,10 @@ def run(scenario: Scenario, images: torch.Tensor, labels: torch.Tensor, victims:
                    epsilon=epsilon, judge_card=victims.judge().card(),
                    originals=truth, reconstruction=matched,
                    message=reconstruction.message, seconds=reconstruction.seconds,
-                   verdict=audited.verdict)
+                   verdict=audited.verdict,
+                   firewall=would_decide(reply, spec, Own(images, labels, trained),
+                                         audited.verdict, config=config,
+                                         train_config=client_train_config(config, sent)))
 
 
 def twins(scenario: Scenario) -> tuple[Scenario, Scenario]:

@@ -18,6 +18,7 @@ def test_an_undefended_mlp_gradient_gives_the_digit_back_exactly(victims) -> Non
     assert outcome.attack == "analytic" and outcome.row["status"] == "ok"
     assert outcome.row["psnr"] > 60 and outcome.row["label-accuracy"] == 1.0
     assert outcome.row["inferred-labels"] == labels.tolist() and outcome.epsilon == {}
+    assert outcome.firewall == "hold (fedsgd-batch-1)"  # the client's firewall keeps it home
     # beside the guesses a reader compares it with (the audit's own baselines)
     assert set(outcome.baselines) == {"mean-image", "black", "gray-0.5"}
     assert outcome.baselines["mean-image"]["psnr"] < outcome.row["psnr"]
@@ -31,6 +32,7 @@ def test_local_dp_at_epsilon_spends_that_epsilon_and_ruins_the_reconstruction(vi
     assert outcome.epsilon["local-dp-client-epsilon"] == pytest.approx(4.0, rel=1e-3)
     # the analytic recovery finds no image in the noised gradient (or a noisy one, if any)
     assert outcome.row["status"] == "failed" or outcome.row["psnr"] < 20
+    assert outcome.firewall.startswith("allow (")  # noise: no exact give-away, no leak found
 
 
 def test_spike_dp_reports_the_bit_and_the_far_larger_sample_epsilon(victims) -> None:
