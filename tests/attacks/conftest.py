@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -27,3 +29,13 @@ def victim(digits: tuple[torch.Tensor, torch.Tensor]) -> Callable[..., Victim]:
         return observe(model_name, x, y, seed=seed, **spec), x, y
 
     return make
+
+
+@contextmanager
+def no_fallback(caplog: pytest.LogCaptureFixture, logger: str) -> Iterator[None]:
+    """A vectorized engine re-runs a failing group one target at a time (same results) and warns
+    on `logger`: fail on that warning, so a comparison tests the vectorized path, not the
+    fallback."""
+    caplog.set_level(logging.WARNING, logger=logger)
+    yield
+    assert not [r for r in caplog.records if r.name == logger], caplog.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import pytest
 import torch
@@ -12,26 +11,17 @@ import torch.nn.functional as F
 from attacks import AttackSettings, Observation, Status, invert
 from attacks.batched import invert_batched
 from attacks.replicated import per_target_gradients, replicate, replicated_logits
+from tests.attacks.conftest import no_fallback
 from tests.attacks.victims import observe
 
 TARGETS = 8
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def no_silent_fallback(caplog):
-    """A stream that raises is re-run one target at a time (same results): make that visible, so
-    these comparisons test the vectorized path and not the fallback."""
-    caplog.set_level(logging.WARNING, logger="attacks.batched")
-    yield
-    assert not [r for r in caplog.records if r.name == "attacks.batched"], caplog.text
+    """The vectorized path, not its one-at-a-time fallback (threads: 1, tests/conftest.py)."""
+    with no_fallback(caplog, "attacks.batched"):
+        yield
 
 
 def targets(digits: tuple[torch.Tensor, torch.Tensor], model: str, n: int = TARGETS

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
-import logging
 
 import pytest
 import torch
@@ -21,25 +20,16 @@ from attacks.unrolled_batched import StackedReplay, invert_unrolled, worth_stack
 from fedsnn.audit.observe import observe_update
 from fedsnn.core.models import ModelSpec, build_model
 from fedsnn.core.training import train_epochs
+from tests.attacks.conftest import no_fallback
 
 SETTINGS = unrolled_preset(iterations=8)  # as the audit runs it: learned soft labels
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def no_silent_fallback(caplog):
-    """A chunk that raises is re-run one reply at a time (same results): make that visible, so
-    these comparisons test the stacked path and not the fallback."""
-    caplog.set_level(logging.WARNING, logger="attacks.unrolled_batched")
-    yield
-    assert not [r for r in caplog.records if r.name == "attacks.unrolled_batched"], caplog.text
+    """The vectorized path, not its one-at-a-time fallback (threads: 1, tests/conftest.py)."""
+    with no_fallback(caplog, "attacks.unrolled_batched"):
+        yield
 
 
 def replies(digits: tuple[torch.Tensor, torch.Tensor], model: str, *, clients: int = 3,
