@@ -215,8 +215,9 @@ def _nothing(truth: Truth) -> Scored:
 
 
 def _finite_mean(values: torch.Tensor) -> float | None:
-    finite = values[torch.isfinite(values)]
-    return float(finite.mean()) if len(finite) else None
+    """The mean of the scored values (an exact copy's PSNR is +inf and counts; NaN: none)."""
+    scored = values[~torch.isnan(values)]
+    return float(scored.mean()) if len(scored) else None
 
 
 def _rate(count: Count | None) -> float | None:

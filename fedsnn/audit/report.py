@@ -293,7 +293,8 @@ def _canary_lines(leakage: dict[str, Any]) -> list[str]:
 def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """What the audit cost: the attacks' own time per attacked update (canaries included)
     beside the run's wall time."""
-    rows = [r for r in audit.get("attacks", []) if r.get("seconds") is not None]
+    rows = [r for r in [*audit.get("attacks", []), *audit.get("canaries", [])]
+            if r.get("seconds") is not None]
     if not rows:
         return []
     seconds = [float(r["seconds"]) for r in rows]
@@ -361,7 +362,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
            "| images | identified (chance) | verdict | histogram TV (prior) | PSNR | SSIM | ASR "
            "| time (s) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in audit["attacks"]:
+    for row in [*audit["attacks"], *audit.get("canaries", [])]:
         histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
         identified = (row.get("tests") or {}).get("identified") or {}
         chance = identified.get("counts", {}).get(identified.get("strongest", ""))
@@ -388,6 +389,10 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         if row.get("image"):
             md += [f"Round {row['round']}, partition {row['partition-id']} ({row['status']}):", "",
                    f"![round {row['round']} partition {row['partition-id']}]({row['image']})", ""]
+    for row in audit.get("canaries", []):
+        if row.get("image"):
+            md += [f"Round {row['round']}, canary ({row['status']}):", "",
+                   f"![round {row['round']} canary]({row['image']})", ""]
     md += ["## Glossary", "", *GLOSSARY]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")

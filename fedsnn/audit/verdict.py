@@ -145,10 +145,10 @@ def _histogram_test(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 
 def leakage_summary(audit: Mapping[str, Any]) -> dict[str, Any]:
-    """Pooled leakage of one audit (audit.json's "attacks", "baselines", "skipped"): each
+    """Pooled leakage of one audit (audit.json's "attacks", "canaries", "baselines", "skipped"): each
     metric beside each null with counts, clustered intervals and p-values; the canary's; the
     class histograms beside the prior; the verdict."""
-    rows = audit.get("attacks", [])
+    rows = [*audit.get("attacks", []), *audit.get("canaries", [])]
     clients, canaries = scored_rows(rows), scored_rows(rows, canary=True)
     baselines = audit.get("baselines", {})
     tests = {m: t for m in (*RATE_METRICS, *VALUE_METRICS)

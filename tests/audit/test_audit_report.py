@@ -34,8 +34,8 @@ def _run_dir(tmp_path: Path) -> Path:
                               "withheld": ["client-randomness"]},
              "baselines": {"mean-image": {"identified": 0, "samples": 16, "mse": 0.1,
                                           "psnr": 10.0, "ssim": 0.1, "asr": 0.1}},
-             "attacks": [_row(0, 6, 1.0), _row(1, 2, 0.0), _row(-1, 8, 1.0, canary=True)],
-             "skipped": []}
+             "attacks": [_row(0, 6, 1.0), _row(1, 2, 0.0)],
+             "canaries": [_row(-1, 8, 1.0, canary=True)], "skipped": []}
     audit["summary"] = leakage_summary(audit)
     (tmp_path / "audit.json").write_text(json.dumps(audit))
     (tmp_path / "results.json").write_text(json.dumps(
