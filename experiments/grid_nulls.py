@@ -6,7 +6,8 @@ images: `matched-noise` (native-format noise) and `public-draws` (test-split dig
 through the audit's pipeline (`fedsnn.audit.chance`). Each stored identified count (docs/results.md)
 is then tested one-sided against the stronger of the two (Fisher's exact test), with a
 client-clustered interval where per-client counts were stored. The permutation null needs the
-reconstructions, which were not kept: it is left out here.
+reconstructions, which were not kept: it is left out here. The rate decoder's batch-1 victims
+(MNIST, pool of 1,000) are re-scored the same way.
 
 Example:
     python -m experiments.grid_nulls --draws 5
@@ -23,6 +24,7 @@ from fedsnn.audit.chance import NullSources, Truth, score_nulls
 from fedsnn.audit.decision import Count, rate_test
 from fedsnn.core.data import load_dataset
 from fedsnn.core.metrics import clustered_rate_stat
+from fedsnn.tools.bench.run import draw_attack_set
 
 # (model, N, steps, optimizer, clients, identified per client or pooled [hits], where)
 STORED = [
@@ -46,9 +48,42 @@ def client_ids(model: str, images: int, steps: int, optimizer: str, client: int,
     return torch.randperm(train_size, generator=generator)[:images]
 
 
+# the rate decoder's headline (README, docs/results.md): 100 MNIST victims, batch 1, identified
+# in a pool of 1,000 test images (`experiments/rate_decoder.py` with its defaults)
+RATE_DECODER = [(99, "rate decoder at initialisation"),
+                (90, "rate decoder after 10 FedAvg rounds")]
+
+
+def rate_decoder_nulls(mnist: str, draws: int) -> None:
+    """The nulls of the rate decoder's victims (batch 1: no assignment to inflate a score; the
+    chance level is the pool's own), public draws from the test images outside the pool."""
+    data = load_dataset(mnist, 28)
+    pool_ids = draw_attack_set(data, 1000, 0)
+    pool = data.test_x[torch.tensor(pool_ids)]
+    outside = torch.tensor(sorted(set(range(len(data.test_x))) - set(pool_ids)))
+    nulls = {"matched-noise": Count(0, 0), "public-draws": Count(0, 0)}
+    for victim in range(100):
+        truth = Truth(pool[victim:victim + 1], data.test_y[pool_ids[victim]:pool_ids[victim] + 1],
+                      torch.tensor([victim]), pool)
+        scored = score_nulls(truth, NullSources(data.test_x[outside], data.test_y[outside],
+                                                data.native_size, draws, seed=victim))
+        for name in nulls:
+            for draw in scored[name]:
+                count = draw.count("identified")
+                assert count is not None
+                nulls[name] = nulls[name] + count
+    for hits, where in RATE_DECODER:
+        test = rate_test("identified", Count(hits, 100), nulls)
+        cells = " | ".join(f"{100 * n.rate:.1f} % ({n.hits}/{n.trials})" for n in nulls.values())
+        print(f"| MNIST, {where} | 100 | {hits} % ({hits}/100) | – | {cells} | "
+              f"{test.p_value:.2g} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=5, help="draws of each null per client")
+    parser.add_argument("--mnist", default="mnist:/work/shared/data/mnist",
+                        help="the rate decoder's dataset ('' to leave it out)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset("digits", 28)
@@ -76,6 +111,8 @@ def main() -> None:
         print(f"| {model} N={images} {steps} steps {optimizer} ({where}) | {clients} | "
               f"{100 * attack.rate:.0f} % ({attack.hits}/{attack.trials}) | {ci} | {cells} | "
               f"{test.p_value:.2g} |", flush=True)
+    if args.mnist:
+        rate_decoder_nulls(args.mnist, args.draws)
 
 
 if __name__ == "__main__":

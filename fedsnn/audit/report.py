@@ -176,8 +176,9 @@ def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for summary in summaries:
-        cells = [_fmt(summary[c]) if c != "judge ASR" else flag_asr(summary[c], summary["judge"])
-                 for c in SUMMARY_COLUMNS]
+        asr_row = {"tests": (summary["_leakage"].get("tests") or {})}
+        cells = [_fmt(summary[c]) if c != "judge ASR" else
+                 _asr_cell(summary[c], asr_row, summary["judge"]) for c in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -307,12 +308,14 @@ def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
 
 
 def _asr_cell(text: str, row: dict[str, Any], card: dict[str, Any]) -> str:
-    """An ASR cell flagged by the judge's card and, per item, by the scored set's largest
-    class share (a constant answer's ASR)."""
+    """An ASR cell flagged by the judge's card and by its test against its nulls, whose
+    `largest-class` is the judge's baseline on exactly these images (always answering the
+    scored set's largest class)."""
     test = (row.get("tests") or {}).get("asr") or {}
     largest = (test.get("nulls") or {}).get("largest-class")
-    if largest is not None and test.get("attack") is not None and test["attack"] <= largest:
-        text = f"{text} (≤ constant answer {100 * largest:.0f} %)"
+    if test and test["p_value"] >= LEVEL:
+        text = (f"{text} (not beyond chance {100 * test['chance']:.0f} %, {test['strongest']}; "
+                f"constant answer {100 * (largest or 0):.0f} %)")
     return flag_asr(text, card)
 
 
