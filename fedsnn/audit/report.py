@@ -345,8 +345,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "through the identical pipeline (the same assignment, pool and judge) as the attack.",
           "",
           "## How much leaked", "", *_markdown_table([summary]), "",
-          "Rates with their 95 % Wilson interval, pooled over the attacked clients' images "
-          "(identified, judge ASR) or over the attacked clients (histogram exact). Identified: "
+          "Rates with their 95 % interval, pooled over the attacked clients' images "
+          "(identified, judge ASR: client-clustered) or over the attacked clients (histogram "
+          "exact: Wilson). Identified: "
           "the true image is the reconstruction's nearest neighbour (pixel L2) among all training "
           "images, after matching reconstructions to the client's images (which the auditor "
           "knows outside the messages) by an optimal assignment. Histogram exact: every class "

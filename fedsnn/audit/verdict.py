@@ -79,7 +79,9 @@ def unfinished(rows: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str,
                ) -> str:
     """What did not finish, in words: attacks that timed out or failed (steps done of planned)
     and replies refused; "" when every attack finished."""
-    parts = [f"round {r['round']} partition {r['partition-id']} {r['status']}"
+    parts = [f"round {r['round']} "
+             f"{'canary' if r.get('canary') else 'partition ' + str(r['partition-id'])} "
+             f"{r['status']}"
              + (f" after {r['steps-done']} of {r['steps-planned']} steps"
                 if r.get("steps-planned") else "")
              for r in rows if r.get("status") not in FINISHED]
