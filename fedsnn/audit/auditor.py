@@ -47,7 +47,8 @@ class Auditor:
         judge: a classifier for the judge ASR (None: ASR is not reported).
         ground_truth: (round, partition id) -> the ids the client trained on, or None.
         public_x, public_y: images the server may hold (the test split): the `public-draws` null
-            and the canaries' images (None: the train split stands in, and no canary is scored).
+            and the canaries' images (None: the train split stands in, without the update's own
+            images).
         native_size: the dataset's native image side, for the `matched-noise` null.
         null_draws: independent draws of each random null per update.
     """
@@ -139,7 +140,9 @@ class Auditor:
         draws = max(self.null_draws, math.ceil(MIN_NULL_IMAGES / len(truth.images)))
         nulls = score_nulls(truth, NullSources(
             self.public_x, self.public_y, self.native_size, draws, _seed(job),
-            exclude=truth.pool_ids if job.is_canary else None,
+            # public images that are the pool itself (a canary's; no public data given): never
+            # draw the very images the update was made of
+            exclude=truth.pool_ids if truth.pool is self.public_x else None,
             others=tuple((as_images(o), _labels(o, len(as_images(o)))) for o in others
                          if _usable(o))))
         tests = metric_tests(scored, nulls, truth.labels)
