@@ -82,4 +82,7 @@ def test_unrolled_attack_in_line_identifies_images_of_fedavg_updates(tmp_path: P
     summary = audit["summary"]
     best_guess = max(g["value"] for g in summary["identified-guesses"].values())
     assert summary["identified"]["value"] > best_guess, summary
+    # beside its nulls and its canary (8 test digits trained on as a client would)
+    assert [row["batch-size"] for row in audit["canaries"]] == [8]
+    assert summary["verdict"]["outcome"] == "leak", summary["verdict"]["sentence"]
     assert "identified" in (Path(results["run-dir"]) / "report.md").read_text()
