@@ -192,6 +192,9 @@ def verdict(summary: Mapping[str, Any], model: str) -> list[str]:
     decided = summary.get("verdict")
     if decided is not None:
         lines.append(f"**{model}: {decided['outcome']}.** {decided['sentence']}")
+    else:
+        lines.append(f"**{model}: no verdict**: these rows were scored without their nulls (an "
+                     "audit from an older version, or nothing scored); re-run the audit.")
     histogram, prior = summary.get("histogram"), summary.get("prior-histogram")
     tested = summary.get("histogram-test") or {}
     if histogram is not None and prior is not None:
