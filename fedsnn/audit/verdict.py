@@ -191,7 +191,7 @@ def verdict(summary: Mapping[str, Any], model: str) -> list[str]:
     lines = []
     decided = summary.get("verdict")
     if decided is not None:
-        lines.append(f"**{model}: {decided['outcome']}.** {decided['sentence']}")
+        lines.append(f"**{model}:** {decided['sentence']}")
     else:
         lines.append(f"**{model}: no verdict**: these rows were scored without their nulls (an "
                      "audit from an older version, or nothing scored); re-run the audit.")

@@ -61,7 +61,7 @@ def test_report_opens_with_the_verdict_and_states_the_threat_model(tmp_path: Pat
     md_path, html_path = write_report(_run_dir(tmp_path))
     md = md_path.read_text()
     assert md.index("## Verdict") < md.index("## Threat model") < md.index("## How much leaked")
-    assert "**lenet: leak.**" in md and "8/16" in md and "canary" in md
+    assert "**lenet:** **leak**" in md and "8/16" in md and "canary" in md
     assert md.index("## Each metric beside its chance level") < md.index("## Glossary")
     assert "Withheld: client-randomness" in md
     page = html_path.read_text()
