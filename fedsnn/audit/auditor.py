@@ -101,6 +101,8 @@ class Auditor:
         row: dict[str, Any] = {
             "round": job.server_round, "partition-id": job.partition_id,
             "canary": job.is_canary,
+            **({"defense": job.defense} if job.defense else {}),
+            **({"canary-accuracy": job.accuracy} if job.accuracy is not None else {}),
             "target": reconstruction.target_id, "attack": reconstruction.attack,
             "status": reconstruction.status.value, "message": reconstruction.message,
             "seconds": round(reconstruction.seconds, 2),

@@ -34,6 +34,8 @@ class AuditJob:
     settings: AttackSettings
     submitted: float = field(default_factory=time.monotonic)
     canary_ids: tuple[int, ...] = ()
+    defense: str = ""  # a "what to change" canary: the client-side defense it was made under
+    accuracy: float | None = None  # a canary's: its locally trained model's test accuracy
 
     @property
     def is_canary(self) -> bool:

@@ -307,6 +307,40 @@ def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
             + (f"; the run's wall time {float(wall):.0f} s." if wall else "."), ""]
 
 
+def what_to_change_lines(audit: dict[str, Any]) -> list[str]:
+    """The canary attacked again under each `audit-canary-defenses` setting, beside the plain
+    canary: which settings bring it to chance, and what each costs the canary's own update in
+    test accuracy (measured in this run)."""
+    rows = audit.get("what-to-change") or []
+    if not rows:
+        return []
+    plain = (audit.get("canaries") or [{}])[0]
+    lines = ["## What to change", "",
+             "The canary attacked again, made under client-side defenses "
+             "(`audit-canary-defenses`); accuracy: the canary's locally trained model on the "
+             "test images it did not train on (one client's update, not the federated model).",
+             "", "| canary made under | identified (chance) | p | beyond chance? | canary's "
+             "accuracy |", "|---|---|---|---|---|"]
+    at_chance = []
+    for row in [plain, *rows] if plain else rows:
+        test = (row.get("tests") or {}).get("identified")
+        if not test:
+            continue
+        counts = test["counts"]
+        beyond = test["p_value"] < LEVEL
+        if row.get("defense") and not beyond:
+            at_chance.append((row["defense"], row.get("canary-accuracy")))
+        lines.append(f"| {row.get('defense') or 'the run as configured'} | "
+                     f"{_value('identified', test['attack'])}{_count(counts, 'attack')} "
+                     f"({_value('identified', test['chance'])}) | {test['p_value']:.2g} | "
+                     f"{'**yes**' if beyond else 'no'} | {_fmt(row.get('canary-accuracy'))} |")
+    best = max(at_chance, key=lambda item: item[1] or 0.0, default=None)
+    lines += ["", (f"**{best[0]} brings the canary to chance** at a canary accuracy of "
+                   f"{_fmt(best[1])} (the run as configured: {_fmt(plain.get('canary-accuracy'))})."
+                   if best else "No setting tried brings the canary to chance."), ""]
+    return lines
+
+
 def _asr_cell(text: str, row: dict[str, Any], card: dict[str, Any]) -> str:
     """An ASR cell flagged by the judge's card and by its test against its nulls, whose
     `largest-class` is the judge's baseline on exactly these images (always answering the
@@ -397,7 +431,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         if row.get("image"):
             md += [f"Round {row['round']}, canary ({row['status']}):", "",
                    f"![round {row['round']} canary]({row['image']})", ""]
-    md += ["## Glossary", "", *GLOSSARY]
+    md += [*what_to_change_lines(audit), "## Glossary", "", *GLOSSARY]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
     html_path = run_dir / "report.html"

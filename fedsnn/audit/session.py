@@ -58,7 +58,8 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     for (job, _), row in zip(finished, score_finished(auditor, finished), strict=True):
         images = row.pop("_images", None)
         if images is not None:
-            who = "canary" if job.is_canary else f"partition-{job.partition_id}"
+            who = (f"canary{'-' + job.defense.split()[0] if job.defense else ''}" if job.is_canary
+                   else f"partition-{job.partition_id}")
             name = f"audit/round-{job.server_round}-{who}.png"
             save_pair_grid(run_dir / name, *images,
                            title=f"{row['attack']}, round {job.server_round}, "
@@ -78,7 +79,9 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
         "baselines": auditor.baselines([i for job, _ in finished if not job.is_canary
                                         for i in auditor.sample_ids(job)]),
         "attacks": [row for row in rows if not row.get("canary")],
-        "canaries": [row for row in rows if row.get("canary")],  # the positive controls
+        "canaries": [row for row in rows if row.get("canary") and not row.get("defense")],
+        # "what to change": canaries made under client-side defenses (audit-canary-defenses)
+        "what-to-change": [row for row in rows if row.get("defense")],
         "skipped": list(skipped),
     }
     audit["summary"] = leakage_summary(audit)

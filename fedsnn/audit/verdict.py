@@ -32,8 +32,10 @@ def _size(row: Mapping[str, Any]) -> int:
 
 def scored_rows(rows: Sequence[Mapping[str, Any]], *, canary: bool = False
                 ) -> list[Mapping[str, Any]]:
-    """Rows scored with their nulls (`tests`), clients' or (with `canary`) canaries'."""
-    return [r for r in rows if r.get("tests") and bool(r.get("canary")) == canary]
+    """Rows scored with their nulls (`tests`), clients' or (with `canary`) canaries' (the
+    positive controls: not the "what to change" canaries made under another defense)."""
+    return [r for r in rows if r.get("tests") and bool(r.get("canary")) == canary
+            and not r.get("defense")]
 
 
 def pooled_test(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:

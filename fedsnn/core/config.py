@@ -91,6 +91,7 @@ class RunConfig:
     audit_withhold: str = ""
     audit_grant: str = ""
     audit_canary: bool = True
+    audit_canary_defenses: str = ""
     # -- defenses (DP) --
     defenses: str = ""
     dp_delta: float = 1e-5

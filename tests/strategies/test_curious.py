@@ -198,3 +198,32 @@ def test_every_audited_round_attacks_a_canary_made_like_a_client_update() -> Non
     _, expected = batch_gradient(model, data.test_x[ids], data.test_y[ids])
     for name, gradient in expected.items():
         assert torch.allclose(canary.observation.gradients[name], gradient, atol=1e-5)
+
+
+def test_what_to_change_canaries_are_made_under_each_defense() -> None:
+    """`audit-canary-defenses`: the round's canary again, trained under local DP; its update is
+    noised (not the plain canary's), it carries its label and its model's accuracy."""
+    from dataclasses import replace
+
+    from strategies.curious import parse_canary_defenses
+
+    sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
+    data = load_dataset("digits")
+    config = replace(CONFIG, audit_canary_defenses="local-dp:1")
+    with server_identity():
+        queue = AuditQueue(workers=0)
+        curious = CuriousServer(FedAvg(), plan=_plan(), queue=queue, spec=SPEC, config=config,
+                                canary_images=(data.test_x, data.test_y))
+        curious.round_arrays = ArrayRecord(sent)
+        curious.aggregate_train(1, _replies(sent))
+        jobs = [job for job, _ in queue.pending]
+        queue.drain(timeout_s=120)
+    plain, defended = [job for job in jobs if job.is_canary]
+    assert (plain.defense, defended.defense) == ("", "local-dp ε=1")
+    assert plain.canary_ids == defended.canary_ids and defended.accuracy is not None
+    name = "layers.fc3.weight" if "layers.fc3.weight" in plain.observation.gradients else \
+        sorted(plain.observation.gradients)[-1]
+    assert not torch.allclose(plain.observation.gradients[name],
+                              defended.observation.gradients[name])
+    with pytest.raises(ConfigError, match="audit-canary-defenses"):
+        parse_canary_defenses("central-dp:8")
