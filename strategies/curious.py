@@ -151,8 +151,12 @@ class CuriousServer(StrategyWrapper):
         if not self.plan.canary or self.canary_images is None or not jobs:
             return
         size = jobs[0].observation.batch_size
-        for defense, config, train_config in [("", self.config, self.train_config),
-                                              *canary_defenses(self.config, self.train_config)]:
+        try:
+            defended = canary_defenses(self.config, self.train_config)
+        except Exception as error:  # noqa: BLE001 - a canary never stops training
+            log(WARNING, "curious server: round %d: no defense canaries: %s", server_round, error)
+            defended = []
+        for defense, config, train_config in [("", self.config, self.train_config), *defended]:
             job = self._canary_job(server_round, sent, size, config, train_config, defense)
             if job is not None:
                 jobs.append(job)
@@ -248,7 +252,12 @@ def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
     server configured by the `audit-*` keys. `data`: the run's dataset, whose test split is the
     server's public data when `audit-public-data` grants it."""
     plan = AuditPlan.from_config(config)
-    parse_canary_defenses(config.audit_canary_defenses)  # refused before training starts
+    try:  # refused before training starts: an unknown defense, an ε no noise calibrates to
+        canary_defenses(config, {})
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - e.g. dp-accounting's calibration
+        raise ConfigError(f"audit-canary-defenses: {type(error).__name__}: {error}") from None
     public = plan.public(data) if data is not None else None
     if plan.public_data != "none" and public is None:
         raise ValueError("audit-public-data is granted but no dataset was given to the audit")

@@ -205,7 +205,7 @@ def test_what_to_change_canaries_are_made_under_each_defense() -> None:
     noised (not the plain canary's), it carries its label and its model's accuracy."""
     from dataclasses import replace
 
-    from strategies.curious import parse_canary_defenses
+    from strategies.curious import attach_audit, parse_canary_defenses
 
     sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
     data = load_dataset("digits")
@@ -227,3 +227,6 @@ def test_what_to_change_canaries_are_made_under_each_defense() -> None:
                               defended.observation.gradients[name])
     with pytest.raises(ConfigError, match="audit-canary-defenses"):
         parse_canary_defenses("central-dp:8")
+    with pytest.raises(ConfigError, match="audit-canary-defenses"):  # no noise calibrates to it
+        attach_audit(FedAvg(), replace(CONFIG, audit_canary_defenses="local-dp:1000"), SPEC,
+                     data)
