@@ -27,7 +27,6 @@ import copy
 import json
 import time
 import zlib
-from dataclasses import replace
 from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any

@@ -8,7 +8,8 @@ copies their arrays) before delegating, because some inner strategies change rep
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from logging import INFO, WARNING
@@ -17,18 +18,21 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import FedAvg, Strategy
 
 from fedsnn.audit.canary import Reply, make_canary
 from fedsnn.audit.reply import observe_reply
-from fedsnn.core.config import RunConfig
+from fedsnn.core.config import ConfigError, RunConfig
 from fedsnn.core.data.sources import ImageData
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.session import complete_audit
-from fedsnn.core.models import ModelSpec
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.protocol import CLIENT_DP_FLAG
+from fedsnn.core.training import evaluate
 from strategies.base import StrategyWrapper
+from strategies.dp_stack import DEFENSE_WRAPPERS
 from strategies.rounds import NodesUnavailable
 
 
@@ -142,25 +146,40 @@ class CuriousServer(StrategyWrapper):
 
     def _canary(self, server_round: int, sent: dict, jobs: list[AuditJob]) -> None:
         """The round's positive control (`fedsnn.audit.canary`), as large as the first attacked
-        reply, attacked with the same settings beside the clients' replies."""
+        reply, attacked with the same settings beside the clients' replies; and the "what to
+        change" canaries, made the same way under each of `audit-canary-defenses`."""
         if not self.plan.canary or self.canary_images is None or not jobs:
             return
-        public_x, public_y = self.canary_images
+        size = jobs[0].observation.batch_size
         try:
-            reply, ids = make_canary(self.config, self.spec, sent, self.train_config, public_x,
-                                     public_y, images=jobs[0].observation.batch_size,
-                                     server_round=server_round)
+            defended = canary_defenses(self.config, self.train_config)
+        except Exception as error:  # noqa: BLE001 - a canary never stops training
+            log(WARNING, "curious server: round %d: no defense canaries: %s", server_round, error)
+            defended = []
+        for defense, config, train_config in [("", self.config, self.train_config), *defended]:
+            job = self._canary_job(server_round, sent, size, config, train_config, defense)
+            if job is not None:
+                jobs.append(job)
+
+    def _canary_job(self, server_round: int, sent: dict, size: int, config: RunConfig,
+                    train_config: dict[str, Any], defense: str) -> AuditJob | None:
+        public_x, public_y = self.canary_images  # type: ignore[misc]
+        what = f"canary{' under ' + defense if defense else ''}"
+        try:
+            reply, ids = make_canary(config, self.spec, sent, train_config, public_x, public_y,
+                                     images=size, server_round=server_round)
         except (ValueError, RuntimeError) as error:
-            log(WARNING, "curious server: round %d: no canary: %s", server_round, error)
-            return
-        job = observe_reply(reply, plan=self.plan, config=self.config, spec=self.spec,
-                            native_size=self.native_size, canary_ids=ids)
+            log(WARNING, "curious server: round %d: no %s: %s", server_round, what, error)
+            return None
+        job = observe_reply(reply, plan=self.plan, config=config, spec=self.spec,
+                            native_size=self.native_size, canary_ids=ids, defense=defense)
         if isinstance(job, str):
-            log(WARNING, "curious server: round %d: canary not attacked: %s", server_round, job)
-            return
-        jobs.append(job)
-        log(INFO, "curious server: round %d: canary of %d public images submitted",
-            server_round, len(ids))
+            log(WARNING, "curious server: round %d: %s not attacked: %s", server_round, what, job)
+            return None
+        log(INFO, "curious server: round %d: %s of %d public images submitted", server_round,
+            what, len(ids))
+        return replace(job, accuracy=canary_accuracy(self.spec, reply.returned, public_x,
+                                                     public_y, ids))
 
     def finish(self, run_dir: Path, auditor: Auditor, judge: dict[str, Any] | None = None
                ) -> dict[str, object]:
@@ -177,12 +196,68 @@ class CuriousServer(StrategyWrapper):
             partition_id, reason)
 
 
+# audit-canary-defenses: the client-side defenses a "what to change" canary can be made under,
+# with the run-config key that takes its ε
+CANARY_DEFENSES = {"local-dp": "local_dp_target_epsilon", "dp-sgd": "dp_sgd_target_epsilon"}
+
+
+def parse_canary_defenses(text: str) -> list[tuple[str, float]]:
+    """'local-dp:8, dp-sgd:4' -> [('local-dp', 8.0), ('dp-sgd', 4.0)].
+
+    Raises:
+        ConfigError: an unknown defense or an ε that is not a positive number.
+    """
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, epsilon = part.partition(":")
+        try:
+            value = float(epsilon)
+        except ValueError:
+            value = math.nan
+        if name.strip() not in CANARY_DEFENSES or not value > 0:
+            raise ConfigError(f"audit-canary-defenses: expected 'defense:epsilon' pairs with a "
+                              f"defense in {sorted(CANARY_DEFENSES)} and epsilon > 0, got {part!r}")
+        pairs.append((name.strip(), value))
+    return pairs
+
+
+def canary_defenses(config: RunConfig, train_config: dict[str, Any]
+                    ) -> list[tuple[str, RunConfig, dict[str, Any]]]:
+    """Per `audit-canary-defenses` entry: its label, the run config with only that defense, and
+    the train config a client would get under it (the defense wrapper's own settings)."""
+    out = []
+    for name, epsilon in parse_canary_defenses(config.audit_canary_defenses):
+        defended = replace(config, defenses=name, **{CANARY_DEFENSES[name]: epsilon})
+        wrapper = DEFENSE_WRAPPERS[name](FedAvg(), defended)
+        settings = getattr(wrapper, "settings", {})
+        out.append((f"{name} ε={epsilon:g}", defended,
+                    {**train_config, **settings, CLIENT_DP_FLAG: 1}))
+    return out
+
+
+def canary_accuracy(spec: ModelSpec, state: dict, images: torch.Tensor, labels: torch.Tensor,
+                    exclude: list[int]) -> float:
+    """The test accuracy of a canary's locally trained model, on the public images it was not
+    trained on (what a defense costs one client's update)."""
+    keep = torch.ones(len(images), dtype=torch.bool)
+    keep[torch.tensor(exclude, dtype=torch.long)] = False
+    model = build_model(spec)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return evaluate(model, images[keep], labels[keep])[1]
+
+
 def attach_audit(strategy: Strategy, config: RunConfig, spec: ModelSpec,
                  data: ImageData | None = None) -> CuriousServer:
     """Wrap `strategy` (outermost, so it sees replies as clients sent them) with the curious
     server configured by the `audit-*` keys. `data`: the run's dataset, whose test split is the
     server's public data when `audit-public-data` grants it."""
     plan = AuditPlan.from_config(config)
+    try:  # refused before training starts: an unknown defense, an ε no noise calibrates to
+        canary_defenses(config, {})
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - e.g. dp-accounting's calibration
+        raise ConfigError(f"audit-canary-defenses: {type(error).__name__}: {error}") from None
     public = plan.public(data) if data is not None else None
     if plan.public_data != "none" and public is None:
         raise ValueError("audit-public-data is granted but no dataset was given to the audit")

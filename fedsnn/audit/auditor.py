@@ -47,7 +47,8 @@ class Auditor:
         judge: a classifier for the judge ASR (None: ASR is not reported).
         ground_truth: (round, partition id) -> the ids the client trained on, or None.
         public_x, public_y: images the server may hold (the test split): the `public-draws` null
-            and the canaries' images (None: the train split stands in, and no canary is scored).
+            and the canaries' images (None: the train split stands in, without the update's own
+            images).
         native_size: the dataset's native image side, for the `matched-noise` null.
         null_draws: independent draws of each random null per update.
     """
@@ -100,6 +101,8 @@ class Auditor:
         row: dict[str, Any] = {
             "round": job.server_round, "partition-id": job.partition_id,
             "canary": job.is_canary,
+            **({"defense": job.defense} if job.defense else {}),
+            **({"canary-accuracy": job.accuracy} if job.accuracy is not None else {}),
             "target": reconstruction.target_id, "attack": reconstruction.attack,
             "status": reconstruction.status.value, "message": reconstruction.message,
             "seconds": round(reconstruction.seconds, 2),
@@ -139,7 +142,9 @@ class Auditor:
         draws = max(self.null_draws, math.ceil(MIN_NULL_IMAGES / len(truth.images)))
         nulls = score_nulls(truth, NullSources(
             self.public_x, self.public_y, self.native_size, draws, _seed(job),
-            exclude=truth.pool_ids if job.is_canary else None,
+            # public images that are the pool itself (a canary's; no public data given): never
+            # draw the very images the update was made of
+            exclude=truth.pool_ids if truth.pool is self.public_x else None,
             others=tuple((as_images(o), _labels(o, len(as_images(o)))) for o in others
                          if _usable(o))))
         tests = metric_tests(scored, nulls, truth.labels)
@@ -215,8 +220,9 @@ def _nothing(truth: Truth) -> Scored:
 
 
 def _finite_mean(values: torch.Tensor) -> float | None:
-    finite = values[torch.isfinite(values)]
-    return float(finite.mean()) if len(finite) else None
+    """The mean of the scored values (an exact copy's PSNR is +inf and counts; NaN: none)."""
+    scored = values[~torch.isnan(values)]
+    return float(scored.mean()) if len(scored) else None
 
 
 def _rate(count: Count | None) -> float | None:

@@ -42,14 +42,15 @@ class Truth:
     Attributes:
         images: [N, C, H, W] the client's images; `labels`: [N].
         pool_ids: [N] their indices in `pool`, the identification pool (e.g. the train split).
-        pool: the images a reconstruction's nearest neighbour is searched in.
+        pool: the images a reconstruction's nearest neighbour is searched in (None: identified
+            is not scored).
         predict: the judge (None: no judge ASR).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
-    pool_ids: torch.Tensor
-    pool: torch.Tensor
+    pool_ids: torch.Tensor | None
+    pool: torch.Tensor | None
     predict: Predict | None = None
 
 
@@ -59,11 +60,14 @@ class Scored:
 
     `hits` per rate metric ([N] bool; "asr" absent without a judge, "label-accuracy" absent when
     the candidates have no labels) and `values` per value metric ([N] floats); `matched`: the
-    candidates in the order of the client's images."""
+    candidates in the order of the client's images (`order`: their indices among the
+    candidates); `judged`: the judge's labels of `matched` (None without a judge)."""
 
     hits: dict[str, torch.Tensor]
     values: dict[str, torch.Tensor]
     matched: torch.Tensor
+    order: torch.Tensor | None = None
+    judged: torch.Tensor | None = None
 
     def count(self, metric: str) -> Count | None:
         hits = self.hits.get(metric)
@@ -75,17 +79,19 @@ def score_candidates(images: torch.Tensor, labels: torch.Tensor | None, truth: T
     than images: the best N are used), then identified in the pool, the judge's label, the
     candidate's label, PSNR / SSIM / MSE per image. Non-finite candidates score as black."""
     images = torch.nan_to_num(images.float(), nan=0.0, posinf=1.0, neginf=0.0)
-    n = len(truth.images)
-    order = match_by_mse(images, truth.images) if n > 1 else torch.zeros(1, dtype=torch.long)
+    order = match_by_mse(images, truth.images)
     matched = images[order]
-    hits = {"identified": identified(matched, truth.pool_ids, truth.pool)}
+    hits = ({} if truth.pool is None or truth.pool_ids is None
+            else {"identified": identified(matched, truth.pool_ids, truth.pool)})
+    judged = None
     if truth.predict is not None:
         with torch.no_grad():
-            hits["asr"] = truth.predict(matched.clamp(0, 1)) == truth.labels
+            judged = truth.predict(matched.clamp(0, 1))
+        hits["asr"] = judged == truth.labels
     if labels is not None and len(labels) == len(images) and bool((labels >= 0).all()):
         hits["label-accuracy"] = labels[order] == truth.labels
     scores = per_sample_scores(matched, truth.images)
-    return Scored(hits, {k: scores[k] for k in ("mse", *VALUE_METRICS)}, matched)
+    return Scored(hits, {k: scores[k] for k in ("mse", *VALUE_METRICS)}, matched, order, judged)
 
 
 def matched_noise(n: int, shape: tuple[int, ...], native_size: int | None,

@@ -10,11 +10,14 @@ import math
 import multiprocessing
 import threading
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (ALL_COMPLETED, Executor, Future, ProcessPoolExecutor,
+                                ThreadPoolExecutor, wait)
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from logging import INFO
 
 import torch
+from flwr.common.logger import log
 
 from attacks import AttackSettings, Observation, PublicData, Reconstruction, Status, invert
 
@@ -31,6 +34,8 @@ class AuditJob:
     settings: AttackSettings
     submitted: float = field(default_factory=time.monotonic)
     canary_ids: tuple[int, ...] = ()
+    defense: str = ""  # a "what to change" canary: the client-side defense it was made under
+    accuracy: float | None = None  # a canary's: its locally trained model's test accuracy
 
     @property
     def is_canary(self) -> bool:
@@ -113,10 +118,13 @@ class AuditQueue:
                     batch.add_done_callback(lambda done, futures=futures: _split(done, futures))
                     self.pending.extend(zip(share, futures, strict=True))
 
-    def drain(self, timeout_s: float | None) -> list[tuple[AuditJob, Reconstruction]]:
-        """Wait for every job (at most `timeout_s` in all); unfinished ones are recorded as
-        timed out, failures as failed. Shuts the workers down."""
+    def drain(self, timeout_s: float | None, progress_s: float = 15.0
+              ) -> list[tuple[AuditJob, Reconstruction]]:
+        """Wait for every job (at most `timeout_s` in all), logging how many are done every
+        `progress_s`; unfinished ones are recorded as timed out (they stay in the audit's
+        denominator), failures as failed. Shuts the workers down."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._wait_with_progress(deadline, progress_s)
         results = []
         for job, future in self.pending:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -131,6 +139,22 @@ class AuditQueue:
             results.append((job, reconstruction))
         self.close()
         return results
+
+    def _wait_with_progress(self, deadline: float | None, progress_s: float) -> None:
+        futures = [future for _, future in self.pending]
+        started = time.monotonic()
+        while True:
+            done = sum(future.done() for future in futures)
+            if done == len(futures):
+                return
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            log(INFO, "audit: %d of %d attacks finished after %.0f s; waiting%s", done,
+                     len(futures), time.monotonic() - started,
+                     "" if left is None else f" (at most {left:.0f} s more)")
+            wait(futures, timeout=progress_s if left is None else min(progress_s, left),
+                 return_when=ALL_COMPLETED)
 
     def close(self) -> None:
         if self._executor is not None:

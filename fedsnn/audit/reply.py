@@ -32,7 +32,7 @@ from fedsnn.core.models import ModelSpec
 
 def observe_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: ModelSpec,
                   native_size: int | None = None, canary_ids: Sequence[int] = (),
-                  target_id: str | None = None) -> AuditJob | str:
+                  target_id: str | None = None, defense: str = "") -> AuditJob | str:
     """The attack job for one reply, or one line saying why it is not attacked.
 
     Args:
@@ -44,6 +44,7 @@ def observe_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Mod
         native_size: the dataset's native image side (given to the attack only when the threat
             model grants the data format).
         canary_ids: for a canary, the public ids of its images (`fedsnn.audit.canary`).
+        defense: for a "what to change" canary, the client-side defense it was made under.
     """
     batch, steps = reply.num_examples, reply.local_steps
     if batch > plan.max_batch:
@@ -54,7 +55,8 @@ def observe_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Mod
     problem = misfit(training, batch, steps)
     if isinstance(settings, str) or problem is not None:
         return problem or str(settings)
-    name = target_id or ("canary" if canary_ids else f"partition-{reply.partition_id}")
+    name = target_id or (f"canary{'-' + defense if defense else ''}" if canary_ids
+                         else f"partition-{reply.partition_id}")
     try:
         observation = observe_update(
             f"round-{reply.server_round}/{name}", spec, reply.sent, reply.returned,
@@ -63,7 +65,7 @@ def observe_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Mod
     except (KeyError, ValueError) as error:
         return f"unusable reply: {error}"
     return AuditJob(reply.server_round, reply.partition_id, observation, settings,
-                    canary_ids=tuple(canary_ids))
+                    canary_ids=tuple(canary_ids), defense=defense)
 
 
 @dataclass(frozen=True)

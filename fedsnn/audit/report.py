@@ -177,8 +177,9 @@ def _markdown_table(summaries: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]
     for summary in summaries:
-        cells = [_fmt(summary[c]) if c != "judge ASR" else flag_asr(summary[c], summary["judge"])
-                 for c in SUMMARY_COLUMNS]
+        asr_row = {"tests": (summary["_leakage"].get("tests") or {})}
+        cells = [_fmt(summary[c]) if c != "judge ASR" else
+                 _asr_cell(summary[c], asr_row, summary["judge"]) for c in SUMMARY_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -334,7 +335,8 @@ def _canary_lines(leakage: dict[str, Any]) -> list[str]:
 def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """What the audit cost: the attacks' own time per attacked update (canaries included)
     beside the run's wall time."""
-    rows = [r for r in audit.get("attacks", []) if r.get("seconds") is not None]
+    rows = [r for r in [*audit.get("attacks", []), *audit.get("canaries", [])]
+            if r.get("seconds") is not None]
     if not rows:
         return []
     seconds = [float(r["seconds"]) for r in rows]
@@ -346,13 +348,49 @@ def cost_lines(audit: dict[str, Any], results: dict[str, Any]) -> list[str]:
             + (f"; the run's wall time {float(wall):.0f} s." if wall else "."), ""]
 
 
+def what_to_change_lines(audit: dict[str, Any]) -> list[str]:
+    """The canary attacked again under each `audit-canary-defenses` setting, beside the plain
+    canary: which settings bring it to chance, and what each costs the canary's own update in
+    test accuracy (measured in this run)."""
+    rows = audit.get("what-to-change") or []
+    if not rows:
+        return []
+    plain = (audit.get("canaries") or [{}])[0]
+    lines = ["## What to change", "",
+             "The canary attacked again, made under client-side defenses "
+             "(`audit-canary-defenses`); accuracy: the canary's locally trained model on the "
+             "test images it did not train on (one client's update, not the federated model).",
+             "", "| canary made under | identified (chance) | p | beyond chance? | canary's "
+             "accuracy |", "|---|---|---|---|---|"]
+    at_chance = []
+    for row in [plain, *rows] if plain else rows:
+        test = (row.get("tests") or {}).get("identified")
+        if not test:
+            continue
+        counts = test["counts"]
+        beyond = test["p_value"] < LEVEL
+        if row.get("defense") and not beyond:
+            at_chance.append((row["defense"], row.get("canary-accuracy")))
+        lines.append(f"| {row.get('defense') or 'the run as configured'} | "
+                     f"{_value('identified', test['attack'])}{_count(counts, 'attack')} "
+                     f"({_value('identified', test['chance'])}) | {test['p_value']:.2g} | "
+                     f"{'**yes**' if beyond else 'no'} | {_fmt(row.get('canary-accuracy'))} |")
+    best = max(at_chance, key=lambda item: item[1] or 0.0, default=None)
+    lines += ["", (f"**{best[0]} brings the canary to chance** at a canary accuracy of "
+                   f"{_fmt(best[1])} (the run as configured: {_fmt(plain.get('canary-accuracy'))})."
+                   if best else "No setting tried brings the canary to chance."), ""]
+    return lines
+
+
 def _asr_cell(text: str, row: dict[str, Any], card: dict[str, Any]) -> str:
-    """An ASR cell flagged by the judge's card and, per item, by the scored set's largest
-    class share (a constant answer's ASR)."""
+    """An ASR cell flagged by the judge's card and by its test against its nulls, whose
+    `largest-class` is the judge's baseline on exactly these images (always answering the
+    scored set's largest class)."""
     test = (row.get("tests") or {}).get("asr") or {}
     largest = (test.get("nulls") or {}).get("largest-class")
-    if largest is not None and test.get("attack") is not None and test["attack"] <= largest:
-        text = f"{text} (≤ constant answer {100 * largest:.0f} %)"
+    if test and test["p_value"] >= LEVEL:
+        text = (f"{text} (not beyond chance {100 * test['chance']:.0f} %, {test['strongest']}; "
+                f"constant answer {100 * (largest or 0):.0f} %)")
     return flag_asr(text, card)
 
 
@@ -382,8 +420,9 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
           "through the identical pipeline (the same assignment, pool and judge) as the attack.",
           "",
           "## How much leaked", "", *_markdown_table([summary]), "",
-          "Rates with their 95 % Wilson interval, pooled over the attacked clients' images "
-          "(identified, judge ASR) or over the attacked clients (histogram exact). Identified: "
+          "Rates with their 95 % interval, pooled over the attacked clients' images "
+          "(identified, judge ASR: client-clustered) or over the attacked clients (histogram "
+          "exact: Wilson). Identified: "
           "the true image is the reconstruction's nearest neighbour (pixel L2) among all training "
           "images, after matching reconstructions to the client's images (which the auditor "
           "knows outside the messages) by an optimal assignment. Histogram exact: every class "
@@ -403,7 +442,7 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
            "| images | identified (chance) | verdict | histogram TV (prior) | PSNR | SSIM | ASR "
            "| time (s) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in audit["attacks"]:
+    for row in [*audit["attacks"], *audit.get("canaries", [])]:
         histogram, prior = row.get("histogram") or {}, row.get("prior-histogram") or {}
         identified = (row.get("tests") or {}).get("identified") or {}
         chance = identified.get("counts", {}).get(identified.get("strongest", ""))
@@ -430,7 +469,11 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
         if row.get("image"):
             md += [f"Round {row['round']}, partition {row['partition-id']} ({row['status']}):", "",
                    f"![round {row['round']} partition {row['partition-id']}]({row['image']})", ""]
-    md += ["## Glossary", "", *GLOSSARY]
+    for row in audit.get("canaries", []):
+        if row.get("image"):
+            md += [f"Round {row['round']}, canary ({row['status']}):", "",
+                   f"![round {row['round']} canary]({row['image']})", ""]
+    md += [*what_to_change_lines(audit), "## Glossary", "", *GLOSSARY]
     md_path = run_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
     html_path = run_dir / "report.html"

@@ -1,6 +1,7 @@
 """Scoring a reconstruction against the ground truth (the scorer's side, never the attacker's):
 match reconstructed images to the originals by an optimal assignment, then per sample MSE / SSIM
-/ PSNR, the judge's label and the inferred label."""
+/ PSNR, the judge's label and the inferred label (`fedsnn.audit.chance.score_candidates`, the
+pipeline every null goes through too)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 
 from attacks import Reconstruction
 from fedsnn.audit.baselines import Predict
-from fedsnn.core.metrics import match_by_mse, per_sample_scores, to_images
+from fedsnn.audit.chance import Truth, score_candidates
+from fedsnn.core.metrics import to_images
 
 
 def score_images(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tensor,
@@ -21,15 +23,14 @@ def score_images(reconstruction: Reconstruction, x: torch.Tensor, y: torch.Tenso
     images = to_images(reconstruction.inputs)
     if images.shape != x.shape or not torch.isfinite(images).all():
         images = torch.zeros_like(x)  # nothing usable came back: scored as a black guess
-    order = match_by_mse(images, x) if len(x) > 1 else torch.zeros(1, dtype=torch.long)
-    matched = images[order]
-    labels = reconstruction.labels[order] if len(reconstruction.labels) == len(x) else \
+    labels = reconstruction.labels if len(reconstruction.labels) == len(x) else \
         torch.full_like(y, -1)
-    scores = per_sample_scores(matched, x)
-    predicted = predict(matched) if predict is not None else None
-    rows = [{"true-label": int(y[i]), "inferred-label": int(labels[i]),
-             "judge-label": int(predicted[i]) if predicted is not None else None,
-             "success": bool(predicted[i] == y[i]) if predicted is not None else None,
-             "label-correct": bool(labels[i] == y[i]),
-             **{k: float(v[i]) for k, v in scores.items()}} for i in range(len(x))]
-    return rows, matched
+    scored = score_candidates(images, None, Truth(x, y, None, None, predict))
+    assert scored.order is not None
+    matched_labels, judged = labels[scored.order], scored.judged
+    rows = [{"true-label": int(y[i]), "inferred-label": int(matched_labels[i]),
+             "judge-label": int(judged[i]) if judged is not None else None,
+             "success": bool(judged[i] == y[i]) if judged is not None else None,
+             "label-correct": bool(matched_labels[i] == y[i]),
+             **{k: float(v[i]) for k, v in scored.values.items()}} for i in range(len(x))]
+    return rows, scored.matched

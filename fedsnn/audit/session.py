@@ -58,10 +58,12 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
     for (job, _), row in zip(finished, score_finished(auditor, finished), strict=True):
         images = row.pop("_images", None)
         if images is not None:
-            name = f"audit/round-{job.server_round}-partition-{job.partition_id}.png"
+            who = (f"canary{'-' + job.defense.split()[0] if job.defense else ''}" if job.is_canary
+                   else f"partition-{job.partition_id}")
+            name = f"audit/round-{job.server_round}-{who}.png"
             save_pair_grid(run_dir / name, *images,
-                           title=f"{row['attack']}, round {job.server_round}, partition "
-                                 f"{job.partition_id}\nPSNR {row['psnr']:.1f} dB, "
+                           title=f"{row['attack']}, round {job.server_round}, "
+                                 f"{who.replace('-', ' ')}\nPSNR {row['psnr']:.1f} dB, "
                                  f"SSIM {row['ssim']:.2f}")
             row["image"] = name
         rows.append(row)
@@ -76,14 +78,19 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
         "judge": judge or {},
         "baselines": auditor.baselines([i for job, _ in finished if not job.is_canary
                                         for i in auditor.sample_ids(job)]),
-        "attacks": rows,
+        "attacks": [row for row in rows if not row.get("canary")],
+        "canaries": [row for row in rows if row.get("canary") and not row.get("defense")],
+        # "what to change": canaries made under client-side defenses (audit-canary-defenses)
+        "what-to-change": [row for row in rows if row.get("defense")],
         "skipped": list(skipped),
     }
     audit["summary"] = leakage_summary(audit)
     write_json_atomic(run_dir / "audit.json", audit)
     _, html_path = write_report(run_dir)
     log.info("audit: %d attacks scored, report at %s", len(rows), html_path)
+    rows = audit["attacks"]
     return {"attacked": len(rows), "scored": sum(r.get("psnr") is not None for r in rows),
+            "canaries": len(audit["canaries"]),
             "skipped": len(skipped), "report": str(html_path),
             "identified": audit["summary"]["identified"],
             "histogram-exact": (audit["summary"]["histogram"] or {}).get("clients-exact"),

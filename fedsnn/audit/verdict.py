@@ -32,8 +32,10 @@ def _size(row: Mapping[str, Any]) -> int:
 
 def scored_rows(rows: Sequence[Mapping[str, Any]], *, canary: bool = False
                 ) -> list[Mapping[str, Any]]:
-    """Rows scored with their nulls (`tests`), clients' or (with `canary`) canaries'."""
-    return [r for r in rows if r.get("tests") and bool(r.get("canary")) == canary]
+    """Rows scored with their nulls (`tests`), clients' or (with `canary`) canaries' (the
+    positive controls: not the "what to change" canaries made under another defense)."""
+    return [r for r in rows if r.get("tests") and bool(r.get("canary")) == canary
+            and not r.get("defense")]
 
 
 def pooled_test(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -79,7 +81,9 @@ def unfinished(rows: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str,
                ) -> str:
     """What did not finish, in words: attacks that timed out or failed (steps done of planned)
     and replies refused; "" when every attack finished."""
-    parts = [f"round {r['round']} partition {r['partition-id']} {r['status']}"
+    parts = [f"round {r['round']} "
+             f"{'canary' if r.get('canary') else 'partition ' + str(r['partition-id'])} "
+             f"{r['status']}"
              + (f" after {r['steps-done']} of {r['steps-planned']} steps"
                 if r.get("steps-planned") else "")
              for r in rows if r.get("status") not in FINISHED]
@@ -145,10 +149,10 @@ def _histogram_test(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 
 
 def leakage_summary(audit: Mapping[str, Any]) -> dict[str, Any]:
-    """Pooled leakage of one audit (audit.json's "attacks", "baselines", "skipped"): each
+    """Pooled leakage of one audit (audit.json's "attacks", "canaries", "baselines", "skipped"): each
     metric beside each null with counts, clustered intervals and p-values; the canary's; the
     class histograms beside the prior; the verdict."""
-    rows = audit.get("attacks", [])
+    rows = [*audit.get("attacks", []), *audit.get("canaries", [])]
     clients, canaries = scored_rows(rows), scored_rows(rows, canary=True)
     baselines = audit.get("baselines", {})
     tests = {m: t for m in (*RATE_METRICS, *VALUE_METRICS)
@@ -189,7 +193,10 @@ def verdict(summary: Mapping[str, Any], model: str) -> list[str]:
     lines = []
     decided = summary.get("verdict")
     if decided is not None:
-        lines.append(f"**{model}: {decided['outcome']}.** {decided['sentence']}")
+        lines.append(f"**{model}:** {decided['sentence']}")
+    else:
+        lines.append(f"**{model}: no verdict**: these rows were scored without their nulls (an "
+                     "audit from an older version, or nothing scored); re-run the audit.")
     histogram, prior = summary.get("histogram"), summary.get("prior-histogram")
     tested = summary.get("histogram-test") or {}
     if histogram is not None and prior is not None:

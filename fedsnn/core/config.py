@@ -92,14 +92,15 @@ class RunConfig(ModelSettings):
     audit_optimizer: str = "lbfgs"
     audit_restarts: int = 1
     audit_tv_weight: float = 0.0
-    audit_time_budget_s: float = 12.0
+    audit_time_budget_s: float = 120.0
     audit_workers: int = 1
     audit_public_data: str = "none"
     audit_ground_truth: str = "partitions"
-    audit_unrolled_iterations: int = 200
+    audit_unrolled_iterations: int = 100
     audit_withhold: str = ""
     audit_grant: str = ""
     audit_canary: bool = True
+    audit_canary_defenses: str = ""
     # -- the client's privacy firewall (fedsnn.audit.firewall) --
     firewall: str = "off"
     firewall_action: str = "hold"

@@ -27,6 +27,14 @@ def summary_line(run_dir: Path) -> tuple[str, bool]:
                           ("histogram-exact", "class histograms read exactly")):
             stat = audit.get(key)
             if stat:
-                line += (f"\n{'':>12}  {what}: {stat['value']:.2f} "
+                counts = (f" = {stat['successes']}/{stat['trials']}" if "successes" in stat
+                          else "")
+                line += (f"\n{'':>12}  {what}: {stat['value']:.2f}{counts} "
                          f"(95 % CI {stat['low']:.2f}-{stat['high']:.2f})")
+        if audit.get("verdict"):  # leak / no evidence beyond chance / inconclusive
+            sentence = str(audit.get("verdict-sentence", "")).replace("**", "")
+            line += (f"\n{'':>12}  verdict (images): "
+                     f"{sentence or audit['verdict']}")
+        if audit.get("histogram-verdict"):
+            line += f"\n{'':>12}  verdict (class histograms): {audit['histogram-verdict']}"
     return line, ok

@@ -30,6 +30,10 @@ def test_idlg_in_line_recovers_lenet_training_samples(tmp_path: Path) -> None:
     # a real leak, not a guess: far above what the mean image scores on the same samples
     assert min(row["psnr"] for row in rows) > audit["baselines"]["mean-image"]["psnr"] + 10
     assert results["audit"]["scored"] == 2
+    # beside its nulls and its canary: a leak, and the audit had the power to see it
+    assert audit["canaries"] and audit["canaries"][0]["canary"]
+    assert audit["summary"]["verdict"]["outcome"] == "leak", audit["summary"]["verdict"]
+    assert results["audit"]["verdict"] == "leak"
     assert (Path(results["run-dir"]) / "report.html").is_file()
     assert (Path(results["run-dir"]) / rows[0]["image"]).is_file()
 
@@ -78,4 +82,7 @@ def test_unrolled_attack_in_line_identifies_images_of_fedavg_updates(tmp_path: P
     summary = audit["summary"]
     best_guess = max(g["value"] for g in summary["identified-guesses"].values())
     assert summary["identified"]["value"] > best_guess, summary
+    # beside its nulls and its canary (8 test digits trained on as a client would)
+    assert [row["batch-size"] for row in audit["canaries"]] == [8]
+    assert summary["verdict"]["outcome"] == "leak", summary["verdict"]["sentence"]
     assert "identified" in (Path(results["run-dir"]) / "report.md").read_text()

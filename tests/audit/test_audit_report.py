@@ -34,8 +34,8 @@ def _run_dir(tmp_path: Path) -> Path:
                               "withheld": ["client-randomness"]},
              "baselines": {"mean-image": {"identified": 0, "samples": 16, "mse": 0.1,
                                           "psnr": 10.0, "ssim": 0.1, "asr": 0.1}},
-             "attacks": [_row(0, 6, 1.0), _row(1, 2, 0.0), _row(-1, 8, 1.0, canary=True)],
-             "skipped": []}
+             "attacks": [_row(0, 6, 1.0), _row(1, 2, 0.0)],
+             "canaries": [_row(-1, 8, 1.0, canary=True)], "skipped": []}
     audit["summary"] = leakage_summary(audit)
     (tmp_path / "audit.json").write_text(json.dumps(audit))
     (tmp_path / "results.json").write_text(json.dumps(
@@ -61,7 +61,7 @@ def test_report_opens_with_the_verdict_and_states_the_threat_model(tmp_path: Pat
     md_path, html_path = write_report(_run_dir(tmp_path))
     md = md_path.read_text()
     assert md.index("## Verdict") < md.index("## Threat model") < md.index("## How much leaked")
-    assert "**lenet: leak.**" in md and "8/16" in md and "canary" in md
+    assert "**lenet:** **leak**" in md and "8/16" in md and "canary" in md
     assert md.index("## Each metric beside its chance level") < md.index("## Glossary")
     assert "Withheld: client-randomness" in md
     page = html_path.read_text()

@@ -138,3 +138,15 @@ def test_decide_reads_the_canary_and_completeness() -> None:
     assert decide(chance, complete=False).outcome == Outcome.INCONCLUSIVE
     assert decide(chance).outcome == Outcome.NO_EVIDENCE
     assert decide(strong, canary=chance).outcome == Outcome.LEAK
+
+
+def test_without_public_images_the_draws_leave_out_the_clients_own(digits) -> None:
+    """A client auditing its own reply has no test split: the draws come from its own data,
+    never from the images the update was made of (they would be "identified" trivially)."""
+    truth = {0: _ids(0)}
+    auditor = Auditor(digits.train_x[:40], digits.train_y[:40],
+                      ground_truth=lambda _round, partition: truth.get(partition))
+    generator = torch.Generator().manual_seed(3)
+    row = score_finished(auditor, [(_job(0, truth[0]), _rec(
+        matched_noise(N, (1, 28, 28), 8, generator), torch.zeros(N, dtype=torch.long)))])[0]
+    assert row["tests"]["identified"]["counts"]["public-draws"][0] == 0

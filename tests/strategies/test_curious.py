@@ -174,19 +174,27 @@ def test_rate_decoder_is_refused_unless_public_data_is_granted() -> None:
     assert AuditPlan.from_config(RunConfig()).public(data) is None
 
 
-def test_every_audited_round_attacks_a_canary_made_like_a_client_update() -> None:
-    """The positive control: the server trains the global model with the clients' settings on
-    test-split images it holds and queues that update beside the clients' replies."""
+def _audited_round(config: RunConfig) -> tuple[CuriousServer, list, dict]:
+    """One audited round of `_replies` with the digits test split as the canaries' images: the
+    curious server, its queued jobs and the global weights sent."""
     sent = build_model(SPEC, seed=0, dlg_init=True).state_dict()
     data = load_dataset("digits")
     with server_identity():
         queue = AuditQueue(workers=0)
-        curious = CuriousServer(FedAvg(), plan=_plan(), queue=queue, spec=SPEC, config=CONFIG,
+        curious = CuriousServer(FedAvg(), plan=_plan(), queue=queue, spec=SPEC, config=config,
                                 canary_images=(data.test_x, data.test_y))
         curious.round_arrays = ArrayRecord(sent)
         curious.aggregate_train(1, _replies(sent))
         jobs = [job for job, _ in queue.pending]
         queue.drain(timeout_s=120)
+    return curious, jobs, sent
+
+
+def test_every_audited_round_attacks_a_canary_made_like_a_client_update() -> None:
+    """The positive control: the server trains the global model with the clients' settings on
+    test-split images it holds and queues that update beside the clients' replies."""
+    curious, jobs, sent = _audited_round(CONFIG)
+    data = load_dataset("digits")
     canaries = [job for job in jobs if job.is_canary]
     assert len(jobs) == 3 and len(canaries) == 1 and curious.submitted == 2
     canary = canaries[0]
@@ -198,3 +206,26 @@ def test_every_audited_round_attacks_a_canary_made_like_a_client_update() -> Non
     _, expected = batch_gradient(model, data.test_x[ids], data.test_y[ids])
     for name, gradient in expected.items():
         assert torch.allclose(canary.observation.gradients[name], gradient, atol=1e-5)
+
+
+def test_what_to_change_canaries_are_made_under_each_defense() -> None:
+    """`audit-canary-defenses`: the round's canary again, trained under local DP; its update is
+    noised (not the plain canary's), it carries its label and its model's accuracy."""
+    from dataclasses import replace
+
+    from strategies.curious import attach_audit, parse_canary_defenses
+
+    _, jobs, _ = _audited_round(replace(CONFIG, audit_canary_defenses="local-dp:1"))
+    data = load_dataset("digits")
+    plain, defended = [job for job in jobs if job.is_canary]
+    assert (plain.defense, defended.defense) == ("", "local-dp ε=1")
+    assert plain.canary_ids == defended.canary_ids and defended.accuracy is not None
+    name = "layers.fc3.weight" if "layers.fc3.weight" in plain.observation.gradients else \
+        sorted(plain.observation.gradients)[-1]
+    assert not torch.allclose(plain.observation.gradients[name],
+                              defended.observation.gradients[name])
+    with pytest.raises(ConfigError, match="audit-canary-defenses"):
+        parse_canary_defenses("central-dp:8")
+    with pytest.raises(ConfigError, match="audit-canary-defenses"):  # no noise calibrates to it
+        attach_audit(FedAvg(), replace(CONFIG, audit_canary_defenses="local-dp:1000"), SPEC,
+                     data)
