@@ -15,13 +15,12 @@ from typing import Any
 
 from scipy import stats
 
+from fedsnn.audit.chance import RATE_METRICS, VALUE_METRICS
 from fedsnn.audit.decision import (LEVEL, Count, MetricTest, Outcome, Verdict, decide,
                                    rate_test)
 from fedsnn.core.metrics import clustered_rate_stat, mean_stat, rate_stat
 
 HEADLINE = "identified"
-RATE_METRICS = ("identified", "asr", "label-accuracy")
-VALUE_METRICS = ("psnr", "ssim")
 FINISHED = ("ok",)
 
 

@@ -11,6 +11,7 @@ import torch
 
 import fedsnn.core.judges as judges
 from client_app import create_client_app
+from fedsnn.audit.decision import Count, rate_test
 from fedsnn.audit.report import write_report
 from fedsnn.core.data import ImageData, load_dataset
 from fedsnn.core.judges.base import image_spec, splits
@@ -57,12 +58,15 @@ def test_a_judge_that_does_not_beat_the_majority_class_is_flagged(tmp_path: Path
     # the audit report says so beside every ASR
     audit = {"plan": {"attack": "idlg"}, "judge": card, "baselines": {"black": {"asr": 0.5}},
              "attacks": [{"round": 1, "partition-id": 0, "status": "ok", "psnr": 10.0,
-                          "ssim": 0.1, "mse": 0.1, "asr": 0.5, "label-accuracy": 1.0}],
+                          "ssim": 0.1, "mse": 0.1, "asr": 0.5, "label-accuracy": 1.0,
+                          "images": 2, "tests": {"asr": rate_test(
+                              "asr", Count(1, 2), {"matched-noise": Count(1, 2)}).to_dict()}}],
              "skipped": []}
     (tmp_path / "audit.json").write_text(json.dumps(audit))
     (tmp_path / "results.json").write_text(json.dumps({"config": {"model": "lenet"}, "rounds": []}))
     markdown = write_report(tmp_path)[0].read_text()
-    assert markdown.count("not meaningful (0.500)") == 2  # guess and per-attack rows
+    assert markdown.count("not meaningful (0.500") == 2  # guess and per-attack rows
+    assert "not beyond chance 50 %, matched-noise" in markdown  # beside its null
     assert "not meaningful (0.50 [" in markdown  # the summary's pooled rate with its interval
     assert "majority class" in markdown
 
