@@ -33,7 +33,8 @@ from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest_mode import strongest
-from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, UNROLLED_NEEDS, ThreatModel, refusal
+from attacks.threat_model import (CLIENT_RANDOMNESS, DATA_FORMAT, GRADIENT_NEEDS, PUBLIC_DATA,
+                                  UNROLLED_NEEDS, ThreatModel, refusal)
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
 from attacks.unrolled import unrolled
 from attacks.unrolled_batched import invert_unrolled
@@ -50,6 +51,11 @@ TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
 NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},
                                     "unrolled": UNROLLED_NEEDS,
                                     "rate-decoder": GRADIENT_NEEDS | {PUBLIC_DATA}}
+# What each attack reads when the threat model grants it: its needs, and the capabilities it uses
+# when granted but runs without (the report names granted capabilities no attack used).
+USES: dict[str, frozenset[str]] = {
+    **NEEDS, "unrolled": UNROLLED_NEEDS | {DATA_FORMAT, CLIENT_RANDOMNESS},
+    "strongest": GRADIENT_NEEDS | {PUBLIC_DATA}}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
@@ -87,4 +93,4 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
 
 __all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError",
            "CapabilityError", "LocalTraining", "Observation", "PublicData", "Reconstruction",
-           "Status", "ThreatModel", "infer_labels", "invert", "refusal", "spike_modality"]
+           "Status", "ThreatModel", "USES", "infer_labels", "invert", "refusal", "spike_modality"]

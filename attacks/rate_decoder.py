@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.analytic import labels_from_features
+from attacks.idlg import last_linear_names
 from attacks.matching import final_loss, rebuild_victim
 from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
@@ -188,6 +189,25 @@ class DecoderCache:
 CACHE = DecoderCache()
 
 
+def unreadable(observation: Observation) -> str | None:
+    """Why the head's gradient does not give the client's readout features away (one line), or
+    None when it does: after several local steps the head's change sums updates made at moving
+    weights (and, under Adam, rescaled per entry), so its rows are no sample's features; a batch
+    of more samples than classes gives Σ_b δ_b h_bᵀ of rank at most the class count, so some
+    samples' features cannot be separated."""
+    if observation.local_steps > 1 or not observation.exact_gradient:
+        return (f"rate-decoder reads one exact gradient step; this update is {observation.local_steps} "
+                "local steps (the learned inverter reads FedAvg replies)")
+    weight_name, _ = last_linear_names(build_model(observation.model_spec))
+    weight = observation.gradients.get(weight_name)
+    classes = int(weight.shape[0]) if weight is not None else observation.model_spec.num_classes
+    if observation.batch_size > classes:
+        return (f"rate-decoder: a batch of {observation.batch_size} samples > {classes} classes: "
+                f"the head's gradient has rank <= {classes}, so not every sample's features can "
+                "be read off it")
+    return None
+
+
 def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: int,
                  deadline: float | None = None, public: PublicData | None = None) -> Reconstruction:
     """Decode the client's images from the readout features its gradient gives away.
@@ -198,11 +218,15 @@ def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: in
 
     Raises:
         CapabilityError: no public data (the runner records the attack as FAILED with the reason).
-        ValueError: the head's gradient does not give the features away.
+        ValueError: the head's gradient does not give the features away (`unreadable`: several
+            local steps, a batch above the class count; or a factorization that fails).
     """
     del deadline  # one decoder training is not interruptible; its cost is said in the docs
     started = time.monotonic()
     public = require_public(public, observation.model_spec)
+    problem = unreadable(observation)
+    if problem is not None:
+        raise ValueError(problem)
     factors = observed_features(observation)
     decoder = CACHE.get(observation, public, settings, seed)
     with torch.no_grad():

@@ -120,7 +120,8 @@ class CuriousServer(StrategyWrapper):
             return
         training = local_training(self.config, self.plan.threat_model, server_round=server_round,
                                   partition_id=partition_id, num_examples=batch)
-        settings = self.plan.choose(self.config.update_mode, batch)
+        settings = self.plan.choose(self.config.update_mode, batch,
+                                    classes=self.spec.num_classes)
         problem = misfit(training, batch, steps)
         if isinstance(settings, str) or problem is not None:
             self._skip(server_round, partition_id, problem or str(settings))
