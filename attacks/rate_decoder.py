@@ -59,16 +59,22 @@ class PublicData:
             changes the client's inputs (spike-DP: the images Poisson-coded and privatized by the
             same mechanism, spike frames [N, T, C, H, W] read by a frames encoder, as
             `clients.privacy.private_inputs` makes the client's). None: the images themselves.
+        labels: [N] their class labels, when the server holds them (the learned inverter
+            simulates client training on them); None otherwise.
     """
 
     images: torch.Tensor
     source: str
     inputs: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.inputs is not None and len(self.inputs) != len(self.images):
             raise ValueError(f"public data: {len(self.inputs)} inputs for {len(self.images)} "
                              f"images")
+        if self.labels is not None and self.labels.shape != (len(self.images),):
+            raise ValueError(f"public data: labels of shape {tuple(self.labels.shape)} for "
+                             f"{len(self.images)} images")
         if self.images.dim() not in (4, 5) or len(self.images) < 2:
             raise ValueError(f"public data: expected [N >= 2, C, H, W] images or [N, T, C, H, W] "
                              f"frames, got "
@@ -76,7 +82,7 @@ class PublicData:
 
     @property
     def fingerprint(self) -> str:
-        return _digest([self.images] if self.inputs is None else [self.images, self.inputs])
+        return _digest([t for t in (self.images, self.inputs, self.labels) if t is not None])
 
 
 def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
@@ -150,16 +156,22 @@ def train_decoder(observation: Observation, public: PublicData, settings: Attack
         torch.manual_seed(seed)
         decoder = Decoder(features.mean(0), features.std(0).clamp(min=1e-3),
                           settings.decoder_hidden, tuple(targets.shape[1:]))
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=DECODER_LR)
-    for _ in range(settings.decoder_epochs):
+    fit_mlp(decoder, features, targets, settings.decoder_epochs, generator)
+    return decoder.eval()
+
+
+def fit_mlp(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, epochs: int,
+            generator: torch.Generator) -> None:
+    """Fit `model` (features -> targets) by mean squared error: Adam, shuffled mini-batches."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=DECODER_LR)
+    for _ in range(epochs):
         order = torch.randperm(len(features), generator=generator)
         for begin in range(0, len(order), DECODER_BATCH):
             index = order[begin:begin + DECODER_BATCH]
-            loss = F.mse_loss(decoder(features[index]), targets[index])
+            loss = F.mse_loss(model(features[index]), targets[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return decoder.eval()
 
 
 class DecoderCache:

@@ -89,7 +89,7 @@ class AuditPlan:
         if self.public_data == "none":
             return None
         return PublicData(data.test_x, f"{data.name} test split ({len(data.test_x)} images, "
-                                       "disjoint from every client)")
+                                       "disjoint from every client)", labels=data.test_y)
 
     @property
     def attack_name(self) -> str:
@@ -169,6 +169,8 @@ def auto_candidates(plan: AuditPlan, update_mode: str, num_examples: int, classe
     if plan.threat_model.public_data:
         if update_mode == "gradient" and num_examples <= classes:
             candidates.insert(0, plan.settings.with_(attack="strongest"))
+        elif update_mode == "fedavg":
+            candidates.insert(0, plan.settings.with_(attack="learned-inverter"))
     return candidates
 
 

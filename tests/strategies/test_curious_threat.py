@@ -99,13 +99,21 @@ def test_unknown_capability_in_the_run_config_is_a_config_error() -> None:
         AuditPlan.from_config(RunConfig(audit_withhold="epochs"))
 
 
-def test_auto_with_public_data_runs_the_strongest_mode_on_fedsgd_replies() -> None:
-    # the rate decoder is among the strongest mode's candidates; without public data auto is iDLG
+def test_auto_with_public_data_runs_the_attacks_that_read_it() -> None:
+    # FedSGD: the strongest mode, the rate decoder among its candidates; FedAvg: the learned
+    # inverter. Without public data auto is iDLG and the unrolled attack.
     granted = AuditPlan.from_config(RunConfig(audit_public_data="test-split"))
     assert granted.choose("gradient", 1).attack == "strongest"
     assert granted.choose("gradient", 10).attack == "strongest"
     assert granted.choose("gradient", 11).attack == "unrolled"  # beyond what the decoder reads
-    assert AuditPlan.from_config(RunConfig()).choose("gradient", 1).attack == "idlg"
+    assert granted.choose("fedavg", 32).attack == "learned-inverter"
+    plain = AuditPlan.from_config(RunConfig())
+    assert plain.choose("gradient", 1).attack == "idlg"
+    assert plain.choose("fedavg", 32).attack == "unrolled"
+    # withheld local epochs refuse the learned inverter too: auto falls back to iDLG
+    weak = AuditPlan.from_config(RunConfig(audit_public_data="test-split",
+                                           audit_withhold="local-epochs"))
+    assert weak.choose("fedavg", 32).attack == "idlg"
 
 
 def test_withheld_public_data_wins_over_the_public_split() -> None:
