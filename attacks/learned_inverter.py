@@ -11,7 +11,7 @@ spiking layer for lenet-snn, its activations for the ANN twin, summed over the l
 the sign of each sample's error), the bias change Δb[c], the whole bias change and which class c
 is. Under Adam the row of a class that occurs once in the batch is a near-ternary copy of that
 sample's readout features, which an MLP decodes well; a class that occurs k times gives a mix of
-k samples, decoded as one image (the target during training: their mean). A second small model
+k samples, decoded as one image (trained towards the nearest of them: `nearest_member_loss`). A second small model
 learns the class histogram from the same rows (N × the predicted shares, rounded to integers that
 sum to N); each class gets its decoded image once per sample the histogram gives it.
 
@@ -30,7 +30,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attacks.idlg import last_linear_names
@@ -44,6 +43,7 @@ from fedsnn.core.models import build_model
 from fedsnn.core.sampling import epoch_batches
 
 CACHE_SIZE = 2
+MEMBERS = 4  # samples of one class kept as the decoder's targets for that class's row
 
 
 def readable(observation: Observation) -> LocalTraining:
@@ -66,8 +66,8 @@ def row_features(delta: dict[str, torch.Tensor], training: LocalTraining,
     """[C, F + 1 + 2C] per class: the head's row change and bias change (divided by lr × steps),
     the whole bias change, and the class as a one-hot."""
     scale = training.learning_rate * training.steps
-    weight = delta[weight_name].double() / scale
-    bias = delta[bias_name].double() / scale
+    weight = delta[weight_name].detach().double() / scale
+    bias = delta[bias_name].detach().double() / scale
     classes = len(bias)
     return torch.cat([weight, bias[:, None], bias.expand(classes, classes),
                       torch.eye(classes, dtype=weight.dtype)], 1).float()
@@ -94,8 +94,8 @@ class Inverter:
 def simulated_rows(observation: Observation, public: PublicData, settings: AttackSettings,
                    seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class rows of `settings.inverter_clients` client updates the server simulates on random
-    public draws: (features [M, D], each class's share of the draw [M], the mean public image of
-    the class in the draw [M, ...], zeros for an absent class)."""
+    public draws: (features [M, D], each class's share of the draw [M], its samples in the draw
+    [M, MEMBERS, ...] (`class_members`))."""
     training = readable(observation)
     spec = observation.model_spec
     model = build_model(spec, encoder_seed=seed)
@@ -113,13 +113,28 @@ def simulated_rows(observation: Observation, public: PublicData, settings: Attac
                                 seed=order)
         delta = simulate_update(model, params, x, y, training, batches=batches)
         features.append(row_features(delta, training, weight_name, bias_name))
-        onehot = F.one_hot(y, classes).float()  # [n, C]
-        counts = onehot.sum(0)
-        shares.append(counts / n)
-        means = torch.einsum("nc,n...->c...", onehot, x) / counts.clamp(min=1).view(
-            -1, *([1] * (x.dim() - 1)))
-        targets.append(means)
+        shares.append(torch.bincount(y, minlength=classes).float() / n)
+        targets.append(class_members(x, y, classes))
     return torch.cat(features), torch.cat(shares), torch.cat(targets)
+
+
+def class_members(x: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    """[C, MEMBERS, ...]: per class, up to MEMBERS of its samples in x, the first repeated to fill
+    the rest (zeros for an absent class), so a minimum over members needs no mask."""
+    members = torch.zeros(classes, MEMBERS, *x.shape[1:])
+    for c in range(classes):
+        mine = x[y == c][:MEMBERS]
+        if len(mine):
+            members[c] = torch.cat([mine, mine[:1].expand(MEMBERS - len(mine), *x.shape[1:])])
+    return members
+
+
+def nearest_member_loss(images: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the squared error to the row's closest member: a class seen k times
+    gives one row mixing k samples, and the decoder learns to give back one of them sharply
+    (a blurred mean of k samples identifies none)."""
+    errors = ((images[:, None] - members) ** 2).flatten(2).mean(2)
+    return errors.min(1).values.mean()
 
 
 def train_inverter(observation: Observation, public: PublicData, settings: AttackSettings,
@@ -130,11 +145,12 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
     mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        decoder = Decoder(mean, std, settings.decoder_hidden, tuple(targets.shape[1:]))
+        decoder = Decoder(mean, std, settings.decoder_hidden, tuple(targets.shape[2:]))
         counter = nn.Sequential(Standardize(mean, std), nn.Linear(len(mean), 256), nn.ReLU(),
                                 nn.Linear(256, 1), nn.Softplus())
     generator = torch.Generator().manual_seed(seed)
-    fit_mlp(decoder, features[present], targets[present], settings.decoder_epochs, generator)
+    fit_mlp(decoder, features[present], targets[present], settings.decoder_epochs, generator,
+            nearest_member_loss)
     fit_mlp(counter, features, shares[:, None], settings.decoder_epochs, generator)
     return Inverter(decoder.eval(), counter.eval())
 

@@ -22,6 +22,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -161,14 +162,16 @@ def train_decoder(observation: Observation, public: PublicData, settings: Attack
 
 
 def fit_mlp(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, epochs: int,
-            generator: torch.Generator) -> None:
-    """Fit `model` (features -> targets) by mean squared error: Adam, shuffled mini-batches."""
+            generator: torch.Generator,
+            loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> None:
+    """Fit `model` (features -> targets) by `loss_fn` (mean squared error): Adam, shuffled
+    mini-batches."""
     optimizer = torch.optim.Adam(model.parameters(), lr=DECODER_LR)
     for _ in range(epochs):
         order = torch.randperm(len(features), generator=generator)
         for begin in range(0, len(order), DECODER_BATCH):
             index = order[begin:begin + DECODER_BATCH]
-            loss = F.mse_loss(model(features[index]), targets[index])
+            loss = loss_fn(model(features[index]), targets[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,8 +1,9 @@
 """Leakage of FedAvg updates: the unrolled attack vs today's gradient approximation, same replies.
 
 Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
-holds N random `digits` training images, starts from a fresh model (DLG init, as the run's
-default) and trains with the real client code (`fedsnn.core.training.train_epochs`). `--design` picks
+holds N random training images of `--dataset` (default `digits`; `mnist:<dir>` or any spec
+`fedsnn.core.data.load_dataset` takes; the classes come from the data), starts from a fresh model
+(DLG init, as the run's default) and trains with the real client code (`fedsnn.core.training.train_epochs`). `--design` picks
 E and the batch size B that give the cell's local steps: "mini-batch" (the default:
 B = max(N / steps, min(N, 8)), E = steps * B / N, one epoch of mini-batches where N allows it,
 so the replay costs N * E sample passes, not N * steps) or "full-batch" (B = N, E = steps). The
@@ -11,8 +12,12 @@ the same one; the auditor scores both (identified, judge ASR, PSNR/SSIM, class h
 unrolled attack runs as the audit runs it (`unrolled_preset`: Adam lr 0.1, learned and refined
 labels; 1,000 steps by default) with the dataset's native resolution granted (row "unrolled",
 the default threat model) and withheld (row "unrolled, data-format withheld"); `--methods` picks
-the rows. Rows are appended to --out client by client (a re-run skips the clients and methods it
-has); `--table` prints docs/results.md's table from that file.
+the rows. Every client also gets two chance-level rows through the same scoring: N random
+test-split images ("null: random test images") and N uniform-noise images at the dataset's native
+resolution ("null: noise"). The judge is fit on the test split, disjoint from every victim (the
+clients hold train-split images). Rows are appended to --out client by client (a re-run skips the
+clients and methods it has); `--table` prints docs/results.md's table from that file, identified
+pooled over clients with the client-clustered interval (`clustered_rate_stat`).
 
 Example:
     python -m experiments.unrolled_grid --models lenet --images 32 --steps 4 \\
@@ -34,10 +39,11 @@ from typing import Any
 
 import torch
 
-from attacks import AttackSettings, LocalTraining, invert
+from attacks import AttackSettings, LocalTraining, Reconstruction, invert
 from attacks.settings import unrolled_preset
 from attacks.unrolled import match_update
-from fedsnn.core.metrics import histogram
+from fedsnn.core.image_format import resize
+from fedsnn.core.metrics import clustered_rate_stat, histogram
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.queue import AuditJob
@@ -54,6 +60,7 @@ SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
 # default threat model) and with it withheld (audit-withhold = "data-format")
 METHODS = {"approximation": "approximation", "unrolled": "unrolled",
            "unrolled-withheld": "unrolled, data-format withheld"}
+NULLS = ("null: random test images", "null: noise")
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
@@ -93,7 +100,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
     `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
     histogram (not a threat model: it measures what the label-count errors cost)."""
-    spec = ModelSpec(model)
+    spec = ModelSpec(model, in_channels=int(data.train_x.shape[1]), num_classes=data.num_classes)
     lr = LEARNING_RATES[optimizer]
     epochs, batch = epochs_and_batch(images, steps, design)
     rows = []
@@ -123,13 +130,15 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                     if "approximation" in methods else {}),
                  **{name: lambda view=view: invert([view], settings["unrolled"])[0]
                     for name, view in views.items()}})
+        runs.update(null_runs(data, observation, images, generator))
         for name, run in runs.items():
             attack = settings["approximation" if name == "approximation" else "unrolled"]
             started = time.monotonic()
             reconstruction = run()
             row = auditor.score(AuditJob(1, client, observation, attack), reconstruction)
             row.pop("_images", None)
-            client_rows.append({"model": model, "images": images, "steps": steps,
+            client_rows.append({"dataset": data.name, "model": model, "images": images,
+                                "steps": steps,
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
                                 "wall-s": time.monotonic() - started,
@@ -139,6 +148,19 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         if on_client is not None:
             on_client(client_rows)
     return rows
+
+
+def null_runs(data: Any, observation: Any, images: int, generator: torch.Generator
+              ) -> dict[str, Callable[[], Reconstruction]]:
+    """The chance-level guesses of one client (module doc), as reconstructions to score."""
+    side = data.native_size or data.train_x.shape[-1]
+    shape = data.train_x.shape[1:]
+    picks = torch.randperm(len(data.test_x), generator=generator)[:images]
+    noise = resize(torch.rand(images, shape[0], side, side, generator=generator), shape[-1])
+    guesses = dict(zip(NULLS, (data.test_x[picks], noise), strict=True))
+    return {name: lambda guess=guess, name=name: Reconstruction(
+                observation.target_id, name, guess, torch.full((images,), -1), 0.0)
+            for name, guess in guesses.items()}
 
 
 def _rate(stat: dict[str, float] | None) -> str:
@@ -156,15 +178,19 @@ def table(rows: list[dict]) -> str:
     """docs/results.md's table: per cell and method, pooled rates with 95 % Wilson intervals."""
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["images"], row["steps"], *design_of(row),
-                          row["optimizer"], row["method"]), []).append(row)
-    lines = ["| model | N | steps | E × B | opt | attack | clients | identified | judge ASR | PSNR "
-             "| SSIM | histogram exact (clients) | classes exact | prior: histogram exact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
-        cell = (f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} "
-                f"| {len(group)} |")
+        cells.setdefault((row.get("dataset", "digits"), row["model"], row["images"], row["steps"],
+                          *design_of(row), row["optimizer"], row["method"]), []).append(row)
+    lines = ["| data | model | N | steps | E × B | opt | attack | clients | identified (clustered) "
+             "| judge ASR | PSNR | SSIM | histogram exact (clients) | classes exact "
+             "| prior: histogram exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, images, steps, epochs, batch, optimizer, method), group in sorted(
+            cells.items()):
+        cell = (f"| {dataset.split('/')[-1]} | {model} | {images} | {steps} | {epochs} × {batch} "
+                f"| {optimizer} | {method} | {len(group)} |")
         summary = leakage_summary({"attacks": group})
+        summary["identified"] = clustered_rate_stat(
+            [r.get("identified") or 0 for r in group], [r["images"] for r in group])
         histogram = summary["histogram"] or {}
         prior = summary["prior-histogram"] or {}
         psnr = [r["psnr"] for r in group if r.get("psnr") is not None]
@@ -175,12 +201,14 @@ def table(rows: list[dict]) -> str:
             f"{sum(psnr) / len(psnr):.1f} | {sum(ssim) / len(ssim):.2f} | "
             f"{_rate(histogram.get('clients-exact'))} | "
             f"{'–' if classes is None else f'{classes:.2f}'} | {_rate(prior.get('clients-exact'))} |"
-            if psnr else f"{cell} not scored | | | | | | |")
+            if psnr else f"{cell} {_rate(summary['identified'])} | not scored | | | | | |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits",
+                        help="digits, mnist:<dir> (IDX files), or any dataset spec load_dataset takes")
     parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
     parser.add_argument("--images", nargs="+", type=int, default=[8, 32, 128])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
@@ -216,11 +244,11 @@ def main() -> None:
         print(table(rows))
         return
     torch.set_num_threads(1)
-    data = load_dataset("digits", 28)
-    judge = load_judge(data)
+    data = load_dataset(args.dataset, 28)
+    judge = load_judge(data, split="test")  # the victims are train-split images
     auditor = Auditor(data.train_x, data.train_y, judge.model)
     done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],
-             r["method"]) for r in rows}
+             r["method"]) for r in rows if r.get("dataset", "digits") == data.name}
 
     def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
         with args.out.open("a") as handle:
