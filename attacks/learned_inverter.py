@@ -11,9 +11,12 @@ spiking layer for lenet-snn, its activations for the ANN twin, summed over the l
 the sign of each sample's error), the bias change Δb[c], the whole bias change and which class c
 is. Under Adam the row of a class that occurs once in the batch is a near-ternary copy of that
 sample's readout features, which an MLP decodes well; a class that occurs k times gives a mix of
-k samples, decoded as one image (trained towards the nearest of them: `nearest_member_loss`). A second small model
-learns the class histogram from the same rows (N × the predicted shares, rounded to integers that
-sum to N); each class gets its decoded image once per sample the histogram gives it.
+k samples, decoded as one image (trained towards the nearest of them: `nearest_member_loss`).
+A second small model learns the class histogram from the same rows (N × the predicted shares,
+rounded to integers that sum to N); each class gets its decoded image once per sample the
+histogram gives it, so a class seen k times yields at most one of its k images.
+With a time budget, simulation stops when half of it is spent (at least MIN_SIMULATED updates)
+and the result is a TIMEOUT that says how many updates the inverter learned from.
 
 Sees: the Observation (global state, the update `delta`, `training`) and the public images with
 their labels. One inverter per (global model, train config, public set, settings) serves every
@@ -43,6 +46,7 @@ from fedsnn.core.models import build_model
 from fedsnn.core.sampling import epoch_batches
 
 CACHE_SIZE = 2
+MIN_SIMULATED = 50  # simulated client updates the inverter learns from, whatever the budget
 MEMBERS = 4  # samples of one class kept as the decoder's targets for that class's row
 
 
@@ -75,10 +79,12 @@ def row_features(delta: dict[str, torch.Tensor], training: LocalTraining,
 
 @dataclass
 class Inverter:
-    """The two learned maps: class rows -> image, class rows -> share of the client's samples."""
+    """The two learned maps: class rows -> image, class rows -> share of the client's samples;
+    and how many simulated client updates they were learned from."""
 
     decoder: Decoder
     counter: nn.Module
+    simulated: int
 
     def invert(self, features: torch.Tensor, num_examples: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,10 +98,12 @@ class Inverter:
 
 
 def simulated_rows(observation: Observation, public: PublicData, settings: AttackSettings,
-                   seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   seed: int, stop_at: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class rows of `settings.inverter_clients` client updates the server simulates on random
     public draws: (features [M, D], each class's share of the draw [M], its samples in the draw
-    [M, MEMBERS, ...] (`class_members`))."""
+    [M, MEMBERS, ...] (`class_members`)). Stops early at time `stop_at` (time.monotonic),
+    after at least MIN_SIMULATED clients."""
     training = readable(observation)
     spec = observation.model_spec
     model = build_model(spec, encoder_seed=seed)
@@ -105,7 +113,9 @@ def simulated_rows(observation: Observation, public: PublicData, settings: Attac
     generator = torch.Generator().manual_seed(seed)
     n, classes = training.num_examples, spec.num_classes
     features, shares, targets = [], [], []
-    for _ in range(settings.inverter_clients):
+    for done in range(settings.inverter_clients):
+        if stop_at is not None and done >= MIN_SIMULATED and time.monotonic() > stop_at:
+            break
         index = torch.randperm(len(public.images), generator=generator)[:n]
         x, y = public.images[index].float(), public.labels[index]
         order = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
@@ -138,9 +148,11 @@ def nearest_member_loss(images: torch.Tensor, members: torch.Tensor) -> torch.Te
 
 
 def train_inverter(observation: Observation, public: PublicData, settings: AttackSettings,
-                   seed: int) -> Inverter:
-    """Simulate, then fit the decoder on the classes present and the counter on every row."""
-    features, shares, targets = simulated_rows(observation, public, settings, seed)
+                   seed: int, deadline: float | None = None) -> Inverter:
+    """Simulate, then fit the decoder on the classes present and the counter on every row. With
+    a deadline, simulation stops when half the time left is spent (the fits take the rest)."""
+    stop_at = None if deadline is None else (time.monotonic() + deadline) / 2
+    features, shares, targets = simulated_rows(observation, public, settings, seed, stop_at)
     present = shares > 0
     mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
     with torch.random.fork_rng(devices=[]):
@@ -152,7 +164,8 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
     fit_mlp(decoder, features[present], targets[present], settings.decoder_epochs, generator,
             nearest_member_loss)
     fit_mlp(counter, features, shares[:, None], settings.decoder_epochs, generator)
-    return Inverter(decoder.eval(), counter.eval())
+    simulated = len(shares) // observation.model_spec.num_classes
+    return Inverter(decoder.eval(), counter.eval(), simulated)
 
 
 class Standardize(nn.Module):
@@ -191,10 +204,10 @@ class InverterCache:
         self.trained = 0
 
     def get(self, observation: Observation, public: PublicData, settings: AttackSettings,
-            seed: int) -> Inverter:
+            seed: int, deadline: float | None = None) -> Inverter:
         key = _key(observation, public, settings, seed)
         if key not in self._inverters:
-            self._inverters[key] = train_inverter(observation, public, settings, seed)
+            self._inverters[key] = train_inverter(observation, public, settings, seed, deadline)
             self.trained += 1
             while len(self._inverters) > self.size:
                 self._inverters.popitem(last=False)
@@ -234,11 +247,10 @@ def learned_inverter(observation: Observation, settings: AttackSettings, *, seed
         CapabilityError: no labelled public data of the model's shape.
         ValueError: not a FedAvg reply with its update and train config (`readable`).
     """
-    del deadline  # simulating and fitting are not interruptible; the docs give their cost
     started = time.monotonic()
     public = require_labelled(public, observation)
     training = readable(observation)
-    inverter = CACHE.get(observation, public, settings, seed)
+    inverter = CACHE.get(observation, public, settings, seed, deadline)
     model = build_model(observation.model_spec, encoder_seed=seed)
     model.load_state_dict(observation.global_state)
     weight_name, bias_name = last_linear_names(model)
@@ -250,10 +262,14 @@ def learned_inverter(observation: Observation, settings: AttackSettings, *, seed
     names = sorted(replayed)
     loss = float(cosine_distance([replayed[n].double() for n in names],
                                  [observation.delta[n].double() for n in names]))
+    short = inverter.simulated < settings.inverter_clients
+    status = Status.DIVERGED if not math.isfinite(loss) else Status.TIMEOUT if short else Status.OK
     return Reconstruction(
         target_id=observation.target_id, attack="learned-inverter", inputs=images, labels=labels,
-        matching_loss=loss, status=Status.OK if math.isfinite(loss) else Status.DIVERGED,
-        message=f"inverter learned from {settings.inverter_clients} client updates simulated on "
-                f"{public.source}; {int((torch.bincount(labels) > 0).sum())} classes decoded",
+        matching_loss=loss, status=status,
+        message=f"inverter learned from {inverter.simulated} of {settings.inverter_clients} "
+                f"planned client updates simulated on {public.source}"
+                f"{' (the time budget ran out)' if short else ''}; "
+                f"{int((torch.bincount(labels) > 0).sum())} classes decoded",
         seconds=time.monotonic() - started)
 

@@ -211,8 +211,8 @@ def unreadable(observation: Observation) -> str | None:
     of more samples than classes gives Σ_b δ_b h_bᵀ of rank at most the class count, so some
     samples' features cannot be separated."""
     if observation.local_steps > 1 or not observation.exact_gradient:
-        return (f"rate-decoder reads one exact gradient step; this update is {observation.local_steps} "
-                "local steps (the learned inverter reads FedAvg replies)")
+        return (f"rate-decoder reads one exact gradient step; this update is "
+                f"{observation.local_steps} local steps (the learned inverter reads FedAvg replies)")
     weight_name, _ = last_linear_names(build_model(observation.model_spec))
     weight = observation.gradients.get(weight_name)
     classes = int(weight.shape[0]) if weight is not None else observation.model_spec.num_classes

@@ -3,7 +3,8 @@
 Each cell (model, images per client N, local steps, optimizer) has `--clients` clients. Each
 holds N random training images of `--dataset` (default `digits`; `mnist:<dir>` or any spec
 `fedsnn.core.data.load_dataset` takes; the classes come from the data), starts from a fresh model
-(DLG init, as the run's default) and trains with the real client code (`fedsnn.core.training.train_epochs`). `--design` picks
+(DLG init, as the run's default) and trains with the real client code
+(`fedsnn.core.training.train_epochs`). `--design` picks
 E and the batch size B that give the cell's local steps: "mini-batch" (the default:
 B = max(N / steps, min(N, 8)), E = steps * B / N, one epoch of mini-batches where N allows it,
 so the replay costs N * E sample passes, not N * steps) or "full-batch" (B = N, E = steps). The
@@ -180,7 +181,8 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         cells.setdefault((row.get("dataset", "digits"), row["model"], row["images"], row["steps"],
                           *design_of(row), row["optimizer"], row["method"]), []).append(row)
-    lines = ["| data | model | N | steps | E × B | opt | attack | clients | identified (clustered) "
+    lines = ["| data | model | N | steps | E × B | opt | attack | clients "
+             "| identified (clustered) "
              "| judge ASR | PSNR | SSIM | histogram exact (clients) | classes exact "
              "| prior: histogram exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -208,7 +210,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits",
-                        help="digits, mnist:<dir> (IDX files), or any dataset spec load_dataset takes")
+                        help="digits, mnist:<dir> (IDX files), or any spec load_dataset takes")
     parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
     parser.add_argument("--images", nargs="+", type=int, default=[8, 32, 128])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
