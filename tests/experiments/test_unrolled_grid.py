@@ -36,3 +36,21 @@ def test_the_table_keeps_designs_apart_and_reads_older_rows_as_full_batch():
     full, mini = sorted(lines, key=lambda line: "1 × 8" in line)
     assert "| 4 × 32 |" in full and "| 2 |" in full and "0.25 [" in full  # 16 of 64 pooled
     assert "| 1 × 8 |" in mini and "0.25 [" in mini  # 8 of 32
+
+
+def test_the_nulls_are_random_test_images_and_noise_at_the_native_size():
+    from types import SimpleNamespace
+
+    import torch
+
+    from experiments.unrolled_grid import NULLS, null_runs
+
+    test_x = torch.rand(20, 1, 28, 28)
+    data = SimpleNamespace(native_size=8, train_x=torch.rand(5, 1, 28, 28), test_x=test_x)
+    runs = null_runs(data, SimpleNamespace(target_id="t"), 4, torch.Generator().manual_seed(0))
+    assert list(runs) == list(NULLS)
+    picked, noise = (runs[name]() for name in NULLS)
+    assert picked.inputs.shape == noise.inputs.shape == (4, 1, 28, 28)
+    assert all(any(torch.equal(image, t) for t in test_x) for image in picked.inputs)
+    # upsampled from 8x8: neighbouring pixels mostly agree, unlike 28x28 noise
+    assert float((noise.inputs[..., 1:] - noise.inputs[..., :-1]).abs().mean()) < 0.2
