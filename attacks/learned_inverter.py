@@ -260,7 +260,7 @@ def learned_inverter(observation: Observation, settings: AttackSettings, *, seed
     params = {name: p.detach() for name, p in model.named_parameters()}
     replayed = simulate_update(model, params, images, labels, training)
     names = sorted(replayed)
-    loss = float(cosine_distance([replayed[n].double() for n in names],
+    loss = float(cosine_distance([replayed[n].detach().double() for n in names],
                                  [observation.delta[n].double() for n in names]))
     short = inverter.simulated < settings.inverter_clients
     status = Status.DIVERGED if not math.isfinite(loss) else Status.TIMEOUT if short else Status.OK
