@@ -75,10 +75,10 @@ def test_one_inverter_per_round(digits: tuple[PublicData, object]) -> None:
 
 
 def test_identifies_more_than_random_public_images(digits: tuple[PublicData, object]) -> None:
-    # a small inverter (300 simulated updates) on the ANN twin, 6 clients of 4 digits: 5 of 24
-    # identified where random public images identify none (lenet-snn: experiments/learned_inverter)
+    # a small inverter (300 simulated updates) on lenet-snn, 6 clients of 4 digits: 5 of 24
+    # identified where random public images identify none (at scale: experiments/learned_inverter)
     public, data = digits
-    observations, truths = _replies(data, "lenet", range(100, 106))
+    observations, truths = _replies(data, "lenet-snn", range(100, 106))
     results = invert(observations, FAST, public=public)
     assert all(r.status.value == "ok" and r.inputs.shape == (N, 1, 28, 28) for r in results)
     pool = data.train_x.flatten(1)
