@@ -10,7 +10,8 @@ public="${1:-test-split}"
 mode="${2:-gradient}"
 out="${OUT:-runs/auto-public}/$mode-$public"
 PYTHON="${PYTHON:-.venv/bin/python}"
-"$PYTHON" - "$public" "$mode" "$out" <<'PY'
+# -c, not stdin: the audit's worker processes re-import the main module, which stdin is not
+code=$(cat <<'PY'
 import json
 import sys
 
@@ -38,3 +39,5 @@ print("identified:", audit["summary"]["identified"])
 print("guesses:", {k: (v["identified"], v["samples"], round(v["mse"], 4))
                    for k, v in audit["baselines"].items()})
 PY
+)
+"$PYTHON" -c "$code" "$public" "$mode" "$out"
