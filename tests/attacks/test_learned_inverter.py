@@ -94,3 +94,14 @@ def test_identifies_more_than_random_public_images(digits: tuple[PublicData, obj
     null = sum(hits(public.images[torch.randperm(len(public.images), generator=generator)[:N]], t)
                for t in truths)
     assert attack >= null + 3  # of 24 images
+
+
+def test_a_spent_time_budget_is_a_timeout_that_says_how_much_was_learned(
+        digits: tuple[PublicData, object]) -> None:
+    public, data = digits
+    observations, _ = _replies(data, "lenet", range(200, 201))
+    budget = FAST.with_(inverter_clients=400, decoder_epochs=1, time_budget_s=0.01, seed=7)
+    [result] = invert(observations, budget, public=public)
+    assert result.status.value == "timeout"
+    assert "learned from 50 of 400 planned client updates" in result.message
+    assert "time budget ran out" in result.message
