@@ -28,12 +28,14 @@ from attacks.batched import supports as supports_batched
 from attacks.dlg import dlg
 from attacks.grnn import grnn
 from attacks.idlg import idlg, infer_labels
+from attacks.learned_inverter import learned_inverter
 from attacks.rate_decoder import CapabilityError, PublicData, rate_decoder, require_public
 from attacks.runner import AttackFn, invert_one
 from attacks.settings import AttackSettings, AttackSettingsError, spike_modality
 from attacks.smooth import smooth
 from attacks.strongest_mode import strongest
-from attacks.threat_model import GRADIENT_NEEDS, PUBLIC_DATA, UNROLLED_NEEDS, ThreatModel, refusal
+from attacks.threat_model import (CLIENT_RANDOMNESS, DATA_FORMAT, GRADIENT_NEEDS, PUBLIC_DATA,
+                                  UNROLLED_NEEDS, ThreatModel, refusal)
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
 from attacks.unrolled import unrolled
 from attacks.unrolled_batched import invert_unrolled
@@ -41,15 +43,21 @@ from attacks.unrolled_batched import supports as supports_unrolled_batched
 
 ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analytic": analytic,
                              "smooth": smooth, "strongest": strongest, "unrolled": unrolled,
-                             "rate-decoder": rate_decoder}
+                             "rate-decoder": rate_decoder, "learned-inverter": learned_inverter}
 # attacks that take the public images a threat model may grant (`public=`): those whose NEEDS
 # include public-data are refused without them, `strongest` leaves out the candidates that need them
-TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest"})
+TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest", "learned-inverter"})
 
 # The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
 NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},
                                     "unrolled": UNROLLED_NEEDS,
-                                    "rate-decoder": GRADIENT_NEEDS | {PUBLIC_DATA}}
+                                    "rate-decoder": GRADIENT_NEEDS | {PUBLIC_DATA},
+                                    "learned-inverter": UNROLLED_NEEDS | {PUBLIC_DATA}}
+# What each attack reads when the threat model grants it: its needs, and the capabilities it uses
+# when granted but runs without (the report names granted capabilities no attack used).
+USES: dict[str, frozenset[str]] = {
+    **NEEDS, "unrolled": UNROLLED_NEEDS | {DATA_FORMAT, CLIENT_RANDOMNESS},
+    "strongest": GRADIENT_NEEDS | {PUBLIC_DATA}}
 
 
 def invert(observations: Sequence[Observation], settings: AttackSettings, *,
@@ -87,4 +95,4 @@ def invert(observations: Sequence[Observation], settings: AttackSettings, *,
 
 __all__ = ["ATTACKS", "NEEDS", "AttackFn", "AttackSettings", "AttackSettingsError",
            "CapabilityError", "LocalTraining", "Observation", "PublicData", "Reconstruction",
-           "Status", "ThreatModel", "infer_labels", "invert", "refusal", "spike_modality"]
+           "Status", "ThreatModel", "USES", "infer_labels", "invert", "refusal", "spike_modality"]

@@ -22,6 +22,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.analytic import labels_from_features
+from attacks.idlg import last_linear_names
 from attacks.matching import final_loss, rebuild_victim
 from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
@@ -58,16 +60,22 @@ class PublicData:
             changes the client's inputs (spike-DP: the images Poisson-coded and privatized by the
             same mechanism, spike frames [N, T, C, H, W] read by a frames encoder, as
             `clients.privacy.RoundPrivacy.encode` makes the client's). None: the images themselves.
+        labels: [N] their class labels, when the server holds them (the learned inverter
+            simulates client training on them); None otherwise.
     """
 
     images: torch.Tensor
     source: str
     inputs: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.inputs is not None and len(self.inputs) != len(self.images):
             raise ValueError(f"public data: {len(self.inputs)} inputs for {len(self.images)} "
                              f"images")
+        if self.labels is not None and self.labels.shape != (len(self.images),):
+            raise ValueError(f"public data: labels of shape {tuple(self.labels.shape)} for "
+                             f"{len(self.images)} images")
         if self.images.dim() not in (4, 5) or len(self.images) < 2:
             raise ValueError(f"public data: expected [N >= 2, C, H, W] images or [N, T, C, H, W] "
                              f"frames, got "
@@ -75,7 +83,7 @@ class PublicData:
 
     @property
     def fingerprint(self) -> str:
-        return _digest([self.images] if self.inputs is None else [self.images, self.inputs])
+        return _digest([t for t in (self.images, self.inputs, self.labels) if t is not None])
 
 
 def require_public(public: PublicData | None, spec: ModelSpec) -> PublicData:
@@ -149,16 +157,24 @@ def train_decoder(observation: Observation, public: PublicData, settings: Attack
         torch.manual_seed(seed)
         decoder = Decoder(features.mean(0), features.std(0).clamp(min=1e-3),
                           settings.decoder_hidden, tuple(targets.shape[1:]))
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=DECODER_LR)
-    for _ in range(settings.decoder_epochs):
+    fit_mlp(decoder, features, targets, settings.decoder_epochs, generator)
+    return decoder.eval()
+
+
+def fit_mlp(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, epochs: int,
+            generator: torch.Generator,
+            loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> None:
+    """Fit `model` (features -> targets) by `loss_fn` (mean squared error): Adam, shuffled
+    mini-batches."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=DECODER_LR)
+    for _ in range(epochs):
         order = torch.randperm(len(features), generator=generator)
         for begin in range(0, len(order), DECODER_BATCH):
             index = order[begin:begin + DECODER_BATCH]
-            loss = F.mse_loss(decoder(features[index]), targets[index])
+            loss = loss_fn(model(features[index]), targets[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return decoder.eval()
 
 
 class DecoderCache:
@@ -188,6 +204,25 @@ class DecoderCache:
 CACHE = DecoderCache()
 
 
+def unreadable(observation: Observation) -> str | None:
+    """Why the head's gradient does not give the client's readout features away (one line), or
+    None when it does: after several local steps the head's change sums updates made at moving
+    weights (and, under Adam, rescaled per entry), so its rows are no sample's features; a batch
+    of more samples than classes gives Σ_b δ_b h_bᵀ of rank at most the class count, so some
+    samples' features cannot be separated."""
+    if observation.local_steps > 1 or not observation.exact_gradient:
+        return (f"rate-decoder reads one exact gradient step; this update is "
+                f"{observation.local_steps} local steps (the learned inverter reads FedAvg replies)")
+    weight_name, _ = last_linear_names(build_model(observation.model_spec))
+    weight = observation.gradients.get(weight_name)
+    classes = int(weight.shape[0]) if weight is not None else observation.model_spec.num_classes
+    if observation.batch_size > classes:
+        return (f"rate-decoder: a batch of {observation.batch_size} samples > {classes} classes: "
+                f"the head's gradient has rank <= {classes}, so not every sample's features can "
+                "be read off it")
+    return None
+
+
 def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: int,
                  deadline: float | None = None, public: PublicData | None = None) -> Reconstruction:
     """Decode the client's images from the readout features its gradient gives away.
@@ -198,11 +233,15 @@ def rate_decoder(observation: Observation, settings: AttackSettings, *, seed: in
 
     Raises:
         CapabilityError: no public data (the runner records the attack as FAILED with the reason).
-        ValueError: the head's gradient does not give the features away.
+        ValueError: the head's gradient does not give the features away (`unreadable`: several
+            local steps, a batch above the class count; or a factorization that fails).
     """
     del deadline  # one decoder training is not interruptible; its cost is said in the docs
     started = time.monotonic()
     public = require_public(public, observation.model_spec)
+    problem = unreadable(observation)
+    if problem is not None:
+        raise ValueError(problem)
     factors = observed_features(observation)
     decoder = CACHE.get(observation, public, settings, seed)
     with torch.no_grad():

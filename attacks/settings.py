@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ATTACK_NAMES = ("dlg", "idlg", "grnn", "analytic", "smooth", "strongest", "unrolled",
-                "rate-decoder")
+                "rate-decoder", "learned-inverter")
 OPTIMIZERS = ("lbfgs", "adam")
 GENERATOR_OPTIMIZERS = ("rmsprop", "adam", "lbfgs")
 DISTANCES = ("l2", "cosine")
@@ -81,7 +81,10 @@ class AttackSettings:
             "real-loss" (the stage whose result matches the observed gradient best on the real,
             hard victim; on spiking MLPs it prefers sharper, worse reconstructions).
         decoder_epochs, decoder_hidden: the rate-decoder attack's MLP (features -> hidden ->
-            hidden -> pixels) and its training epochs over the public images.
+            hidden -> pixels) and its training epochs over the public images; the learned
+            inverter's decoder and counter too.
+        inverter_clients: client updates the learned inverter simulates on public draws to learn
+            from (attacks/learned_inverter.py).
         learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
             initialised on the label-count estimate, DLG's joint labels) and returns the argmax,
             refined sample by sample while the matching loss drops (attacks/label_refinement.py);
@@ -124,6 +127,7 @@ class AttackSettings:
     rate_mode: str = "expected"
     decoder_epochs: int = 40
     decoder_hidden: int = 1024
+    inverter_clients: int = 2000
     learn_labels: bool = False
     label_phases: int = 1
 
@@ -141,7 +145,7 @@ class AttackSettings:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
         for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages",
-                     "label_phases", "decoder_epochs", "decoder_hidden"):
+                     "label_phases", "decoder_epochs", "decoder_hidden", "inverter_clients"):
             if int(getattr(self, name)) < 1:
                 raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
         if not 0 < self.smooth_k_start <= self.smooth_k_end:

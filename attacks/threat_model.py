@@ -116,8 +116,6 @@ GRADIENT_NEEDS = frozenset({GLOBAL_WEIGHTS, REPLY_WEIGHTS, NUM_EXAMPLES, OPTIMIZ
 UNROLLED_NEEDS = GRADIENT_NEEDS | {UPDATE_MODE, LOCAL_EPOCHS, BATCH_SIZE}
 # ... and, in its stronger variant, replays the client's exact batch order.
 UNROLLED_SHUFFLE_NEEDS = UNROLLED_NEEDS | {CLIENT_RANDOMNESS}
-# Label-count inference reads the last layer's update and scales it by the step sizes.
-LABEL_COUNT_NEEDS = GRADIENT_NEEDS | {LOCAL_EPOCHS, BATCH_SIZE}
 
 
 def refusal(attack: str, needs: Iterable[str], threat_model: ThreatModel) -> str | None:

@@ -96,7 +96,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
     `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
     histogram (not a threat model: it measures what the label-count errors cost)."""
-    spec = ModelSpec(model)
+    spec = ModelSpec(model, in_channels=int(data.train_x.shape[1]), num_classes=data.num_classes)
     methods = list(methods)
     lr = LEARNING_RATES[optimizer]
     epochs, batch = epochs_and_batch(images, steps, design)
@@ -142,7 +142,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                                   attack=lambda observations, s, _public: invert(observations, s)
                                   ).row
             row.pop("_images", None)
-            client_rows.append({"model": model, "images": images, "steps": steps,
+            client_rows.append({"dataset": data.name, "model": model, "images": images,
+                                "steps": steps,
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
                                 "wall-s": time.monotonic() - started,
@@ -188,15 +189,16 @@ def table(rows: list[dict]) -> str:
     p-value (rows scored with nulls), judge ASR, PSNR/SSIM and the histograms."""
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["images"], row["steps"], *design_of(row),
-                          row["optimizer"], row["method"]), []).append(row)
-    lines = ["| model | N | steps | E × B | opt | attack | clients | identified (hits/images) | "
-             "chance (strongest null) | p | judge ASR | PSNR | SSIM | histogram exact (clients) | "
+        cells.setdefault((row.get("dataset", "digits"), row["model"], row["images"], row["steps"],
+                          *design_of(row), row["optimizer"], row["method"]), []).append(row)
+    lines = ["| data | model | N | steps | E × B | opt | attack | clients | identified (hits/images) "
+             "| chance (strongest null) | p | judge ASR | PSNR | SSIM | histogram exact (clients) | "
              "classes exact | prior: histogram exact |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (model, images, steps, epochs, batch, optimizer, method), group in sorted(cells.items()):
-        cell = (f"| {model} | {images} | {steps} | {epochs} × {batch} | {optimizer} | {method} "
-                f"| {len(group)} |")
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model, images, steps, epochs, batch, optimizer, method), group in sorted(
+            cells.items()):
+        cell = (f"| {dataset.split('/')[-1]} | {model} | {images} | {steps} | {epochs} × {batch} "
+                f"| {optimizer} | {method} | {len(group)} |")
         summary = leakage_summary({"attacks": group})
         identified = _identified(group)
         histogram = summary["histogram"] or {}
@@ -219,6 +221,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits",
+                        help="digits, mnist:<dir> (IDX files), or any spec load_dataset takes")
     parser.add_argument("--models", nargs="+", default=["lenet", "lenet-snn"])
     parser.add_argument("--images", nargs="+", type=int, default=[8, 32, 128])
     parser.add_argument("--steps", nargs="+", type=int, default=[1, 4, 16])
@@ -254,8 +258,8 @@ def main() -> None:
         print(table(rows))
         return
     torch.set_num_threads(1)
-    data = load_dataset("digits", 28)
-    judge = load_judge(data)
+    data = load_dataset(args.dataset, 28)
+    judge = load_judge(data, split="test")  # the victims are train-split images: a disjoint judge
     auditor = Auditor(data.train_x, data.train_y, judge.model, public_x=data.test_x,
                       public_y=data.test_y, native_size=data.native_size)
     done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from attacks import NEEDS, AttackSettings, PublicData, ThreatModel, refusal
+from attacks import NEEDS, USES, AttackSettings, PublicData, ThreatModel, refusal
 from attacks.settings import unrolled_preset
 from attacks.threat_model import PUBLIC_DATA
 from fedsnn.core.config import ConfigError, RunConfig
@@ -90,7 +91,7 @@ class AuditPlan:
         if self.public_data == "none":
             return None
         return PublicData(data.test_x, f"{data.name} test split ({len(data.test_x)} images, "
-                                       "disjoint from every client)")
+                                       "disjoint from every client)", labels=data.test_y)
 
     @property
     def attack_name(self) -> str:
@@ -99,12 +100,15 @@ class AuditPlan:
     def attacks_round(self, server_round: int) -> bool:
         return self.rounds is None or server_round in self.rounds
 
-    def choose(self, update_mode: str, num_examples: int) -> AttackSettings | str:
+    def choose(self, update_mode: str, num_examples: int, classes: int = 10
+               ) -> AttackSettings | str:
         """The strongest planned attack that applies to a reply and that the threat model
-        grants, or one line saying why none does."""
+        grants, or one line saying why none does. With `auto` and public data granted, a FedSGD
+        reply of at most `classes` samples gets the strongest mode (the rate decoder among its
+        candidates, attacks/strongest_mode.py), a FedAvg reply the learned inverter."""
         candidates = [self.settings]
-        if self.unrolled is not None and not (update_mode == "gradient" and num_examples == 1):
-            candidates.insert(0, self.unrolled)
+        if self.unrolled is not None:
+            candidates = auto_candidates(self, update_mode, num_examples, classes)
         reasons = []
         for settings in candidates:
             reason = refusal(settings.attack, NEEDS[settings.attack], self.threat_model)
@@ -139,7 +143,10 @@ class AuditPlan:
         if threat_model.public_data and config.audit_public_data == "none":
             raise ConfigError("audit-grant: public-data needs the data itself: set "
                               "audit-public-data='test-split'")
-        if config.audit_public_data != "none":
+        public_data = config.audit_public_data
+        if PUBLIC_DATA in parse_capabilities("audit-withhold", config.audit_withhold):
+            public_data = "none"  # audit-withhold wins: the server is given no public images
+        elif public_data != "none":
             threat_model = threat_model.grant(PUBLIC_DATA)
         if PUBLIC_DATA in NEEDS[settings.attack] and not threat_model.public_data:
             # refused before training starts; other withheld needs refuse each reply (`choose`)
@@ -147,6 +154,31 @@ class AuditPlan:
                               "(set audit-public-data='test-split')")
         return cls(parse_rounds(config.audit_rounds), config.audit_max_clients,
                    config.audit_max_batch, settings, config.audit_workers,
-                   public_data=config.audit_public_data, threat_model=threat_model,
+                   public_data=public_data, threat_model=threat_model,
                    unrolled=unrolled if config.audit_attack == AUTO else None,
                    canary=config.audit_canary)
+
+
+def auto_candidates(plan: AuditPlan, update_mode: str, num_examples: int, classes: int
+                    ) -> list[AttackSettings]:
+    """`auto`'s attacks for one reply, strongest first; the plan keeps the first the threat
+    model grants. The unrolled attack replays local training (FedAvg, FedSGD batches > 1); with
+    public data, the strongest mode (rate decoder included) on FedSGD batches it can read, and
+    the learned inverter on FedAvg replies."""
+    assert plan.unrolled is not None
+    candidates = [plan.settings]
+    if not (update_mode == "gradient" and num_examples == 1):
+        candidates.insert(0, plan.unrolled)
+    if plan.threat_model.public_data:
+        if update_mode == "gradient" and num_examples <= classes:
+            candidates.insert(0, plan.settings.with_(attack="strongest"))
+        elif update_mode == "fedavg":
+            candidates.insert(0, plan.settings.with_(attack="learned-inverter"))
+    return candidates
+
+
+def unused_capabilities(threat_model: ThreatModel, attacks: Iterable[str]) -> list[str]:
+    """The capabilities the threat model grants that none of `attacks` (those that ran) reads:
+    the audit then shows less than this server could recover."""
+    used = frozenset().union(*(USES.get(name, frozenset()) for name in attacks))
+    return [name for name in threat_model.to_dict()["granted"] if name not in used]

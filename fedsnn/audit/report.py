@@ -242,11 +242,15 @@ def _threat_lines(audit: dict[str, Any]) -> list[str]:
     threat = audit.get("threat-model")
     if not threat:
         return ["Threat model: not recorded (an audit from an older version)."]
+    unused = threat.get("unused")
     return [f"The curious server knows: {', '.join(threat['granted'])}. Withheld: "
             f"{', '.join(threat['withheld']) or 'nothing'}. Attack plan: "
             f"`{audit['plan']['attack']}` (auto: iDLG on FedSGD batches of one, the unrolled "
-            "attack on larger FedSGD batches and on FedAvg updates, when the threat model "
-            "grants what it needs)."]
+            "attack on larger FedSGD batches and on FedAvg updates; with public data the "
+            "strongest mode, rate decoder included, on FedSGD batches up to the class count and "
+            "the learned inverter on FedAvg updates; each when the threat model grants what it "
+            "needs)." + (f" Granted but read by no attack that ran: {', '.join(unused)}: a "
+                         "stronger attack could use them." if unused else "")]
 
 
 NULL_ORDER = ("matched-noise", "public-draws", "permutation", "largest-class")

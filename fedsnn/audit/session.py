@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fedsnn.audit.auditor import Auditor
-from fedsnn.audit.plan import AuditPlan
 from attacks import Reconstruction
+from fedsnn.audit.plan import AuditPlan, unused_capabilities
 from fedsnn.audit.queue import AuditJob, AuditQueue
 from fedsnn.audit.report import save_pair_grid, write_report
 from fedsnn.audit.verdict import leakage_summary, update_verdicts
@@ -73,7 +73,8 @@ def complete_audit(run_dir: Path, *, queue: AuditQueue, plan: AuditPlan,
                  "max-batch": plan.max_batch, "settings": plan.settings.to_dict(),
                  "public-data": None if queue.public is None else queue.public.source,
                  "unrolled-settings": plan.unrolled.to_dict() if plan.unrolled else None},
-        "threat-model": plan.threat_model.to_dict(),
+        "threat-model": {**plan.threat_model.to_dict(), "unused": unused_capabilities(
+            plan.threat_model, sorted({row["attack"] for row in rows}))},
         "judge-test-accuracy": (judge or {}).get("accuracy"),
         "judge": judge or {},
         "baselines": auditor.baselines([i for job, _ in finished if not job.is_canary

@@ -3,6 +3,7 @@ gradient are the client's exactly; on real digits its reconstructions beat the m
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import pytest
@@ -162,3 +163,23 @@ def test_decodes_event_frames_better_than_the_mean_frames(
     nearest = torch.cdist(frames.flatten(1), x.flatten(1)).argmin(1)
     assert float((nearest == torch.arange(len(x))).float().mean()) > 0.5
     assert bool((torch.cat([r.labels for r in reconstructions]) == y).all())
+
+
+def test_refuses_a_multi_step_update_with_a_reason(
+        split: tuple[PublicData, torch.Tensor, torch.Tensor]) -> None:
+    # a FedAvg reply's head change is no sample's features: refused, not decoded and called "ok"
+    public, x, y = split
+    fedavg = dataclasses.replace(observe("lenet-snn", x[:4], y[:4], seed=3), local_steps=5,
+                                 exact_gradient=False)
+    [result] = invert([fedavg], FAST, public=public)
+    assert result.status.value == "failed"
+    assert "5 local steps" in result.message
+
+
+def test_refuses_a_batch_above_the_class_count_instead_of_filling_rows(
+        split: tuple[PublicData, torch.Tensor, torch.Tensor]) -> None:
+    public, x, y = split
+    [result] = invert([observe("lenet-snn", x[:12], y[:12], seed=3)], FAST, public=public)
+    assert result.status.value == "failed"
+    assert "12 samples > 10 classes" in result.message
+    assert "mean public image" not in result.message

@@ -31,7 +31,7 @@ def _row(partition: int, identified: int, exact: float, canary: bool = False) ->
 def _run_dir(tmp_path: Path) -> Path:
     audit = {"plan": {"attack": "auto"},
              "threat-model": {"granted": ["global-weights", "local-epochs"],
-                              "withheld": ["client-randomness"]},
+                              "withheld": ["client-randomness"], "unused": ["public-data"]},
              "baselines": {"mean-image": {"identified": 0, "samples": 16, "mse": 0.1,
                                           "psnr": 10.0, "ssim": 0.1, "asr": 0.1}},
              "attacks": [_row(0, 6, 1.0), _row(1, 2, 0.0)],
@@ -64,6 +64,7 @@ def test_report_opens_with_the_verdict_and_states_the_threat_model(tmp_path: Pat
     assert "**lenet:** **leak**" in md and "8/16" in md and "canary" in md
     assert md.index("## Each metric beside its chance level") < md.index("## Glossary")
     assert "Withheld: client-randomness" in md
+    assert "Granted but read by no attack that ran: public-data" in md
     page = html_path.read_text()
     assert "<table>" in page and "<code>lenet</code>" in page and "`" not in page
     assert "data:image/png;base64," in page  # the plot, inlined

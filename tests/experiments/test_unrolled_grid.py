@@ -36,3 +36,4 @@ def test_the_table_keeps_designs_apart_and_reads_older_rows_as_full_batch():
     full, mini = sorted(lines, key=lambda line: "1 × 8" in line)
     assert "| 4 × 32 |" in full and "| 2 |" in full and "0.25 [" in full  # 16 of 64 pooled
     assert "| 1 × 8 |" in mini and "0.25 [" in mini  # 8 of 32
+

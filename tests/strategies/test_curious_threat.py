@@ -8,7 +8,7 @@ import torch
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.plan import AuditPlan, unused_capabilities
 from fedsnn.audit.queue import AuditQueue
 from fedsnn.core.config import ConfigError, RunConfig
 from fedsnn.core.models import ModelSpec, build_model
@@ -97,3 +97,38 @@ def test_replies_that_do_not_fit_the_train_config_are_skipped() -> None:
 def test_unknown_capability_in_the_run_config_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="audit-withhold: unknown capability 'epochs'"):
         AuditPlan.from_config(RunConfig(audit_withhold="epochs"))
+
+
+def test_auto_with_public_data_runs_the_attacks_that_read_it() -> None:
+    # FedSGD: the strongest mode, the rate decoder among its candidates; FedAvg: the learned
+    # inverter. Without public data auto is iDLG and the unrolled attack.
+    granted = AuditPlan.from_config(RunConfig(audit_public_data="test-split"))
+    assert granted.choose("gradient", 1).attack == "strongest"
+    assert granted.choose("gradient", 10).attack == "strongest"
+    assert granted.choose("gradient", 11).attack == "unrolled"  # beyond what the decoder reads
+    assert granted.choose("fedavg", 32).attack == "learned-inverter"
+    plain = AuditPlan.from_config(RunConfig())
+    assert plain.choose("gradient", 1).attack == "idlg"
+    assert plain.choose("fedavg", 32).attack == "unrolled"
+    # withheld local epochs refuse the learned inverter too: auto falls back to iDLG
+    weak = AuditPlan.from_config(RunConfig(audit_public_data="test-split",
+                                           audit_withhold="local-epochs"))
+    assert weak.choose("fedavg", 32).attack == "idlg"
+
+
+def test_withheld_public_data_wins_over_the_public_split() -> None:
+    plan = AuditPlan.from_config(RunConfig(audit_public_data="test-split",
+                                           audit_withhold="public-data"))
+    assert not plan.threat_model.public_data
+    assert plan.public_data == "none"
+    assert plan.choose("gradient", 1).attack == "idlg"
+    with pytest.raises(ConfigError, match="public-data, which the threat model withholds"):
+        AuditPlan.from_config(RunConfig(audit_attack="rate-decoder", audit_public_data="test-split",
+                                        audit_withhold="public-data"))
+
+
+def test_granted_capabilities_no_attack_read_are_named() -> None:
+    threat = AuditPlan.from_config(RunConfig(audit_public_data="test-split")).threat_model
+    assert "public-data" in unused_capabilities(threat, ["idlg"])
+    assert "public-data" not in unused_capabilities(threat, ["idlg", "strongest"])
+    assert unused_capabilities(threat, ["unrolled", "rate-decoder"]) == []

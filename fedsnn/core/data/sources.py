@@ -94,11 +94,14 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
         raise DatasetError(f"mnist: folder {folder} does not exist; expected IDX files such as "
                            "t10k-images-idx3-ubyte.gz in it")
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    native_size = None  # the side the files hold, before `resize` (capability data-format)
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
         labels = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
         if images and labels:
-            x = torch.from_numpy(_read_idx(images, 3).copy()).float().unsqueeze(1) / 255.0
+            array = _read_idx(images, 3)
+            native_size = int(array.shape[1]) if array.shape[1] == array.shape[2] else None
+            x = torch.from_numpy(array.copy()).float().unsqueeze(1) / 255.0
             y = torch.from_numpy(_read_idx(labels, 1).astype(np.int64))
             if len(x) != len(y):
                 raise DatasetError(f"mnist: {images.name} has {len(x)} images but "
@@ -118,7 +121,7 @@ def load_mnist(folder: str | Path, image_size: int = 28) -> ImageData:
     note += f"; {num_classes} classes (from the labels: largest label + 1)"
     log.info(note)
     return ImageData(f"mnist:{folder}", train_x, train_y, test_x, test_y, num_classes, note=note,
-                     native_size=28)
+                     native_size=native_size)
 
 
 def load_hf(name: str, image_size: int = 28) -> ImageData:

@@ -145,3 +145,12 @@ def test_two_dimensional_idx_images_are_refused_with_their_shape(tmp_path: Path)
     _idx_pair(tmp_path, np.zeros(6), images=np.zeros((6, 64)))
     with pytest.raises(DatasetError, match=r"shape \(6, 64\); expected images \[N, H, W\]"):
         load_mnist(tmp_path)
+
+
+def test_mnist_native_size_is_read_from_the_files(tmp_path: Path) -> None:
+    # IDX files of 16x16 images, resized to 28: the data-format capability must say 16, not 28
+    rng = np.random.default_rng(0)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10, 16, 16)), False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, (10,)), False)
+    data = load_mnist(tmp_path, image_size=28)
+    assert data.native_size == 16 and data.train_x.shape[-2:] == (28, 28)

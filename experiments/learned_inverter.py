@@ -1,0 +1,122 @@
+"""The learned inverter on FedAvg replies, with public data granted (docs/results.md, "The
+strongest attacker on FedAvg replies (issue 29)").
+
+One round of a federation: one global model (DLG init, seed 0, as the run's default) sent to
+`--clients` clients; client k holds N random MNIST train-split images (its own draw, seed
+`--first-client` + k) and trains E = `--steps` full-batch epochs with the real client code
+(`fedsnn.core.training.train_epochs`, Adam lr 0.003 or SGD lr 0.01). The server's observation is
+made as in the in-line audit (`fedsnn.audit.observe`), the attack gets the test split with its
+labels as public data (`audit-public-data = "test-split"`), and the auditor scores every client
+(optimal assignment, then identified: the original is the reconstruction's nearest neighbour in
+the whole train split). Nulls through the same scoring: N random public images per client, and N
+uniform-noise images. Rates pooled over clients with the client-clustered interval
+(`fedsnn.core.metrics.clustered_rate_stat`).
+
+Example:
+    python -m experiments.learned_inverter --model lenet-snn --images 8 --steps 5 \\
+        --clients 40 --first-client 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import zlib
+from pathlib import Path
+
+import torch
+
+from attacks import AttackSettings, LocalTraining, PublicData, Reconstruction, invert
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.observe import observe_update
+from fedsnn.audit.queue import AuditJob
+from fedsnn.core.data import load_dataset
+from fedsnn.core.metrics import clustered_rate_stat
+from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
+
+MNIST = "mnist:/work/shared/data/mnist"
+LEARNING_RATES = {"sgd": 0.01, "adam": 0.003}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    data = load_dataset(args.dataset, 28)
+    public = PublicData(data.test_x, f"{args.dataset} test split ({len(data.test_x)} images)",
+                        labels=data.test_y)
+    auditor = Auditor(data.train_x, data.train_y)
+    spec = ModelSpec(args.model)
+    net = build_model(spec, seed=0, dlg_init=True)
+    sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    lr = LEARNING_RATES[args.optimizer]
+    n, steps = args.images, args.steps
+    settings = AttackSettings(attack="learned-inverter", decoder_epochs=args.decoder_epochs,
+                              decoder_hidden=args.decoder_hidden,
+                              inverter_clients=args.simulated)
+    rows = []
+    noise = torch.Generator().manual_seed(12345)
+    for client in range(args.first_client, args.first_client + args.clients):
+        generator = torch.Generator().manual_seed(zlib.crc32(f"client/{client}".encode()))
+        ids = torch.randperm(len(data.train_x), generator=generator)[:n]
+        trained = copy.deepcopy(net)
+        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps, batch_size=n,
+                     lr=lr, optimizer=args.optimizer, seed=client)
+        training = LocalTraining("fedavg", args.optimizer, lr, 0.0, steps, n, n)
+        observation = observe_update(f"client-{client}", spec, sent, trained.state_dict(), lr=lr,
+                                     steps=steps, batch_size=n, training=training)
+        truth = ids.tolist()
+        auditor.ground_truth = lambda _round, _partition: truth
+        started = time.monotonic()
+        [reconstruction] = invert([observation], settings, public=public)
+        wall = time.monotonic() - started
+        guesses = {"random public images": public.images[torch.randperm(
+                       len(public.images), generator=noise)[:n]],
+                   "noise images": torch.rand(n, *public.images.shape[1:], generator=noise)}
+        row = {"client": client, "images": n, "wall-s": round(wall, 1)}
+        for name, rec in (("attack", reconstruction), *(
+                (g, Reconstruction("null", g, images, torch.full((n,), -1), 0.0))
+                for g, images in guesses.items())):
+            scored = auditor.score(AuditJob(1, client, observation, settings), rec)
+            row[name] = scored.get("identified", 0)
+            if name == "attack":
+                row.update(status=scored["status"], message=scored["message"],
+                           psnr=scored.get("psnr"))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict[str, dict]:
+    trials = [r["images"] for r in rows]
+    return {name: clustered_rate_stat([r[name] for r in rows], trials)
+            for name in ("attack", "random public images", "noise images")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=MNIST)
+    parser.add_argument("--model", default="lenet-snn")
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--optimizer", choices=list(LEARNING_RATES), default="adam")
+    parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--first-client", type=int, default=1000,
+                        help="client seeds start here (0-99 were used for tuning)")
+    parser.add_argument("--simulated", type=int, default=2000)
+    parser.add_argument("--decoder-epochs", type=int, default=40)
+    parser.add_argument("--decoder-hidden", type=int, default=1024)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    rows = run(args)
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+              "summary": summary(rows), "wall-s": round(time.monotonic() - started, 1)}
+    print(json.dumps(result["summary"], indent=1), f"wall {result['wall-s']} s")
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
