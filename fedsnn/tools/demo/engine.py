@@ -41,7 +41,7 @@ from fedsnn.audit.decision import Verdict
 from fedsnn.audit.firewall import Own, would_decide
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.reply import NotAttacked, audit_reply
-from fedsnn.core.config import ConfigError, RunConfig
+from fedsnn.core.config import ConfigError, ModelSettings, RunConfig
 from fedsnn.core.data import ImageData, load_dataset
 from fedsnn.core.judges import Judge, load_judge
 from fedsnn.core.metrics import to_images
@@ -78,15 +78,13 @@ class DemoError(ValueError):
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Scenario(ModelSettings):
     """What the page lets a visitor choose (all public settings of a one-round federation), with
-    the page's initial values. A field named like a `RunConfig` field is that run-config key;
-    the defaults are the demo's own (a FedSGD reply on one image, not a run's FedAvg)."""
+    the page's initial values. A field named like a `RunConfig` field is that run-config key (the
+    model's settings: `ModelSettings`, declared once); the defaults are the demo's own (a FedSGD
+    reply on one image, not a run's FedAvg)."""
 
     model: str = "lenet"
-    time_steps: int = 4
-    neuron: str = "if"
-    encoding: str = "direct"
     update_mode: str = "gradient"
     local_epochs: int = 1
     batch_size: int = 1
