@@ -33,8 +33,8 @@ from opacus.accountants.utils import get_noise_multiplier
 
 from clients.node import NodeSetup
 from fedsnn.core.config import RunConfig
-from fedsnn.core.data import load_dataset
-from fedsnn.core.models import build_model, spec_for
+from fedsnn.core.data import ClientData, load_dataset
+from fedsnn.core.models import ModelSpec, build_model, spec_for
 from fedsnn.core.privacy.accounting import gaussian_epsilon, gaussian_noise_multiplier
 from fedsnn.core.privacy.canaries import client_canary_scores, secret_inclusion, spike_canary_scores
 from fedsnn.core.privacy.clipping import add_gaussian_noise, clip_update
@@ -60,11 +60,16 @@ def _row(part: str, setting: str, seed: int, claimed: float, bound: Any, seconds
     return row
 
 
-def dp_sgd(seeds: list[int], canaries: int) -> list[dict]:
+def _default_client() -> tuple[RunConfig, ClientData, ModelSpec]:
+    """The default run's config, partition 0 of 2 and its model spec."""
     config = RunConfig()
-    data = NodeSetup.for_partition(config, 0, 2).data
     dataset = load_dataset(config.dataset, config.image_size)
-    spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
+    return (config, NodeSetup.for_partition(config, 0, 2).data,
+            spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size))
+
+
+def dp_sgd(seeds: list[int], canaries: int) -> list[dict]:
+    config, data, spec = _default_client()
     q_run = poisson_sample_rate(len(data.train_x), config.batch_size)
     settings_list = [("run sampling", config.batch_size, q_run,
                       config.num_server_rounds * config.local_epochs * round(1 / q_run)),
@@ -91,10 +96,7 @@ def dp_sgd(seeds: list[int], canaries: int) -> list[dict]:
 
 
 def black_box(seeds: list[int], canaries: int) -> list[dict]:
-    config = RunConfig()
-    data = NodeSetup.for_partition(config, 0, 2).data
-    dataset = load_dataset(config.dataset, config.image_size)
-    spec = spec_for(config, dataset.in_channels, dataset.num_classes, dataset.image_size)
+    config, data, spec = _default_client()
     base_x, base_y = data.train_x[:64], data.train_y[:64]
     rows = []
     for target in EPSILONS:
