@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +39,7 @@ from attacks.local_training import simulate_update
 from attacks.matching import cosine_distance
 from attacks.rate_decoder import CapabilityError, Decoder, PublicData, fit_mlp
 from attacks.settings import AttackSettings
+from attacks.trained_cache import TrainedCache
 from attacks.types import LocalTraining, Observation, Reconstruction, Status
 from fedsnn.core.metrics import round_to_total
 from fedsnn.core.models import build_model
@@ -194,25 +194,17 @@ def _key(observation: Observation, public: PublicData, settings: AttackSettings,
                            settings.inverter_clients)), str(seed)])
 
 
-class InverterCache:
+class InverterCache(TrainedCache["Inverter"]):
     """Inverters by (global model, train config, public set, settings, seed): one per round and
     client size serves every client of it. Keeps the CACHE_SIZE most recent."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._inverters: OrderedDict[str, Inverter] = OrderedDict()
-        self.trained = 0
+        super().__init__(size)
 
     def get(self, observation: Observation, public: PublicData, settings: AttackSettings,
             seed: int, deadline: float | None = None) -> Inverter:
-        key = _key(observation, public, settings, seed)
-        if key not in self._inverters:
-            self._inverters[key] = train_inverter(observation, public, settings, seed, deadline)
-            self.trained += 1
-            while len(self._inverters) > self.size:
-                self._inverters.popitem(last=False)
-        self._inverters.move_to_end(key)
-        return self._inverters[key]
+        return self.get_or_train(_key(observation, public, settings, seed), lambda: train_inverter(
+            observation, public, settings, seed, deadline))
 
 
 CACHE = InverterCache()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from attacks.idlg import last_linear_names
 from attacks.matching import final_loss, rebuild_victim
 from attacks.readout import observed_features, readout_features
 from attacks.settings import AttackSettings
+from attacks.trained_cache import TrainedCache
 from attacks.types import Observation, Reconstruction, Status
 from fedsnn.core.models import ModelSpec, build_model
 from fedsnn.core.models.encoders import FramesEncoder
@@ -177,14 +177,12 @@ def fit_mlp(model: nn.Module, features: torch.Tensor, targets: torch.Tensor, epo
             optimizer.step()
 
 
-class DecoderCache:
+class DecoderCache(TrainedCache["Decoder"]):
     """Decoders by (global model, public set, decoder settings, seed): one per global model serves
     every client of a round. Keeps the CACHE_SIZE most recent."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._decoders: OrderedDict[str, Decoder] = OrderedDict()
-        self.trained = 0  # decoders trained (the attack's main cost)
+        super().__init__(size)
 
     def get(self, observation: Observation, public: PublicData, settings: AttackSettings,
             seed: int) -> Decoder:
@@ -192,13 +190,7 @@ class DecoderCache:
         key = "/".join([_digest([state[k] for k in sorted(state)]), repr(observation.model_spec),
                         public.fingerprint, str(settings.decoder_epochs),
                         str(settings.decoder_hidden), str(seed)])
-        if key not in self._decoders:
-            self._decoders[key] = train_decoder(observation, public, settings, seed)
-            self.trained += 1
-            while len(self._decoders) > self.size:
-                self._decoders.popitem(last=False)
-        self._decoders.move_to_end(key)
-        return self._decoders[key]
+        return self.get_or_train(key, lambda: train_decoder(observation, public, settings, seed))
 
 
 CACHE = DecoderCache()
