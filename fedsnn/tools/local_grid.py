@@ -9,6 +9,7 @@ Hooks: `before_delivery(message)` (tests take nodes offline there), `after_reply
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,15 +25,22 @@ from fedsnn.core.results import RunFailed
 Handler = Callable[[Message, Context], Message]
 
 
+_IDENTITY_LOCK = threading.RLock()
+
+
 @contextmanager
 def server_identity(run_id: int = 1) -> Iterator[None]:
-    """Set what Flower's runtime sets for a ServerApp process (Message() needs it)."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, 0, 1
-    try:
-        yield
-    finally:
-        TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+    """Set what Flower's runtime sets for a ServerApp process (Message() needs it).
+
+    TaskIdentity is one per process, so the block holds a process-wide lock: two threads (the
+    demo's ANN and SNN twins) would otherwise restore it under each other's feet."""
+    with _IDENTITY_LOCK:
+        saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, 0, 1
+        try:
+            yield
+        finally:
+            TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
 class LocalGrid(Grid):

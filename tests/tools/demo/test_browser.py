@@ -106,8 +106,10 @@ def test_the_demo_in_a_real_browser(demo_url: str, tmp_path: Path) -> None:
             WebDriverWait(driver, seconds, poll_frequency=0.3).until(lambda _: condition())
         except TimeoutException:
             status = [e.text[:200] for e in driver.find_elements(By.CSS_SELECTOR, "[id$=status]")]
+            errors = [e.text[:300] for e in driver.find_elements(By.CSS_SELECTOR, ".demo-error")]
             log = (tmp_path / "demo.log").read_text()[-3000:]
-            pytest.fail(f"waited {seconds} s for {what}; status lines {status}; server log:\n{log}")
+            pytest.fail(f"waited {seconds} s for {what}; status lines {status}; errors shown "
+                        f"{errors}; server log:\n{log}")
 
     def tab(name: str) -> None:
         next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role='tab']")
