@@ -92,6 +92,10 @@ class AttackSettings:
         label_phases: with learn_labels, the unrolled attack's steps split into this many
             phases, the labels refined after each and the next phase's soft labels reset on
             them (attacks/unrolled.py, `unrolled`).
+        epoch_prior: the unrolled attack on FedAvg replies of several epochs of mini-batches, the
+            shuffle unknown: > 0 gives each epoch its own copy of the dummies, tied by an
+            order-invariant prior of this weight (attacks/epoch_copies.py, Dimitrov et al.);
+            0 keeps one set of dummies in one batch assignment for every epoch.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -130,6 +134,7 @@ class AttackSettings:
     inverter_clients: int = 2000
     learn_labels: bool = False
     label_phases: int = 1
+    epoch_prior: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -153,6 +158,8 @@ class AttackSettings:
                                       f"{self.smooth_k_start} and {self.smooth_k_end}")
         if self.lr is not None and not self.lr > 0:
             raise AttackSettingsError(f"Expected `lr` to be > 0 or None but got {self.lr}")
+        if self.epoch_prior < 0:
+            raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:
             raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
                                       f"{self.tv_weight} and {self.init_std}")

@@ -9,10 +9,12 @@ replayed update matches the observed one (cosine or L2, `settings.distance`). Wi
 estimated histogram: the matching loss is far lower at the true histogram than at a wrong one, so
 the labels move towards it (DLG's joint labels, here from a good start).
 
-Batch assignment is epoch-order invariant: every epoch reuses the same N dummies. Without the
-client's shuffle the replay visits them in their own order each epoch; when the threat model
-grants the client's randomness (`LocalTraining.shuffle_seed`), it visits them in the client's
-order. FedSGD with a batch > 1 is the special case of one epoch and one batch. ANN and SNN alike
+Batch assignment: by default every epoch reuses the same N dummies. Without the client's shuffle
+the replay visits them in their own order each epoch; when the threat model grants the client's
+randomness (`LocalTraining.shuffle_seed`), it visits them in the client's order. With
+`settings.epoch_prior` > 0 and the shuffle unknown, each epoch gets its own copy of the dummies,
+tied by an order-invariant prior (`attacks/epoch_copies.py`, Dimitrov et al.'s epoch-order-invariant
+replay). FedSGD with a batch > 1 is the special case of one epoch and one batch. ANN and SNN alike
 (the SNN's surrogate gradients through its T steps); a Poisson-encoded SNN is replayed on its
 expected spikes (the rates), since its draws are the client's secret.
 
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks import epoch_copies
 from attacks.label_counts import infer_label_counts, labels_from_counts
 from attacks.label_refinement import refine_labels
 from attacks.local_training import client_batches, simulate_update
@@ -48,6 +51,8 @@ from fedsnn.core.models.encoders import DirectEncoder
 # Starting logit of a dummy's estimated class when labels are learned (softmax 0.69 of 10 classes):
 # confident enough to start from the estimate, soft enough for Adam (lr 0.1) to move in ~30 steps.
 LABEL_LOGIT = 3.0
+# Steps between two re-assignments of the per-epoch copies (an N x N assignment per copy).
+REMATCH_EVERY = 10
 
 
 def replay_model(observation: Observation) -> nn.Module:
@@ -84,14 +89,17 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     the refined ones (images that co-adapted to a wrong label get to follow its correction)."""
     counts = infer_label_counts(observation, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
+    if _uses_copies(observation, settings):
+        phases = 1  # a phase's start would be the E copies, its labels the merged N
     labels, start, history = dummy_labels(counts, seed), None, []
     started = time.monotonic()
     for phase in range(phases):
         steps = settings.iterations // phases + (settings.iterations % phases if phase == 0 else 0)
-        reconstruction, start = _match(observation, settings.with_(iterations=steps), labels,
-                                       seed=seed, start=start, deadline=deadline)
+        reconstruction, start, positions = _match(
+            observation, settings.with_(iterations=steps), labels, seed=seed, start=start,
+            deadline=deadline)
         reconstruction = refine_reconstruction(observation, reconstruction, settings,
-                                               deadline=deadline)
+                                               deadline=deadline, positions=positions)
         history += reconstruction.loss_history
         labels = reconstruction.labels
         if reconstruction.status != Status.OK:
@@ -102,21 +110,24 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
 
 
 def refine_reconstruction(observation: Observation, reconstruction: Reconstruction,
-                          settings: AttackSettings, *, deadline: float | None = None
-                          ) -> Reconstruction:
+                          settings: AttackSettings, *, deadline: float | None = None,
+                          positions: torch.Tensor | None = None) -> Reconstruction:
     """With learned labels, the reconstruction with its labels moved sample by sample while the
     matching loss drops (`attacks/label_refinement.py`), images fixed; unchanged otherwise, or
-    when the deadline has passed or the reconstruction has no finite loss."""
+    when the deadline has passed or the reconstruction has no finite loss. `positions`: the
+    per-epoch copies' layout (`attacks.epoch_copies.layout`) the replay uses, if any."""
     if (not settings.learn_labels or not math.isfinite(reconstruction.matching_loss)
             or (deadline is not None and time.monotonic() >= deadline)):
         return reconstruction
     started = time.monotonic()
-    distance = update_distance(observation, settings)
+    batches = None if positions is None else epoch_copies.copy_batches(observation.training)
+    distance = update_distance(observation, settings, batches=batches)
     images = as_model_input(reconstruction.inputs, settings)
+    place = (lambda x: x) if positions is None else (lambda x: x[positions])
 
     def loss_of_targets(targets: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
-            return distance(images, targets, targets.requires_grad)
+            return distance(place(images), place(targets), targets.requires_grad)
 
     refined = refine_labels(loss_of_targets, reconstruction.labels,
                             observation.model_spec.num_classes, deadline=deadline)
@@ -128,17 +139,19 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
                    seconds=reconstruction.seconds + time.monotonic() - started)
 
 
-def update_distance(observation: Observation, settings: AttackSettings
+def update_distance(observation: Observation, settings: AttackSettings, *,
+                    batches: list[torch.Tensor] | None = None
                     ) -> Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]:
     """distance(images, targets, create_graph): `settings.distance` (in float64: 1 - cosine of
     near-parallel float32 updates rounds to exactly 0) between the update replayed on model
-    inputs with labels or class-probability targets and the observed one."""
+    inputs with labels or class-probability targets and the observed one. `batches`: the
+    replay's visiting order (default `client_batches`)."""
     training, delta = observation.training, observation.delta
     model = replay_model(observation)
     names = [n for n, _ in model.named_parameters() if n in delta]
     params = {n: observation.global_state[n].float() for n in names}
     observed = [delta[n].double() for n in names]
-    batches = client_batches(training)
+    batches = client_batches(training) if batches is None else batches
     distance = DISTANCES[settings.distance]
 
     def replayed_distance(images: torch.Tensor, targets: torch.Tensor, create_graph: bool
@@ -164,24 +177,37 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
                   deadline=deadline)[0]
 
 
+def _uses_copies(observation: Observation, settings: AttackSettings) -> bool:
+    return settings.epoch_prior > 0 and epoch_copies.copies_apply(observation.training)
+
+
 def _match(observation: Observation, settings: AttackSettings, labels: torch.Tensor, *,
            seed: int, start: torch.Tensor | None = None, deadline: float | None = None
-           ) -> tuple[Reconstruction, torch.Tensor]:
+           ) -> tuple[Reconstruction, torch.Tensor, torch.Tensor | None]:
     """`match_update` from one label per dummy and, optionally, dummies to start from (at the
-    dummies' own resolution); also returns the best dummies at that resolution."""
+    dummies' own resolution); also returns the best dummies at that resolution and, with
+    per-epoch copies, the layout of the merged samples in the copies' replay (else None)."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
         raise ValueError("the unrolled attack needs the update itself and the client's local "
                          "training (optimizer, epochs, batch size, num-examples)")
     spec = observation.model_spec
-    distance = update_distance(observation, settings)
+    copies = training.epochs if _uses_copies(observation, settings) else 1
+    n = training.num_examples
+    if copies > 1:  # each epoch its own copy, its labels in its own seeded order
+        labels = torch.cat([labels] + [labels[torch.randperm(
+            n, generator=torch.Generator().manual_seed(seed + e))] for e in range(1, copies)])
+    distance = update_distance(observation, settings, batches=(
+        epoch_copies.copy_batches(training) if copies > 1 else None))
     logits = (LABEL_LOGIT * F.one_hot(labels, spec.num_classes).float()).requires_grad_(True)
     expand = input_format(observation)
     side = observation.native_size if expand is not None else spec.image_size
-    shape = (training.num_examples, spec.in_channels, side, side)
+    shape = (copies * n, spec.in_channels, side, side)
     dummy = (init_dummy(shape, settings, torch.Generator().manual_seed(seed)) if start is None
              else start.detach().clone().requires_grad_(True))
+    perm = torch.arange(n).repeat(copies, 1)
+    steps = [0]
 
     def matching(inputs: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
         images = inputs if expand is None else expand(inputs)
@@ -190,9 +216,24 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         loss = distance(as_model_input(images, settings), targets, True)
         if settings.tv_weight > 0:
             loss = loss + settings.tv_weight * total_variation(inputs)
+        if copies > 1:
+            loss = loss + settings.epoch_prior * epoch_copies.invariance_prior(
+                inputs.view(copies, n, *inputs.shape[1:]), perm)
         return loss
 
+    def _merged_loss(merged: torch.Tensor, label_logits: torch.Tensor,
+                     positions: torch.Tensor) -> float:
+        images = merged if expand is None else expand(merged)
+        targets = label_logits.softmax(-1) if settings.learn_labels else labels[:n]
+        loss = distance(as_model_input(images, settings)[positions], targets[positions], True)
+        if settings.tv_weight > 0:
+            loss = loss + settings.tv_weight * total_variation(merged)
+        return float(loss.detach())
+
     def objective() -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if copies > 1 and steps[0] % REMATCH_EVERY == 0:
+            perm.copy_(_matched(dummy, logits, copies))
+        steps[0] += 1
         return matching(dummy, logits), (dummy.detach().clone(), logits.detach().clone())
 
     variables = [dummy, logits] if settings.learn_labels else [dummy]
@@ -200,12 +241,29 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
                        deadline=deadline)
     best, best_logits = outcome.best
     project_(best, settings)
+    positions = None
+    if copies > 1:  # the reconstruction: the matched copies' mean, its soft labels their mean
+        perm = _matched(best, best_logits, copies)
+        best = epoch_copies.aligned(best.view(copies, n, *best.shape[1:]), perm).mean(0)
+        best_logits = epoch_copies.aligned(best_logits.view(copies, n, -1), perm).mean(0)
+        labels = best_logits.argmax(-1) if settings.learn_labels else labels[:n]
+        positions = epoch_copies.layout(perm)
     with torch.enable_grad():
-        final = float(matching(finalize(best, settings), best_logits).detach())
+        if positions is None:
+            final = float(matching(finalize(best, settings), best_logits).detach())
+        else:  # the merged samples in the copies' replay, the TV prior on them
+            final = _merged_loss(finalize(best, settings), best_logits, positions)
     inputs = finalize(best if expand is None else expand(best), settings)
     if settings.learn_labels:
         labels = best_logits.argmax(-1)
     return Reconstruction(target_id=observation.target_id, attack="unrolled", inputs=inputs,
                           labels=labels, matching_loss=final, loss_history=outcome.history,
                           status=outcome.status, message=outcome.message,
-                          seconds=time.monotonic() - started), best
+                          seconds=time.monotonic() - started), best, positions
+
+
+def _matched(dummy: torch.Tensor, logits: torch.Tensor, copies: int) -> torch.Tensor:
+    """The copies' current assignment to copy 0 (`attacks.epoch_copies.match_to_first`)."""
+    n = dummy.shape[0] // copies
+    return epoch_copies.match_to_first(dummy.detach().view(copies, n, -1),
+                                       logits.detach().argmax(-1).view(copies, n))

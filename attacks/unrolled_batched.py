@@ -69,8 +69,9 @@ AUTO_MAX_STEP_SAMPLES = 32
 
 def supports(settings: AttackSettings) -> bool:
     """Whether this engine runs the settings: the unrolled attack with Adam, or L-BFGS with fixed
-    steps (no line search, no projection between steps), as the batched DLG engine."""
-    return settings.attack == "unrolled" and (
+    steps (no line search, no projection between steps), as the batched DLG engine; without
+    per-epoch copies (`epoch_prior` > 0 runs one reply at a time, attacks/unrolled.py)."""
+    return settings.attack == "unrolled" and settings.epoch_prior == 0 and (
         settings.optimizer == "adam"
         or not (settings.line_search or settings.lbfgs_projection))
 

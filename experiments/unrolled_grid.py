@@ -56,17 +56,23 @@ SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
 # --methods keys -> row names: the approximation; the unrolled attack with the data format (the
 # default threat model) and with it withheld (audit-withhold = "data-format")
 METHODS = {"approximation": "approximation", "unrolled": "unrolled",
-           "unrolled-withheld": "unrolled, data-format withheld"}
+           "unrolled-withheld": "unrolled, data-format withheld",
+           "unrolled-copies": "unrolled, per-epoch copies"}
+# the rows a run makes unless --methods says otherwise (per-epoch copies: opt in)
+DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
-                    learn_labels: bool = True, label_phases: int = 1
+                    learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0
                     ) -> dict[str, AttackSettings]:
-    """The two attacks compared: the unrolled one (`unrolled_preset`, as the audit runs it), and iDLG on (w - w') / (lr * steps) with the
-    in-line audit's former defaults (L-BFGS, 50 iterations)."""
+    """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
+    runs it; "unrolled-withheld" runs it too, under another threat model), the same with
+    per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
+    on (w - w') / (lr * steps) with the in-line audit's former defaults (L-BFGS, 50 iterations)."""
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
                                learn_labels=learn_labels, label_phases=label_phases)
-    return {"unrolled": unrolled,
+    return {"unrolled": unrolled, "unrolled-withheld": unrolled,
+            "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
@@ -119,7 +125,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         auditor.ground_truth = lambda _round, _partition: truth
         true_counts = histogram(data.train_y[ids], spec.num_classes)
         for key in [m for m in METHODS if m in methods]:
-            attack = settings["approximation" if key == "approximation" else "unrolled"]
+            attack = settings[key]
             threat = ThreatModel().withhold(DATA_FORMAT) if key == "unrolled-withheld" \
                 else ThreatModel()
             plan = AuditPlan(rounds=None, max_clients=1, max_batch=images, settings=attack,
@@ -246,7 +252,9 @@ def main() -> None:
                              "after each (attacks/unrolled.py)")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+    parser.add_argument("--epoch-prior", type=float, default=1.0,
+                        help="the per-epoch copies' prior weight (method unrolled-copies)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS),
                         help="rows per client: the approximation, the unrolled attack with the "
                              "dataset's native resolution (capability data-format), and without")
     parser.add_argument("--oracle-counts", action="store_true",
@@ -270,7 +278,8 @@ def main() -> None:
             handle.writelines(json.dumps(row) + "\n" for row in client_rows)
 
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
-                               learn_labels=not args.fixed_labels, label_phases=args.label_phases)
+                               learn_labels=not args.fixed_labels, label_phases=args.label_phases,
+                               epoch_prior=args.epoch_prior)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:

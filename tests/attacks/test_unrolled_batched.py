@@ -68,7 +68,7 @@ def test_each_ann_client_gets_its_single_run(digits, optimizer, momentum, shuffl
                                              native, learn, monkeypatch):
     if optimizer == "adam":  # the float noise above also flips the label refinement's discrete
         # moves on these near-gray dummies: compare the optimization itself, before it
-        unrefined = lambda _observation, reconstruction, _settings, deadline=None: reconstruction
+        unrefined = lambda _observation, reconstruction, _settings, **_: reconstruction
         for module in ("attacks.unrolled", "attacks.unrolled_batched"):
             monkeypatch.setattr(importlib.import_module(module), "refine_reconstruction", unrefined)
     observations = replies(digits, "lenet", optimizer=optimizer, momentum=momentum,
