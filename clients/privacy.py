@@ -2,9 +2,8 @@
 
 The server's defense wrappers put their settings into each round's config (declared in
 `fedsnn.core.defense_config`). The node enters this module once per round, through `plan_round`,
-which reads those settings, checks them against the
-node's own policy (`clients.policy`) and returns a `RoundPrivacy`; the pipeline
-(`clients.reply.train_reply`) then runs its steps in order:
+which reads those settings, checks them against the node's own policy (`clients.policy`) and
+returns a `RoundPrivacy`; the pipeline (`clients.reply.train_reply`) then runs its steps in order:
 
 1. encode — spike-level DP privatizes the inputs before training sees them (`encode`);
 2. train — plain, or DP-SGD with Opacus (`dp_sgd`: σ, the public rate and steps, the ledger);
@@ -117,7 +116,7 @@ class RoundPrivacy:
             arrays = [update[key].numpy() for key in keys]
             reference = [sent[key].numpy() for key in keys]
             if self.local is not None:  # first: what follows is post-processing
-                arrays = self._local_dp(arrays, reference)
+                arrays = self._local_dp(arrays, reference, self.local)
             if config.get(CENTRAL_DP_FLAG):
                 metrics[EQUAL_WEIGHT_KEY] = 1.0
                 if KEY_CLIPPING_NORM in config:
@@ -131,21 +130,18 @@ class RoundPrivacy:
             metrics.update(self._figures())
         return update, MetricRecord(released_metrics(metrics, config))
 
-    def _local_dp(self, arrays: list[np.ndarray], reference: list[np.ndarray]
-                  ) -> list[np.ndarray]:
+    def _local_dp(self, arrays: list[np.ndarray], reference: list[np.ndarray],
+                  local: LocalDpConfig) -> list[np.ndarray]:
         """Clip to C, add N(0, (zC)²) from a secret generator; record the release."""
-        local = self.local
-        assert local is not None
         noisy = clipped_noisy(arrays, reference, clipping_norm=local.clipping_norm,
                               noise_multiplier=local.noise_multiplier)
-        self._local_ledger().record(
+        self._local_ledger(local).record(
             noise_multipliers=(replace_one_multiplier(local.noise_multiplier),))
         return noisy
 
-    def _local_ledger(self) -> GaussianLedger:
-        assert self.local is not None
+    def _local_ledger(self, local: LocalDpConfig) -> GaussianLedger:
         ledger = self.ledgers.ledgers.setdefault(
-            "local-dp", GaussianLedger(self.local.accountant, unit=LOCAL_UNIT))
+            "local-dp", GaussianLedger(local.accountant, unit=LOCAL_UNIT))
         return ledger  # type: ignore[return-value]
 
     def _figures(self) -> dict[str, float | int]:
@@ -154,7 +150,8 @@ class RoundPrivacy:
             "num-examples": self.counts.num_examples, "local-steps": self.counts.local_steps,
             "dp-epsilon-understated": int(self.ledgers.understated_from > 0)}
         if self.local is not None:
-            figures["local-dp-client-epsilon"] = self._local_ledger().epsilon(self.local.delta)
+            figures["local-dp-client-epsilon"] = self._local_ledger(self.local).epsilon(
+                self.local.delta)
             figures["local-dp-client-epsilon-release"] = _local_release_epsilon(self.local)
         if self.dp_sgd is not None:
             figures["dp-sgd-sample-epsilon"] = self.dp_sgd.ledger.epsilon(
@@ -188,7 +185,7 @@ def plan_round(config: Config, run: RunConfig, spec: ModelSpec, ledgers: NodeLed
     asks: list[Ask] = []
     if LocalDpConfig.asked(config):
         plan.local = LocalDpConfig.from_config(config)
-        asks.append(_local_ask(plan))
+        asks.append(_local_ask(plan, plan.local))
     if DpSgdConfig.asked(config):
         plan.dp_sgd = _dp_sgd_round(DpSgdConfig.from_config(config), run, spec, ledgers,
                                     public_examples)
@@ -224,12 +221,9 @@ def _local_release_epsilon(local: LocalDpConfig) -> float:
                             releases=1, delta=local.delta, accountant=local.accountant)
 
 
-def _local_ask(plan: RoundPrivacy) -> Ask:
-    local = plan.local
-    assert local is not None
-
+def _local_ask(plan: RoundPrivacy, local: LocalDpConfig) -> Ask:
     def total() -> float:
-        ledger = copy.deepcopy(plan._local_ledger())
+        ledger = copy.deepcopy(plan._local_ledger(local))
         ledger.record(noise_multipliers=(replace_one_multiplier(local.noise_multiplier),))
         return ledger.epsilon(local.delta)
 

@@ -43,6 +43,7 @@ HALF_OPEN_UNIT = Rule(lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def one_of(options: tuple[str, ...]) -> Rule:
+    """Accepts one of `options`."""
     return Rule(lambda v: v in options, f"one of {options}")
 
 
@@ -59,14 +60,16 @@ class Key:
     kind: type
     rule: Rule
 
-    def problem(self, value: Any) -> str | None:
-        """Why `value` cannot be this key's; None when it can."""
+    def check(self, label: str, value: Any) -> None:
+        """Raise DefenseConfigError (`label`: the defense) when `value` cannot be this key's."""
         kind, wording = _KINDS[self.kind]
         if isinstance(value, bool) or not isinstance(value, kind):
-            return f"{self.name!r}: expected {wording}, got {value!r}"
-        if not self.rule.test(value):
-            return f"{self.name!r}: expected {self.rule.expected}, got {value!r}"
-        return None
+            expected = wording
+        elif not self.rule.test(value):
+            expected = self.rule.expected
+        else:
+            return
+        raise DefenseConfigError(f"{label}: {self.name!r}: expected {expected}, got {value!r}")
 
 
 def entry(key: Key) -> Any:
@@ -93,9 +96,7 @@ class ClientDefenseConfig:
 
     def __post_init__(self) -> None:
         for name, key in self._keys():
-            problem = key.problem(getattr(self, name))
-            if problem is not None:
-                raise DefenseConfigError(f"{self.label}: {problem}")
+            key.check(self.label, getattr(self, name))
 
     @classmethod
     def _keys(cls) -> Iterator[tuple[str, Key]]:
@@ -127,11 +128,8 @@ class ClientDefenseConfig:
         for name, key in cls._keys():
             if key.name not in config:
                 raise DefenseConfigError(f"{cls.label}: the train config has no {key.name!r}")
-            value = config[key.name]
-            problem = key.problem(value)
-            if problem is not None:
-                raise DefenseConfigError(f"{cls.label}: {problem}")
-            values[name] = key.kind(value)
+            key.check(cls.label, config[key.name])
+            values[name] = key.kind(config[key.name])
         return cls(**values)
 
 
