@@ -19,6 +19,7 @@ from clients.reply import train_reply
 from fedsnn.audit.firewall import guard_node
 from fedsnn.core.config import ConfigError
 from fedsnn.core.data import DatasetError
+from fedsnn.core.defense_config import DefenseConfigError
 from fedsnn.core.privacy.ledger import LedgerError
 from fedsnn.core.privacy.spikes import SpikeBudgetExhausted
 from fedsnn.core.protocol import FIREWALL_HOLD_CODE, firewall_hold_reason
@@ -58,6 +59,8 @@ def create_client_app(overrides: Mapping[str, Any] | None = None) -> ClientApp:
                                           policy=policy)
         except (PolicyRefused, SpikeBudgetExhausted, LedgerError) as problem:
             return error(msg, REFUSED_CODE, problem)
+        except DefenseConfigError as problem:  # the round's defense settings cannot work
+            return error(msg, SETUP_ERROR_CODE, problem)
         try:
             arrays, metrics, decision = guard_node(node, sent, arrays, metrics,
                                                    train_config=config, ledgers=ledgers,

@@ -1,9 +1,9 @@
 """Client-side privacy: the node's ledgers and one round's privacy plan.
 
-The server's defense wrappers put their settings into each round's config. The node enters this
-module once per round, through `plan_round`, which reads those settings, checks them against the
-node's own policy (`clients.policy`) and returns a `RoundPrivacy`; the pipeline
-(`clients.reply.train_reply`) then runs its steps in order:
+The server's defense wrappers put their settings into each round's config (declared in
+`fedsnn.core.defense_config`). The node enters this module once per round, through `plan_round`,
+which reads those settings, checks them against the node's own policy (`clients.policy`) and
+returns a `RoundPrivacy`; the pipeline (`clients.reply.train_reply`) then runs its steps in order:
 
 1. encode — spike-level DP privatizes the inputs before training sees them (`encode`);
 2. train — plain, or DP-SGD with Opacus (`dp_sgd`: σ, the public rate and steps, the ledger);
@@ -42,6 +42,7 @@ from torch import nn
 from clients.ledgers import NodeLedgers
 from clients.policy import Ask, DpPolicy
 from fedsnn.core.config import RunConfig
+from fedsnn.core.defense_config import DpSgdConfig, LocalDpConfig, SpikeDpConfig
 from fedsnn.core.models import ModelSpec
 from fedsnn.core.models.encoders import FramesEncoder
 from fedsnn.core.privacy.accounting import gaussian_epsilon, replace_one_multiplier
@@ -76,7 +77,7 @@ class RoundPrivacy:
     counts: PublicCounts
     spike: tuple[SpikeLedger, int] | None = None   # ledger, time steps T
     dp_sgd: DpSgdRound | None = None
-    local: tuple[float, float] | None = None        # (C, z)
+    local: LocalDpConfig | None = None
 
     @property
     def protected(self) -> bool:
@@ -115,7 +116,7 @@ class RoundPrivacy:
             arrays = [update[key].numpy() for key in keys]
             reference = [sent[key].numpy() for key in keys]
             if self.local is not None:  # first: what follows is post-processing
-                arrays = self._local_dp(arrays, reference)
+                arrays = self._local_dp(arrays, reference, self.local)
             if config.get(CENTRAL_DP_FLAG):
                 metrics[EQUAL_WEIGHT_KEY] = 1.0
                 if KEY_CLIPPING_NORM in config:
@@ -129,32 +130,32 @@ class RoundPrivacy:
             metrics.update(self._figures())
         return update, MetricRecord(released_metrics(metrics, config))
 
-    def _local_dp(self, arrays: list[np.ndarray], reference: list[np.ndarray]
-                  ) -> list[np.ndarray]:
+    def _local_dp(self, arrays: list[np.ndarray], reference: list[np.ndarray],
+                  local: LocalDpConfig) -> list[np.ndarray]:
         """Clip to C, add N(0, (zC)²) from a secret generator; record the release."""
-        norm, z = self.local  # type: ignore[misc]
-        noisy = clipped_noisy(arrays, reference, clipping_norm=norm, noise_multiplier=z)
-        self._local_ledger().record(noise_multipliers=(replace_one_multiplier(z),))
+        noisy = clipped_noisy(arrays, reference, clipping_norm=local.clipping_norm,
+                              noise_multiplier=local.noise_multiplier)
+        self._local_ledger(local).record(
+            noise_multipliers=(replace_one_multiplier(local.noise_multiplier),))
         return noisy
 
-    def _local_ledger(self) -> GaussianLedger:
+    def _local_ledger(self, local: LocalDpConfig) -> GaussianLedger:
         ledger = self.ledgers.ledgers.setdefault(
-            "local-dp", GaussianLedger(str(self.config["dp-accountant"]), unit=LOCAL_UNIT))
+            "local-dp", GaussianLedger(local.accountant, unit=LOCAL_UNIT))
         return ledger  # type: ignore[return-value]
 
     def _figures(self) -> dict[str, float | int]:
         """A protected reply's counts (public) and privacy figures (from the node's ledgers)."""
-        delta = float(self.config.get("dp-delta", 1e-5))
         figures: dict[str, float | int] = {
             "num-examples": self.counts.num_examples, "local-steps": self.counts.local_steps,
             "dp-epsilon-understated": int(self.ledgers.understated_from > 0)}
         if self.local is not None:
-            figures["local-dp-client-epsilon"] = self._local_ledger().epsilon(delta)
-            figures["local-dp-client-epsilon-release"] = gaussian_epsilon(
-                noise_multiplier=replace_one_multiplier(self.local[1]), releases=1, delta=delta,
-                accountant=str(self.config["dp-accountant"]))
+            figures["local-dp-client-epsilon"] = self._local_ledger(self.local).epsilon(
+                self.local.delta)
+            figures["local-dp-client-epsilon-release"] = _local_release_epsilon(self.local)
         if self.dp_sgd is not None:
-            figures["dp-sgd-sample-epsilon"] = self.dp_sgd.ledger.epsilon(delta)
+            figures["dp-sgd-sample-epsilon"] = self.dp_sgd.ledger.epsilon(
+                self.dp_sgd.settings.delta)
             figures["dp-sgd-noise-multiplier"] = self.dp_sgd.settings.noise_multiplier
         if self.spike is not None:
             figures["spike-dp-bit-epsilon"] = self.spike[0].epsilon_bit
@@ -178,19 +179,20 @@ def plan_round(config: Config, run: RunConfig, spec: ModelSpec, ledgers: NodeLed
         PolicyRefused: the round asks for less than the node's policy.
         SpikeBudgetExhausted: one more spike release would exceed its budget.
         LedgerError: the node's ledger was made with other settings.
+        DefenseConfigError: a defense's setting is missing or cannot work (names the key).
     """
     plan = RoundPrivacy(config, ledgers, public_counts(run, public_examples, config))
     asks: list[Ask] = []
-    if "local-dp-noise-multiplier" in config:
-        plan.local = (float(config["local-dp-clipping-norm"]),
-                      float(config["local-dp-noise-multiplier"]))
-        asks.append(_local_ask(plan))
-    if "dp-sgd-max-grad-norm" in config:
-        plan.dp_sgd = _dp_sgd_round(config, run, spec, ledgers, public_examples)
+    if LocalDpConfig.asked(config):
+        plan.local = LocalDpConfig.from_config(config)
+        asks.append(_local_ask(plan, plan.local))
+    if DpSgdConfig.asked(config):
+        plan.dp_sgd = _dp_sgd_round(DpSgdConfig.from_config(config), run, spec, ledgers,
+                                    public_examples)
         plan.counts = public_counts(run, public_examples, config, plan.dp_sgd)
         asks.append(_dp_sgd_ask(plan.dp_sgd))
-    if "spike-dp-mechanism" in config:
-        plan.spike = _spike_ledger(config, spec, ledgers)
+    if SpikeDpConfig.asked(config):
+        plan.spike = _spike_ledger(SpikeDpConfig.from_config(config), spec, ledgers)
         ledger = plan.spike[0]
         ledger.check(ledger.releases + 1)
         asks.append(Ask("spike-level DP", None, lambda: ledger.sample_epsilon(1),
@@ -213,30 +215,30 @@ def public_counts(run: RunConfig, public_examples: int, config: Config,
     return PublicCounts(public_examples, run.local_epochs * math.ceil(public_examples / run.batch_size))
 
 
-def _local_ask(plan: RoundPrivacy) -> Ask:
-    norm, z = plan.local  # type: ignore[misc]
-    accountant, delta = str(plan.config["dp-accountant"]), float(plan.config["dp-delta"])
+def _local_release_epsilon(local: LocalDpConfig) -> float:
+    """Client-level ε (replace-one) of one local DP release."""
+    return gaussian_epsilon(noise_multiplier=replace_one_multiplier(local.noise_multiplier),
+                            releases=1, delta=local.delta, accountant=local.accountant)
 
+
+def _local_ask(plan: RoundPrivacy, local: LocalDpConfig) -> Ask:
     def total() -> float:
-        ledger = copy.deepcopy(plan._local_ledger())
-        ledger.record(noise_multipliers=(replace_one_multiplier(z),))
-        return ledger.epsilon(delta)
+        ledger = copy.deepcopy(plan._local_ledger(local))
+        ledger.record(noise_multipliers=(replace_one_multiplier(local.noise_multiplier),))
+        return ledger.epsilon(local.delta)
 
-    return Ask("local DP", z, lambda: gaussian_epsilon(
-        noise_multiplier=replace_one_multiplier(z), releases=1, delta=delta,
-        accountant=accountant), total)
+    return Ask("local DP", local.noise_multiplier, lambda: _local_release_epsilon(local), total)
 
 
-def _dp_sgd_round(config: Config, run: RunConfig, spec: ModelSpec, ledgers: NodeLedgers,
+def _dp_sgd_round(wire: DpSgdConfig, run: RunConfig, spec: ModelSpec, ledgers: NodeLedgers,
                   public_examples: int) -> DpSgdRound:
     """σ for the run (Opacus' calibration when a target ε is set), at the public rate q =
     1/⌈n̂/B⌉ over the public step count; a spiking model has [T, B, ...] inside (batch_first)."""
     settings = DpSgdSettings(
-        max_grad_norm=float(config["dp-sgd-max-grad-norm"]), delta=float(config["dp-delta"]),
-        noise_multiplier=float(config["dp-sgd-noise-multiplier"]),
-        target_epsilon=float(config["dp-sgd-target-epsilon"]),
-        total_epochs=int(config["dp-sgd-total-epochs"]),
-        accountant=str(config["dp-accountant"]), batch_first=not spec.is_spiking)
+        max_grad_norm=wire.max_grad_norm, delta=wire.delta,
+        noise_multiplier=wire.noise_multiplier, target_epsilon=wire.target_epsilon,
+        total_epochs=wire.total_epochs, accountant=wire.accountant,
+        batch_first=not spec.is_spiking)
     rate = poisson_sample_rate(public_examples, run.batch_size)
     per_epoch = 1 if run.update_mode == "gradient" else math.ceil(public_examples / run.batch_size)
     sigma = noise_multiplier_for(settings, sample_rate=rate,
@@ -258,18 +260,16 @@ def _dp_sgd_ask(dp_sgd: DpSgdRound) -> Ask:
                lambda: after(copy.deepcopy(dp_sgd.ledger)))
 
 
-def _spike_ledger(config: Config, spec: ModelSpec, ledgers: NodeLedgers
+def _spike_ledger(wire: SpikeDpConfig, spec: ModelSpec, ledgers: NodeLedgers
                   ) -> tuple[SpikeLedger, int]:
     """Spike-level DP's ledger (the node's count continued) and T for this round. A spiking model
-    privatizes its own T steps; an ANN the configured `spike-dp-time-steps`."""
-    steps = spec.time_steps if spec.is_spiking else int(config["spike-dp-time-steps"])
-    mechanism = build_mechanism(str(config["spike-dp-mechanism"]),
-                                epsilon_bit=float(config["spike-dp-epsilon-bit"]),
-                                keep_probability=float(config["spike-dp-keep-probability"]))
+    privatizes its own T steps; an ANN the configured time steps (`SpikeDpConfig.time_steps`)."""
+    steps = spec.time_steps if spec.is_spiking else wire.time_steps
+    mechanism = build_mechanism(wire.mechanism, epsilon_bit=wire.epsilon_bit,
+                                keep_probability=wire.keep_probability)
     ledger = SpikeLedger(mechanism,
                          bits_per_sample=steps * spec.in_channels * spec.image_size ** 2,
-                         delta=float(config["dp-delta"]), budget=float(config["spike-dp-budget"]),
-                         accountant=str(config["dp-accountant"]))
+                         delta=wire.delta, budget=wire.budget, accountant=wire.accountant)
     saved = ledgers.ledgers.get("spike-dp")
     if saved is not None:
         ledger.load_state_dict(saved.state_dict())

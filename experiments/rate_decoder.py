@@ -40,6 +40,7 @@ from clients.privacy import plan_round
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import load_dataset
 from fedsnn.core.data.sources import ImageData
+from fedsnn.core.defense_config import SpikeDpConfig
 from fedsnn.core.judges import Judge, load_judge
 from fedsnn.core.metrics import identified, mean_interval, wilson_interval
 from fedsnn.core.models import ModelSpec, build_model
@@ -210,9 +211,9 @@ def client_gradient(setting: Setting, model: torch.nn.Module, x: torch.Tensor, y
         # the client pipeline's own encode step (clients.privacy): Poisson spikes, randomized
         # response, and the model reading them as frames (on a copy: the global model is shared)
         client = copy.deepcopy(model)
-        config = {"spike-dp-mechanism": "randomized-response", "spike-dp-keep-probability": 0.5,
-                  "spike-dp-epsilon-bit": setting.spike_dp_bit, "spike-dp-budget": 0.0,
-                  "dp-delta": 1e-5, "dp-accountant": "rdp", "spike-dp-time-steps": spec.time_steps}
+        config = SpikeDpConfig(mechanism="randomized-response", epsilon_bit=setting.spike_dp_bit,
+                               keep_probability=0.5, time_steps=spec.time_steps, budget=0.0,
+                               delta=1e-5, accountant="rdp").to_config()
         plan = plan_round(config, RunConfig(), spec, NodeLedgers(), public_examples=len(x))
         spikes = plan.encode(client, x)
         return batch_gradient(client, spikes, y)[1], plan.spike[0].epsilon()

@@ -115,9 +115,8 @@ def _local_dp(wrapper: LocalDP, facts: RunFacts, m: int) -> tuple[np.ndarray, np
         return np.stack(out)
 
     included = secret_inclusion(m)
-    clip = float(wrapper.settings["local-dp-clipping-norm"])
+    clip, z = wrapper.defense.clipping_norm, wrapper.defense.noise_multiplier
     scores = client_canary_scores(node_release, included, clipping_norm=clip, rounds=facts.rounds)
-    z = float(wrapper.settings["local-dp-noise-multiplier"])
     accounted = composed_gaussian_epsilon(history=[((replace_one_multiplier(z),), facts.rounds)],
                                           delta=facts.config.dp_delta,
                                           accountant=facts.config.dp_accountant)

@@ -13,7 +13,7 @@ These defenses protect against the server itself: what a curious server sees is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from logging import INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -21,30 +21,32 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsnn.core.defense_config import ClientDefenseConfig, DpSgdConfig, LocalDpConfig
 from fedsnn.core.privacy.accounting import gaussian_epsilon
 from fedsnn.core.protocol import CLIENT_DP_FLAG
-
-UNDERSTATED_KEY = "dp-epsilon-understated"  # 1: a node's ε is a lower bound (ledger lost)
 from strategies.base import StrategyWrapper
 
-Scalar = int | float | str | bool
+UNDERSTATED_KEY = "dp-epsilon-understated"  # 1: a node's ε is a lower bound (ledger lost)
 
 
 class ClientDefense(StrategyWrapper):
-    """Send `settings` to the clients every round; collect their `reported` privacy figures.
+    """Send `defense`'s settings to the clients every round; collect their `reported` privacy
+    figures.
 
     Args:
         strategy: the wrapped strategy.
-        settings: train-config entries the client side reads (`clients.privacy`).
+        defense: the settings the client side reads (`clients.privacy`); `settings` holds their
+            train-config entries (`ClientDefenseConfig.to_config`).
         reported: metric keys clients report; each becomes `<key>-max` in the round's metrics.
     """
 
     label = "client defense"
 
-    def __init__(self, strategy: Strategy, *, settings: Mapping[str, Scalar],
+    def __init__(self, strategy: Strategy, *, defense: ClientDefenseConfig,
                  reported: tuple[str, ...]) -> None:
         super().__init__(strategy)
-        self.settings = dict(settings)
+        self.defense = defense
+        self.settings = defense.to_config()
         # every protected reply says whether its node's ledger covers the run (issue 27)
         self.reported = (*reported, UNDERSTATED_KEY)
 
@@ -95,16 +97,17 @@ class LocalDP(ClientDefense):
     """
 
     label = "local DP"
+    defense: LocalDpConfig
 
     def __init__(self, strategy: Strategy, *, clipping_norm: float, noise_multiplier: float,
                  delta: float, accountant: str = "rdp") -> None:
         if not (clipping_norm > 0 and noise_multiplier > 0):
             raise ValueError(f"local DP needs a positive clipping norm and noise multiplier, got "
                              f"C={clipping_norm}, z={noise_multiplier}")
-        super().__init__(strategy, settings={
-            "local-dp-clipping-norm": clipping_norm, "local-dp-noise-multiplier": noise_multiplier,
-            "dp-delta": delta, "dp-accountant": accountant,
-        }, reported=("local-dp-client-epsilon", "local-dp-client-epsilon-release"))
+        super().__init__(strategy, defense=LocalDpConfig(
+            clipping_norm=clipping_norm, noise_multiplier=noise_multiplier, delta=delta,
+            accountant=accountant),
+            reported=("local-dp-client-epsilon", "local-dp-client-epsilon-release"))
         self.epsilon_release = gaussian_epsilon(noise_multiplier=noise_multiplier / 2, releases=1,
                                                 delta=delta, accountant=accountant)
 
@@ -118,12 +121,12 @@ class DpSgd(ClientDefense):
     clients keep their accountant's history across rounds and report per-sample ε."""
 
     label = "DP-SGD"
+    defense: DpSgdConfig
 
     def __init__(self, strategy: Strategy, *, max_grad_norm: float, noise_multiplier: float,
                  target_epsilon: float, total_epochs: int, delta: float,
                  accountant: str = "rdp") -> None:
-        super().__init__(strategy, settings={
-            "dp-sgd-max-grad-norm": max_grad_norm, "dp-sgd-noise-multiplier": noise_multiplier,
-            "dp-sgd-target-epsilon": target_epsilon, "dp-sgd-total-epochs": total_epochs,
-            "dp-delta": delta, "dp-accountant": accountant,
-        }, reported=("dp-sgd-sample-epsilon", "dp-sgd-noise-multiplier"))
+        super().__init__(strategy, defense=DpSgdConfig(
+            max_grad_norm=max_grad_norm, noise_multiplier=noise_multiplier,
+            target_epsilon=target_epsilon, total_epochs=total_epochs, delta=delta,
+            accountant=accountant), reported=("dp-sgd-sample-epsilon", "dp-sgd-noise-multiplier"))

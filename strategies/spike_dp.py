@@ -23,6 +23,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from fedsnn.core.defense_config import SpikeDpConfig
 from fedsnn.core.privacy.spikes import SpikeBudgetExhausted, SpikeLedger, build_mechanism
 from strategies.dp_client import ClientDefense
 from strategies.rounds import RunStopped
@@ -48,6 +49,7 @@ class SpikeDP(ClientDefense):
     """
 
     label = "spike-level DP"
+    defense: SpikeDpConfig
 
     def __init__(self, strategy: Strategy, *, mechanism: str, epsilon_bit: float,
                  keep_probability: float, time_steps: int, sample_shape: tuple[int, int, int],
@@ -57,11 +59,10 @@ class SpikeDP(ClientDefense):
             build_mechanism(mechanism, epsilon_bit=epsilon_bit, keep_probability=keep_probability),
             bits_per_sample=time_steps * channels * height * width, delta=delta, budget=budget,
             accountant=accountant)
-        super().__init__(strategy, settings={
-            "spike-dp-mechanism": mechanism, "spike-dp-epsilon-bit": epsilon_bit,
-            "spike-dp-keep-probability": keep_probability, "spike-dp-time-steps": time_steps,
-            "spike-dp-budget": budget, "dp-delta": delta, "dp-accountant": accountant,
-        }, reported=("spike-dp-sample-epsilon",))
+        super().__init__(strategy, defense=SpikeDpConfig(
+            mechanism=mechanism, epsilon_bit=epsilon_bit, keep_probability=keep_probability,
+            time_steps=time_steps, budget=budget, delta=delta, accountant=accountant),
+            reported=("spike-dp-sample-epsilon",))
 
     @property
     def releases(self) -> int:

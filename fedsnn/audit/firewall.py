@@ -42,6 +42,7 @@ from fedsnn.audit.plan import AuditPlan, parse_capabilities
 from fedsnn.audit.reply import NotAttacked, audit_reply
 from fedsnn.core.config import RunConfig
 from fedsnn.core.data import load_dataset
+from fedsnn.core.defense_config import DpSgdConfig, LocalDpConfig
 from fedsnn.core.models import ModelSpec, build_model
 from fedsnn.core.privacy.accounting import replace_one_multiplier
 from fedsnn.core.privacy.ledger import GaussianLedger
@@ -272,7 +273,7 @@ def verdict_reason(verdict: Verdict | None) -> str:
 
 def is_noisy(train_config: Mapping[str, Any]) -> bool:
     """Whether the round's config makes the node add its own noise (local DP, DP-SGD)."""
-    return "local-dp-noise-multiplier" in train_config or "dp-sgd-max-grad-norm" in train_config
+    return LocalDpConfig.asked(train_config) or DpSgdConfig.asked(train_config)
 
 
 def would_decide(reply: Reply, spec: ModelSpec, own: Own, verdict: Verdict | None, *,

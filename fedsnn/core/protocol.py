@@ -2,8 +2,8 @@
 
 - Record names: a train reply holds one ArrayRecord `arrays` and one MetricRecord `metrics`; an
   evaluate reply holds `metrics` only.
-- Train-config flags the defense wrappers add (beside their run-config keys such as
-  `local-dp-clipping-norm`, `dp-sgd-max-grad-norm`, `spike-dp-mechanism`, `dp-delta`).
+- Train-config flags the defense wrappers add (beside the client-side defenses' settings,
+  declared in `fedsnn.core.defense_config`).
 - Every metric key a reply may carry (`TRAIN_METRICS`, `EVALUATE_METRICS`), with its type, the
   range of plausible values and its meaning. A key is in every reply of its kind, or, when it
   names a config key in `when`, only in the replies to a round whose config holds that key.
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flwr.supercore.differential_privacy import KEY_NORM_BIT
+
+from fedsnn.core.defense_config import DP_SGD_KEY, LOCAL_DP_KEY, SPIKE_DP_KEY
 
 # -- record names ---------------------------------------------------------------------------
 ARRAYS_RECORD = "arrays"
@@ -178,21 +180,21 @@ TRAIN_METRICS: dict[str, MetricKey] = _declare(
     MetricKey(KEY_NORM_BIT, "int", "1 if the update was clipped (client-side adaptive clipping)",
               low=0, high=1, when=ADAPTIVE_FLAG, released=True),
     MetricKey("local-dp-client-epsilon-release", "float", "client-level epsilon of this local "
-              "DP release", low=0, when="local-dp-noise-multiplier", released=True),
+              "DP release", low=0, when=LOCAL_DP_KEY, released=True),
     MetricKey("local-dp-client-epsilon", "float", "client-level epsilon of all this node's "
-              "local DP releases", low=0, when="local-dp-noise-multiplier", released=True),
+              "local DP releases", low=0, when=LOCAL_DP_KEY, released=True),
     MetricKey("dp-sgd-sample-epsilon", "float", "sample-level epsilon DP-SGD spent so far",
-              low=0, when="dp-sgd-max-grad-norm", released=True),
+              low=0, when=DP_SGD_KEY, released=True),
     MetricKey("dp-sgd-noise-multiplier", "float", "DP-SGD's noise multiplier sigma (public: "
-              "from the settings, not the data)", low=0, when="dp-sgd-max-grad-norm",
+              "from the settings, not the data)", low=0, when=DP_SGD_KEY,
               released=True),
     MetricKey("dp-epsilon-understated", "int", "1: this node's ledger does not cover every "
               "earlier round (it was lost or started late), so its epsilon is a lower bound",
               low=0, high=1, when=CLIENT_DP_FLAG, released=True),
     MetricKey("spike-dp-bit-epsilon", "float", "spike-level DP: epsilon per bit", low=0,
-              when="spike-dp-mechanism", released=True),
+              when=SPIKE_DP_KEY, released=True),
     MetricKey("spike-dp-sample-epsilon", "float", "spike-level DP: per-sample epsilon spent",
-              low=0, when="spike-dp-mechanism", released=True),
+              low=0, when=SPIKE_DP_KEY, released=True),
     # a decision, never a score (its one-round bit is data-dependent: docs/audit.md, firewall)
     MetricKey(FIREWALL_KEY, "int", "the node's privacy firewall: 0 off/report, 1 allowed, "
               "2 hardened (FIREWALL_DECISIONS)", low=0, high=2, per_client=True, released=True),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from client_app import REFUSED_CODE, create_client_app
+from client_app import REFUSED_CODE, SETUP_ERROR_CODE, create_client_app
 from clients.policy import DpPolicy, PolicyRefused
 from clients.ledgers import NodeLedgers
 from clients.privacy import plan_round
@@ -71,15 +71,32 @@ def test_the_policy_comes_from_the_node_config_and_bad_values_are_named() -> Non
         DpPolicy.from_node_config({"dp-max-epsilon-round": "lots"})
 
 
-def test_the_client_app_answers_a_refused_round_with_a_clear_error() -> None:
+def train_reply(config: dict, **node_config: float) -> Message:
+    """The client app's reply to a train message sent with `config`."""
     run_config = {"model": "lenet", "image-size": 8, "defenses": "local-dp"}
     context = Context(run_id=1, node_id=1, state=RecordDict(), run_config=run_config,
-                      node_config={"partition-id": 0, "num-partitions": 2,
-                                   "dp-min-noise-multiplier": 4.0})
+                      node_config={"partition-id": 0, "num-partitions": 2, **node_config})
     sent = ArrayRecord(build_model(SPEC).state_dict())
     with server_identity():
-        message = Message(RecordDict({"arrays": sent, "config": ConfigRecord(LOCAL)}),
+        message = Message(RecordDict({"arrays": sent, "config": ConfigRecord(config)}),
                           dst_node_id=1, message_type="train")
-        reply = create_client_app()(message, context)
+        return create_client_app()(message, context)
+
+
+def test_the_client_app_answers_a_refused_round_with_a_clear_error() -> None:
+    reply = train_reply(LOCAL, **{"dp-min-noise-multiplier": 4.0})
     assert reply.has_error() and reply.error.code == REFUSED_CODE
     assert "dp-min-noise-multiplier 4" in reply.error.reason
+
+
+@pytest.mark.parametrize("config,reason", [
+    ({k: v for k, v in LOCAL.items() if k != "local-dp-clipping-norm"},
+     "local DP: the train config has no 'local-dp-clipping-norm'"),
+    (DP_SGD | {"dp-sgd-total-epochs": "ten"},
+     "DP-SGD: 'dp-sgd-total-epochs': expected an integer, got 'ten'"),
+])
+def test_a_bad_dp_setting_in_the_train_config_is_an_error_reply_naming_the_key(
+        config: dict, reason: str) -> None:
+    reply = train_reply(config)
+    assert reply.has_error() and reply.error.code == SETUP_ERROR_CODE
+    assert reply.error.reason == f"fedsnn node: {reason}"

@@ -20,6 +20,8 @@ from fedsnn.core.config import ConfigError, RunConfig
 from fedsnn.core.models import spec_for
 from fedsnn.core.privacy.accounting import PLD_INTERVAL, gaussian_epsilon
 from strategies.dp import CentralDP, CentralDPError
+from strategies.dp_client import DpSgd, LocalDP
+from strategies.spike_dp import SpikeDP
 from strategies.aggregate_metrics import mean_scalar_metrics
 from fedsnn.tools.local_grid import LocalGrid, server_identity
 
@@ -161,6 +163,39 @@ def test_local_dp_noises_the_update_before_it_leaves_and_composes_its_epsilon() 
     assert first.content["metrics"]["local-dp-client-epsilon"] == pytest.approx(one)
     assert second.content["metrics"]["local-dp-client-epsilon"] == pytest.approx(two)
     assert second.content["metrics"]["local-dp-client-epsilon-release"] == pytest.approx(one)
+
+
+# The wire format of the client-side defenses' settings, spelled out: a renamed key or a changed
+# value type breaks older nodes and stored runs (`fedsnn.core.defense_config` declares them).
+WIRE = [
+    (lambda inner: LocalDP(inner, clipping_norm=0.5, noise_multiplier=2.0, delta=1e-5),
+     {"local-dp-clipping-norm": 0.5, "local-dp-noise-multiplier": 2.0, "dp-delta": 1e-5,
+      "dp-accountant": "rdp"}),
+    (lambda inner: DpSgd(inner, max_grad_norm=1.0, noise_multiplier=0.0, target_epsilon=8.0,
+                         total_epochs=6, delta=1e-5, accountant="pld"),
+     {"dp-sgd-max-grad-norm": 1.0, "dp-sgd-noise-multiplier": 0.0, "dp-sgd-target-epsilon": 8.0,
+      "dp-sgd-total-epochs": 6, "dp-delta": 1e-5, "dp-accountant": "pld"}),
+    (lambda inner: SpikeDP(inner, mechanism="randomized-response", epsilon_bit=1.0,
+                           keep_probability=0.5, time_steps=4, sample_shape=(1, 8, 8),
+                           delta=1e-5, budget=500.0),
+     {"spike-dp-mechanism": "randomized-response", "spike-dp-epsilon-bit": 1.0,
+      "spike-dp-keep-probability": 0.5, "spike-dp-time-steps": 4, "spike-dp-budget": 500.0,
+      "dp-delta": 1e-5, "dp-accountant": "rdp"}),
+]
+
+
+@pytest.mark.parametrize("wrap,wire", WIRE)
+def test_client_defenses_send_their_settings_under_the_documented_keys(wrap, wire) -> None:
+    wrapper = wrap(FedAvg(min_available_nodes=2))
+    grid = LocalGrid([lambda m, c: m] * 2, [{}] * 2, {})
+    messages = list(wrapper.configure_train(1, arrays(GLOBAL["w"]), ConfigRecord(), grid))
+    for message in messages:
+        config = dict(message.content["config"])
+        assert [key for key in config if key in wire] == list(wire)
+        assert {key: (config[key], type(config[key])) for key in wire} == {
+            key: (value, type(value)) for key, value in wire.items()}
+        assert config["client-dp"] == 1
+    assert type(wrapper.defense).from_config(messages[0].content["config"]) == wrapper.defense
 
 
 def test_without_defenses_the_mod_changes_nothing() -> None:
