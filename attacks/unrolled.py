@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -82,11 +82,16 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
-             deadline: float | None = None) -> Reconstruction:
+             deadline: float | None = None, other_rounds: Sequence[Observation] = ()
+             ) -> Reconstruction:
     """One restart of the unrolled attack, its labels from the inferred class histogram. With
     learned labels and `settings.label_phases` > 1 the steps are split into phases: after each,
     the labels are refined and the next phase starts from its dummies, with soft labels reset on
-    the refined ones (images that co-adapted to a wrong label get to follow its correction)."""
+    the refined ones (images that co-adapted to a wrong label get to follow its correction).
+
+    `other_rounds`: the same client's replies in other rounds, on the same samples from other
+    global weights (a fixed partition); the dummies then match every round's update at once
+    (the mean of the rounds' matching losses): R rounds give R times the equations."""
     counts = infer_label_counts(observation, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
     if _uses_copies(observation, settings):
@@ -97,9 +102,10 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         steps = settings.iterations // phases + (settings.iterations % phases if phase == 0 else 0)
         reconstruction, start, positions = _match(
             observation, settings.with_(iterations=steps), labels, seed=seed, start=start,
-            deadline=deadline)
+            deadline=deadline, other_rounds=other_rounds)
         reconstruction = refine_reconstruction(observation, reconstruction, settings,
-                                               deadline=deadline, positions=positions)
+                                               deadline=deadline, positions=positions,
+                                               other_rounds=other_rounds)
         history += reconstruction.loss_history
         labels = reconstruction.labels
         if reconstruction.status != Status.OK:
@@ -111,17 +117,19 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
 
 def refine_reconstruction(observation: Observation, reconstruction: Reconstruction,
                           settings: AttackSettings, *, deadline: float | None = None,
-                          positions: torch.Tensor | None = None) -> Reconstruction:
+                          positions: torch.Tensor | None = None,
+                          other_rounds: Sequence[Observation] = ()) -> Reconstruction:
     """With learned labels, the reconstruction with its labels moved sample by sample while the
     matching loss drops (`attacks/label_refinement.py`), images fixed; unchanged otherwise, or
     when the deadline has passed or the reconstruction has no finite loss. `positions`: the
-    per-epoch copies' layout (`attacks.epoch_copies.layout`) the replay uses, if any."""
+    per-epoch copies' layout (`attacks.epoch_copies.layout`) the replay uses, if any;
+    `other_rounds` as in `unrolled`."""
     if (not settings.learn_labels or not math.isfinite(reconstruction.matching_loss)
             or (deadline is not None and time.monotonic() >= deadline)):
         return reconstruction
     started = time.monotonic()
     batches = None if positions is None else epoch_copies.copy_batches(observation.training)
-    distance = update_distance(observation, settings, batches=batches)
+    distance = rounds_distance([observation, *other_rounds], settings, batches=batches)
     images = as_model_input(reconstruction.inputs, settings)
     place = (lambda x: x) if positions is None else (lambda x: x[positions])
 
@@ -163,6 +171,22 @@ def update_distance(observation: Observation, settings: AttackSettings, *,
     return replayed_distance
 
 
+def rounds_distance(observations: Sequence[Observation], settings: AttackSettings, *,
+                    batches: list[torch.Tensor] | None = None
+                    ) -> Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]:
+    """`update_distance` of one client's replies in several rounds (same samples, each from its
+    own global weights), averaged; one reply's own distance when there is one."""
+    distances = [update_distance(o, settings, batches=batches) for o in observations]
+    if len(distances) == 1:
+        return distances[0]
+
+    def mean_distance(images: torch.Tensor, targets: torch.Tensor, create_graph: bool
+                      ) -> torch.Tensor:
+        return torch.stack([d(images, targets, create_graph) for d in distances]).mean()
+
+    return mean_distance
+
+
 def match_update(observation: Observation, settings: AttackSettings, counts: torch.Tensor, *,
                  seed: int, deadline: float | None = None) -> Reconstruction:
     """The dummies' optimization starting from a given class histogram (as `optimize_inputs`
@@ -182,11 +206,13 @@ def _uses_copies(observation: Observation, settings: AttackSettings) -> bool:
 
 
 def _match(observation: Observation, settings: AttackSettings, labels: torch.Tensor, *,
-           seed: int, start: torch.Tensor | None = None, deadline: float | None = None
+           seed: int, start: torch.Tensor | None = None, deadline: float | None = None,
+           other_rounds: Sequence[Observation] = ()
            ) -> tuple[Reconstruction, torch.Tensor, torch.Tensor | None]:
     """`match_update` from one label per dummy and, optionally, dummies to start from (at the
     dummies' own resolution); also returns the best dummies at that resolution and, with
-    per-epoch copies, the layout of the merged samples in the copies' replay (else None)."""
+    per-epoch copies, the layout of the merged samples in the copies' replay (else None).
+    `other_rounds` as in `unrolled`."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
@@ -198,7 +224,12 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
     if copies > 1:  # each epoch its own copy, its labels in its own seeded order
         labels = torch.cat([labels] + [labels[torch.randperm(
             n, generator=torch.Generator().manual_seed(seed + e))] for e in range(1, copies)])
-    distance = update_distance(observation, settings, batches=(
+    for other in other_rounds:  # each round may have its own shuffle (its own batches)
+        if (other.delta is None or other.training is None
+                or replace(other.training, shuffle_seed=None) != replace(training, shuffle_seed=None)):
+            raise ValueError("rounds attacked jointly need the same local training and samples "
+                             f"(num-examples {training.num_examples}); got {other.training}")
+    distance = rounds_distance([observation, *other_rounds], settings, batches=(
         epoch_copies.copy_batches(training) if copies > 1 else None))
     logits = (LABEL_LOGIT * F.one_hot(labels, spec.num_classes).float()).requires_grad_(True)
     expand = input_format(observation)

@@ -36,7 +36,8 @@ import torch
 from attacks import AttackSettings, ThreatModel, invert
 from attacks.settings import unrolled_preset
 from attacks.threat_model import DATA_FORMAT
-from attacks.unrolled import match_update
+from attacks.types import Observation, Reconstruction
+from attacks.unrolled import match_update, unrolled
 from fedsnn.core.config import RunConfig
 from fedsnn.core.metrics import clustered_rate_stat, histogram
 from fedsnn.audit.auditor import Auditor
@@ -57,7 +58,8 @@ SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
 # default threat model) and with it withheld (audit-withhold = "data-format")
 METHODS = {"approximation": "approximation", "unrolled": "unrolled",
            "unrolled-withheld": "unrolled, data-format withheld",
-           "unrolled-copies": "unrolled, per-epoch copies"}
+           "unrolled-copies": "unrolled, per-epoch copies",
+           "unrolled-rounds": "unrolled, rounds jointly"}
 # the rows a run makes unless --methods says otherwise (per-epoch copies: opt in)
 DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
@@ -73,6 +75,7 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                                learn_labels=learn_labels, label_phases=label_phases)
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
+            "unrolled-rounds": unrolled,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
@@ -95,13 +98,17 @@ def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
              oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
-             design: str = "mini-batch", on_client: Callable[[list[dict]], None] | None = None
-             ) -> list[dict]:
+             design: str = "mini-batch", on_client: Callable[[list[dict]], None] | None = None,
+             rounds: int = 2) -> list[dict]:
     """Rows (one per client and method) of one grid cell, for the given client indices;
     `on_client` gets each client's rows as soon as they are scored. `methods`: keys of METHODS
     (the unrolled attack with the dataset's format granted and/or withheld, the approximation).
     `oracle_counts` replaces the unrolled rows by a diagnostic: the attack given the true class
-    histogram (not a threat model: it measures what the label-count errors cost)."""
+    histogram (not a threat model: it measures what the label-count errors cost).
+    "unrolled-rounds" attacks round 1's reply jointly with the same client's replies of rounds
+    2..`rounds` (same samples, a fresh shuffle each round; the global weights of round r + 1 are
+    the client's round-r result, as a federation of this one client would send them); every row
+    scores the round-1 reconstruction of the same samples."""
     spec = ModelSpec(model, in_channels=int(data.train_x.shape[1]), num_classes=data.num_classes)
     methods = list(methods)
     lr = LEARNING_RATES[optimizer]
@@ -121,6 +128,9 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                            momentum=0.0, local_epochs=epochs, batch_size=batch)
         reply = Reply(1, client, sent, trained.state_dict(), num_examples=images,
                       local_steps=steps)
+        later = (later_rounds(trained, data.train_x[ids], data.train_y[ids], client, rounds,
+                              epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, steps=steps)
+                 if "unrolled-rounds" in methods else [])
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
         true_counts = histogram(data.train_y[ids], spec.num_classes)
@@ -143,15 +153,23 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
             elif oracle_counts:
                 continue
             else:
+                jobs = [observe_reply(r, plan=plan, config=config, spec=spec,
+                                      native_size=data.native_size, target_id=name)
+                        for r in later] if key == "unrolled-rounds" else []
+                refused = [job for job in jobs if isinstance(job, str)]
+                if refused:
+                    raise RuntimeError(f"a later round is not attacked: {refused[0]}")
+                run = jointly([job.observation for job in jobs]) if jobs else invert
                 row = audit_reply(reply, plan=plan, config=config, spec=spec, auditor=auditor,
                                   native_size=data.native_size,
-                                  attack=lambda observations, s, _public: invert(observations, s)
+                                  attack=lambda observations, s, _public: run(observations, s)
                                   ).row
             row.pop("_images", None)
             client_rows.append({"dataset": data.name, "model": model, "images": images,
                                 "steps": steps,
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
+                                "rounds": rounds if key == "unrolled-rounds" else 1,
                                 "wall-s": time.monotonic() - started,
                                 **{k: v for k, v in row.items()
                                    if k not in ("inferred-labels", "true-labels")}})
@@ -159,6 +177,35 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         if on_client is not None:
             on_client(client_rows)
     return rows
+
+
+def later_rounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, client: int,
+                 rounds: int, **training: Any) -> list[Reply]:
+    """The client's replies of rounds 2..`rounds` on the same samples, each round starting from
+    the previous round's result (a federation of this one client) with a fresh shuffle."""
+    replies = []
+    for round_ in range(2, rounds + 1):
+        sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model = copy.deepcopy(model)
+        train_epochs(model, x, y, epochs=training["epochs"], batch_size=training["batch"],
+                     lr=training["lr"], optimizer=training["optimizer"],
+                     seed=client + 1000 * round_)
+        replies.append(Reply(round_, client, sent, model.state_dict(), num_examples=len(x),
+                             local_steps=training["steps"]))
+    return replies
+
+
+def jointly(other_rounds: list[Observation]) -> Callable[..., list[Reconstruction]]:
+    """An attack callback (as `invert`) that attacks its one observation jointly with
+    `other_rounds` (`attacks.unrolled.unrolled`), within the settings' time budget."""
+    def attack(observations: list[Observation], settings: AttackSettings
+               ) -> list[Reconstruction]:
+        (observation,) = observations
+        deadline = (None if settings.time_budget_s is None
+                    else time.monotonic() + settings.time_budget_s)
+        return [unrolled(observation, settings, seed=settings.seed, deadline=deadline,
+                         other_rounds=other_rounds)]
+    return attack
 
 
 def _rate(stat: dict[str, float] | None) -> str:
@@ -252,6 +299,8 @@ def main() -> None:
                              "after each (attacks/unrolled.py)")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of one client attacked jointly (method unrolled-rounds)")
     parser.add_argument("--epoch-prior", type=float, default=1.0,
                         help="the per-epoch copies' prior weight (method unrolled-copies)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS),
@@ -294,7 +343,8 @@ def main() -> None:
                             run_cell(model, images, steps, optimizer, clients=[client],
                                      settings=settings, auditor=auditor, data=data,
                                      oracle_counts=args.oracle_counts, methods=todo,
-                                     design=args.design, on_client=append)
+                                     design=args.design, on_client=append,
+                                     rounds=args.rounds)
                     print(f"{model} N={images} steps={steps} {optimizer}: "
                           f"{time.monotonic() - started:.0f} s", flush=True)
     print(table([json.loads(line) for line in args.out.read_text().splitlines() if line]))
