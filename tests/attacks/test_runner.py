@@ -13,8 +13,9 @@ from attacks import ATTACKS, AttackSettings, Reconstruction, Status, invert
 from attacks.runner import invert_one
 from tests.attacks.victims import Victim
 
-# `public`: the public same-domain images a threat model may grant (disjoint from every client)
-ALLOWED = {"observation", "observations", "settings", "seed", "deadline", "public"}
+# `public`: the public same-domain images a threat model may grant (disjoint from every client);
+# `other_rounds`: the same client's replies in other rounds, observations like `observation`
+ALLOWED = {"observation", "observations", "settings", "seed", "deadline", "public", "other_rounds"}
 
 
 def test_no_parameter_through_which_ground_truth_could_arrive() -> None:
