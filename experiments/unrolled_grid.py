@@ -65,14 +65,15 @@ DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
-                    learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0
-                    ) -> dict[str, AttackSettings]:
+                    learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
+                    restarts: int = 1) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
     on (w - w') / (lr * steps) with the in-line audit's former defaults (L-BFGS, 50 iterations)."""
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
-                               learn_labels=learn_labels, label_phases=label_phases)
+                               learn_labels=learn_labels, label_phases=label_phases,
+                               restarts=restarts)
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
@@ -299,6 +300,8 @@ def main() -> None:
                              "after each (attacks/unrolled.py)")
     parser.add_argument("--out", type=Path, default=Path("unrolled-grid.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="the unrolled attack's restarts (the lowest matching loss is kept)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of one client attacked jointly (method unrolled-rounds)")
     parser.add_argument("--epoch-prior", type=float, default=1.0,
@@ -328,7 +331,7 @@ def main() -> None:
 
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
                                learn_labels=not args.fixed_labels, label_phases=args.label_phases,
-                               epoch_prior=args.epoch_prior)
+                               epoch_prior=args.epoch_prior, restarts=args.restarts)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
