@@ -252,7 +252,7 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
                 inputs.view(copies, n, *inputs.shape[1:]), perm)
         return loss
 
-    def _merged_loss(merged: torch.Tensor, label_logits: torch.Tensor,
+    def merged_loss(merged: torch.Tensor, label_logits: torch.Tensor,
                      positions: torch.Tensor) -> float:
         images = merged if expand is None else expand(merged)
         targets = label_logits.softmax(-1) if settings.learn_labels else labels[:n]
@@ -283,7 +283,7 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         if positions is None:
             final = float(matching(finalize(best, settings), best_logits).detach())
         else:  # the merged samples in the copies' replay, the TV prior on them
-            final = _merged_loss(finalize(best, settings), best_logits, positions)
+            final = merged_loss(finalize(best, settings), best_logits, positions)
     inputs = finalize(best if expand is None else expand(best), settings)
     if settings.learn_labels:
         labels = best_logits.argmax(-1)
