@@ -1,7 +1,8 @@
 """How close the label-count estimates come to the clients' true class histograms.
 
 Each cell is a kind of FedAvg reply: the unrolled grid's cells (digits, N = 32, 4 local steps of
-batch 8, SGD lr 0.01 or Adam lr 0.003; lenet and lenet-snn) and the README's default run (lenet,
+batch 8, SGD lr 0.01 or Adam lr 0.003; lenet and lenet-snn; and the cell of results.md's
+held-out comparisons, lenet N = 16, 2 epochs of batch 8) and the README's default run (lenet,
 Adam lr 0.003, 2 epochs of batch 16 on 231 images: 30 steps). Clients are made as the grid makes
 them (`experiments.unrolled_grid.client_update`: fresh DLG-initialised model, N random train
 images) and observed as the audit observes them (`fedsnn.audit.reply.observe_reply`, default
@@ -56,6 +57,8 @@ CELLS = {"lenet N=32 4 steps sgd": ("lenet", 32, 1, 8, "sgd"),
          "lenet N=32 4 steps adam": ("lenet", 32, 1, 8, "adam"),
          "lenet-snn N=32 4 steps sgd": ("lenet-snn", 32, 1, 8, "sgd"),
          "lenet-snn N=32 4 steps adam": ("lenet-snn", 32, 1, 8, "adam"),
+         "lenet N=16 2 epochs x 8 sgd": ("lenet", 16, 2, 8, "sgd"),
+         "lenet N=16 2 epochs x 8 adam": ("lenet", 16, 2, 8, "adam"),
          "lenet README default (N=231, E=2, B=16, adam)": ("lenet", 231, 2, 16, "adam")}
 PUBLIC_PER_CLASS = 20  # labelled public images per class for "rlu, public data"
 NULLS = ("uniform", "class prior")
@@ -126,9 +129,10 @@ def _mean_interval(values: np.ndarray) -> str:
 
 
 def _wilcoxon(a: np.ndarray, b: np.ndarray) -> str:
+    """Two-sided paired p of a against b, and which way a's mean TV lies (lower: better)."""
     if np.all(a == b):
         return "equal"
-    return f"{stats.wilcoxon(a, b).pvalue:.2g}"
+    return f"{stats.wilcoxon(a, b).pvalue:.2g} ({'lower' if a.mean() < b.mean() else 'higher'})"
 
 
 def table(rows: list[dict], clients: range) -> str:
