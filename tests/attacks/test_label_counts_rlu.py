@@ -96,3 +96,20 @@ def test_the_setting_selects_the_estimator_and_rejects_unknown_ones(digits):
         estimate_label_counts(observation, "oracle")
     with pytest.raises(ValueError, match="`rows`"):
         rlu_label_counts(observation, rows="all")
+
+
+def test_the_unrolled_attack_starts_from_the_selected_estimate(digits):
+    # fixed labels: the reconstruction's histogram is the estimate the setting names
+    from attacks.settings import unrolled_preset
+    from attacks.unrolled import unrolled
+
+    spec = ModelSpec("lenet")
+    x, y = _sample(digits, 32, 100)
+    observation = _fedavg_observation(spec, build_model(spec, seed=0, dlg_init=True), x, y,
+                                      optimizer="sgd", lr=0.01, epochs=1, batch=8)
+    expected = {m: estimate_label_counts(observation, m) for m in ("dimitrov", "rlu")}
+    assert not torch.equal(expected["dimitrov"], expected["rlu"])  # else the test shows nothing
+    for method, counts in expected.items():
+        settings = unrolled_preset(iterations=1, learn_labels=False, label_counts=method)
+        labels = unrolled(observation, settings, seed=0).labels
+        assert histogram(labels, 10).tolist() == counts.tolist()
