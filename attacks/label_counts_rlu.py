@@ -149,7 +149,7 @@ def adam_weights(denominators: torch.Tensor) -> torch.Tensor:
     steps = len(denominators)
     weights = torch.zeros_like(denominators)
     carried = torch.zeros(denominators.shape[1], dtype=torch.float64)
-    for s in range(steps - 1, -1, -1):  # carried = sum_{s' > s} b1^(s'-s-1) (1-b1)/((1-b1^s') D_s')
+    for s in range(steps - 1, -1, -1):  # c_s = (1 - b1) / ((1 - b1^(s+1)) D_s) + b1 c_(s+1)
         term = (1 - beta1) / ((1 - beta1 ** (s + 1)) * denominators[s])
         carried = term + beta1 * carried
         weights[s] = carried
