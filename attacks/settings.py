@@ -19,7 +19,7 @@ TIME_MODES = ("shared", "per-step")
 THRESHOLD_MODES = ("none", "post", "in")
 RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
-LABEL_COUNTS = ("dimitrov", "rlu")
+LABEL_COUNTS = ("dimitrov", "rlu", "uniform")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -100,7 +100,8 @@ class AttackSettings:
         label_counts: the unrolled attack's class-histogram estimate: "dimitrov" (the
             interpolated softmax and the bias change, attacks/label_counts.py) or "rlu" (the
             least-squares fit of the head's update on a replayed trajectory,
-            attacks/label_counts_rlu.py); both on noise probes.
+            attacks/label_counts_rlu.py), both on noise probes; or "uniform" (N / C per class,
+            the update unread: the null the estimates are measured against).
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """

@@ -92,6 +92,7 @@ def test_the_setting_selects_the_estimator_and_rejects_unknown_ones(digits):
     assert torch.equal(estimate_label_counts(observation, "rlu"), rlu_label_counts(observation))
     assert torch.equal(estimate_label_counts(observation, "dimitrov"),
                        infer_label_counts(observation))
+    assert estimate_label_counts(observation, "uniform").tolist() == [2, 2, 2, 2, 2, 2, 1, 1, 1, 1]
     with pytest.raises(ValueError, match="label-count method"):
         estimate_label_counts(observation, "oracle")
     with pytest.raises(ValueError, match="`rows`"):
