@@ -130,7 +130,8 @@ def class_gradients(softmax: torch.Tensor, features: torch.Tensor,
         chosen = slice(None) if labels is None or not (labels == n).any() else labels == n
         p, h = softmax[chosen], features[chosen]
         error = p - eye[n]  # [P_n, C]
-        rows.append(torch.cat([error.mean(0), (error.unsqueeze(2) * h.unsqueeze(1)).mean(0).flatten()]))
+        outer = (error.unsqueeze(2) * h.unsqueeze(1)).mean(0)  # E[(p - e_n) hᵀ]: [C, F]
+        rows.append(torch.cat([error.mean(0), outer.flatten()]))
     return torch.stack(rows)
 
 

@@ -169,7 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
     parser.add_argument("--clients", nargs=2, type=int, default=[4, 20], metavar=("FIRST", "END"),
-                        help="client indices FIRST..END-1 (0-3 were the estimator's development set)")
+                        help="client indices FIRST..END-1 (0-3 were the estimator's "
+                             "development set)")
     parser.add_argument("--out", type=Path, default=Path("runs/label-counts.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args()
