@@ -19,6 +19,7 @@ TIME_MODES = ("shared", "per-step")
 THRESHOLD_MODES = ("none", "post", "in")
 RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
+LABEL_COUNTS = ("dimitrov", "rlu", "uniform")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -96,6 +97,11 @@ class AttackSettings:
             shuffle unknown: > 0 gives each epoch its own copy of the dummies, tied by an
             order-invariant prior of this weight (attacks/epoch_copies.py, Dimitrov et al.);
             0 keeps one set of dummies in one batch assignment for every epoch.
+        label_counts: the unrolled attack's class-histogram estimate: "dimitrov" (the
+            interpolated softmax and the bias change, attacks/label_counts.py) or "rlu" (the
+            least-squares fit of the head's update on a replayed trajectory,
+            attacks/label_counts_rlu.py), both on noise probes; or "uniform" (N / C per class,
+            the update unread: the null the estimates are measured against).
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -135,6 +141,7 @@ class AttackSettings:
     learn_labels: bool = False
     label_phases: int = 1
     epoch_prior: float = 0.0
+    label_counts: str = "dimitrov"
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -145,7 +152,8 @@ class AttackSettings:
                                       ("time_mode", self.time_mode, TIME_MODES),
                                       ("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
                                       ("rate_mode", self.rate_mode, RATE_MODES),
-                                      ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS)):
+                                      ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS),
+                                      ("label_counts", self.label_counts, LABEL_COUNTS)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks import epoch_copies
-from attacks.label_counts import infer_label_counts, labels_from_counts
+from attacks.label_counts import labels_from_counts
+from attacks.label_counts_rlu import estimate_label_counts
 from attacks.label_refinement import refine_labels
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
@@ -92,7 +93,7 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     `other_rounds`: the same client's replies in other rounds, on the same samples from other
     global weights (a fixed partition); the dummies then match every round's update at once
     (the mean of the rounds' matching losses): R rounds give R times the equations."""
-    counts = infer_label_counts(observation, seed=seed)
+    counts = estimate_label_counts(observation, settings.label_counts, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
     if _uses_copies(observation, settings):
         phases = 1  # a phase's start would be the E copies, its labels the merged N

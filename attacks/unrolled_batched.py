@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from attacks.batched_optim import BatchedAdam, BatchedLBFGS
-from attacks.label_counts import infer_label_counts
+from attacks.label_counts_rlu import estimate_label_counts
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import total_variation
 from attacks.rows import RowLog
@@ -217,8 +217,9 @@ class _Pass:
     def __init__(self, observations: Sequence[Observation], settings: AttackSettings, seed: int,
                  deadline: float | None) -> None:
         self.observations, self.settings, self.deadline = observations, settings, deadline
-        labels = torch.stack([dummy_labels(infer_label_counts(o, seed=seed), seed)
-                              for o in observations])
+        labels = torch.stack([
+            dummy_labels(estimate_label_counts(o, settings.label_counts, seed=seed), seed)
+            for o in observations])
         self.replay = StackedReplay.build(observations, labels, settings)
         self.shape = self.replay.shape
         self.split_at = math.prod(self.shape)

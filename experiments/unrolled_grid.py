@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from attacks import AttackSettings, ThreatModel, invert
-from attacks.settings import unrolled_preset
+from attacks.settings import LABEL_COUNTS, unrolled_preset
 from attacks.threat_model import DATA_FORMAT
 from attacks.types import Observation, Reconstruction
 from attacks.unrolled import match_update, unrolled
@@ -66,14 +66,15 @@ DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
-                    restarts: int = 1) -> dict[str, AttackSettings]:
+                    restarts: int = 1, label_counts: str = "dimitrov"
+                    ) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
     on (w - w') / (lr * steps) with the in-line audit's former defaults (L-BFGS, 50 iterations)."""
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
                                learn_labels=learn_labels, label_phases=label_phases,
-                               restarts=restarts)
+                               restarts=restarts, label_counts=label_counts)
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
@@ -117,14 +118,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     rows = []
     for client in clients:
         client_rows = []
-        generator = torch.Generator().manual_seed(zlib.crc32(
-            f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
-        ids = torch.randperm(len(data.train_x), generator=generator)[:images]
-        net = build_model(spec, seed=client, dlg_init=True)
-        sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        trained = copy.deepcopy(net)
-        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=epochs,
-                     batch_size=batch, lr=lr, optimizer=optimizer, seed=client)
+        ids, sent, trained = client_update(spec, data, client, images=images, steps=steps,
+                                           optimizer=optimizer, epochs=epochs, batch=batch)
         config = RunConfig(update_mode="fedavg", optimizer=optimizer, learning_rate=lr,
                            momentum=0.0, local_epochs=epochs, batch_size=batch)
         reply = Reply(1, client, sent, trained.state_dict(), num_examples=images,
@@ -178,6 +173,24 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         if on_client is not None:
             on_client(client_rows)
     return rows
+
+
+def client_update(spec: ModelSpec, data: Any, client: int, *, images: int, steps: int,
+                  optimizer: str, epochs: int, batch: int, lr: float | None = None
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.nn.Module]:
+    """One grid client's round: (its sample ids in the train split, the weights sent, the
+    model it returns). N random train images (seeded by the cell and client), a fresh
+    DLG-initialised model, trained with the real client code (lr: the optimizer's default)."""
+    generator = torch.Generator().manual_seed(zlib.crc32(
+        f"{spec.name}/{images}/{steps}/{optimizer}/{client}".encode()))
+    ids = torch.randperm(len(data.train_x), generator=generator)[:images]
+    net = build_model(spec, seed=client, dlg_init=True)
+    sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    trained = copy.deepcopy(net)
+    train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=epochs, batch_size=batch,
+                 lr=LEARNING_RATES[optimizer] if lr is None else lr, optimizer=optimizer,
+                 seed=client)
+    return ids, sent, trained
 
 
 def later_rounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, client: int,
@@ -306,6 +319,8 @@ def main() -> None:
                         help="rounds of one client attacked jointly (method unrolled-rounds)")
     parser.add_argument("--epoch-prior", type=float, default=1.0,
                         help="the per-epoch copies' prior weight (method unrolled-copies)")
+    parser.add_argument("--label-counts", choices=LABEL_COUNTS, default="dimitrov",
+                        help="the unrolled attack's label-count estimate (AttackSettings)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS),
                         help="rows per client: the approximation, the unrolled attack with the "
                              "dataset's native resolution (capability data-format), and without")
@@ -331,7 +346,8 @@ def main() -> None:
 
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
                                learn_labels=not args.fixed_labels, label_phases=args.label_phases,
-                               epoch_prior=args.epoch_prior, restarts=args.restarts)
+                               epoch_prior=args.epoch_prior, restarts=args.restarts,
+                               label_counts=args.label_counts)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
