@@ -1,5 +1,5 @@
 """RLU label counts (Chen & Vikalo, "Recovering Labels from Local Updates in Federated
-Learning", ICML 2024, arXiv 2405.00955): a least-squares fit of the output layer's update.
+Learning", arXiv 2405.00955): a least-squares fit of the output layer's update.
 
 A sample of class n moves the head z = W h + b by the mean-loss gradient (p - e_n) on the bias
 and (p - e_n) hᵀ on the weights (p its softmax, h its readout input: a spiking model's
