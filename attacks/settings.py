@@ -6,6 +6,7 @@ options). Nothing here describes the victim: that is the `Observation`'s job.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ TIME_MODES = ("shared", "per-step")
 THRESHOLD_MODES = ("none", "post", "in")
 RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -96,6 +98,15 @@ class AttackSettings:
             shuffle unknown: > 0 gives each epoch its own copy of the dummies, tied by an
             order-invariant prior of this weight (attacks/epoch_copies.py, Dimitrov et al.);
             0 keeps one set of dummies in one batch assignment for every epoch.
+        lr_schedule: the first-order optimizers' learning rate over a run's `iterations`:
+            "constant" (`lr` throughout) or "cosine" (a linear warm-up over `lr_warmup` steps,
+            then half a cosine from `lr` down to `lr * lr_final`; L-BFGS ignores it).
+        lr_warmup: steps of linear warm-up of the "cosine" schedule (0: none).
+        lr_final: the "cosine" schedule's last learning rate as a fraction of `lr`.
+        plateau_window, plateau_tol: stop a run early once the best matching loss of its last
+            `plateau_window` steps is less than a fraction `plateau_tol` below the best loss
+            before them (the loss has plateaued; an attacker-side rule, no ground truth);
+            `plateau_window` 0 runs every iteration.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -135,6 +146,11 @@ class AttackSettings:
     learn_labels: bool = False
     label_phases: int = 1
     epoch_prior: float = 0.0
+    lr_schedule: str = "constant"
+    lr_warmup: int = 0
+    lr_final: float = 0.01
+    plateau_window: int = 0
+    plateau_tol: float = 0.01
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -145,7 +161,8 @@ class AttackSettings:
                                       ("time_mode", self.time_mode, TIME_MODES),
                                       ("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
                                       ("rate_mode", self.rate_mode, RATE_MODES),
-                                      ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS)):
+                                      ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS),
+                                      ("lr_schedule", self.lr_schedule, LR_SCHEDULES)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
@@ -158,6 +175,12 @@ class AttackSettings:
                                       f"{self.smooth_k_start} and {self.smooth_k_end}")
         if self.lr is not None and not self.lr > 0:
             raise AttackSettingsError(f"Expected `lr` to be > 0 or None but got {self.lr}")
+        if self.lr_warmup < 0 or self.plateau_window < 0:
+            raise AttackSettingsError("Expected `lr_warmup` and `plateau_window` to be >= 0 but "
+                                      f"got {self.lr_warmup} and {self.plateau_window}")
+        if not 0 <= self.lr_final <= 1 or not 0 <= self.plateau_tol < 1:
+            raise AttackSettingsError("Expected 0 <= `lr_final` <= 1 and 0 <= `plateau_tol` < 1 "
+                                      f"but got {self.lr_final} and {self.plateau_tol}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:
@@ -182,6 +205,25 @@ class AttackSettings:
         if self.lr is not None:
             return float(self.lr)
         return DEFAULT_LR[(self.effective_optimizer, self.attack == "grnn")]
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step` (0-based) of a run of `iterations` steps under
+        `lr_schedule`.
+
+        Example:
+            >>> s = AttackSettings(optimizer="adam", iterations=11, lr_schedule="cosine", lr_final=0)
+            >>> [round(s.lr_at(i), 3) for i in (0, 5, 10)]
+            [0.1, 0.05, 0.0]
+        """
+        lr = self.effective_lr
+        if self.lr_schedule == "constant":
+            return lr
+        if step < self.lr_warmup:
+            return lr * (step + 1) / self.lr_warmup
+        span = max(self.iterations - 1 - self.lr_warmup, 1)
+        progress = min((step - self.lr_warmup) / span, 1.0)
+        floor = lr * self.lr_final
+        return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def with_(self, **changes: Any) -> AttackSettings:
         """A copy with some fields changed (validated again)."""
