@@ -107,6 +107,13 @@ class AttackSettings:
             `plateau_window` steps is less than a fraction `plateau_tol` below the best loss
             before them (the loss has plateaued; an attacker-side rule, no ground truth);
             `plateau_window` 0 runs every iteration.
+        public_init: the unrolled attack starts each dummy from the mean of the public images
+            of its estimated class at the dummies' resolution (plus the "gray" init's noise, so
+            same-class dummies differ); needs labelled public images (capability public-data).
+        warm_steps: the first this many of the unrolled attack's `iterations` match the update
+            with a replay of the client's first local epoch only (cheaper by the epochs; needs
+            the "cosine" distance, which ignores the update's scale); 0: every step replays
+            all epochs. No effect on single-epoch replies.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -151,6 +158,8 @@ class AttackSettings:
     lr_final: float = 0.01
     plateau_window: int = 0
     plateau_tol: float = 0.01
+    public_init: bool = False
+    warm_steps: int = 0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -181,6 +190,12 @@ class AttackSettings:
         if not 0 <= self.lr_final <= 1 or not 0 <= self.plateau_tol < 1:
             raise AttackSettingsError("Expected 0 <= `lr_final` <= 1 and 0 <= `plateau_tol` < 1 "
                                       f"but got {self.lr_final} and {self.plateau_tol}")
+        if not 0 <= self.warm_steps < self.iterations:
+            raise AttackSettingsError("Expected 0 <= `warm_steps` < `iterations` but got "
+                                      f"{self.warm_steps} and {self.iterations}")
+        if self.warm_steps and self.distance != "cosine":
+            raise AttackSettingsError("Expected `warm_steps` 0 with distance "
+                                      f"{self.distance!r} (a one-epoch replay needs 'cosine')")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:

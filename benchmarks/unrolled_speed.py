@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from attacks.progress import Step, watch
+from attacks.rate_decoder import PublicData
 from attacks.settings import AttackSettings, unrolled_preset
 from attacks.spiking import finalize
 from attacks.threat_model import ThreatModel
@@ -81,25 +82,27 @@ def identified_count(images: torch.Tensor, truth: Truth) -> int:
     return int(score_candidates(images, None, truth).hits["identified"].sum())
 
 
-def timed_attack(observation: Observation, settings: AttackSettings, truth: Truth, every: int
-                 ) -> dict[str, Any]:
+def timed_attack(observation: Observation, settings: AttackSettings, truth: Truth, every: int,
+                 public: PublicData) -> dict[str, Any]:
     """One arm on one client: the attack's wall time without the snapshots' scoring, the
-    optimization loop's time, and (steps, seconds, identified) every `every` steps."""
+    optimization loop's time, and (steps, seconds, identified) every `every` steps. `public`
+    is read only by arms with `public_init` (a threat model that grants public-data)."""
     expand = input_format(observation) or (lambda x: x)
     snapshots: list[tuple[int, float, int]] = []
-    scoring, last_step = [0.0], [0.0]
+    scoring, last_step, steps = [0.0], [0.0], [0]
     started = time.monotonic()
 
-    def listener(step: Step) -> None:
+    def listener(step: Step) -> None:  # steps counted over the attack's phases
         now = time.monotonic()
         last_step[0] = now - started - scoring[0]
-        if (step.index + 1) % every == 0 and step.best is not None:
+        steps[0] += 1
+        if steps[0] % every == 0 and step.best is not None:
             images = finalize(expand(step.best[0]), settings)
-            snapshots.append((step.index + 1, last_step[0], identified_count(images, truth)))
+            snapshots.append((steps[0], last_step[0], identified_count(images, truth)))
             scoring[0] += time.monotonic() - now
 
     with watch(listener):
-        reconstruction = unrolled(observation, settings, seed=settings.seed)
+        reconstruction = unrolled(observation, settings, seed=settings.seed, public=public)
     seconds = time.monotonic() - started - scoring[0]
     return {"seconds": seconds, "loop-s": last_step[0],
             "steps": len(reconstruction.loss_history),
@@ -112,6 +115,7 @@ def run(clients: list[int], arms: dict[str, AttackSettings], every: int, out: Pa
     torch.set_num_threads(1)
     data = load_dataset("digits", 28)
     auditor = Auditor(data.train_x, data.train_y, native_size=data.native_size)
+    public = PublicData(data.test_x, "digits test split", labels=data.test_y)
     done = {(r["client"], r["arm"]) for r in read(out)}
     names = list(arms)
     for position, client in enumerate(clients):
@@ -131,7 +135,8 @@ def run(clients: list[int], arms: dict[str, AttackSettings], every: int, out: Pa
             row = {"client": client, "arm": name, "images": len(ids),
                    "settings": {k: v for k, v in settings.to_dict().items()
                                 if v != getattr(unrolled_preset(), k)},
-                   **timed_attack(job.observation, settings, auditor.truth(job), every)}
+                   **timed_attack(job.observation, settings, auditor.truth(job), every,
+                                  public)}
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(f"client {client} {name}: {row['identified']}/{len(ids)} in "
