@@ -155,43 +155,51 @@ def reach_seconds(row: dict, target: int) -> float | None:
 
 
 def table(rows: list[dict]) -> str:
-    """Per arm, over the clients every arm has: identified (clustered interval), wall time and
-    ratio, oracle time to today's final count and ratio, the paired test."""
+    """Per arm, over the clients that have it and today's arm: identified (clustered interval),
+    wall time and ratio, oracle time to today's final count and ratio, the paired test, and
+    today's own count after the arm's steps (today's snapshot: the plain truncation)."""
     from scipy.stats import wilcoxon
 
     by = {(r["client"], r["arm"]): r for r in rows}
-    arms = list(dict.fromkeys(r["arm"] for r in rows))
-    clients = sorted({c for c, a in by if a == BASELINE})
-    clients = [c for c in clients if all((c, a) in by for a in arms)]
-    if not clients:
-        return "no client has every arm"
-    base = [by[(c, BASELINE)] for c in clients]
-    base_reach = [reach_seconds(b, b["identified"]) or b["seconds"] for b in base]
-    lines = [f"clients {clients}",
-             "| arm | identified (hits/images) | wall s (sum) | today / arm | "
-             "reached today's final (clients) | s to reach (sum) | today / arm, reach | "
-             "per-client hits | p (Wilcoxon) | steps | final loss (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for arm in arms:
+    lines = ["| arm | clients | identified (hits/images) | today after as many steps | wall s "
+             "(sum) | today / arm | reached today's final (clients) | today / arm, reach | "
+             "per-client hits (today's) | p (Wilcoxon) | steps | final loss (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        clients = sorted(c for c, a in by if a == arm and (c, BASELINE) in by)
+        if not clients:
+            continue
         group = [by[(c, arm)] for c in clients]
-        stat = clustered_rate_stat([r["identified"] for r in group], [r["images"] for r in group])
-        wall = sum(r["seconds"] for r in group)
+        base = [by[(c, BASELINE)] for c in clients]
+        stat = _stat([r["identified"] for r in group], group)
+        steps = max(r["steps"] for r in group)
+        truncated = [next((h for s, _, h in b["snapshots"] if s >= steps), b["identified"])
+                     for b in base]
+        short = _stat(truncated, group)
+        wall, base_wall = sum(r["seconds"] for r in group), sum(b["seconds"] for b in base)
         reach = [reach_seconds(r, b["identified"]) for r, b in zip(group, base)]
+        base_reach = [reach_seconds(b, b["identified"]) or b["seconds"] for b in base]
         reached = [s for s in reach if s is not None]
-        all_reached = len(reached) == len(group)
+        ratio = (f"{sum(base_reach) / sum(reached):.2f}x" if len(reached) == len(group)
+                 else "not reached")
         diffs = [r["identified"] - b["identified"] for r, b in zip(group, base)]
-        p = ("–" if arm == BASELINE or not any(diffs)
-             else f"{wilcoxon(diffs).pvalue:.2g}")
+        p = "–" if arm == BASELINE or not any(diffs) else f"{wilcoxon(diffs).pvalue:.2g}"
         losses = sorted(r["matching-loss"] for r in group)
         lines.append(
-            f"| {arm} | {stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}] "
-            f"({stat['successes']}/{stat['trials']}) | {wall:.0f} | "
-            f"{sum(b['seconds'] for b in base) / wall:.2f}x | {len(reached)}/{len(group)} | "
-            f"{sum(reached):.0f} | "
-            f"{(sum(base_reach) / sum(reached)) if all_reached else float('nan'):.2f}x | "
-            f"{[r['identified'] for r in group]} | {p} | "
+            f"| {arm} | {clients} | {_fmt(stat)} | {_fmt(short)} | {wall:.0f} | "
+            f"{base_wall / wall:.2f}x | {len(reached)}/{len(group)} | {ratio} | "
+            f"{[r['identified'] for r in group]} ({[b['identified'] for b in base]}) | {p} | "
             f"{sorted({r['steps'] for r in group})} | {losses[len(losses) // 2]:.1e} |")
     return "\n".join(lines)
+
+
+def _stat(hits: list[int], group: list[dict]) -> dict[str, float]:
+    return clustered_rate_stat(hits, [r["images"] for r in group])
+
+
+def _fmt(stat: dict[str, float]) -> str:
+    return (f"{stat['value']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}] "
+            f"({stat['successes']}/{stat['trials']})")
 
 
 def main() -> None:
