@@ -46,7 +46,7 @@ ATTACKS: dict[str, AttackFn] = {"dlg": dlg, "idlg": idlg, "grnn": grnn, "analyti
                              "rate-decoder": rate_decoder, "learned-inverter": learned_inverter}
 # attacks that take the public images a threat model may grant (`public=`): those whose NEEDS
 # include public-data are refused without them, `strongest` leaves out the candidates that need them
-TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest", "learned-inverter"})
+TAKES_PUBLIC_DATA = frozenset({"rate-decoder", "strongest", "learned-inverter", "unrolled"})
 
 # The server capabilities each attack needs (attacks/threat_model.py); `refusal` checks them.
 NEEDS: dict[str, frozenset[str]] = {**{name: GRADIENT_NEEDS for name in ATTACKS},

@@ -192,10 +192,14 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
 
     history: list[float] = []
     status, message, unchanged = Status.OK, "", 0
+    scheduled = settings.lr_schedule != "constant" and settings.effective_optimizer != "lbfgs"
     for step in range(settings.iterations):
         if deadline is not None and time.monotonic() > deadline:
             status, message = Status.TIMEOUT, f"time budget ran out after {step} steps"
             break
+        if scheduled:
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr_at(step)
         loss = optimizer.step(closure)
         value = float(loss.detach()) if loss is not None else math.nan
         history.append(value)
@@ -212,6 +216,11 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
         if value == 0.0 or (stop_below is not None and value <= stop_below):
             message = message or f"converged at step {step}"
             break
+        if plateaued(history, settings.plateau_window, settings.plateau_tol):
+            message = (f"matching loss plateaued at step {step} (best of the last "
+                       f"{settings.plateau_window} steps < {settings.plateau_tol:g} below the "
+                       "best before them)")
+            break
         if not report(step, value, best[0][1] if best else None):
             message = f"stopped by the caller after step {step}"
             break
@@ -220,6 +229,20 @@ def optimize(variables: list[torch.Tensor], objective: Callable[[], tuple[torch.
     if not best:  # never a finite loss: return the starting point
         return Outcome(first[0], math.inf, history, *never_finite(status, message))
     return Outcome(best[0][1], best[0][0], history, status, message)
+
+
+def plateaued(history: Sequence[float], window: int, tol: float) -> bool:
+    """Whether the best loss of the last `window` steps is less than a fraction `tol` below the
+    best loss before them (never with `window` 0 or fewer than 2 windows of history).
+
+    Example:
+        >>> plateaued([4.0, 1.0, 0.999, 0.998], window=2, tol=0.01), plateaued([4.0, 2.0, 1.0, 0.5], 2, 0.01)
+        (True, False)
+    """
+    if window < 1 or len(history) < 2 * window:
+        return False
+    before, recent = min(history[:-window]), min(history[-window:])
+    return recent > before * (1 - tol)
 
 
 def final_loss(victim: Victim, inputs: torch.Tensor,

@@ -6,6 +6,7 @@ options). Nothing here describes the victim: that is the `Observation`'s job.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ THRESHOLD_MODES = ("none", "post", "in")
 RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
 LABEL_COUNTS = ("dimitrov", "rlu", "uniform")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -102,6 +104,22 @@ class AttackSettings:
             least-squares fit of the head's update on a replayed trajectory,
             attacks/label_counts_rlu.py), both on noise probes; or "uniform" (N / C per class,
             the update unread: the null the estimates are measured against).
+        lr_schedule: the first-order optimizers' learning rate over a run's `iterations`:
+            "constant" (`lr` throughout) or "cosine" (a linear warm-up over `lr_warmup` steps,
+            then half a cosine from `lr` down to `lr * lr_final`; L-BFGS ignores it).
+        lr_warmup: steps of linear warm-up of the "cosine" schedule (0: none).
+        lr_final: the "cosine" schedule's last learning rate as a fraction of `lr`.
+        plateau_window, plateau_tol: stop a run early once the best matching loss of its last
+            `plateau_window` steps is less than a fraction `plateau_tol` below the best loss
+            before them (the loss has plateaued; an attacker-side rule, no ground truth);
+            `plateau_window` 0 runs every iteration.
+        public_init: the unrolled attack starts each dummy from the mean of the public images
+            of its estimated class at the dummies' resolution (plus the "gray" init's noise, so
+            same-class dummies differ); needs labelled public images (capability public-data).
+        warm_steps: the first this many of the unrolled attack's `iterations` match the update
+            with a replay of the client's first local epoch only (cheaper by the epochs; needs
+            the "cosine" distance, which ignores the update's scale); 0: every step replays
+            all epochs. No effect on single-epoch replies.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -142,6 +160,13 @@ class AttackSettings:
     label_phases: int = 1
     epoch_prior: float = 0.0
     label_counts: str = "dimitrov"
+    lr_schedule: str = "constant"
+    lr_warmup: int = 0
+    lr_final: float = 0.01
+    plateau_window: int = 0
+    plateau_tol: float = 0.01
+    public_init: bool = False
+    warm_steps: int = 0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -153,7 +178,8 @@ class AttackSettings:
                                       ("threshold_mode", self.threshold_mode, THRESHOLD_MODES),
                                       ("rate_mode", self.rate_mode, RATE_MODES),
                                       ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS),
-                                      ("label_counts", self.label_counts, LABEL_COUNTS)):
+                                      ("label_counts", self.label_counts, LABEL_COUNTS),
+                                      ("lr_schedule", self.lr_schedule, LR_SCHEDULES)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
@@ -166,6 +192,18 @@ class AttackSettings:
                                       f"{self.smooth_k_start} and {self.smooth_k_end}")
         if self.lr is not None and not self.lr > 0:
             raise AttackSettingsError(f"Expected `lr` to be > 0 or None but got {self.lr}")
+        if self.lr_warmup < 0 or self.plateau_window < 0:
+            raise AttackSettingsError("Expected `lr_warmup` and `plateau_window` to be >= 0 but "
+                                      f"got {self.lr_warmup} and {self.plateau_window}")
+        if not 0 <= self.lr_final <= 1 or not 0 <= self.plateau_tol < 1:
+            raise AttackSettingsError("Expected 0 <= `lr_final` <= 1 and 0 <= `plateau_tol` < 1 "
+                                      f"but got {self.lr_final} and {self.plateau_tol}")
+        if not 0 <= self.warm_steps < self.iterations:
+            raise AttackSettingsError("Expected 0 <= `warm_steps` < `iterations` but got "
+                                      f"{self.warm_steps} and {self.iterations}")
+        if self.warm_steps and self.distance != "cosine":
+            raise AttackSettingsError("Expected `warm_steps` 0 with distance "
+                                      f"{self.distance!r} (a one-epoch replay needs 'cosine')")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:
@@ -190,6 +228,25 @@ class AttackSettings:
         if self.lr is not None:
             return float(self.lr)
         return DEFAULT_LR[(self.effective_optimizer, self.attack == "grnn")]
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step `step` (0-based) of a run of `iterations` steps under
+        `lr_schedule`.
+
+        Example:
+            >>> s = AttackSettings(optimizer="adam", iterations=11, lr_schedule="cosine", lr_final=0)
+            >>> [round(s.lr_at(i), 3) for i in (0, 5, 10)]
+            [0.1, 0.05, 0.0]
+        """
+        lr = self.effective_lr
+        if self.lr_schedule == "constant":
+            return lr
+        if step < self.lr_warmup:
+            return lr * (step + 1) / self.lr_warmup
+        span = max(self.iterations - 1 - self.lr_warmup, 1)
+        progress = min((step - self.lr_warmup) / span, 1.0)
+        floor = lr * self.lr_final
+        return floor + (lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def with_(self, **changes: Any) -> AttackSettings:
         """A copy with some fields changed (validated again)."""

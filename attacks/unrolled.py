@@ -41,6 +41,7 @@ from attacks.label_counts_rlu import estimate_label_counts
 from attacks.label_refinement import refine_labels
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
+from attacks.rate_decoder import CapabilityError, PublicData, require_public
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import Observation, Reconstruction, Status
@@ -83,8 +84,8 @@ def dummy_labels(counts: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
-             deadline: float | None = None, other_rounds: Sequence[Observation] = ()
-             ) -> Reconstruction:
+             deadline: float | None = None, other_rounds: Sequence[Observation] = (),
+             public: PublicData | None = None) -> Reconstruction:
     """One restart of the unrolled attack, its labels from the inferred class histogram. With
     learned labels and `settings.label_phases` > 1 the steps are split into phases: after each,
     the labels are refined and the next phase starts from its dummies, with soft labels reset on
@@ -92,17 +93,35 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
 
     `other_rounds`: the same client's replies in other rounds, on the same samples from other
     global weights (a fixed partition); the dummies then match every round's update at once
-    (the mean of the rounds' matching losses): R rounds give R times the equations."""
+    (the mean of the rounds' matching losses): R rounds give R times the equations.
+    `public`: the public images the threat model grants, read only with `settings.public_init`
+    (the dummies start from their classes' public means, `public_start`).
+
+    Raises:
+        CapabilityError: `settings.public_init` without labelled public images."""
     counts = estimate_label_counts(observation, settings.label_counts, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
     if _uses_copies(observation, settings):
         phases = 1  # a phase's start would be the E copies, its labels the merged N
-    labels, start, history = dummy_labels(counts, seed), None, []
     started = time.monotonic()
+    labels, history = dummy_labels(counts, seed), []
+    start = (public_start(observation, settings, labels, public, seed=seed)
+             if settings.public_init else None)
+    iterations = settings.iterations
+    if settings.warm_steps > 0 and warm_applies(observation, settings):
+        warm, start, _ = _match(first_epoch(observation), settings.with_(
+            iterations=settings.warm_steps, warm_steps=0), labels, seed=seed, start=start,
+            deadline=deadline, other_rounds=[first_epoch(o) for o in other_rounds])
+        history, labels, iterations = warm.loss_history, warm.labels, iterations - settings.warm_steps
+        if warm.status != Status.OK:
+            warm.seconds = time.monotonic() - started
+            return warm
+    phases = min(phases, iterations)
     for phase in range(phases):
-        steps = settings.iterations // phases + (settings.iterations % phases if phase == 0 else 0)
+        steps = iterations // phases + (iterations % phases if phase == 0 else 0)
         reconstruction, start, positions = _match(
-            observation, settings.with_(iterations=steps), labels, seed=seed, start=start,
+            observation, settings.with_(iterations=steps, warm_steps=0), labels, seed=seed,
+            start=start,
             deadline=deadline, other_rounds=other_rounds)
         reconstruction = refine_reconstruction(observation, reconstruction, settings,
                                                deadline=deadline, positions=positions,
@@ -114,6 +133,47 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     reconstruction.loss_history = history
     reconstruction.seconds = time.monotonic() - started
     return reconstruction
+
+
+def warm_applies(observation: Observation, settings: AttackSettings) -> bool:
+    """Whether `settings.warm_steps` changes anything: FedAvg replies of several epochs (one
+    epoch is then a cheaper replay), without per-epoch copies."""
+    training = observation.training
+    return (training is not None and training.update_mode == "fedavg" and training.epochs > 1
+            and not _uses_copies(observation, settings))
+
+
+def first_epoch(observation: Observation) -> Observation:
+    """The observation with its local training cut to the first epoch, the update unchanged:
+    under the cosine distance (scale-free) a one-epoch replay matches the update's direction,
+    which the E epochs' update nearly keeps while the weights move little."""
+    assert observation.training is not None
+    return replace(observation, training=replace(observation.training, epochs=1))
+
+
+def public_start(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
+                 public: PublicData | None, *, seed: int) -> torch.Tensor:
+    """Dummies started from the mean public image of each one's label, at the dummies'
+    resolution (the native size when the data format is granted), plus the "gray" init's
+    seeded noise: dummies of one class would otherwise get identical gradients forever.
+
+    Raises:
+        CapabilityError: no public images granted, or none labelled, or of another shape."""
+    if public is None or public.labels is None:
+        raise CapabilityError("public_init needs labelled public images (capability "
+                              "public-data); the threat model grants none")
+    public = require_public(public, observation.model_spec)
+    side = (observation.native_size if input_format(observation) is not None
+            else observation.model_spec.image_size)
+    images = resize(public.images.float(), side)
+    classes = observation.model_spec.num_classes
+    means = torch.stack([images[public.labels == c].mean(0) if bool((public.labels == c).any())
+                         else images.mean(0) for c in range(classes)])
+    noise = init_dummy((len(labels), *means.shape[1:]), settings.with_(init="gray"),
+                       torch.Generator().manual_seed(seed)).detach() - 0.5
+    start = means[labels] + noise
+    project_(start, settings)
+    return start
 
 
 def refine_reconstruction(observation: Observation, reconstruction: Reconstruction,

@@ -97,6 +97,24 @@ def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
     return epochs, batch
 
 
+def client_reply(model: str, images: int, steps: int, optimizer: str, client: int, *,
+                 data: Any, design: str = "mini-batch"
+                 ) -> tuple[torch.Tensor, ModelSpec, RunConfig, Reply, torch.nn.Module]:
+    """Client `client` of a grid cell: its N train-split ids (drawn with a generator seeded by
+    the cell and the client, so every script sees the same clients), the model spec, the run
+    config the server sent, the client's round-1 reply (a fresh DLG-initialised model trained
+    with the real client code) and the trained model."""
+    spec = ModelSpec(model, in_channels=int(data.train_x.shape[1]), num_classes=data.num_classes)
+    lr = LEARNING_RATES[optimizer]
+    epochs, batch = epochs_and_batch(images, steps, design)
+    ids, sent, trained = client_update(spec, data, client, images=images, steps=steps,
+                                       optimizer=optimizer, epochs=epochs, batch=batch, lr=lr)
+    config = RunConfig(update_mode="fedavg", optimizer=optimizer, learning_rate=lr,
+                       momentum=0.0, local_epochs=epochs, batch_size=batch)
+    reply = Reply(1, client, sent, trained.state_dict(), num_examples=images, local_steps=steps)
+    return ids, spec, config, reply, trained
+
+
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
              oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
@@ -111,19 +129,14 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     2..`rounds` (same samples, a fresh shuffle each round; the global weights of round r + 1 are
     the client's round-r result, as a federation of this one client would send them); every row
     scores the round-1 reconstruction of the same samples."""
-    spec = ModelSpec(model, in_channels=int(data.train_x.shape[1]), num_classes=data.num_classes)
     methods = list(methods)
     lr = LEARNING_RATES[optimizer]
     epochs, batch = epochs_and_batch(images, steps, design)
     rows = []
     for client in clients:
         client_rows = []
-        ids, sent, trained = client_update(spec, data, client, images=images, steps=steps,
-                                           optimizer=optimizer, epochs=epochs, batch=batch)
-        config = RunConfig(update_mode="fedavg", optimizer=optimizer, learning_rate=lr,
-                           momentum=0.0, local_epochs=epochs, batch_size=batch)
-        reply = Reply(1, client, sent, trained.state_dict(), num_examples=images,
-                      local_steps=steps)
+        ids, spec, config, reply, trained = client_reply(model, images, steps, optimizer, client,
+                                                         data=data, design=design)
         later = (later_rounds(trained, data.train_x[ids], data.train_y[ids], client, rounds,
                               epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, steps=steps)
                  if "unrolled-rounds" in methods else [])
