@@ -96,6 +96,15 @@ def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
     return epochs, batch
 
 
+def client_ids(model: str, images: int, steps: int, optimizer: str, client: int,
+               train_size: int) -> torch.Tensor:
+    """Client `client`'s N train-split indices in a cell: a draw seeded by the cell and the
+    client, so the nulls (`experiments.grid_nulls`) can score the very same images later."""
+    generator = torch.Generator().manual_seed(zlib.crc32(
+        f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
+    return torch.randperm(train_size, generator=generator)[:images]
+
+
 def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: Iterable[int],
              settings: dict[str, AttackSettings], auditor: Auditor, data: Any,
              oracle_counts: bool = False, methods: Iterable[str] = tuple(METHODS),
@@ -117,9 +126,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     rows = []
     for client in clients:
         client_rows = []
-        generator = torch.Generator().manual_seed(zlib.crc32(
-            f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
-        ids = torch.randperm(len(data.train_x), generator=generator)[:images]
+        ids = client_ids(model, images, steps, optimizer, client, len(data.train_x))
         net = build_model(spec, seed=client, dlg_init=True)
         sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
         trained = copy.deepcopy(net)
