@@ -97,6 +97,15 @@ def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
     return epochs, batch
 
 
+def client_ids(model: str, images: int, steps: int, optimizer: str, client: int,
+               train_size: int) -> torch.Tensor:
+    """Client `client`'s N train-split indices in a cell: a draw seeded by the cell and the
+    client, so the nulls (`experiments.grid_nulls`) can score the very same images later."""
+    generator = torch.Generator().manual_seed(zlib.crc32(
+        f"{model}/{images}/{steps}/{optimizer}/{client}".encode()))
+    return torch.randperm(train_size, generator=generator)[:images]
+
+
 def client_reply(model: str, images: int, steps: int, optimizer: str, client: int, *,
                  data: Any, design: str = "mini-batch"
                  ) -> tuple[torch.Tensor, ModelSpec, RunConfig, Reply, torch.nn.Module]:
@@ -194,9 +203,7 @@ def client_update(spec: ModelSpec, data: Any, client: int, *, images: int, steps
     """One grid client's round: (its sample ids in the train split, the weights sent, the
     model it returns). N random train images (seeded by the cell and client), a fresh
     DLG-initialised model, trained with the real client code (lr: the optimizer's default)."""
-    generator = torch.Generator().manual_seed(zlib.crc32(
-        f"{spec.name}/{images}/{steps}/{optimizer}/{client}".encode()))
-    ids = torch.randperm(len(data.train_x), generator=generator)[:images]
+    ids = client_ids(spec.name, images, steps, optimizer, client, len(data.train_x))
     net = build_model(spec, seed=client, dlg_init=True)
     sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
     trained = copy.deepcopy(net)
