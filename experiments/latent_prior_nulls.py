@@ -9,7 +9,9 @@ judge fit on the test split), as the attack's rows are:
 - decoded-public: decoder(encoder(x)) of N random public (test-split) images;
 - decoded-public, client's classes: the same, drawn with the client's true class histogram (a
   null stronger than the attack's own start, which uses the estimated histogram);
-- decoded-random-codes: decoder(z), z drawn from a diagonal Gaussian fit to the public codes.
+- decoded-random-codes: decoder(z), z drawn from a diagonal Gaussian fit to the public codes;
+- with `--ceiling`, a diagnostic that is no null and no attack (it reads the client's images):
+  decoder(encoder(the client's own images)), the best the decoder's range holds.
 
 Example:
     python -m experiments.latent_prior_nulls --dataset mnist:/work/shared/data/mnist \\
@@ -34,13 +36,18 @@ from fedsnn.core.models import ModelSpec
 NULLS = ("decoded-public", "decoded-public, client's classes", "decoded-random-codes")
 
 
-def null_images(name: str, data, autoencoder, labels: torch.Tensor, generator: torch.Generator
+CEILING = "ceiling: the client's own images through the autoencoder (diagnostic)"
+
+
+def null_images(name: str, data, autoencoder, truth: Truth, generator: torch.Generator
                 ) -> torch.Tensor:
-    """One draw of a null: N decoder outputs, N = len(labels) (the client's labels are read by
-    the class-matched null only)."""
-    public = data.test_x.float()
+    """One draw of a null: N decoder outputs, N = the client's images (its labels are read by the
+    class-matched null only, its images by the ceiling only)."""
+    public, labels = data.test_x.float(), truth.labels
     n = len(labels)
     with torch.no_grad():
+        if name == CEILING:
+            return autoencoder.decode(autoencoder.encode(truth.images.float()))
         if name == "decoded-public":
             ids = torch.randperm(len(public), generator=generator)[:n]
         elif name == "decoded-public, client's classes":
@@ -65,7 +72,10 @@ def main() -> None:
     parser.add_argument("--first-client", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also the diagnostic ceiling (module doc)")
     args = parser.parse_args()
+    names = (*NULLS, CEILING) if args.ceiling else NULLS
     torch.set_num_threads(1)
     data = load_dataset(args.dataset, 28)
     judge = load_judge(data, split="test")
@@ -79,28 +89,28 @@ def main() -> None:
     spec = ModelSpec(args.model, in_channels=int(data.train_x.shape[1]),
                      num_classes=data.num_classes)
     epochs, batch = epochs_and_batch(args.images, args.steps, "full-batch")
-    hits: dict[str, list[int]] = {name: [] for name in NULLS}
-    psnr: dict[str, list[float]] = {name: [] for name in NULLS}
-    asr: dict[str, list[int]] = {name: [] for name in NULLS}
+    hits: dict[str, list[int]] = {name: [] for name in names}
+    psnr: dict[str, list[float]] = {name: [] for name in names}
+    asr: dict[str, list[int]] = {name: [] for name in names}
     clients = list(range(args.first_client, args.clients))
     for client in clients:
         ids, _, _ = client_update(spec, data, client, images=args.images, steps=args.steps,
                                   optimizer=args.optimizer, epochs=epochs, batch=batch,
                                   lr=LEARNING_RATES[args.optimizer])
         truth = Truth(data.train_x[ids], data.train_y[ids], ids, data.train_x, predict)
-        for name in NULLS:
+        for name in names:
             generator = torch.Generator().manual_seed(client)
-            scored = [score_candidates(null_images(name, data, autoencoder, truth.labels,
-                                                   generator), None, truth)
-                      for _ in range(args.draws)]
+            scored = [score_candidates(null_images(name, data, autoencoder, truth, generator),
+                                       None, truth)
+                      for _ in range(args.draws if name != CEILING else 1)]
             hits[name].append(sum(int(s.hits["identified"].sum()) for s in scored))
             asr[name].append(sum(int(s.hits["asr"].sum()) for s in scored))
             psnr[name] += [float(v) for s in scored for v in s.values["psnr"]]
-        print(f"client {client}: " + ", ".join(f"{n} {hits[n][-1]}" for n in NULLS), flush=True)
+        print(f"client {client}: " + ", ".join(f"{n} {hits[n][-1]}" for n in names), flush=True)
     print("| null | clients | identified (clustered 95 %) | judge ASR | PSNR |")
     print("|---|---|---|---|---|")
-    for name in NULLS:
-        trials = [args.images * args.draws] * len(clients)
+    for name in names:
+        trials = [args.images * (args.draws if name != CEILING else 1)] * len(clients)
         stat = clustered_rate_stat(hits[name], trials)
         print(f"| {name} | {clients[0]}–{clients[-1]} | {100 * stat['value']:.1f} % "
               f"[{100 * stat['low']:.1f}, {100 * stat['high']:.1f}] "
