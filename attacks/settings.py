@@ -22,6 +22,8 @@ RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
 LABEL_COUNTS = ("dimitrov", "rlu", "uniform")
 LR_SCHEDULES = ("constant", "cosine")
+# the unrolled attack's dummies: free pixels, or a public-trained decoder's outputs
+PUBLIC_PRIORS = ("none", "decoder")
 
 # Learning rates used when `lr` is None, by (optimizer, optimizes a generator): L-BFGS lr 1 as in
 # DLG/iDLG; Adam 0.1 on dummy inputs; GRNN's generator RMSprop(lr 1e-4, momentum 0.99) as in its code.
@@ -116,6 +118,12 @@ class AttackSettings:
         public_init: the unrolled attack starts each dummy from the mean of the public images
             of its estimated class at the dummies' resolution (plus the "gray" init's noise, so
             same-class dummies differ); needs labelled public images (capability public-data).
+        public_prior: the unrolled attack's dummies: free pixels ("none") or the outputs of a
+            decoder trained on the public images, the search in its latent space ("decoder",
+            attacks/latent_prior.py; needs public images, capability public-data; not with
+            `public_init` or per-epoch copies).
+        prior_pixel_steps: with `public_prior`, the last this many of `iterations` free the
+            pixels, starting from the decoder's best images ("latent then pixels"); 0: none.
         warm_steps: the first this many of the unrolled attack's `iterations` match the update
             with a replay of the client's first local epoch only (cheaper by the epochs; needs
             the "cosine" distance, which ignores the update's scale); 0: every step replays
@@ -167,6 +175,8 @@ class AttackSettings:
     plateau_tol: float = 0.01
     public_init: bool = False
     warm_steps: int = 0
+    public_prior: str = "none"
+    prior_pixel_steps: int = 0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -179,7 +189,8 @@ class AttackSettings:
                                       ("rate_mode", self.rate_mode, RATE_MODES),
                                       ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS),
                                       ("label_counts", self.label_counts, LABEL_COUNTS),
-                                      ("lr_schedule", self.lr_schedule, LR_SCHEDULES)):
+                                      ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+                                      ("public_prior", self.public_prior, PUBLIC_PRIORS)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
@@ -204,6 +215,13 @@ class AttackSettings:
         if self.warm_steps and self.distance != "cosine":
             raise AttackSettingsError("Expected `warm_steps` 0 with distance "
                                       f"{self.distance!r} (a one-epoch replay needs 'cosine')")
+        if self.public_prior != "none" and (self.public_init or self.epoch_prior > 0):
+            raise AttackSettingsError("Expected `public_prior` 'none' with `public_init` or "
+                                      "per-epoch copies (`epoch_prior` > 0)")
+        if not 0 <= self.prior_pixel_steps < self.iterations or (
+                self.prior_pixel_steps and self.public_prior == "none"):
+            raise AttackSettingsError("Expected 0 <= `prior_pixel_steps` < `iterations`, and 0 "
+                                      f"without `public_prior`; got {self.prior_pixel_steps}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:

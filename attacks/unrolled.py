@@ -22,6 +22,10 @@ When the threat model grants the dataset's format (`Observation.native_size`, ca
 data-format) and the images were upsampled from a smaller native size, the dummies live at that
 size and go through the dataset's own resize (`fedsnn.core.image_format.resize`) before the replay:
 far fewer unknowns (digits: 64 per image instead of 784) for the same equations.
+
+When the threat model grants public images and `settings.public_prior` is "decoder", the
+optimized variables are latents z and the dummies decoder(z), a decoder trained on the public
+images (`attacks/latent_prior.py`): a learned prior, under that stronger threat model only.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from attacks import epoch_copies
 from attacks.label_counts import labels_from_counts
 from attacks.label_counts_rlu import estimate_label_counts
 from attacks.label_refinement import refine_labels
+from attacks.latent_prior import latent_start, public_autoencoder
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
 from attacks.rate_decoder import CapabilityError, PublicData, require_public
@@ -95,10 +100,13 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     global weights (a fixed partition); the dummies then match every round's update at once
     (the mean of the rounds' matching losses): R rounds give R times the equations.
     `public`: the public images the threat model grants, read only with `settings.public_init`
-    (the dummies start from their classes' public means, `public_start`).
+    (the dummies start from their classes' public means, `public_start`) or
+    `settings.public_prior` (the dummies are a public-trained decoder's outputs, started from
+    the codes of public images of their classes, `attacks.latent_prior`).
 
     Raises:
-        CapabilityError: `settings.public_init` without labelled public images."""
+        CapabilityError: `settings.public_init` without labelled public images, or
+            `settings.public_prior` without public images."""
     counts = estimate_label_counts(observation, settings.label_counts, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
     if _uses_copies(observation, settings):
@@ -107,11 +115,19 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     labels, history = dummy_labels(counts, seed), []
     start = (public_start(observation, settings, labels, public, seed=seed)
              if settings.public_init else None)
-    iterations = settings.iterations
+    decode = None
+    if settings.public_prior == "decoder":
+        side = dummy_side(observation)
+        autoencoder = public_autoencoder(public, observation.model_spec.in_channels, side)
+        assert public is not None
+        decode = autoencoder.decode
+        start = latent_start(autoencoder, public, labels, side=side, seed=seed)
+    iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):
         warm, start, _ = _match(first_epoch(observation), settings.with_(
-            iterations=settings.warm_steps, warm_steps=0), labels, seed=seed, start=start,
-            deadline=deadline, other_rounds=[first_epoch(o) for o in other_rounds])
+            iterations=settings.warm_steps, warm_steps=0, prior_pixel_steps=0), labels, seed=seed,
+            start=start,
+            decode=decode, deadline=deadline, other_rounds=[first_epoch(o) for o in other_rounds])
         history, labels, iterations = warm.loss_history, warm.labels, iterations - settings.warm_steps
         if warm.status != Status.OK:
             warm.seconds = time.monotonic() - started
@@ -120,8 +136,9 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     for phase in range(phases):
         steps = iterations // phases + (iterations % phases if phase == 0 else 0)
         reconstruction, start, positions = _match(
-            observation, settings.with_(iterations=steps, warm_steps=0), labels, seed=seed,
-            start=start,
+            observation, settings.with_(iterations=steps, warm_steps=0, prior_pixel_steps=0),
+            labels, seed=seed,
+            start=start, decode=decode,
             deadline=deadline, other_rounds=other_rounds)
         reconstruction = refine_reconstruction(observation, reconstruction, settings,
                                                deadline=deadline, positions=positions,
@@ -130,6 +147,17 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         labels = reconstruction.labels
         if reconstruction.status != Status.OK:
             break
+    if decode is not None and settings.prior_pixel_steps and reconstruction.status == Status.OK:
+        with torch.no_grad():  # "latent then pixels": free pixels from the decoder's best images
+            start = decode(start)
+        reconstruction, _, positions = _match(
+            observation, settings.with_(iterations=settings.prior_pixel_steps, warm_steps=0,
+                                    prior_pixel_steps=0),
+            labels, seed=seed, start=start, deadline=deadline, other_rounds=other_rounds)
+        reconstruction = refine_reconstruction(observation, reconstruction, settings,
+                                               deadline=deadline, positions=positions,
+                                               other_rounds=other_rounds)
+        history += reconstruction.loss_history
     reconstruction.loss_history = history
     reconstruction.seconds = time.monotonic() - started
     return reconstruction
@@ -151,6 +179,13 @@ def first_epoch(observation: Observation) -> Observation:
     return replace(observation, training=replace(observation.training, epochs=1))
 
 
+def dummy_side(observation: Observation) -> int:
+    """The dummies' side: the native size when the data format is granted and smaller, else the
+    model's input size."""
+    return (observation.native_size if input_format(observation) is not None  # type: ignore[return-value]
+            else observation.model_spec.image_size)
+
+
 def public_start(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
                  public: PublicData | None, *, seed: int) -> torch.Tensor:
     """Dummies started from the mean public image of each one's label, at the dummies'
@@ -163,9 +198,7 @@ def public_start(observation: Observation, settings: AttackSettings, labels: tor
         raise CapabilityError("public_init needs labelled public images (capability "
                               "public-data); the threat model grants none")
     public = require_public(public, observation.model_spec)
-    side = (observation.native_size if input_format(observation) is not None
-            else observation.model_spec.image_size)
-    images = resize(public.images.float(), side)
+    images = resize(public.images.float(), dummy_side(observation))
     classes = observation.model_spec.num_classes
     means = torch.stack([images[public.labels == c].mean(0) if bool((public.labels == c).any())
                          else images.mean(0) for c in range(classes)])
@@ -268,12 +301,14 @@ def _uses_copies(observation: Observation, settings: AttackSettings) -> bool:
 
 def _match(observation: Observation, settings: AttackSettings, labels: torch.Tensor, *,
            seed: int, start: torch.Tensor | None = None, deadline: float | None = None,
-           other_rounds: Sequence[Observation] = ()
+           other_rounds: Sequence[Observation] = (),
+           decode: Callable[[torch.Tensor], torch.Tensor] | None = None
            ) -> tuple[Reconstruction, torch.Tensor, torch.Tensor | None]:
     """`match_update` from one label per dummy and, optionally, dummies to start from (at the
     dummies' own resolution); also returns the best dummies at that resolution and, with
     per-epoch copies, the layout of the merged samples in the copies' replay (else None).
-    `other_rounds` as in `unrolled`."""
+    `other_rounds` as in `unrolled`. With `decode` the optimized variables are latents (`start`
+    is required) and the dummies `decode(latents)`; the returned "best dummies" are latents."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
@@ -298,10 +333,12 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
     shape = (copies * n, spec.in_channels, side, side)
     dummy = (init_dummy(shape, settings, torch.Generator().manual_seed(seed)) if start is None
              else start.detach().clone().requires_grad_(True))
+    pixels = (lambda v: v) if decode is None else decode  # the optimized variables -> dummies
     perm = torch.arange(n).repeat(copies, 1)
     steps = [0]
 
-    def matching(inputs: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
+    def matching(variables: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
+        inputs = pixels(variables)
         images = inputs if expand is None else expand(inputs)
         # cross-entropy takes class probabilities as targets: the soft labels' replay
         targets = label_logits.softmax(-1) if settings.learn_labels else labels
@@ -329,10 +366,12 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         return matching(dummy, logits), (dummy.detach().clone(), logits.detach().clone())
 
     variables = [dummy, logits] if settings.learn_labels else [dummy]
-    outcome = optimize(variables, objective, settings, project=lambda: project_(dummy, settings),
+    outcome = optimize(variables, objective, settings, project=(
+        (lambda: project_(dummy, settings)) if decode is None else (lambda: None)),
                        deadline=deadline)
     best, best_logits = outcome.best
-    project_(best, settings)
+    if decode is None:
+        project_(best, settings)
     positions = None
     if copies > 1:  # the reconstruction: the matched copies' mean, its soft labels their mean
         perm = _matched(best, best_logits, copies)
@@ -342,10 +381,13 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         positions = epoch_copies.layout(perm)
     with torch.enable_grad():
         if positions is None:
-            final = float(matching(finalize(best, settings), best_logits).detach())
+            final = float(matching(best.detach() if decode is not None
+                                   else finalize(best, settings), best_logits).detach())
         else:  # the merged samples in the copies' replay, the TV prior on them
             final = merged_loss(finalize(best, settings), best_logits, positions)
-    inputs = finalize(best if expand is None else expand(best), settings)
+    with torch.no_grad():
+        images = pixels(best)
+    inputs = finalize(images if expand is None else expand(images), settings)
     if settings.learn_labels:
         labels = best_logits.argmax(-1)
     return Reconstruction(target_id=observation.target_id, attack="unrolled", inputs=inputs,

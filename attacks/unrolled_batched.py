@@ -50,8 +50,8 @@ from attacks.runner import best_of_restarts, invert_one
 from attacks.settings import AttackSettings
 from attacks.spiking import as_model_input, finalize, init_dummy, project_
 from attacks.types import LocalTraining, Observation, Reconstruction
-from attacks.unrolled import (LABEL_LOGIT, dummy_labels, input_format, refine_reconstruction,
-                              unrolled)
+from attacks.unrolled import (LABEL_LOGIT, dummy_labels, dummy_side, input_format,
+                              refine_reconstruction, unrolled)
 from fedsnn.core.image_format import resize
 from fedsnn.core.models import build_model
 
@@ -71,22 +71,14 @@ def supports(settings: AttackSettings) -> bool:
     """Whether this engine runs the settings: the unrolled attack with Adam, or L-BFGS with fixed
     steps (no line search, no projection between steps), as the batched DLG engine; without
     per-epoch copies (`epoch_prior` > 0 runs one reply at a time, attacks/unrolled.py), a
-    learning-rate schedule, a plateau stop, a public-data start or warm steps (one at a
+    learning-rate schedule, a plateau stop, a public-data start or prior or warm steps (one at a
     time too)."""
     return settings.attack == "unrolled" and settings.epoch_prior == 0 and (
         settings.lr_schedule == "constant" and settings.plateau_window == 0
-        and not settings.public_init and settings.warm_steps == 0) and (
+        and not settings.public_init and settings.public_prior == "none"
+        and settings.warm_steps == 0) and (
         settings.optimizer == "adam"
         or not (settings.line_search or settings.lbfgs_projection))
-
-
-def dummy_side(observation: Observation) -> int:
-    """The side of the dummies, as `attacks.unrolled.match_update` makes them: the dataset's
-    native size when the data format is granted and smaller, else the model's input size."""
-    if input_format(observation) is None:
-        return observation.model_spec.image_size
-    assert observation.native_size is not None
-    return observation.native_size
 
 
 def group_key(observation: Observation) -> tuple[object, ...] | None:

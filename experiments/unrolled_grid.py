@@ -27,6 +27,7 @@ import copy
 import json
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,7 +36,8 @@ import torch
 
 from attacks import AttackSettings, ThreatModel, invert
 from attacks.settings import LABEL_COUNTS, unrolled_preset
-from attacks.threat_model import DATA_FORMAT
+from attacks.rate_decoder import PublicData
+from attacks.threat_model import DATA_FORMAT, PUBLIC_DATA
 from attacks.types import Observation, Reconstruction
 from attacks.unrolled import match_update, unrolled
 from fedsnn.core.config import RunConfig
@@ -59,15 +61,16 @@ SMALLEST_BATCH = 8  # the mini-batch design's smallest local batch
 METHODS = {"approximation": "approximation", "unrolled": "unrolled",
            "unrolled-withheld": "unrolled, data-format withheld",
            "unrolled-copies": "unrolled, per-epoch copies",
-           "unrolled-rounds": "unrolled, rounds jointly"}
+           "unrolled-rounds": "unrolled, rounds jointly",
+           "unrolled-public-prior": "unrolled, public decoder prior (public-data granted)"}
 # the rows a run makes unless --methods says otherwise (per-epoch copies: opt in)
 DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
 
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
-                    restarts: int = 1, label_counts: str = "dimitrov"
-                    ) -> dict[str, AttackSettings]:
+                    restarts: int = 1, label_counts: str = "dimitrov",
+                    prior_pixel_steps: int = 0) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
@@ -78,6 +81,8 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
+            "unrolled-public-prior": unrolled.with_(public_prior="decoder",
+                                                    prior_pixel_steps=prior_pixel_steps),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
@@ -137,7 +142,9 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     "unrolled-rounds" attacks round 1's reply jointly with the same client's replies of rounds
     2..`rounds` (same samples, a fresh shuffle each round; the global weights of round r + 1 are
     the client's round-r result, as a federation of this one client would send them); every row
-    scores the round-1 reconstruction of the same samples."""
+    scores the round-1 reconstruction of the same samples. "unrolled-public-prior" grants the
+    attack the test split as public images (capability public-data, a stronger threat model):
+    the dummies are a decoder's outputs, the decoder trained on them (attacks/latent_prior.py)."""
     methods = list(methods)
     lr = LEARNING_RATES[optimizer]
     epochs, batch = epochs_and_batch(images, steps, design)
@@ -154,8 +161,11 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         true_counts = histogram(data.train_y[ids], spec.num_classes)
         for key in [m for m in METHODS if m in methods]:
             attack = settings[key]
-            threat = ThreatModel().withhold(DATA_FORMAT) if key == "unrolled-withheld" \
-                else ThreatModel()
+            threat = (ThreatModel().withhold(DATA_FORMAT) if key == "unrolled-withheld"
+                      else ThreatModel().grant(PUBLIC_DATA) if key == "unrolled-public-prior"
+                      else ThreatModel())
+            public = (PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
+                      if key == "unrolled-public-prior" else None)
             plan = AuditPlan(rounds=None, max_clients=1, max_batch=images, settings=attack,
                              workers=0, threat_model=threat)
             name = METHODS[key]
@@ -177,9 +187,10 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                 refused = [job for job in jobs if isinstance(job, str)]
                 if refused:
                     raise RuntimeError(f"a later round is not attacked: {refused[0]}")
-                run = jointly([job.observation for job in jobs]) if jobs else invert
+                run = jointly([job.observation for job in jobs]) if jobs else partial(
+                    invert, public=public)
                 row = audit_reply(reply, plan=plan, config=config, spec=spec, auditor=auditor,
-                                  native_size=data.native_size,
+                                  native_size=data.native_size, public=public,
                                   attack=lambda observations, s, _public: run(observations, s)
                                   ).row
             row.pop("_images", None)
@@ -344,6 +355,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(DEFAULT_METHODS),
                         help="rows per client: the approximation, the unrolled attack with the "
                              "dataset's native resolution (capability data-format), and without")
+    parser.add_argument("--prior-pixel-steps", type=int, default=0,
+                        help="method unrolled-public-prior: the last this many steps free the "
+                             "pixels from the decoder's images (AttackSettings)")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -367,7 +381,8 @@ def main() -> None:
     settings = attack_settings(args.iterations, args.budget_s, args.tv_weight,
                                learn_labels=not args.fixed_labels, label_phases=args.label_phases,
                                epoch_prior=args.epoch_prior, restarts=args.restarts,
-                               label_counts=args.label_counts)
+                               label_counts=args.label_counts,
+                               prior_pixel_steps=args.prior_pixel_steps)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:

@@ -1,0 +1,79 @@
+"""The unrolled attack's learned prior (attacks/latent_prior.py): dummies as the outputs of a
+decoder trained on public images, the search in its latent space; public-data only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attacks import AttackSettingsError, PublicData
+from attacks.latent_prior import latent_start, public_autoencoder
+from attacks.rate_decoder import CapabilityError
+from attacks.settings import unrolled_preset
+from attacks.types import Status
+from attacks.unrolled import unrolled
+from attacks.unrolled_batched import supports
+from tests.attacks.test_unrolled import _sgd_reply
+
+
+def _public(n: int = 24) -> PublicData:
+    generator = torch.Generator().manual_seed(3)
+    return PublicData(torch.rand((n, 1, 28, 28), generator=generator), "test",
+                      labels=torch.arange(n) % 10)
+
+
+def _reply():
+    x = torch.rand((2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    return _sgd_reply(x, torch.tensor([1, 7]), epochs=1)
+
+
+@pytest.mark.parametrize("changes", [dict(public_prior="gan"),
+                                     dict(public_prior="decoder", public_init=True),
+                                     dict(public_prior="decoder", epoch_prior=1.0),
+                                     dict(prior_pixel_steps=2),
+                                     dict(public_prior="decoder", prior_pixel_steps=5)])
+def test_invalid_public_prior_settings_name_the_field(changes: dict) -> None:
+    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps"):
+        unrolled_preset(iterations=5, **changes)
+
+
+def test_the_prior_needs_public_images_and_the_stacked_engine_declines_it() -> None:
+    settings = unrolled_preset(iterations=5, public_prior="decoder")
+    with pytest.raises(CapabilityError, match="public"):
+        unrolled(_reply(), settings, seed=0)
+    assert not supports(settings) and supports(unrolled_preset(iterations=5))
+
+
+def test_the_dummies_are_decoder_outputs_from_public_codes_of_their_classes() -> None:
+    observation, public = _reply(), _public()
+    # a vanishing learning rate: the dummies stay the decoded starting codes
+    settings = unrolled_preset(iterations=2, public_prior="decoder", lr=1e-12,
+                               learn_labels=False)
+    run = unrolled(observation, settings, seed=0, public=public)
+    autoencoder = public_autoencoder(public, 1, 28)
+    start = latent_start(autoencoder, public, run.labels, side=28, seed=0)  # fixed labels
+    with torch.no_grad():
+        decoded = autoencoder.decode(start)
+    assert run.status == Status.OK
+    assert torch.allclose(run.inputs, decoded, atol=1e-5)
+    assert bool((run.inputs > 0).all() and (run.inputs < 1).all())  # the sigmoid's range
+
+
+def test_the_latent_search_lowers_the_matching_loss() -> None:
+    settings = unrolled_preset(iterations=50, public_prior="decoder", learn_labels=False)
+    run = unrolled(_reply(), settings, seed=0, public=_public())
+    history = run.loss_history
+    assert run.status == Status.OK and len(history) == 50
+    assert min(history) < 0.5 * history[0]
+
+
+def test_latent_then_pixels_runs_every_step_and_leaves_the_decoders_range() -> None:
+    observation, public = _reply(), _public()
+    settings = unrolled_preset(iterations=30, public_prior="decoder", prior_pixel_steps=10,
+                               learn_labels=False)
+    run = unrolled(observation, settings, seed=0, public=public)
+    latent_only = unrolled(observation, settings.with_(prior_pixel_steps=0, iterations=20),
+                           seed=0, public=public)
+    assert run.status == Status.OK and len(run.loss_history) == 30
+    assert run.loss_history[:20] == latent_only.loss_history  # the same latent phase first
+    assert min(run.loss_history[20:]) <= min(latent_only.loss_history)
