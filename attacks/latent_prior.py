@@ -77,8 +77,7 @@ def public_autoencoder(public: PublicData | None, channels: int, side: int) -> A
                               f"channel(s)")
     key = f"{public.fingerprint}/{channels}/{side}"
     return _CACHE.get_or_train(key, lambda: train_autoencoder(
-        resize(public.images.float(), side) if public.images.shape[-1] != side
-        else public.images.float()))
+        resize(public.images.float(), side)))
 
 
 def latent_start(autoencoder: Autoencoder, public: PublicData, labels: torch.Tensor, *,
@@ -86,8 +85,7 @@ def latent_start(autoencoder: Autoencoder, public: PublicData, labels: torch.Ten
     """Each dummy's starting latent: the code of a random public image of its (estimated)
     class (of any class when the public images have no labels or none of that class), so
     dummies start distinct and inside the decoder's range."""
-    images = public.images.float()
-    images = resize(images, side) if images.shape[-1] != side else images
+    images = resize(public.images.float(), side)
     generator = torch.Generator().manual_seed(seed)
     picks = []
     for label in labels.tolist():
