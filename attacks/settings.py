@@ -124,6 +124,10 @@ class AttackSettings:
             `public_init` or per-epoch copies).
         prior_pixel_steps: with `public_prior`, the last this many of `iterations` free the
             pixels, starting from the decoder's best images ("latent then pixels"); 0: none.
+        prior_anchor_weight: with `prior_pixel_steps`, the pixel steps keep the codes as
+            variables too and add this weight times the mean squared distance between the
+            pixels and decoder(codes): the pixels stay near the decoder's range and the codes
+            follow them (a GIAS-style relaxation, Jeon et al. 2021); 0: free pixels.
         warm_steps: the first this many of the unrolled attack's `iterations` match the update
             with a replay of the client's first local epoch only (cheaper by the epochs; needs
             the "cosine" distance, which ignores the update's scale); 0: every step replays
@@ -177,6 +181,7 @@ class AttackSettings:
     warm_steps: int = 0
     public_prior: str = "none"
     prior_pixel_steps: int = 0
+    prior_anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -222,6 +227,9 @@ class AttackSettings:
                 self.prior_pixel_steps and self.public_prior == "none"):
             raise AttackSettingsError("Expected 0 <= `prior_pixel_steps` < `iterations`, and 0 "
                                       f"without `public_prior`; got {self.prior_pixel_steps}")
+        if self.prior_anchor_weight < 0 or (self.prior_anchor_weight and not self.prior_pixel_steps):
+            raise AttackSettingsError("Expected `prior_anchor_weight` >= 0, and 0 without "
+                                      f"`prior_pixel_steps`; got {self.prior_anchor_weight}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:

@@ -123,9 +123,11 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         decode = autoencoder.decode
         start = latent_start(autoencoder, public, labels, side=side, seed=seed)
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
+    # each _match below is one phase: the phases (warm, label, pixel) are run here
+    one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):
-        warm, start, _ = _match(first_epoch(observation), settings.with_(
-            iterations=settings.warm_steps, warm_steps=0, prior_pixel_steps=0), labels, seed=seed,
+        warm, start, _ = _match(first_epoch(observation), one_phase.with_(
+            iterations=settings.warm_steps), labels, seed=seed,
             start=start,
             decode=decode, deadline=deadline, other_rounds=[first_epoch(o) for o in other_rounds])
         history, labels, iterations = warm.loss_history, warm.labels, iterations - settings.warm_steps
@@ -136,7 +138,7 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     for phase in range(phases):
         steps = iterations // phases + (iterations % phases if phase == 0 else 0)
         reconstruction, start, positions = _match(
-            observation, settings.with_(iterations=steps, warm_steps=0, prior_pixel_steps=0),
+            observation, one_phase.with_(iterations=steps),
             labels, seed=seed,
             start=start, decode=decode,
             deadline=deadline, other_rounds=other_rounds)
@@ -148,12 +150,14 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         if reconstruction.status != Status.OK:
             break
     if decode is not None and settings.prior_pixel_steps and reconstruction.status == Status.OK:
+        codes = start
         with torch.no_grad():  # "latent then pixels": free pixels from the decoder's best images
-            start = decode(start)
+            start = decode(codes)
         reconstruction, _, positions = _match(
-            observation, settings.with_(iterations=settings.prior_pixel_steps, warm_steps=0,
-                                    prior_pixel_steps=0),
-            labels, seed=seed, start=start, deadline=deadline, other_rounds=other_rounds)
+            observation, one_phase.with_(iterations=settings.prior_pixel_steps),
+            labels, seed=seed, start=start, deadline=deadline, other_rounds=other_rounds,
+            anchor=(decode, codes, settings.prior_anchor_weight)
+            if settings.prior_anchor_weight > 0 else None)
         reconstruction = refine_reconstruction(observation, reconstruction, settings,
                                                deadline=deadline, positions=positions,
                                                other_rounds=other_rounds)
@@ -302,13 +306,16 @@ def _uses_copies(observation: Observation, settings: AttackSettings) -> bool:
 def _match(observation: Observation, settings: AttackSettings, labels: torch.Tensor, *,
            seed: int, start: torch.Tensor | None = None, deadline: float | None = None,
            other_rounds: Sequence[Observation] = (),
-           decode: Callable[[torch.Tensor], torch.Tensor] | None = None
+           decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           anchor: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, float] | None = None
            ) -> tuple[Reconstruction, torch.Tensor, torch.Tensor | None]:
     """`match_update` from one label per dummy and, optionally, dummies to start from (at the
     dummies' own resolution); also returns the best dummies at that resolution and, with
     per-epoch copies, the layout of the merged samples in the copies' replay (else None).
     `other_rounds` as in `unrolled`. With `decode` the optimized variables are latents (`start`
-    is required) and the dummies `decode(latents)`; the returned "best dummies" are latents."""
+    is required) and the dummies `decode(latents)`; the returned "best dummies" are latents.
+    `anchor` (decoder, codes, weight): the codes are optimized too and the objective adds
+    weight * mean((dummies - decoder(codes))^2) (`AttackSettings.prior_anchor_weight`)."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
@@ -337,7 +344,8 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
     perm = torch.arange(n).repeat(copies, 1)
     steps = [0]
 
-    def matching(variables: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
+    def matching(variables: torch.Tensor, label_logits: torch.Tensor,
+                 anchored: bool = True) -> torch.Tensor:
         inputs = pixels(variables)
         images = inputs if expand is None else expand(inputs)
         # cross-entropy takes class probabilities as targets: the soft labels' replay
@@ -345,6 +353,9 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         loss = distance(as_model_input(images, settings), targets, True)
         if settings.tv_weight > 0:
             loss = loss + settings.tv_weight * total_variation(inputs)
+        if anchor is not None and anchored:  # the reported matching loss leaves it out
+            anchor_decode, _, weight = anchor
+            loss = loss + weight * (inputs - anchor_decode(codes)).pow(2).mean()
         if copies > 1:
             loss = loss + settings.epoch_prior * epoch_copies.invariance_prior(
                 inputs.view(copies, n, *inputs.shape[1:]), perm)
@@ -365,7 +376,9 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
         steps[0] += 1
         return matching(dummy, logits), (dummy.detach().clone(), logits.detach().clone())
 
-    variables = [dummy, logits] if settings.learn_labels else [dummy]
+    codes = None if anchor is None else anchor[1].detach().clone().requires_grad_(True)
+    variables = ([dummy, logits] if settings.learn_labels else [dummy]) + (
+        [] if codes is None else [codes])
     outcome = optimize(variables, objective, settings, project=(
         (lambda: project_(dummy, settings)) if decode is None else (lambda: None)),
                        deadline=deadline)
@@ -382,7 +395,8 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
     with torch.enable_grad():
         if positions is None:
             final = float(matching(best.detach() if decode is not None
-                                   else finalize(best, settings), best_logits).detach())
+                                   else finalize(best, settings), best_logits,
+                                   anchored=False).detach())
         else:  # the merged samples in the copies' replay, the TV prior on them
             final = merged_loss(finalize(best, settings), best_logits, positions)
     with torch.no_grad():

@@ -70,7 +70,8 @@ DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
                     restarts: int = 1, label_counts: str = "dimitrov",
-                    prior_pixel_steps: int = 0) -> dict[str, AttackSettings]:
+                    prior_pixel_steps: int = 0, prior_anchor_weight: float = 0.0
+                    ) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
@@ -82,7 +83,8 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
             "unrolled-public-prior": unrolled.with_(public_prior="decoder",
-                                                    prior_pixel_steps=prior_pixel_steps),
+                                                    prior_pixel_steps=prior_pixel_steps,
+                                                    prior_anchor_weight=prior_anchor_weight),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
@@ -358,6 +360,9 @@ def main() -> None:
     parser.add_argument("--prior-pixel-steps", type=int, default=0,
                         help="method unrolled-public-prior: the last this many steps free the "
                              "pixels from the decoder's images (AttackSettings)")
+    parser.add_argument("--prior-anchor-weight", type=float, default=0.0,
+                        help="method unrolled-public-prior: the pixel steps keep the codes and "
+                             "add this weight x |pixels - decoder(codes)|^2 (AttackSettings)")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -382,7 +387,8 @@ def main() -> None:
                                learn_labels=not args.fixed_labels, label_phases=args.label_phases,
                                epoch_prior=args.epoch_prior, restarts=args.restarts,
                                label_counts=args.label_counts,
-                               prior_pixel_steps=args.prior_pixel_steps)
+                               prior_pixel_steps=args.prior_pixel_steps,
+                               prior_anchor_weight=args.prior_anchor_weight)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:

@@ -31,9 +31,12 @@ def _reply():
                                      dict(public_prior="decoder", public_init=True),
                                      dict(public_prior="decoder", epoch_prior=1.0),
                                      dict(prior_pixel_steps=2),
-                                     dict(public_prior="decoder", prior_pixel_steps=5)])
+                                     dict(public_prior="decoder", prior_pixel_steps=5),
+                                     dict(public_prior="decoder", prior_anchor_weight=0.1),
+                                     dict(public_prior="decoder", prior_pixel_steps=2,
+                                          prior_anchor_weight=-1.0)])
 def test_invalid_public_prior_settings_name_the_field(changes: dict) -> None:
-    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps"):
+    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight"):
         unrolled_preset(iterations=5, **changes)
 
 
@@ -77,3 +80,21 @@ def test_latent_then_pixels_runs_every_step_and_leaves_the_decoders_range() -> N
     assert run.status == Status.OK and len(run.loss_history) == 30
     assert run.loss_history[:20] == latent_only.loss_history  # the same latent phase first
     assert min(run.loss_history[20:]) <= min(latent_only.loss_history)
+
+
+def test_an_anchored_pixel_phase_stays_near_the_decoders_images() -> None:
+    """With `prior_anchor_weight` the pixels are pulled towards decoder(codes): a strong anchor
+    ends far nearer the latent phase's images than free pixels, and the reported matching loss
+    leaves the anchor out (it is the replay's alone, as for free pixels)."""
+    observation, public = _reply(), _public()
+    free = unrolled_preset(iterations=30, public_prior="decoder", prior_pixel_steps=10,
+                           learn_labels=False)
+    latent_images = unrolled(observation, free.with_(prior_pixel_steps=0, iterations=20), seed=0,
+                             public=public).inputs
+    free_run = unrolled(observation, free, seed=0, public=public)
+    anchored = unrolled(observation, free.with_(prior_anchor_weight=1e4), seed=0, public=public)
+    assert anchored.status == Status.OK and len(anchored.loss_history) == 30
+    moved_free = (free_run.inputs - latent_images).abs().mean()
+    moved_anchored = (anchored.inputs - latent_images).abs().mean()
+    assert moved_anchored < 0.5 * moved_free
+    assert anchored.matching_loss < 1.0 < anchored.loss_history[-1]  # 1 - cosine vs + anchor
