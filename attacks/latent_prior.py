@@ -12,6 +12,8 @@ A decoder depends only on the public images and the resolution, so one serves ev
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,3 +97,28 @@ def latent_start(autoencoder: Autoencoder, public: PublicData, labels: torch.Ten
         picks.append(int(pool[torch.randint(len(pool), (1,), generator=generator)]))
     with torch.no_grad():
         return autoencoder.encode(images[torch.tensor(picks)])
+
+
+def swap_codes(codes: torch.Tensor, labels: torch.Tensor, autoencoder: Autoencoder,
+               public: PublicData, loss: Callable[[torch.Tensor], float], *, side: int,
+               tries: int, seed: int) -> torch.Tensor:
+    """A greedy search over the dummies' starting codes: for each dummy in turn, the codes of
+    `tries` random public images of its (estimated) class are tried in its place and the one
+    with the lowest joint matching `loss` is kept. A dummy's code cannot be judged alone (the
+    update mixes every sample); one at a time, the others fixed, it can. Never raises the loss."""
+    images = resize(public.images.float(), side)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        pool_codes = autoencoder.encode(images)
+    best_codes, best = codes.detach().clone(), loss(codes)
+    for i, label in enumerate(labels.tolist()):
+        pool = (torch.arange(len(images)) if public.labels is None
+                else (public.labels == label).nonzero().flatten())
+        pool = pool if len(pool) else torch.arange(len(images))
+        for j in pool[torch.randperm(len(pool), generator=generator)[:tries]].tolist():
+            trial = best_codes.clone()
+            trial[i] = pool_codes[j]
+            value = loss(trial)
+            if value < best:
+                best_codes, best = trial, value
+    return best_codes

@@ -128,6 +128,9 @@ class AttackSettings:
             variables too and add this weight times the mean squared distance between the
             pixels and decoder(codes): the pixels stay near the decoder's range and the codes
             follow them (a GIAS-style relaxation, Jeon et al. 2021); 0: free pixels.
+        prior_code_swaps: with `public_prior`, before the latent search each dummy's starting
+            code is swapped, one dummy at a time, for the best of this many codes of public
+            images of its class by the joint matching loss (`latent_prior.swap_codes`); 0: none.
         warm_steps: the first this many of the unrolled attack's `iterations` match the update
             with a replay of the client's first local epoch only (cheaper by the epochs; needs
             the "cosine" distance, which ignores the update's scale); 0: every step replays
@@ -182,6 +185,7 @@ class AttackSettings:
     public_prior: str = "none"
     prior_pixel_steps: int = 0
     prior_anchor_weight: float = 0.0
+    prior_code_swaps: int = 0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -230,6 +234,9 @@ class AttackSettings:
         if self.prior_anchor_weight < 0 or (self.prior_anchor_weight and not self.prior_pixel_steps):
             raise AttackSettingsError("Expected `prior_anchor_weight` >= 0, and 0 without "
                                       f"`prior_pixel_steps`; got {self.prior_anchor_weight}")
+        if self.prior_code_swaps < 0 or (self.prior_code_swaps and self.public_prior == "none"):
+            raise AttackSettingsError("Expected `prior_code_swaps` >= 0, and 0 without "
+                                      f"`public_prior`; got {self.prior_code_swaps}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:

@@ -43,7 +43,7 @@ from attacks import epoch_copies
 from attacks.label_counts import labels_from_counts
 from attacks.label_counts_rlu import estimate_label_counts
 from attacks.label_refinement import refine_labels
-from attacks.latent_prior import latent_start, public_autoencoder
+from attacks.latent_prior import latent_start, public_autoencoder, swap_codes
 from attacks.local_training import client_batches, simulate_update
 from attacks.matching import DISTANCES, optimize, total_variation
 from attacks.rate_decoder import CapabilityError, PublicData, require_public
@@ -122,6 +122,10 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         assert public is not None
         decode = autoencoder.decode
         start = latent_start(autoencoder, public, labels, side=side, seed=seed)
+        if settings.prior_code_swaps:
+            start = swap_codes(start, labels, autoencoder, public,
+                               replay_loss(observation, settings, labels, decode), side=side,
+                               tries=settings.prior_code_swaps, seed=seed)
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
     # each _match below is one phase: the phases (warm, label, pixel) are run here
     one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0)
@@ -165,6 +169,23 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     reconstruction.loss_history = history
     reconstruction.seconds = time.monotonic() - started
     return reconstruction
+
+
+def replay_loss(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
+                decode: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], float]:
+    """The matching loss of latent codes: the replay of decode(codes) with hard `labels`
+    against the observed update (no graph kept: for searches that only compare values)."""
+    distance = update_distance(observation, settings)
+    expand = input_format(observation)
+
+    def loss(codes: torch.Tensor) -> float:
+        with torch.no_grad():
+            images = decode(codes)
+        images = images if expand is None else expand(images)
+        with torch.enable_grad():
+            return float(distance(as_model_input(images, settings), labels, False).detach())
+
+    return loss
 
 
 def warm_applies(observation: Observation, settings: AttackSettings) -> bool:

@@ -62,7 +62,10 @@ METHODS = {"approximation": "approximation", "unrolled": "unrolled",
            "unrolled-withheld": "unrolled, data-format withheld",
            "unrolled-copies": "unrolled, per-epoch copies",
            "unrolled-rounds": "unrolled, rounds jointly",
-           "unrolled-public-prior": "unrolled, public decoder prior (public-data granted)"}
+           "unrolled-public-prior": "unrolled, public decoder prior (public-data granted)",
+           "learned-inverter": "learned inverter (public-data granted)"}
+# the methods whose threat model grants the public images (the test split, disjoint from victims)
+PUBLIC_METHODS = ("unrolled-public-prior", "learned-inverter")
 # the rows a run makes unless --methods says otherwise (per-epoch copies: opt in)
 DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
@@ -70,8 +73,8 @@ DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
                     restarts: int = 1, label_counts: str = "dimitrov",
-                    prior_pixel_steps: int = 0, prior_anchor_weight: float = 0.0
-                    ) -> dict[str, AttackSettings]:
+                    prior_pixel_steps: int = 0, prior_anchor_weight: float = 0.0,
+                    prior_code_swaps: int = 0) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
@@ -84,7 +87,9 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "unrolled-rounds": unrolled,
             "unrolled-public-prior": unrolled.with_(public_prior="decoder",
                                                     prior_pixel_steps=prior_pixel_steps,
-                                                    prior_anchor_weight=prior_anchor_weight),
+                                                    prior_anchor_weight=prior_anchor_weight,
+                                                    prior_code_swaps=prior_code_swaps),
+            "learned-inverter": AttackSettings(attack="learned-inverter", time_budget_s=budget),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
@@ -164,10 +169,10 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
         for key in [m for m in METHODS if m in methods]:
             attack = settings[key]
             threat = (ThreatModel().withhold(DATA_FORMAT) if key == "unrolled-withheld"
-                      else ThreatModel().grant(PUBLIC_DATA) if key == "unrolled-public-prior"
+                      else ThreatModel().grant(PUBLIC_DATA) if key in PUBLIC_METHODS
                       else ThreatModel())
             public = (PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
-                      if key == "unrolled-public-prior" else None)
+                      if key in PUBLIC_METHODS else None)
             plan = AuditPlan(rounds=None, max_clients=1, max_batch=images, settings=attack,
                              workers=0, threat_model=threat)
             name = METHODS[key]
@@ -363,6 +368,9 @@ def main() -> None:
     parser.add_argument("--prior-anchor-weight", type=float, default=0.0,
                         help="method unrolled-public-prior: the pixel steps keep the codes and "
                              "add this weight x |pixels - decoder(codes)|^2 (AttackSettings)")
+    parser.add_argument("--prior-code-swaps", type=int, default=0,
+                        help="method unrolled-public-prior: public codes tried per dummy before "
+                             "the latent search (AttackSettings)")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -388,7 +396,8 @@ def main() -> None:
                                epoch_prior=args.epoch_prior, restarts=args.restarts,
                                label_counts=args.label_counts,
                                prior_pixel_steps=args.prior_pixel_steps,
-                               prior_anchor_weight=args.prior_anchor_weight)
+                               prior_anchor_weight=args.prior_anchor_weight,
+                               prior_code_swaps=args.prior_code_swaps)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from attacks import AttackSettingsError, PublicData
-from attacks.latent_prior import latent_start, public_autoencoder
+from attacks.latent_prior import latent_start, public_autoencoder, swap_codes
 from attacks.rate_decoder import CapabilityError
 from attacks.settings import unrolled_preset
 from attacks.types import Status
-from attacks.unrolled import unrolled
+from attacks.unrolled import replay_loss, unrolled
 from attacks.unrolled_batched import supports
 from tests.attacks.test_unrolled import _sgd_reply
 
@@ -34,9 +34,10 @@ def _reply():
                                      dict(public_prior="decoder", prior_pixel_steps=5),
                                      dict(public_prior="decoder", prior_anchor_weight=0.1),
                                      dict(public_prior="decoder", prior_pixel_steps=2,
-                                          prior_anchor_weight=-1.0)])
+                                          prior_anchor_weight=-1.0),
+                                     dict(prior_code_swaps=4)])
 def test_invalid_public_prior_settings_name_the_field(changes: dict) -> None:
-    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight"):
+    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight|prior_code_swaps"):
         unrolled_preset(iterations=5, **changes)
 
 
@@ -98,3 +99,17 @@ def test_an_anchored_pixel_phase_stays_near_the_decoders_images() -> None:
     moved_anchored = (anchored.inputs - latent_images).abs().mean()
     assert moved_anchored < 0.5 * moved_free
     assert anchored.matching_loss < 1.0 < anchored.loss_history[-1]  # 1 - cosine vs + anchor
+
+
+def test_swapping_starting_codes_lowers_the_joint_matching_loss() -> None:
+    """The greedy code search keeps a swap only when the replay's loss drops, so it ends at or
+    below the start, here strictly below (24 public images: a few codes per class to try)."""
+    observation, public = _reply(), _public()
+    settings = unrolled_preset(iterations=5, public_prior="decoder", prior_code_swaps=3)
+    autoencoder = public_autoencoder(public, 1, 28)
+    labels = torch.tensor([1, 7])
+    start = latent_start(autoencoder, public, labels, side=28, seed=0)
+    loss = replay_loss(observation, settings, labels, autoencoder.decode)
+    swapped = swap_codes(start, labels, autoencoder, public, loss, side=28, tries=3, seed=0)
+    assert loss(swapped) < loss(start)
+    assert unrolled(observation, settings, seed=0, public=public).status == Status.OK
