@@ -100,15 +100,19 @@ class AuditPlan:
     def attacks_round(self, server_round: int) -> bool:
         return self.rounds is None or server_round in self.rounds
 
-    def choose(self, update_mode: str, num_examples: int, classes: int = 10
+    def choose(self, update_mode: str, num_examples: int, classes: int = 10, *,
+               optimizer: str | None = None, spiking: bool | None = None
                ) -> AttackSettings | str:
         """The strongest planned attack that applies to a reply and that the threat model
         grants, or one line saying why none does. With `auto` and public data granted, a FedSGD
         reply of at most `classes` samples gets the strongest mode (the rate decoder among its
-        candidates, attacks/strongest_mode.py), a FedAvg reply the learned inverter."""
+        candidates, attacks/strongest_mode.py), a FedAvg reply the learned inverter, except an
+        ANN's (`spiking` False) local SGD (`optimizer` "sgd"), which gets the unrolled attack
+        (None: not known, the learned inverter)."""
         candidates = [self.settings]
         if self.unrolled is not None:
-            candidates = auto_candidates(self, update_mode, num_examples, classes)
+            candidates = auto_candidates(self, update_mode, num_examples, classes,
+                                         inverter=not (spiking is False and optimizer == "sgd"))
         reasons = []
         for settings in candidates:
             reason = refusal(settings.attack, NEEDS[settings.attack], self.threat_model)
@@ -159,12 +163,16 @@ class AuditPlan:
                    canary=config.audit_canary)
 
 
-def auto_candidates(plan: AuditPlan, update_mode: str, num_examples: int, classes: int
-                    ) -> list[AttackSettings]:
+def auto_candidates(plan: AuditPlan, update_mode: str, num_examples: int, classes: int, *,
+                    inverter: bool = True) -> list[AttackSettings]:
     """`auto`'s attacks for one reply, strongest first; the plan keeps the first the threat
     model grants. The unrolled attack replays local training (FedAvg, FedSGD batches > 1); with
     public data, the strongest mode (rate decoder included) on FedSGD batches it can read, and
-    the learned inverter on FedAvg replies."""
+    the learned inverter on FedAvg replies when `inverter`. It reads the head's rows, which
+    Adam turns into near copies of single samples' features (28 % of lenet-snn's images at
+    8 x 5 Adam steps); an ANN's SGD reply is better read by the unrolled attack (MNIST, 32 x 4
+    SGD steps: the inverter 0 of 64, the unrolled attack 15 of 64; docs/results.md, "Three more
+    tries at the MNIST cell")."""
     assert plan.unrolled is not None
     candidates = [plan.settings]
     if not (update_mode == "gradient" and num_examples == 1):
@@ -172,7 +180,7 @@ def auto_candidates(plan: AuditPlan, update_mode: str, num_examples: int, classe
     if plan.threat_model.public_data:
         if update_mode == "gradient" and num_examples <= classes:
             candidates.insert(0, plan.settings.with_(attack="strongest"))
-        elif update_mode == "fedavg":
+        elif update_mode == "fedavg" and inverter:
             candidates.insert(0, plan.settings.with_(attack="learned-inverter"))
     return candidates
 

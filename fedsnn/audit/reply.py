@@ -51,7 +51,8 @@ def observe_reply(reply: Reply, *, plan: AuditPlan, config: RunConfig, spec: Mod
         return f"update computed on {batch} samples > audit-max-batch {plan.max_batch}"
     training = local_training(config, plan.threat_model, server_round=reply.server_round,
                               partition_id=reply.partition_id, num_examples=batch)
-    settings = plan.choose(config.update_mode, batch, classes=spec.num_classes)
+    settings = plan.choose(config.update_mode, batch, classes=spec.num_classes,
+                           optimizer=config.optimizer, spiking=spec.is_spiking)
     problem = misfit(training, batch, steps)
     if isinstance(settings, str) or problem is not None:
         return problem or str(settings)

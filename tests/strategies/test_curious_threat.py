@@ -56,6 +56,17 @@ def test_auto_runs_the_unrolled_attack_on_fedavg_replies_that_fit() -> None:
     assert observation.delta is not None
 
 
+@pytest.mark.parametrize(("optimizer", "attack"), [("sgd", "unrolled"), ("adam", "learned-inverter")])
+def test_auto_with_public_data_reads_an_ann_fedavg_reply_by_its_optimizer(optimizer: str,
+                                                                          attack: str) -> None:
+    """The server passes the reply's optimizer and model family to `choose`: lenet's SGD replies
+    get the unrolled attack, its Adam replies the learned inverter."""
+    config = RunConfig(local_epochs=2, batch_size=16, audit_max_clients=1, optimizer=optimizer,
+                       audit_public_data="test-split")
+    curious = _observe(config, [(32, 4)])
+    assert [job.settings.attack for job, _ in curious.queue.pending] == [attack]
+
+
 def test_withheld_epochs_refuse_the_unrolled_attack_with_a_reason() -> None:
     config = RunConfig(audit_attack="unrolled", audit_withhold="local-epochs")
     curious = _observe(config, [(32, 4)])
@@ -107,6 +118,11 @@ def test_auto_with_public_data_runs_the_attacks_that_read_it() -> None:
     assert granted.choose("gradient", 10).attack == "strongest"
     assert granted.choose("gradient", 11).attack == "unrolled"  # beyond what the decoder reads
     assert granted.choose("fedavg", 32).attack == "learned-inverter"
+    # the inverter reads Adam's near-copies in the head rows; an ANN's SGD reply gets the unrolled
+    # attack (MNIST 32 x 4 SGD: inverter 0 of 64, unrolled 15 of 64, docs/results.md)
+    assert granted.choose("fedavg", 32, optimizer="adam", spiking=False).attack == "learned-inverter"
+    assert granted.choose("fedavg", 32, optimizer="sgd", spiking=True).attack == "learned-inverter"
+    assert granted.choose("fedavg", 32, optimizer="sgd", spiking=False).attack == "unrolled"
     plain = AuditPlan.from_config(RunConfig())
     assert plain.choose("gradient", 1).attack == "idlg"
     assert plain.choose("fedavg", 32).attack == "unrolled"
