@@ -82,6 +82,16 @@ def public_autoencoder(public: PublicData | None, channels: int, side: int) -> A
         resize(public.images.float(), side)))
 
 
+def class_pool(public: PublicData, label: int) -> torch.Tensor:
+    """Indices of the public images of class `label` (all of them when the public images have
+    no labels or none of that class)."""
+    everything = torch.arange(len(public.images))
+    if public.labels is None:
+        return everything
+    pool = (public.labels == label).nonzero().flatten()
+    return pool if len(pool) else everything
+
+
 def latent_start(autoencoder: Autoencoder, public: PublicData, labels: torch.Tensor, *,
                  side: int, seed: int) -> torch.Tensor:
     """Each dummy's starting latent: the code of a random public image of its (estimated)
@@ -91,9 +101,7 @@ def latent_start(autoencoder: Autoencoder, public: PublicData, labels: torch.Ten
     generator = torch.Generator().manual_seed(seed)
     picks = []
     for label in labels.tolist():
-        pool = (torch.arange(len(images)) if public.labels is None
-                else (public.labels == label).nonzero().flatten())
-        pool = pool if len(pool) else torch.arange(len(images))
+        pool = class_pool(public, label)
         picks.append(int(pool[torch.randint(len(pool), (1,), generator=generator)]))
     with torch.no_grad():
         return autoencoder.encode(images[torch.tensor(picks)])
@@ -112,9 +120,7 @@ def swap_codes(codes: torch.Tensor, labels: torch.Tensor, autoencoder: Autoencod
         pool_codes = autoencoder.encode(images)
     best_codes, best = codes.detach().clone(), loss(codes)
     for i, label in enumerate(labels.tolist()):
-        pool = (torch.arange(len(images)) if public.labels is None
-                else (public.labels == label).nonzero().flatten())
-        pool = pool if len(pool) else torch.arange(len(images))
+        pool = class_pool(public, label)
         for j in pool[torch.randperm(len(pool), generator=generator)[:tries]].tolist():
             trial = best_codes.clone()
             trial[i] = pool_codes[j]
