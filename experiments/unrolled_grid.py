@@ -63,9 +63,13 @@ METHODS = {"approximation": "approximation", "unrolled": "unrolled",
            "unrolled-copies": "unrolled, per-epoch copies",
            "unrolled-rounds": "unrolled, rounds jointly",
            "unrolled-public-prior": "unrolled, public decoder prior (public-data granted)",
+           "unrolled-rounds-public-prior":
+               "unrolled, rounds jointly, public decoder prior (public-data granted)",
            "learned-inverter": "learned inverter (public-data granted)"}
 # the methods whose threat model grants the public images (the test split, disjoint from victims)
-PUBLIC_METHODS = ("unrolled-public-prior", "learned-inverter")
+PUBLIC_METHODS = ("unrolled-public-prior", "unrolled-rounds-public-prior", "learned-inverter")
+# the methods that attack rounds 1..--rounds of the client jointly
+ROUNDS_METHODS = ("unrolled-rounds", "unrolled-rounds-public-prior")
 # the rows a run makes unless --methods says otherwise (per-epoch copies: opt in)
 DEFAULT_METHODS = ("approximation", "unrolled", "unrolled-withheld")
 
@@ -82,13 +86,14 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
                                learn_labels=learn_labels, label_phases=label_phases,
                                restarts=restarts, label_counts=label_counts)
+    public_prior = unrolled.with_(public_prior="decoder", prior_pixel_steps=prior_pixel_steps,
+                                  prior_anchor_weight=prior_anchor_weight,
+                                  prior_code_swaps=prior_code_swaps)
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
-            "unrolled-public-prior": unrolled.with_(public_prior="decoder",
-                                                    prior_pixel_steps=prior_pixel_steps,
-                                                    prior_anchor_weight=prior_anchor_weight,
-                                                    prior_code_swaps=prior_code_swaps),
+            "unrolled-public-prior": public_prior,
+            "unrolled-rounds-public-prior": public_prior,
             "learned-inverter": AttackSettings(attack="learned-inverter", time_budget_s=budget),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
@@ -149,7 +154,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
     "unrolled-rounds" attacks round 1's reply jointly with the same client's replies of rounds
     2..`rounds` (same samples, a fresh shuffle each round; the global weights of round r + 1 are
     the client's round-r result, as a federation of this one client would send them); every row
-    scores the round-1 reconstruction of the same samples. "unrolled-public-prior" grants the
+    scores the round-1 reconstruction of the same samples ("unrolled-rounds-public-prior": the
+    same with the public decoder prior below). "unrolled-public-prior" grants the
     attack the test split as public images (capability public-data, a stronger threat model):
     the dummies are a decoder's outputs, the decoder trained on them (attacks/latent_prior.py)."""
     methods = list(methods)
@@ -162,7 +168,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                                                          data=data, design=design)
         later = (later_rounds(trained, data.train_x[ids], data.train_y[ids], client, rounds,
                               epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, steps=steps)
-                 if "unrolled-rounds" in methods else [])
+                 if set(ROUNDS_METHODS) & set(methods) else [])
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
         true_counts = histogram(data.train_y[ids], spec.num_classes)
@@ -190,12 +196,12 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
             else:
                 jobs = [observe_reply(r, plan=plan, config=config, spec=spec,
                                       native_size=data.native_size, target_id=name)
-                        for r in later] if key == "unrolled-rounds" else []
+                        for r in later] if key in ROUNDS_METHODS else []
                 refused = [job for job in jobs if isinstance(job, str)]
                 if refused:
                     raise RuntimeError(f"a later round is not attacked: {refused[0]}")
-                run = jointly([job.observation for job in jobs]) if jobs else partial(
-                    invert, public=public)
+                run = (jointly([job.observation for job in jobs], public) if jobs
+                       else partial(invert, public=public))
                 row = audit_reply(reply, plan=plan, config=config, spec=spec, auditor=auditor,
                                   native_size=data.native_size, public=public,
                                   attack=lambda observations, s, _public: run(observations, s)
@@ -205,7 +211,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                                 "steps": steps,
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
-                                "rounds": rounds if key == "unrolled-rounds" else 1,
+                                "rounds": rounds if key in ROUNDS_METHODS else 1,
                                 "wall-s": time.monotonic() - started,
                                 **{k: v for k, v in row.items()
                                    if k not in ("inferred-labels", "true-labels")}})
@@ -247,16 +253,18 @@ def later_rounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clien
     return replies
 
 
-def jointly(other_rounds: list[Observation]) -> Callable[..., list[Reconstruction]]:
+def jointly(other_rounds: list[Observation], public: PublicData | None = None
+            ) -> Callable[..., list[Reconstruction]]:
     """An attack callback (as `invert`) that attacks its one observation jointly with
-    `other_rounds` (`attacks.unrolled.unrolled`), within the settings' time budget."""
+    `other_rounds` (`attacks.unrolled.unrolled`), within the settings' time budget; `public`:
+    the public images the threat model grants (read by `settings.public_prior`)."""
     def attack(observations: list[Observation], settings: AttackSettings
                ) -> list[Reconstruction]:
         (observation,) = observations
         deadline = (None if settings.time_budget_s is None
                     else time.monotonic() + settings.time_budget_s)
         return [unrolled(observation, settings, seed=settings.seed, deadline=deadline,
-                         other_rounds=other_rounds)]
+                         other_rounds=other_rounds, public=public)]
     return attack
 
 
