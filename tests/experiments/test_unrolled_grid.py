@@ -1,8 +1,13 @@
 """The issue-17 grid's design (E and batch size per cell) and its table."""
 
 import pytest
+import torch
 
-from experiments.unrolled_grid import DESIGNS, epochs_and_batch, table
+from attacks import PublicData, Status
+from attacks.rate_decoder import CapabilityError
+from attacks.unrolled import rounds_distance
+from experiments.unrolled_grid import DESIGNS, attack_settings, epochs_and_batch, jointly, table
+from tests.attacks.test_joint_rounds import _rounds
 
 
 @pytest.mark.parametrize("design", DESIGNS)
@@ -37,3 +42,21 @@ def test_the_table_keeps_designs_apart_and_reads_older_rows_as_full_batch():
     assert "| 4 × 32 |" in full and "| 2 |" in full and "0.25 [" in full  # 16 of 64 pooled
     assert "| 1 × 8 |" in mini and "0.25 [" in mini  # 8 of 32
 
+
+
+def test_the_rounds_method_with_the_decoder_prior_matches_every_round_and_needs_public_images():
+    """"unrolled-rounds-public-prior": `jointly` hands the granted public images to the attack,
+    whose latent and pixel phases both match rounds 1 and 2 at once."""
+    first, second = _rounds(2)
+    public = PublicData(torch.rand((24, 1, 28, 28), generator=torch.Generator().manual_seed(3)),
+                        "test", labels=torch.arange(24) % 10)
+    settings = attack_settings(iterations=30, budget=600.0, prior_pixel_steps=10,
+                               learn_labels=False)["unrolled-rounds-public-prior"]
+    (run,) = jointly([second], public)([first], settings)
+    assert run.status == Status.OK and len(run.loss_history) == 30
+    with torch.enable_grad():
+        joint = float(rounds_distance([first, second], settings)(run.inputs, run.labels, False))
+        alone = float(rounds_distance([first], settings)(run.inputs, run.labels, False))
+    assert run.matching_loss == pytest.approx(joint, rel=1e-3) and joint != pytest.approx(alone)
+    with pytest.raises(CapabilityError, match="public"):
+        jointly([second])([first], settings)
