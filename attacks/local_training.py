@@ -37,15 +37,18 @@ def client_batches(training: LocalTraining) -> list[torch.Tensor]:
 
 class FunctionalOptimizer:
     """One optimizer's update rule on a dict of tensors (out of place, so it stays
-    differentiable). Matches torch.optim.SGD (dampening 0, no Nesterov) and torch.optim.Adam."""
+    differentiable). Matches torch.optim.SGD (dampening 0, no Nesterov) and torch.optim.Adam;
+    with `adam_eps_scale` > 0, Adam's epsilon is that times the mean of sqrt(v_hat) over each
+    tensor (detached): a smoothed Adam, no longer the client's (see `simulate_update`)."""
 
-    def __init__(self, training: LocalTraining) -> None:
+    def __init__(self, training: LocalTraining, adam_eps_scale: float = 0.0) -> None:
         if training.update_mode == "fedavg" and training.optimizer not in ("sgd", "adam"):
             raise ValueError(f"cannot replay optimizer {training.optimizer!r}; expected sgd or adam")
         # FedSGD replies are one plain SGD step whatever the configured optimizer.
         self.kind = "sgd" if training.update_mode == "gradient" else training.optimizer
         self.lr = training.learning_rate
         self.momentum = training.momentum if self.kind == "sgd" else 0.0
+        self.adam_eps_scale = adam_eps_scale
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.step_count = 0
 
@@ -71,8 +74,10 @@ class FunctionalOptimizer:
         correction1 = 1 - beta1 ** self.step_count
         correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
         # sqrt has an infinite derivative at 0 (a parameter with zero gradient): keep it finite.
-        root = torch.where(v > 0, v, torch.full_like(v, 1e-30)).sqrt()
-        return (self.lr / correction1) * m / (root / correction2_sqrt + ADAM_EPS)
+        root = torch.where(v > 0, v, torch.full_like(v, 1e-30)).sqrt() / correction2_sqrt
+        eps = (ADAM_EPS if self.adam_eps_scale == 0
+               else self.adam_eps_scale * root.detach().mean() + ADAM_EPS)
+        return (self.lr / correction1) * m / (root + eps)
 
 
 Forward = Callable[[nn.Module, Params, torch.Tensor], torch.Tensor]
@@ -88,7 +93,8 @@ def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
                     training: LocalTraining, *, batches: Sequence[torch.Tensor] | None = None,
                     create_graph: bool = False, forward: Forward = module_forward,
                     on_step: Callable[[torch.Tensor], None] | None = None,
-                    criterion: Criterion = F.cross_entropy) -> Params:
+                    criterion: Criterion = F.cross_entropy, adam_eps_scale: float = 0.0
+                    ) -> Params:
     """The update w_0 - w_T of the client's local training on (x, y), by parameter name.
 
     Args:
@@ -103,9 +109,14 @@ def simulate_update(model: nn.Module, params: Params, x: torch.Tensor, y: torch.
         on_step: called with each step's logits (detached), e.g. to follow the softmax.
         criterion: the client's loss of (logits, labels) (mean cross-entropy); K clients
             replayed at once (attacks/unrolled_batched.py) sum their K mean losses.
+        adam_eps_scale: 0 replays the client's Adam. Above 0 (an attack's surrogate): Adam's
+            epsilon becomes this times each tensor's mean sqrt(v_hat). The client's update,
+            m_hat / (sqrt(v_hat) + 1e-8), is nearly a sign of the gradient from its first step,
+            so its derivative in the inputs is nearly zero; the raised epsilon makes it a soft
+            sign whose derivative carries the gradients' sizes. SGD ignores it.
     """
     buffers = dict(model.named_buffers())
-    optimizer = FunctionalOptimizer(training)
+    optimizer = FunctionalOptimizer(training, adam_eps_scale)
     current = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     for batch in (client_batches(training) if batches is None else batches):
         logits = forward(model, {**buffers, **current}, x[batch])

@@ -135,6 +135,12 @@ class AttackSettings:
             with a replay of the client's first local epoch only (cheaper by the epochs; needs
             the "cosine" distance, which ignores the update's scale); 0: every step replays
             all epochs. No effect on single-epoch replies.
+        adam_smoothing: replays of Adam clients (the unrolled attack): Adam's epsilon raised to
+            this times each tensor's mean sqrt(v_hat), a soft sign the dummies can follow
+            (`attacks.local_training.simulate_update`, `adam_eps_scale`); 0: the client's Adam.
+        adam_smoothing_steps: with `adam_smoothing`, the first this many of `iterations` replay
+            the smoothed Adam, the rest the client's own (so the final matching loss is the
+            client's replay's); > 0 exactly when `adam_smoothing` is.
         rate_mode: Poisson victims: optimize rates fed as expected spikes ("expected") or as
             Bernoulli spikes with a straight-through gradient ("sample"); attacks/parametrize.py.
     """
@@ -186,6 +192,8 @@ class AttackSettings:
     prior_pixel_steps: int = 0
     prior_anchor_weight: float = 0.0
     prior_code_swaps: int = 0
+    adam_smoothing: float = 0.0
+    adam_smoothing_steps: int = 0
 
     def __post_init__(self) -> None:
         for name, value, accepted in (("attack", self.attack, ATTACK_NAMES),
@@ -237,6 +245,13 @@ class AttackSettings:
         if self.prior_code_swaps < 0 or (self.prior_code_swaps and self.public_prior == "none"):
             raise AttackSettingsError("Expected `prior_code_swaps` >= 0, and 0 without "
                                       f"`public_prior`; got {self.prior_code_swaps}")
+        later_steps = self.iterations - self.warm_steps - self.prior_pixel_steps
+        if self.adam_smoothing < 0 or not 0 <= self.adam_smoothing_steps < later_steps or (
+                (self.adam_smoothing_steps > 0) != (self.adam_smoothing > 0)):
+            raise AttackSettingsError(
+                "Expected `adam_smoothing` >= 0 and 0 <= `adam_smoothing_steps` < `iterations` "
+                "less warm and pixel steps, both 0 or both above 0; got "
+                f"{self.adam_smoothing}, {self.adam_smoothing_steps}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
         if self.tv_weight < 0 or self.init_std < 0:

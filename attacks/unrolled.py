@@ -128,7 +128,8 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
                                tries=settings.prior_code_swaps, seed=seed)
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
     # each _match below is one phase: the phases (warm, label, pixel) are run here
-    one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0)
+    one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0,
+                               adam_smoothing=0.0, adam_smoothing_steps=0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):
         warm, start, _ = _match(first_epoch(observation), one_phase.with_(
             iterations=settings.warm_steps), labels, seed=seed,
@@ -138,6 +139,16 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         if warm.status != Status.OK:
             warm.seconds = time.monotonic() - started
             return warm
+    if settings.adam_smoothing_steps > 0:  # a smoothed Adam replay first, then the client's own
+        smooth, start, _ = _match(
+            observation, one_phase.with_(iterations=settings.adam_smoothing_steps), labels,
+            seed=seed, start=start, decode=decode, deadline=deadline, other_rounds=other_rounds,
+            adam_eps_scale=settings.adam_smoothing)
+        history, labels = history + smooth.loss_history, smooth.labels
+        iterations -= settings.adam_smoothing_steps
+        if smooth.status != Status.OK:
+            smooth.loss_history, smooth.seconds = history, time.monotonic() - started
+            return smooth
     phases = min(phases, iterations)
     for phase in range(phases):
         steps = iterations // phases + (iterations % phases if phase == 0 else 0)
@@ -267,12 +278,13 @@ def refine_reconstruction(observation: Observation, reconstruction: Reconstructi
 
 
 def update_distance(observation: Observation, settings: AttackSettings, *,
-                    batches: list[torch.Tensor] | None = None
+                    batches: list[torch.Tensor] | None = None, adam_eps_scale: float = 0.0
                     ) -> Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]:
     """distance(images, targets, create_graph): `settings.distance` (in float64: 1 - cosine of
     near-parallel float32 updates rounds to exactly 0) between the update replayed on model
     inputs with labels or class-probability targets and the observed one. `batches`: the
-    replay's visiting order (default `client_batches`)."""
+    replay's visiting order (default `client_batches`); `adam_eps_scale`: a smoothed Adam
+    replay (`simulate_update`), 0 for the client's own."""
     training, delta = observation.training, observation.delta
     model = replay_model(observation)
     names = [n for n, _ in model.named_parameters() if n in delta]
@@ -284,18 +296,19 @@ def update_distance(observation: Observation, settings: AttackSettings, *,
     def replayed_distance(images: torch.Tensor, targets: torch.Tensor, create_graph: bool
                           ) -> torch.Tensor:
         replayed = simulate_update(model, params, images, targets, training, batches=batches,
-                                   create_graph=create_graph)
+                                   create_graph=create_graph, adam_eps_scale=adam_eps_scale)
         return distance([replayed[n].double() for n in names], observed)
 
     return replayed_distance
 
 
 def rounds_distance(observations: Sequence[Observation], settings: AttackSettings, *,
-                    batches: list[torch.Tensor] | None = None
+                    batches: list[torch.Tensor] | None = None, adam_eps_scale: float = 0.0
                     ) -> Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]:
     """`update_distance` of one client's replies in several rounds (same samples, each from its
     own global weights), averaged; one reply's own distance when there is one."""
-    distances = [update_distance(o, settings, batches=batches) for o in observations]
+    distances = [update_distance(o, settings, batches=batches, adam_eps_scale=adam_eps_scale)
+                 for o in observations]
     if len(distances) == 1:
         return distances[0]
 
@@ -328,7 +341,8 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
            seed: int, start: torch.Tensor | None = None, deadline: float | None = None,
            other_rounds: Sequence[Observation] = (),
            decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           anchor: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, float] | None = None
+           anchor: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, float] | None = None,
+           adam_eps_scale: float = 0.0
            ) -> tuple[Reconstruction, torch.Tensor, torch.Tensor | None]:
     """`match_update` from one label per dummy and, optionally, dummies to start from (at the
     dummies' own resolution); also returns the best dummies at that resolution and, with
@@ -336,7 +350,9 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
     `other_rounds` as in `unrolled`. With `decode` the optimized variables are latents (`start`
     is required) and the dummies `decode(latents)`; the returned "best dummies" are latents.
     `anchor` (decoder, codes, weight): the codes are optimized too and the objective adds
-    weight * mean((dummies - decoder(codes))^2) (`AttackSettings.prior_anchor_weight`)."""
+    weight * mean((dummies - decoder(codes))^2) (`AttackSettings.prior_anchor_weight`).
+    `adam_eps_scale`: the replay is a smoothed Adam (`AttackSettings.adam_smoothing`), and so is
+    the returned matching loss."""
     started = time.monotonic()
     training, delta = observation.training, observation.delta
     if training is None or delta is None:
@@ -354,7 +370,8 @@ def _match(observation: Observation, settings: AttackSettings, labels: torch.Ten
             raise ValueError("rounds attacked jointly need the same local training and samples "
                              f"(num-examples {training.num_examples}); got {other.training}")
     distance = rounds_distance([observation, *other_rounds], settings, batches=(
-        epoch_copies.copy_batches(training) if copies > 1 else None))
+        epoch_copies.copy_batches(training) if copies > 1 else None),
+        adam_eps_scale=adam_eps_scale)
     logits = (LABEL_LOGIT * F.one_hot(labels, spec.num_classes).float()).requires_grad_(True)
     expand = input_format(observation)
     side = observation.native_size if expand is not None else spec.image_size

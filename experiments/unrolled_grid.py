@@ -78,14 +78,16 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
                     restarts: int = 1, label_counts: str = "dimitrov",
                     prior_pixel_steps: int = 0, prior_anchor_weight: float = 0.0,
-                    prior_code_swaps: int = 0) -> dict[str, AttackSettings]:
+                    prior_code_swaps: int = 0, **unrolled_changes: Any
+                    ) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
     per-epoch copies tied by a prior of weight `epoch_prior` (attacks/epoch_copies.py), and iDLG
-    on (w - w') / (lr * steps) with the in-line audit's former defaults (L-BFGS, 50 iterations)."""
+    on (w - w') / (lr * steps) with the in-line audit's former defaults (L-BFGS, 50 iterations).
+    `unrolled_changes`: further AttackSettings fields of every unrolled method."""
     unrolled = unrolled_preset(iterations=iterations, time_budget_s=budget, tv_weight=tv_weight,
                                learn_labels=learn_labels, label_phases=label_phases,
-                               restarts=restarts, label_counts=label_counts)
+                               restarts=restarts, label_counts=label_counts, **unrolled_changes)
     public_prior = unrolled.with_(public_prior="decoder", prior_pixel_steps=prior_pixel_steps,
                                   prior_anchor_weight=prior_anchor_weight,
                                   prior_code_swaps=prior_code_swaps)
@@ -379,6 +381,10 @@ def main() -> None:
     parser.add_argument("--prior-code-swaps", type=int, default=0,
                         help="method unrolled-public-prior: public codes tried per dummy before "
                              "the latent search (AttackSettings)")
+    parser.add_argument("--adam-smoothing", type=float, default=0.0,
+                        help="Adam clients: the first --adam-smoothing-steps replay Adam with "
+                             "its epsilon raised to this x mean sqrt(v_hat) (AttackSettings)")
+    parser.add_argument("--adam-smoothing-steps", type=int, default=0)
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -405,7 +411,9 @@ def main() -> None:
                                label_counts=args.label_counts,
                                prior_pixel_steps=args.prior_pixel_steps,
                                prior_anchor_weight=args.prior_anchor_weight,
-                               prior_code_swaps=args.prior_code_swaps)
+                               prior_code_swaps=args.prior_code_swaps,
+                               adam_smoothing=args.adam_smoothing,
+                               adam_smoothing_steps=args.adam_smoothing_steps)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:

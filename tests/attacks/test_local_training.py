@@ -60,3 +60,24 @@ def test_replayed_update_is_differentiable_in_the_inputs():
     delta = simulate_update(model, sent, x, y, training, create_graph=True)
     (gradient,) = torch.autograd.grad(sum(d.square().sum() for d in delta.values()), x)
     assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+
+
+def test_a_smoothed_adam_replay_is_a_soft_sign_of_the_gradient_and_sgd_ignores_it():
+    """`adam_eps_scale`: Adam's first step is lr * g / (|g| + eps); the client's eps (1e-8) makes
+    it lr * sign(g), the smoothed one, eps = scale * mean |g| per tensor, a soft sign."""
+    model = build_model(ModelSpec("lenet"), seed=2, dlg_init=True)
+    sent = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x, y = _data(8)
+    _, gradients = batch_gradient(copy.deepcopy(model), x, y)
+    adam = LocalTraining("fedavg", "adam", 0.01, 0.0, epochs=1, batch_size=8, num_examples=8)
+    client = simulate_update(model, sent, x, y, adam)
+    smoothed = simulate_update(model, sent, x, y, adam, adam_eps_scale=1.0)
+    for name, g in gradients.items():
+        moving = g.abs() > 1e-4  # where 1e-8 is negligible beside |g|
+        torch.testing.assert_close(client[name][moving], 0.01 * g.sign()[moving], rtol=1e-3,
+                                   atol=0)
+        soft = 0.01 * g / (g.abs() + g.abs().mean() + 1e-8)
+        torch.testing.assert_close(smoothed[name], soft, rtol=1e-3, atol=1e-7)
+    sgd = LocalTraining("fedavg", "sgd", 0.01, 0.0, epochs=2, batch_size=4, num_examples=8)
+    plain, ignored = (simulate_update(model, sent, x, y, sgd, adam_eps_scale=s) for s in (0, 1))
+    assert all(torch.equal(plain[n], ignored[n]) for n in plain)

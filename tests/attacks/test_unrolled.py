@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from attacks import AttackSettings, LocalTraining, Observation, Reconstruction, Status, invert
+from attacks import AttackSettings, AttackSettingsError, LocalTraining, Observation, Reconstruction, Status, invert
 from attacks.settings import unrolled_preset
-from attacks.unrolled import input_format, refine_reconstruction
+from attacks.unrolled import input_format, refine_reconstruction, unrolled, update_distance
 from fedsnn.audit.baselines import image_guesses
 from fedsnn.core.data import load_dataset
 from fedsnn.core.image_format import resize
@@ -144,3 +144,30 @@ def test_label_phases_split_the_steps_and_keep_one_history():
     assert sorted(two.labels.tolist()) == sorted(y.tolist())
     assert two.loss_history[:6] == one.loss_history[:6]  # the same first phase
     assert "label refinement" in two.message
+
+
+def test_a_smoothed_adam_phase_comes_first_and_the_reported_loss_is_the_clients_replay():
+    """`adam_smoothing`: the first `adam_smoothing_steps` replay a smoothed Adam, the rest the
+    client's own; every step is run, and the matching loss reported is the client's replay's."""
+    x, y = torch.rand((4, 1, 28, 28), generator=torch.Generator().manual_seed(0)), torch.tensor([1, 1, 7, 3])
+    spec = ModelSpec("lenet")
+    model = build_model(spec, seed=0, dlg_init=True)
+    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    client = copy.deepcopy(model)
+    train_epochs(client, x, y, epochs=2, batch_size=4, lr=0.003, optimizer="adam", seed=0)
+    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
+    observation = Observation("t", spec, sent, {k: d / 0.006 for k, d in delta.items()},
+                              batch_size=4, learning_rate=0.003, local_steps=2,
+                              exact_gradient=False, delta=delta,
+                              training=LocalTraining("fedavg", "adam", 0.003, 0.0, 2, 4, 4))
+    settings = unrolled_preset(iterations=12, adam_smoothing=1.0, adam_smoothing_steps=8,
+                               learn_labels=False)
+    run = unrolled(observation, settings, seed=0)
+    assert run.status == Status.OK and len(run.loss_history) == 12
+    with torch.enable_grad():
+        own = float(update_distance(observation, settings)(run.inputs, run.labels, False))
+    assert run.matching_loss == pytest.approx(own, rel=1e-4)
+    for bad in (dict(adam_smoothing=1.0), dict(adam_smoothing_steps=3),
+                dict(adam_smoothing=1.0, adam_smoothing_steps=12)):
+        with pytest.raises(AttackSettingsError, match="adam_smoothing"):
+            unrolled_preset(iterations=12, **bad)
