@@ -333,6 +333,17 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
                   deadline=deadline)[0]
 
 
+def match_from(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
+               start: torch.Tensor, *, seed: int = 0, adam_eps_scale: float = 0.0
+               ) -> torch.Tensor:
+    """The images the dummies' optimization ends at from `start` (at the dummies' resolution),
+    the labels held fixed; for diagnostics that start it where no attacker can
+    (`experiments/replay_basin.py`). `adam_eps_scale` as in `_match`."""
+    reconstruction, _, _ = _match(observation, settings.with_(learn_labels=False), labels,
+                                  seed=seed, start=start, adam_eps_scale=adam_eps_scale)
+    return reconstruction.inputs
+
+
 def _uses_copies(observation: Observation, settings: AttackSettings) -> bool:
     return settings.epoch_prior > 0 and epoch_copies.copies_apply(observation.training)
 
