@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from attacks import AttackSettings, ThreatModel, invert
-from attacks.settings import LABEL_COUNTS, unrolled_preset
+from attacks.settings import LABEL_COUNTS, LR_SCHEDULES, unrolled_preset
 from attacks.rate_decoder import PublicData
 from attacks.threat_model import DATA_FORMAT, PUBLIC_DATA
 from attacks.types import Observation, Reconstruction
@@ -385,6 +385,10 @@ def main() -> None:
                         help="Adam clients: the first --adam-smoothing-steps replay Adam with "
                              "its epsilon raised to this x mean sqrt(v_hat) (AttackSettings)")
     parser.add_argument("--adam-smoothing-steps", type=int, default=0)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                        help="the unrolled attack's learning rate over its steps (AttackSettings)")
+    parser.add_argument("--lr-final", type=float, default=0.01,
+                        help="the cosine schedule's last rate, a fraction of the first")
     parser.add_argument("--oracle-counts", action="store_true",
                         help="diagnostic only: the unrolled attack given the true histograms")
     args = parser.parse_args()
@@ -413,7 +417,8 @@ def main() -> None:
                                prior_anchor_weight=args.prior_anchor_weight,
                                prior_code_swaps=args.prior_code_swaps,
                                adam_smoothing=args.adam_smoothing,
-                               adam_smoothing_steps=args.adam_smoothing_steps)
+                               adam_smoothing_steps=args.adam_smoothing_steps,
+                               lr_schedule=args.lr_schedule, lr_final=args.lr_final)
     for model in args.models:
         for images in args.images:
             for steps in args.steps:
