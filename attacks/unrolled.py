@@ -127,7 +127,7 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
                                replay_loss(observation, settings, labels, decode), side=side,
                                tries=settings.prior_code_swaps, seed=seed)
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
-    # each _match below is one phase: the phases (warm, label, pixel) are run here
+    # each _match below is one phase: the phases (warm, smoothed Adam, label, pixel) run here
     one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0,
                                adam_smoothing=0.0, adam_smoothing_steps=0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):

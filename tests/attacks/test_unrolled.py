@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from attacks import AttackSettings, AttackSettingsError, LocalTraining, Observation, Reconstruction, Status, invert
+from attacks import (AttackSettings, AttackSettingsError, LocalTraining, Observation,
+                     Reconstruction, Status, invert)
 from attacks.settings import unrolled_preset
 from attacks.unrolled import input_format, refine_reconstruction, unrolled, update_distance
 from fedsnn.audit.baselines import image_guesses
@@ -37,19 +38,26 @@ def _observation(with_training: bool = True) -> tuple[Observation, torch.Tensor]
     return observation, y
 
 
-def _sgd_reply(x: torch.Tensor, y: torch.Tensor, *, epochs: int,
-               native_size: int | None = None) -> Observation:
-    """A DLG-initialised lenet's reply after `epochs` full-batch SGD steps (lr 0.01) on (x, y)."""
+def _client_reply(x: torch.Tensor, y: torch.Tensor, *, epochs: int, optimizer: str, lr: float,
+                  native_size: int | None = None) -> Observation:
+    """A DLG-initialised lenet's reply after `epochs` full-batch steps of `optimizer` on (x, y)."""
     spec = ModelSpec("lenet")
     model = build_model(spec, seed=0, dlg_init=True)
     sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
     client = copy.deepcopy(model)
-    train_epochs(client, x, y, epochs=epochs, batch_size=len(x), lr=0.01, optimizer="sgd", seed=0)
+    train_epochs(client, x, y, epochs=epochs, batch_size=len(x), lr=lr, optimizer=optimizer, seed=0)
     delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
-    return Observation("t", spec, sent, {k: d / (0.01 * epochs) for k, d in delta.items()},
-                       batch_size=len(x), learning_rate=0.01, local_steps=epochs,
-                       exact_gradient=epochs == 1, delta=delta, native_size=native_size,
-                       training=LocalTraining("fedavg", "sgd", 0.01, 0.0, epochs, len(x), len(x)))
+    return Observation("t", spec, sent, {k: d / (lr * epochs) for k, d in delta.items()},
+                       batch_size=len(x), learning_rate=lr, local_steps=epochs,
+                       exact_gradient=epochs == 1 and optimizer == "sgd", delta=delta,
+                       native_size=native_size,
+                       training=LocalTraining("fedavg", optimizer, lr, 0.0, epochs, len(x), len(x)))
+
+
+def _sgd_reply(x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+               native_size: int | None = None) -> Observation:
+    """A DLG-initialised lenet's reply after `epochs` full-batch SGD steps (lr 0.01) on (x, y)."""
+    return _client_reply(x, y, epochs=epochs, optimizer="sgd", lr=0.01, native_size=native_size)
 
 
 def test_unrolled_returns_n_images_with_the_inferred_labels_and_lowers_its_loss():
@@ -149,17 +157,9 @@ def test_label_phases_split_the_steps_and_keep_one_history():
 def test_a_smoothed_adam_phase_comes_first_and_the_reported_loss_is_the_clients_replay():
     """`adam_smoothing`: the first `adam_smoothing_steps` replay a smoothed Adam, the rest the
     client's own; every step is run, and the matching loss reported is the client's replay's."""
-    x, y = torch.rand((4, 1, 28, 28), generator=torch.Generator().manual_seed(0)), torch.tensor([1, 1, 7, 3])
-    spec = ModelSpec("lenet")
-    model = build_model(spec, seed=0, dlg_init=True)
-    sent = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    client = copy.deepcopy(model)
-    train_epochs(client, x, y, epochs=2, batch_size=4, lr=0.003, optimizer="adam", seed=0)
-    delta = {k: sent[k] - p.detach() for k, p in client.named_parameters()}
-    observation = Observation("t", spec, sent, {k: d / 0.006 for k, d in delta.items()},
-                              batch_size=4, learning_rate=0.003, local_steps=2,
-                              exact_gradient=False, delta=delta,
-                              training=LocalTraining("fedavg", "adam", 0.003, 0.0, 2, 4, 4))
+    x = torch.rand((4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    observation = _client_reply(x, torch.tensor([1, 1, 7, 3]), epochs=2, optimizer="adam",
+                                lr=0.003)
     settings = unrolled_preset(iterations=12, adam_smoothing=1.0, adam_smoothing_steps=8,
                                learn_labels=False)
     run = unrolled(observation, settings, seed=0)
