@@ -129,6 +129,7 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
     # each _match below is one phase: the phases (warm, smoothed Adam, label, pixel) run here
     one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0,
+                               prior_latent_refine=True,
                                adam_smoothing=0.0, adam_smoothing_steps=0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):
         warm, start, _ = _match(first_epoch(observation), one_phase.with_(
@@ -157,9 +158,10 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
             labels, seed=seed,
             start=start, decode=decode,
             deadline=deadline, other_rounds=other_rounds)
-        reconstruction = refine_reconstruction(observation, reconstruction, settings,
-                                               deadline=deadline, positions=positions,
-                                               other_rounds=other_rounds)
+        if decode is None or not settings.prior_pixel_steps or settings.prior_latent_refine:
+            reconstruction = refine_reconstruction(observation, reconstruction, settings,
+                                                   deadline=deadline, positions=positions,
+                                                   other_rounds=other_rounds)
         history += reconstruction.loss_history
         labels = reconstruction.labels
         if reconstruction.status != Status.OK:

@@ -38,12 +38,13 @@ from typing import Any
 import torch
 
 from attacks.progress import Step, watch
+from attacks.latent_prior import public_autoencoder
 from attacks.rate_decoder import PublicData
 from attacks.settings import AttackSettings, unrolled_preset
 from attacks.spiking import finalize
-from attacks.threat_model import ThreatModel
+from attacks.threat_model import PUBLIC_DATA, ThreatModel
 from attacks.types import Observation
-from attacks.unrolled import input_format, unrolled
+from attacks.unrolled import dummy_side, input_format, unrolled
 from experiments.unrolled_grid import client_reply
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.chance import Truth, score_candidates
@@ -86,8 +87,15 @@ def timed_attack(observation: Observation, settings: AttackSettings, truth: Trut
                  public: PublicData) -> dict[str, Any]:
     """One arm on one client: the attack's wall time without the snapshots' scoring, the
     optimization loop's time, and (steps, seconds, identified) every `every` steps. `public`
-    is read only by arms with `public_init` (a threat model that grants public-data)."""
+    is read only by arms with `public_init` or `public_prior` (a threat model that grants
+    public-data); a `public_prior` arm's decoder is fitted before (`decoder_fit_seconds`)."""
     expand = input_format(observation) or (lambda x: x)
+    spec, side = observation.model_spec, dummy_side(observation)
+
+    def pixels(best: torch.Tensor) -> torch.Tensor:  # the latent phase's iterates are codes
+        if best.dim() == 2:
+            return public_autoencoder(public, spec.in_channels, side).decode(best)
+        return best
     snapshots: list[tuple[int, float, int]] = []
     scoring, last_step, steps = [0.0], [0.0], [0]
     started = time.monotonic()
@@ -97,7 +105,7 @@ def timed_attack(observation: Observation, settings: AttackSettings, truth: Trut
         last_step[0] = now - started - scoring[0]
         steps[0] += 1
         if steps[0] % every == 0 and step.best is not None:
-            images = finalize(expand(step.best[0]), settings)
+            images = finalize(expand(pixels(step.best[0])), settings)
             snapshots.append((steps[0], last_step[0], identified_count(images, truth)))
             scoring[0] += time.monotonic() - now
 
@@ -111,11 +119,29 @@ def timed_attack(observation: Observation, settings: AttackSettings, truth: Trut
             "snapshots": snapshots}
 
 
-def run(clients: list[int], arms: dict[str, AttackSettings], every: int, out: Path) -> None:
+def uses_public(settings: AttackSettings) -> bool:
+    """Whether an arm reads the public images (its threat model grants public-data)."""
+    return settings.public_init or settings.public_prior != "none"
+
+
+def decoder_fit_seconds(observation: Observation, settings: AttackSettings,
+                        public: PublicData) -> float:
+    """A `public_prior` arm's decoder fitted now, outside the arm's clock: the seconds it took
+    (0 when this process has it already, or the arm has no decoder). The decoder depends on the
+    public images only, so an audit fits it once, before any reply arrives."""
+    if settings.public_prior == "none":
+        return 0.0
+    started = time.monotonic()
+    public_autoencoder(public, observation.model_spec.in_channels, dummy_side(observation))
+    return time.monotonic() - started
+
+
+def run(clients: list[int], arms: dict[str, AttackSettings], every: int, out: Path,
+        dataset: str = "digits") -> None:
     torch.set_num_threads(1)
-    data = load_dataset("digits", 28)
+    data = load_dataset(dataset, 28)
     auditor = Auditor(data.train_x, data.train_y, native_size=data.native_size)
-    public = PublicData(data.test_x, "digits test split", labels=data.test_y)
+    public = PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
     done = {(r["client"], r["arm"]) for r in read(out)}
     names = list(arms)
     for position, client in enumerate(clients):
@@ -127,12 +153,15 @@ def run(clients: list[int], arms: dict[str, AttackSettings], every: int, out: Pa
             if (client, name) in done:
                 continue
             settings = arms[name]
+            threat = ThreatModel().grant(PUBLIC_DATA) if uses_public(settings) else ThreatModel()
             plan = AuditPlan(rounds=None, max_clients=1, max_batch=32, settings=settings,
-                             workers=0, threat_model=ThreatModel())
+                             workers=0, threat_model=threat)
             job = observe_reply(reply, plan=plan, config=config, spec=spec,
                                 native_size=data.native_size, target_id=name)
             assert not isinstance(job, str), job
-            row = {"client": client, "arm": name, "images": len(ids),
+            fit = decoder_fit_seconds(job.observation, settings, public)
+            row = {"dataset": dataset, "client": client, "arm": name, "images": len(ids),
+                   "decoder-fit-s": fit,
                    "settings": {k: v for k, v in settings.to_dict().items()
                                 if v != getattr(unrolled_preset(), k)},
                    **timed_attack(job.observation, settings, auditor.truth(job), every,
@@ -154,6 +183,29 @@ def reach_seconds(row: dict, target: int) -> float | None:
     return next((s for _, s, hits in row["snapshots"] if hits >= target), None)
 
 
+def pooled_reach(group: list[dict], target: int) -> tuple[int, float] | None:
+    """The first snapshot step at which the clients' pooled identified count reaches `target`,
+    and the clients' summed time there (None: never). Each client is stopped at the same step;
+    past its last snapshot a client counts with its final result and its whole time.
+
+    Example:
+        >>> rows = [{"snapshots": [[100, 1.0, 2], [200, 2.0, 5]], "identified": 5, "seconds": 2.5},
+        ...         {"snapshots": [[100, 1.5, 4], [200, 3.0, 4]], "identified": 6, "seconds": 3.5}]
+        >>> pooled_reach(rows, 9), pooled_reach(rows, 11), pooled_reach(rows, 12)
+        ((200, 5.0), (201, 6.0), None)
+    """
+    last = max(step for row in group for step, _, _ in row["snapshots"])
+    for step in sorted({s for row in group for s, _, _ in row["snapshots"]}) + [last + 1]:
+        hits, seconds = 0, 0.0
+        for row in group:
+            at = {s: (t, h) for s, t, h in row["snapshots"]}.get(step)
+            t, h = at if at is not None else (row["seconds"], row["identified"])
+            hits, seconds = hits + h, seconds + t
+        if hits >= target:
+            return step, seconds
+    return None
+
+
 def table(rows: list[dict]) -> str:
     """Per arm, over the clients that have it and today's arm: identified (clustered interval),
     wall time and ratio, oracle time to today's final count and ratio, the paired test, and
@@ -163,8 +215,10 @@ def table(rows: list[dict]) -> str:
     by = {(r["client"], r["arm"]): r for r in rows}
     lines = ["| arm | clients | identified (hits/images) | today after as many steps | wall s "
              "(sum) | today / arm | reached today's final (clients) | today / arm, reach | "
+             "pooled: step, s to today's final | today / arm, pooled | decoder fits s | "
+             "today / arm, pooled, fits counted | today's reach / arm's whole loop, fits counted | "
              "per-client hits (today's) | p (Wilcoxon) | steps | final loss (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in dict.fromkeys(r["arm"] for r in rows):
         clients = sorted(c for c, a in by if a == arm and (c, BASELINE) in by)
         if not clients:
@@ -182,12 +236,26 @@ def table(rows: list[dict]) -> str:
         reached = [s for s in reach if s is not None]
         ratio = (f"{sum(base_reach) / sum(reached):.2f}x" if len(reached) == len(group)
                  else "not reached")
+        target = sum(b["identified"] for b in base)
+        pooled, base_pooled = pooled_reach(group, target), pooled_reach(base, target)
+        pooled_text = "not reached" if pooled is None else f"{pooled[0]}, {pooled[1]:.0f}"
+        fits = sum(r.get("decoder-fit-s", 0.0) for r in group)
+        pooled_ratio, fitted_ratio = (
+            ("not reached", "not reached") if pooled is None or base_pooled is None
+            else (f"{base_pooled[1] / pooled[1]:.2f}x",
+                  f"{base_pooled[1] / (pooled[1] + fits):.2f}x"))
+        # no oracle stop for the arm: all its steps (its final labels' refinement left out, as
+        # the snapshots leave it out of today's reach), credited only if it ends at today's count
+        whole = ("final below today's" if sum(r["identified"] for r in group) < target
+                 or base_pooled is None
+                 else f"{base_pooled[1] / (sum(r['loop-s'] for r in group) + fits):.2f}x")
         diffs = [r["identified"] - b["identified"] for r, b in zip(group, base)]
         p = "–" if arm == BASELINE or not any(diffs) else f"{wilcoxon(diffs).pvalue:.2g}"
         losses = sorted(r["matching-loss"] for r in group)
         lines.append(
             f"| {arm} | {clients} | {_fmt(stat)} | {_fmt(short)} | {wall:.0f} | "
             f"{base_wall / wall:.2f}x | {len(reached)}/{len(group)} | {ratio} | "
+            f"{pooled_text} | {pooled_ratio} | {fits:.0f} | {fitted_ratio} | {whole} | "
             f"{[r['identified'] for r in group]} ({[b['identified'] for b in base]}) | {p} | "
             f"{sorted({r['steps'] for r in group})} | {losses[len(losses) // 2]:.1e} |")
     return "\n".join(lines)
@@ -204,6 +272,8 @@ def _fmt(stat: dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits",
+                        help="digits, mnist:<dir> (IDX files): the grid's datasets")
     parser.add_argument("--clients", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--iterations", type=int, default=3000, help="today's attack's steps")
     parser.add_argument("--every", type=int, default=250, help="steps between snapshots")
@@ -216,7 +286,7 @@ def main() -> None:
         for text in args.arm:
             name, changes = parse_arm(text)
             arms[name] = unrolled_preset(**{"iterations": args.iterations, **changes})
-        run(args.clients, arms, args.every, args.out)
+        run(args.clients, arms, args.every, args.out, args.dataset)
     print(table(read(args.out)))
 
 

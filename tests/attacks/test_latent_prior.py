@@ -3,6 +3,8 @@ decoder trained on public images, the search in its latent space; public-data on
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -35,9 +37,10 @@ def _reply():
                                      dict(public_prior="decoder", prior_anchor_weight=0.1),
                                      dict(public_prior="decoder", prior_pixel_steps=2,
                                           prior_anchor_weight=-1.0),
-                                     dict(prior_code_swaps=4)])
+                                     dict(prior_code_swaps=4),
+                                     dict(public_prior="decoder", prior_latent_refine=False)])
 def test_invalid_public_prior_settings_name_the_field(changes: dict) -> None:
-    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight|prior_code_swaps"):
+    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight|prior_code_swaps|prior_latent_refine"):
         unrolled_preset(iterations=5, **changes)
 
 
@@ -113,3 +116,21 @@ def test_swapping_starting_codes_lowers_the_joint_matching_loss() -> None:
     swapped = swap_codes(start, labels, autoencoder, public, loss, side=28, tries=3, seed=0)
     assert loss(swapped) < loss(start)
     assert unrolled(observation, settings, seed=0, public=public).status == Status.OK
+
+
+@pytest.mark.parametrize("latent_refine, refinements", [(True, 2), (False, 1)])
+def test_the_latent_phase_refinement_can_be_skipped(monkeypatch: pytest.MonkeyPatch,
+                                                     latent_refine: bool, refinements: int) -> None:
+    """`prior_latent_refine=False` refines the labels once, after the pixel phase, instead of
+    after both phases; the attack still runs every planned step."""
+    module = importlib.import_module("attacks.unrolled")  # the package exports a function of that name
+
+    calls = []
+    original = module.refine_reconstruction
+    monkeypatch.setattr(module, "refine_reconstruction",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    settings = unrolled_preset(iterations=6, public_prior="decoder", prior_pixel_steps=3,
+                               prior_latent_refine=latent_refine)
+    run = unrolled(_reply(), settings, seed=0, public=_public())
+    assert run.status == Status.OK and len(run.loss_history) == 6
+    assert len(calls) == refinements
