@@ -1,0 +1,105 @@
+"""Do two restarts of the unrolled attack identify different images, and can the attacker tell
+which? A diagnostic of the MNIST target cell with the public decoder prior.
+
+For a grid cell's client (`experiments.unrolled_grid.client_reply`, lenet, SGD, N = 32, 4
+full-batch steps; the test split granted as public images), the attack with the decoder prior
+(`public_prior="decoder"`, 3,000 steps, the last 1,500 on free pixels, as the grid's
+`unrolled-public-prior`) runs from two seeds. Printed per client: each seed's identified count,
+how many images both identify and either does (the union: what a perfect per-image choice
+between the two would reach; it reads the truth, an oracle), the seed the attacker keeps (the
+lower matching loss, as `AttackSettings.restarts` keeps) and its count, and an attacker-side
+merge: one greedy pass over the kept run's samples, each swapped for its counterpart in the
+other run (optimal assignment on MSE) when the matching loss drops; its count and loss.
+
+Example:
+    python -m experiments.restart_union --dataset mnist:/work/shared/data/mnist --clients 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from attacks.rate_decoder import PublicData
+from attacks.settings import unrolled_preset
+from attacks.spiking import as_model_input
+from attacks.threat_model import PUBLIC_DATA, ThreatModel
+from attacks.types import Observation, Reconstruction
+from attacks.unrolled import rounds_distance, unrolled
+from experiments.unrolled_grid import client_reply
+from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.chance import Truth, score_candidates
+from fedsnn.audit.plan import AuditPlan
+from fedsnn.audit.reply import observe_reply
+from fedsnn.core.data import load_dataset
+from fedsnn.core.metrics.matching import match_by_mse
+
+
+def merged_by_loss(observation: Observation, kept: Reconstruction, other: Reconstruction,
+                   settings) -> tuple[torch.Tensor, float, int]:
+    """The kept run with each sample in turn swapped for its MSE-assigned counterpart in the
+    other run (image and label) when the matching loss drops: (images, loss, swaps kept)."""
+    distance = rounds_distance([observation], settings)
+
+    def loss(images: torch.Tensor, labels: torch.Tensor) -> float:
+        with torch.enable_grad():
+            return float(distance(as_model_input(images, settings), labels, False).detach())
+
+    order = match_by_mse(other.inputs, kept.inputs)
+    images, labels = kept.inputs.clone(), kept.labels.clone()
+    current, swaps = loss(images, labels), 0
+    for k in range(len(images)):
+        trial_images, trial_labels = images.clone(), labels.clone()
+        trial_images[k], trial_labels[k] = other.inputs[order[k]], other.labels[order[k]]
+        value = loss(trial_images, trial_labels)
+        if value < current:
+            images, labels, current, swaps = trial_images, trial_labels, value, swaps + 1
+    return images, current, swaps
+
+
+def client_row(data, auditor: Auditor, public: PublicData, client: int,
+               iterations: int = 3000, pixel_steps: int = 1500) -> dict:
+    """One client's figures (module doc)."""
+    settings = unrolled_preset(iterations=iterations, public_prior="decoder",
+                               prior_pixel_steps=pixel_steps)
+    ids, spec, config, reply, _ = client_reply("lenet", 32, 4, "sgd", client, data=data,
+                                               design="full-batch")
+    auditor.ground_truth = lambda _round, _partition: ids.tolist()
+    plan = AuditPlan(rounds=None, max_clients=1, max_batch=32, settings=settings, workers=0,
+                     threat_model=ThreatModel().grant(PUBLIC_DATA))
+    job = observe_reply(reply, plan=plan, config=config, spec=spec,
+                        native_size=data.native_size, target_id="restart-union")
+    assert not isinstance(job, str), job
+    truth: Truth = auditor.truth(job)
+    started = time.monotonic()
+    runs = [unrolled(job.observation, settings, seed=seed, public=public) for seed in (0, 1)]
+    hits = [score_candidates(r.inputs, None, truth).hits["identified"] for r in runs]
+    kept_index = min((0, 1), key=lambda i: runs[i].matching_loss)
+    kept, other = runs[kept_index], runs[1 - kept_index]
+    images, loss, swaps = merged_by_loss(job.observation, kept, other, settings)
+    return {"client": client, "images": len(ids), "hits": [int(h.sum()) for h in hits],
+            "both": int((hits[0] & hits[1]).sum()), "union": int((hits[0] | hits[1]).sum()),
+            "losses": [r.matching_loss for r in runs], "kept-seed": kept_index,
+            "kept-hits": int(hits[kept_index].sum()),
+            "merged-hits": int(score_candidates(images, None, truth).hits["identified"].sum()),
+            "merged-loss": loss, "swaps": swaps, "seconds": time.monotonic() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist:/work/shared/data/mnist")
+    parser.add_argument("--clients", nargs="+", type=int, default=[0, 1])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = load_dataset(args.dataset, 28)
+    auditor = Auditor(data.train_x, data.train_y, native_size=data.native_size)
+    public = PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
+    for client in args.clients:
+        print(json.dumps(client_row(data, auditor, public, client)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
