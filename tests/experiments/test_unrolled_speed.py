@@ -32,7 +32,9 @@ def test_the_table_gives_the_ratio_with_and_without_the_decoders_fit():
     rows = [_row("today", 0, [[100, 10.0, 1], [200, 20.0, 3], [300, 30.0, 4]], 4, 33.0),
             _row("today", 1, [[100, 10.0, 2], [200, 20.0, 4], [300, 30.0, 4]], 4, 33.0),
             _row("fast", 0, [[100, 4.0, 4]], 4, 6.0, fit=4.0),
-            _row("fast", 1, [[100, 6.0, 4]], 4, 7.0)]
+            _row("fast", 1, [[100, 6.0, 4]], 4, 7.0, fit=4.0)]  # one process: one fit
+    for row in rows:
+        row["process"] = "p1"
     line = next(l for l in table(rows).splitlines() if l.startswith("| fast "))
     # today reaches its pooled 8 at step 300 (60 s); "fast" at step 100 (10 s; 14 s with the fit)
     assert "| 100, 10 | 6.00x | 4 | 4.29x | 3.53x |" in line  # whole loop: 6 + 7 + 4 s
@@ -50,4 +52,5 @@ def test_a_public_prior_arm_is_scored_in_its_latent_phase_too(tmp_path: Path):
     rows = {r["arm"]: r for r in read(out)}
     assert [s for s, _, _ in rows["prior"]["snapshots"]] == [2, 4, 6, 8]
     assert rows["prior"]["decoder-fit-s"] > 0 and rows["today"]["decoder-fit-s"] == 0
+    assert rows["prior"]["process"] == rows["today"]["process"]
     assert rows["prior"]["steps"] == 8
