@@ -9,7 +9,10 @@ how many images both identify and either does (the union: what a perfect per-ima
 between the two would reach; it reads the truth, an oracle), the seed the attacker keeps (the
 lower matching loss, as `AttackSettings.restarts` keeps) and its count, and an attacker-side
 merge: one greedy pass over the kept run's samples, each swapped for its counterpart in the
-other run (optimal assignment on MSE) when the matching loss drops; its count and loss.
+other run (optimal assignment on MSE) when the matching loss drops; its count and loss. And two
+attacker-side per-image picks between each sample and its counterpart, from the public images
+only: the one the public autoencoder reconstructs better (`ae-pick`: nearer the public images'
+manifold), and the one a classifier fit on the public images is surer of (`judge-pick`).
 
 Example:
     python -m experiments.restart_union --dataset mnist:/work/shared/data/mnist --clients 0 1
@@ -23,6 +26,7 @@ import time
 
 import torch
 
+from attacks.latent_prior import public_autoencoder
 from attacks.rate_decoder import PublicData
 from attacks.settings import unrolled_preset
 from attacks.spiking import as_model_input
@@ -35,6 +39,7 @@ from fedsnn.audit.chance import Truth, score_candidates
 from fedsnn.audit.plan import AuditPlan
 from fedsnn.audit.reply import observe_reply
 from fedsnn.core.data import load_dataset
+from fedsnn.core.judges import load_judge
 from fedsnn.core.metrics.matching import match_by_mse
 
 
@@ -60,8 +65,22 @@ def merged_by_loss(observation: Observation, kept: Reconstruction, other: Recons
     return images, current, swaps
 
 
+def picked(kept: torch.Tensor, other: torch.Tensor, score_kept: torch.Tensor,
+           score_other: torch.Tensor) -> torch.Tensor:
+    """Per sample, the kept image or its counterpart in `other` (same order), whichever scores
+    lower.
+
+    Example:
+        >>> picked(torch.zeros(2, 1), torch.ones(2, 1), torch.tensor([1., 0.]),
+        ...        torch.tensor([0., 1.])).flatten().tolist()
+        [1.0, 0.0]
+    """
+    choose_other = (score_other < score_kept).view(-1, *([1] * (kept.dim() - 1)))
+    return torch.where(choose_other, other, kept)
+
+
 def client_row(data, auditor: Auditor, public: PublicData, client: int,
-               iterations: int = 3000, pixel_steps: int = 1500) -> dict:
+               iterations: int = 3000, pixel_steps: int = 1500, judge=None) -> dict:
     """One client's figures (module doc)."""
     settings = unrolled_preset(iterations=iterations, public_prior="decoder",
                                prior_pixel_steps=pixel_steps)
@@ -80,7 +99,22 @@ def client_row(data, auditor: Auditor, public: PublicData, client: int,
     kept_index = min((0, 1), key=lambda i: runs[i].matching_loss)
     kept, other = runs[kept_index], runs[1 - kept_index]
     images, loss, swaps = merged_by_loss(job.observation, kept, other, settings)
-    return {"client": client, "images": len(ids), "hits": [int(h.sum()) for h in hits],
+    counterpart = other.inputs[match_by_mse(other.inputs, kept.inputs)]
+    autoencoder = public_autoencoder(public, spec.in_channels, kept.inputs.shape[-1])
+
+    def ae_error(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return (autoencoder.decode(autoencoder.encode(x)) - x).pow(2).flatten(1).mean(1)
+
+    picks = {"ae-pick-hits": picked(kept.inputs, counterpart, ae_error(kept.inputs),
+                                    ae_error(counterpart))}
+    if judge is not None:
+        with torch.no_grad():
+            doubt = lambda x: -judge(x.clamp(0, 1)).softmax(-1).max(-1).values  # noqa: E731
+            picks["judge-pick-hits"] = picked(kept.inputs, counterpart, doubt(kept.inputs),
+                                              doubt(counterpart))
+    return {**{name: int(score_candidates(x, None, truth).hits["identified"].sum())
+               for name, x in picks.items()},"client": client, "images": len(ids), "hits": [int(h.sum()) for h in hits],
             "both": int((hits[0] & hits[1]).sum()), "union": int((hits[0] | hits[1]).sum()),
             "losses": [r.matching_loss for r in runs], "kept-seed": kept_index,
             "kept-hits": int(hits[kept_index].sum()),
@@ -97,8 +131,9 @@ def main() -> None:
     data = load_dataset(args.dataset, 28)
     auditor = Auditor(data.train_x, data.train_y, native_size=data.native_size)
     public = PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
+    judge = load_judge(data, split="test").model.eval()  # fit on the public (test) split
     for client in args.clients:
-        print(json.dumps(client_row(data, auditor, public, client)), flush=True)
+        print(json.dumps(client_row(data, auditor, public, client, judge=judge)), flush=True)
 
 
 if __name__ == "__main__":

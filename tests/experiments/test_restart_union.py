@@ -21,3 +21,11 @@ def test_the_merge_takes_the_other_runs_true_samples_and_lowers_the_loss():
     truth = Reconstruction("t", "unrolled", x[[2, 0, 1]], y[[2, 0, 1]], 0.0)
     images, loss, swaps = merged_by_loss(observation, wrong, truth, unrolled_preset())
     assert torch.equal(images, x) and swaps == 2 and loss < 1e-8
+
+
+def test_the_per_image_pick_takes_the_lower_scoring_of_each_pair():
+    from experiments.restart_union import picked
+
+    kept, other = torch.zeros(3, 1, 2, 2), torch.ones(3, 1, 2, 2)
+    chosen = picked(kept, other, torch.tensor([0.5, 0.1, 0.3]), torch.tensor([0.2, 0.4, 0.3]))
+    assert chosen[:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0]  # a tie keeps the kept run's image
