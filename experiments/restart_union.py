@@ -113,8 +113,9 @@ def client_row(data, auditor: Auditor, public: PublicData, client: int,
             doubt = lambda x: -judge(x.clamp(0, 1)).softmax(-1).max(-1).values  # noqa: E731
             picks["judge-pick-hits"] = picked(kept.inputs, counterpart, doubt(kept.inputs),
                                               doubt(counterpart))
-    return {**{name: int(score_candidates(x, None, truth).hits["identified"].sum())
-               for name, x in picks.items()},"client": client, "images": len(ids), "hits": [int(h.sum()) for h in hits],
+    return {"client": client, "images": len(ids), "hits": [int(h.sum()) for h in hits],
+            **{name: int(score_candidates(x, None, truth).hits["identified"].sum())
+               for name, x in picks.items()},
             "both": int((hits[0] & hits[1]).sum()), "union": int((hits[0] | hits[1]).sum()),
             "losses": [r.matching_loss for r in runs], "kept-seed": kept_index,
             "kept-hits": int(hits[kept_index].sum()),

@@ -2,7 +2,8 @@
 
 At the MNIST target cell today's unrolled attack identifies the most images mid-run and fewer at
 the end, while its matching loss keeps falling (docs/results.md, "Speed with the public decoder
-prior at the MNIST cell"): late steps fit round 1's update with detail that is not the images.
+prior at the MNIST cell"). The hypothesis tested here: late steps fit round 1's update with
+detail that is not the images.
 The server also holds the same client's reply of round 2 (same samples, other global weights;
 the default threat model, as the grid's `unrolled-rounds`). The true images match both updates;
 detail fitted to round 1 alone need not match round 2. So round 2's matching loss, evaluated on
