@@ -133,6 +133,11 @@ class AttackSettings:
             phase's learned labels, saving the refinement's replays (on MNIST at N = 32 they cost
             as much as 300-900 attack steps); the labels are refined after the pixel phase either
             way.
+        prior_pixel_lr: with `prior_pixel_steps`, the pixel phase's learning rate (None: `lr`,
+            as the latent phase). The pixel phase starts from the decoder's images, near the
+            client's ones when the latent search went well; the attack's lr 0.1 throws even a
+            start beside the truth out of its basin under SGD (docs/results.md, "no basin under
+            Adam"), a smaller one keeps it there.
         prior_code_swaps: with `public_prior`, before the latent search each dummy's starting
             code is swapped, one dummy at a time, for the best of this many codes of public
             images of its class by the joint matching loss (`latent_prior.swap_codes`); 0: none.
@@ -198,6 +203,7 @@ class AttackSettings:
     prior_anchor_weight: float = 0.0
     prior_code_swaps: int = 0
     prior_latent_refine: bool = True
+    prior_pixel_lr: float | None = None
     adam_smoothing: float = 0.0
     adam_smoothing_steps: int = 0
 
@@ -251,6 +257,10 @@ class AttackSettings:
         if not self.prior_latent_refine and not self.prior_pixel_steps:
             raise AttackSettingsError("Expected `prior_latent_refine` True without "
                                       "`prior_pixel_steps` (there is no latent phase to skip)")
+        if self.prior_pixel_lr is not None and (not self.prior_pixel_lr > 0
+                                                or not self.prior_pixel_steps):
+            raise AttackSettingsError("Expected `prior_pixel_lr` None or > 0, and None without "
+                                      f"`prior_pixel_steps`; got {self.prior_pixel_lr}")
         if self.prior_code_swaps < 0 or (self.prior_code_swaps and self.public_prior == "none"):
             raise AttackSettingsError("Expected `prior_code_swaps` >= 0, and 0 without "
                                       f"`public_prior`; got {self.prior_code_swaps}")

@@ -129,7 +129,7 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     iterations = settings.iterations - (settings.prior_pixel_steps if decode is not None else 0)
     # each _match below is one phase: the phases (warm, smoothed Adam, label, pixel) run here
     one_phase = settings.with_(warm_steps=0, prior_pixel_steps=0, prior_anchor_weight=0.0,
-                               prior_latent_refine=True,
+                               prior_latent_refine=True, prior_pixel_lr=None,
                                adam_smoothing=0.0, adam_smoothing_steps=0)
     if settings.warm_steps > 0 and warm_applies(observation, settings):
         warm, start, _ = _match(first_epoch(observation), one_phase.with_(
@@ -171,7 +171,8 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
         with torch.no_grad():  # "latent then pixels": free pixels from the decoder's best images
             start = decode(codes)
         reconstruction, _, positions = _match(
-            observation, one_phase.with_(iterations=settings.prior_pixel_steps),
+            observation, one_phase.with_(iterations=settings.prior_pixel_steps,
+                                         lr=settings.prior_pixel_lr or settings.lr),
             labels, seed=seed, start=start, deadline=deadline, other_rounds=other_rounds,
             anchor=(decode, codes, settings.prior_anchor_weight)
             if settings.prior_anchor_weight > 0 else None)

@@ -78,7 +78,8 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                     learn_labels: bool = True, label_phases: int = 1, epoch_prior: float = 1.0,
                     restarts: int = 1, label_counts: str = "dimitrov",
                     prior_pixel_steps: int = 0, prior_anchor_weight: float = 0.0,
-                    prior_code_swaps: int = 0, **unrolled_changes: Any
+                    prior_code_swaps: int = 0, prior_pixel_lr: float | None = None,
+                  **unrolled_changes: Any
                     ) -> dict[str, AttackSettings]:
     """The attacks compared, by METHODS key: the unrolled one (`unrolled_preset`, as the audit
     runs it; "unrolled-withheld" runs it too, under another threat model), the same with
@@ -90,7 +91,8 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
                                restarts=restarts, label_counts=label_counts, **unrolled_changes)
     public_prior = unrolled.with_(public_prior="decoder", prior_pixel_steps=prior_pixel_steps,
                                   prior_anchor_weight=prior_anchor_weight,
-                                  prior_code_swaps=prior_code_swaps)
+                                  prior_code_swaps=prior_code_swaps,
+                                  prior_pixel_lr=prior_pixel_lr)
     return {"unrolled": unrolled, "unrolled-withheld": unrolled,
             "unrolled-copies": unrolled.with_(epoch_prior=epoch_prior),
             "unrolled-rounds": unrolled,
@@ -375,6 +377,9 @@ def main() -> None:
     parser.add_argument("--prior-pixel-steps", type=int, default=0,
                         help="method unrolled-public-prior: the last this many steps free the "
                              "pixels from the decoder's images (AttackSettings)")
+    parser.add_argument("--prior-pixel-lr", type=float, default=None,
+                        help="method unrolled-public-prior: the pixel steps' learning rate "
+                             "(default: the attack's, 0.1; AttackSettings)")
     parser.add_argument("--prior-anchor-weight", type=float, default=0.0,
                         help="method unrolled-public-prior: the pixel steps keep the codes and "
                              "add this weight x |pixels - decoder(codes)|^2 (AttackSettings)")
@@ -416,6 +421,7 @@ def main() -> None:
                                prior_pixel_steps=args.prior_pixel_steps,
                                prior_anchor_weight=args.prior_anchor_weight,
                                prior_code_swaps=args.prior_code_swaps,
+                               prior_pixel_lr=args.prior_pixel_lr,
                                adam_smoothing=args.adam_smoothing,
                                adam_smoothing_steps=args.adam_smoothing_steps,
                                lr_schedule=args.lr_schedule, lr_final=args.lr_final)

@@ -38,9 +38,12 @@ def _reply():
                                      dict(public_prior="decoder", prior_pixel_steps=2,
                                           prior_anchor_weight=-1.0),
                                      dict(prior_code_swaps=4),
-                                     dict(public_prior="decoder", prior_latent_refine=False)])
+                                     dict(public_prior="decoder", prior_latent_refine=False),
+                                     dict(public_prior="decoder", prior_pixel_lr=0.01),
+                                     dict(public_prior="decoder", prior_pixel_steps=2,
+                                          prior_pixel_lr=0.0)])
 def test_invalid_public_prior_settings_name_the_field(changes: dict) -> None:
-    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight|prior_code_swaps|prior_latent_refine"):
+    with pytest.raises(AttackSettingsError, match="public_prior|prior_pixel_steps|prior_anchor_weight|prior_code_swaps|prior_latent_refine|prior_pixel_lr"):
         unrolled_preset(iterations=5, **changes)
 
 
@@ -102,6 +105,23 @@ def test_an_anchored_pixel_phase_stays_near_the_decoders_images() -> None:
     moved_anchored = (anchored.inputs - latent_images).abs().mean()
     assert moved_anchored < 0.5 * moved_free
     assert anchored.matching_loss < 1.0 < anchored.loss_history[-1]  # 1 - cosine vs + anchor
+
+
+def test_the_pixel_phase_runs_at_its_own_learning_rate() -> None:
+    """`prior_pixel_lr` is the pixel phase's rate alone: the latent phase is the same as with
+    the attack's rate, and a vanishing pixel rate leaves the pixels where the latent phase put
+    them while the attack's rate moves them."""
+    observation, public = _reply(), _public()
+    settings = unrolled_preset(iterations=30, public_prior="decoder", prior_pixel_steps=10,
+                               learn_labels=False)
+    latent_images = unrolled(observation, settings.with_(prior_pixel_steps=0, iterations=20),
+                             seed=0, public=public).inputs
+    default = unrolled(observation, settings, seed=0, public=public)
+    still = unrolled(observation, settings.with_(prior_pixel_lr=1e-12), seed=0, public=public)
+    assert still.status == Status.OK and len(still.loss_history) == 30
+    assert still.loss_history[:20] == default.loss_history[:20]
+    assert torch.allclose(still.inputs, latent_images, atol=1e-5)
+    assert (default.inputs - latent_images).abs().mean() > 1e-3
 
 
 def test_swapping_starting_codes_lowers_the_joint_matching_loss() -> None:
