@@ -337,13 +337,15 @@ def match_update(observation: Observation, settings: AttackSettings, counts: tor
 
 
 def match_from(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
-               start: torch.Tensor, *, seed: int = 0, adam_eps_scale: float = 0.0
-               ) -> torch.Tensor:
+               start: torch.Tensor, *, seed: int = 0, adam_eps_scale: float = 0.0,
+               other_rounds: Sequence[Observation] = ()) -> torch.Tensor:
     """The images the dummies' optimization ends at from `start` (at the dummies' resolution),
     the labels held fixed; for diagnostics that start it where no attacker can
-    (`experiments/replay_basin.py`). `adam_eps_scale` as in `_match`."""
+    (`experiments/replay_basin.py`) or from a merge of restarts (`experiments/restart_union.py`).
+    `adam_eps_scale` as in `_match`, `other_rounds` as in `unrolled`."""
     reconstruction, _, _ = _match(observation, settings.with_(learn_labels=False), labels,
-                                  seed=seed, start=start, adam_eps_scale=adam_eps_scale)
+                                  seed=seed, start=start, adam_eps_scale=adam_eps_scale,
+                                  other_rounds=other_rounds)
     return reconstruction.inputs
 
 

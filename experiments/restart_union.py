@@ -13,9 +13,15 @@ other run (optimal assignment on MSE) when the matching loss drops; its count an
 attacker-side per-image picks between each sample and its counterpart, from the public images
 only: the one the public autoencoder reconstructs better (`ae-pick`: nearer the public images'
 manifold), and the one a classifier fit on the public images is surer of (`judge-pick`).
+And a consensus of the two (`mean`): each sample averaged with its counterpart, and, with
+`--refine-steps K`, K more free-pixel steps from that average, labels held at the kept run's
+(`mean-refined`), beside the same K steps from the kept run alone (`kept-refined`, the control:
+what the extra steps give without the other run). With `--rounds R` every run matches the
+client's rounds 1..R jointly (the grid's `unrolled-rounds-public-prior`; a fixed partition).
 
 Example:
     python -m experiments.restart_union --dataset mnist:/work/shared/data/mnist --clients 0 1
+    python -m experiments.restart_union --clients 0 --rounds 3 --refine-steps 500
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from attacks.settings import unrolled_preset
 from attacks.spiking import as_model_input
 from attacks.threat_model import PUBLIC_DATA, ThreatModel
 from attacks.types import Observation, Reconstruction
-from attacks.unrolled import rounds_distance, unrolled
-from experiments.unrolled_grid import client_reply
+from attacks.unrolled import match_from, rounds_distance, unrolled
+from experiments.unrolled_grid import LEARNING_RATES, client_reply, epochs_and_batch, later_rounds
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.chance import Truth, score_candidates
 from fedsnn.audit.plan import AuditPlan
@@ -43,11 +49,12 @@ from fedsnn.core.judges import load_judge
 from fedsnn.core.metrics.matching import match_by_mse
 
 
-def merged_by_loss(observation: Observation, kept: Reconstruction, other: Reconstruction,
+def merged_by_loss(observations: list[Observation], kept: Reconstruction, other: Reconstruction,
                    settings) -> tuple[torch.Tensor, float, int]:
     """The kept run with each sample in turn swapped for its MSE-assigned counterpart in the
-    other run (image and label) when the matching loss drops: (images, loss, swaps kept)."""
-    distance = rounds_distance([observation], settings)
+    other run (image and label) when the matching loss (of every round observed) drops:
+    (images, loss, swaps kept)."""
+    distance = rounds_distance(observations, settings)
 
     def loss(images: torch.Tensor, labels: torch.Tensor) -> float:
         with torch.enable_grad():
@@ -80,26 +87,34 @@ def picked(kept: torch.Tensor, other: torch.Tensor, score_kept: torch.Tensor,
 
 
 def client_row(data, auditor: Auditor, public: PublicData, client: int,
-               iterations: int = 3000, pixel_steps: int = 1500, judge=None) -> dict:
+               iterations: int = 3000, pixel_steps: int = 1500, judge=None, rounds: int = 1,
+               refine_steps: int = 0) -> dict:
     """One client's figures (module doc)."""
     settings = unrolled_preset(iterations=iterations, public_prior="decoder",
                                prior_pixel_steps=pixel_steps)
-    ids, spec, config, reply, _ = client_reply("lenet", 32, 4, "sgd", client, data=data,
-                                               design="full-batch")
+    ids, spec, config, reply, trained = client_reply("lenet", 32, 4, "sgd", client, data=data,
+                                                     design="full-batch")
+    epochs, batch = epochs_and_batch(32, 4, "full-batch")
+    replies = [reply] + later_rounds(trained, data.train_x[ids], data.train_y[ids], client,
+                                     rounds, epochs=epochs, batch=batch,
+                                     lr=LEARNING_RATES["sgd"], optimizer="sgd", steps=4)
     auditor.ground_truth = lambda _round, _partition: ids.tolist()
     plan = AuditPlan(rounds=None, max_clients=1, max_batch=32, settings=settings, workers=0,
                      threat_model=ThreatModel().grant(PUBLIC_DATA))
-    job = observe_reply(reply, plan=plan, config=config, spec=spec,
-                        native_size=data.native_size, target_id="restart-union")
-    assert not isinstance(job, str), job
+    jobs = [observe_reply(r, plan=plan, config=config, spec=spec, native_size=data.native_size,
+                          target_id="restart-union") for r in replies]
+    assert not any(isinstance(j, str) for j in jobs), jobs
+    job, observations = jobs[0], [j.observation for j in jobs]
     truth: Truth = auditor.truth(job)
     started = time.monotonic()
-    runs = [unrolled(job.observation, settings, seed=seed, public=public) for seed in (0, 1)]
+    runs = [unrolled(job.observation, settings, seed=seed, public=public,
+                     other_rounds=observations[1:]) for seed in (0, 1)]
     hits = [score_candidates(r.inputs, None, truth).hits["identified"] for r in runs]
     kept_index = min((0, 1), key=lambda i: runs[i].matching_loss)
     kept, other = runs[kept_index], runs[1 - kept_index]
-    images, loss, swaps = merged_by_loss(job.observation, kept, other, settings)
+    images, loss, swaps = merged_by_loss(observations, kept, other, settings)
     counterpart = other.inputs[match_by_mse(other.inputs, kept.inputs)]
+    mean = (kept.inputs + counterpart) / 2
     autoencoder = public_autoencoder(public, spec.in_channels, kept.inputs.shape[-1])
 
     def ae_error(x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +122,12 @@ def client_row(data, auditor: Auditor, public: PublicData, client: int,
             return (autoencoder.decode(autoencoder.encode(x)) - x).pow(2).flatten(1).mean(1)
 
     picks = {"ae-pick-hits": picked(kept.inputs, counterpart, ae_error(kept.inputs),
-                                    ae_error(counterpart))}
+                                    ae_error(counterpart)), "mean-hits": mean}
+    if refine_steps:
+        pixels = unrolled_preset(iterations=refine_steps)
+        for name, start in (("mean-refined-hits", mean), ("kept-refined-hits", kept.inputs)):
+            picks[name] = match_from(job.observation, pixels, kept.labels, start,
+                                     other_rounds=observations[1:])
     if judge is not None:
         with torch.no_grad():
             doubt = lambda x: -judge(x.clamp(0, 1)).softmax(-1).max(-1).values  # noqa: E731
@@ -127,6 +147,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist:/work/shared/data/mnist")
     parser.add_argument("--clients", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="the client's rounds 1..R matched jointly by every run")
+    parser.add_argument("--refine-steps", type=int, default=0,
+                        help="free-pixel steps from the runs' mean and from the kept run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.dataset, 28)
@@ -134,7 +158,9 @@ def main() -> None:
     public = PublicData(data.test_x, f"{data.name} test split", labels=data.test_y)
     judge = load_judge(data, split="test").model.eval()  # fit on the public (test) split
     for client in args.clients:
-        print(json.dumps(client_row(data, auditor, public, client, judge=judge)), flush=True)
+        print(json.dumps(client_row(data, auditor, public, client, judge=judge,
+                                    rounds=args.rounds, refine_steps=args.refine_steps)),
+              flush=True)
 
 
 if __name__ == "__main__":

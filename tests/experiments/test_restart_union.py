@@ -19,7 +19,7 @@ def test_the_merge_takes_the_other_runs_true_samples_and_lowers_the_loss():
     wrong = Reconstruction("t", "unrolled", kept, y.clone(), 1.0)
     # the other run holds the truth in another order
     truth = Reconstruction("t", "unrolled", x[[2, 0, 1]], y[[2, 0, 1]], 0.0)
-    images, loss, swaps = merged_by_loss(observation, wrong, truth, unrolled_preset())
+    images, loss, swaps = merged_by_loss([observation], wrong, truth, unrolled_preset())
     assert torch.equal(images, x) and swaps == 2 and loss < 1e-8
 
 
