@@ -138,6 +138,14 @@ class AttackSettings:
             client's ones when the latent search went well; the attack's lr 0.1 throws even a
             start beside the truth out of its basin under SGD (docs/results.md, "no basin under
             Adam"), a smaller one keeps it there.
+        consensus_restarts: the unrolled attack runs this many times (seeds seed, seed + 1,
+            ...) and merges them by consensus (`attacks/consensus.py`, a simple form of
+            GradInversion's group consistency, Yin et al. 2021): each run's samples aligned to
+            the lowest-loss run's by optimal assignment and averaged; 1: one run, no merge. Not
+            with `restarts` > 1 (which keeps the lowest-loss run instead).
+        consensus_steps: with `consensus_restarts` > 1, this many free-pixel steps from the
+            merged images (labels held at the lowest-loss run's), on top of every run's
+            `iterations`; 0: the average as it is.
         prior_code_swaps: with `public_prior`, before the latent search each dummy's starting
             code is swapped, one dummy at a time, for the best of this many codes of public
             images of its class by the joint matching loss (`latent_prior.swap_codes`); 0: none.
@@ -204,6 +212,8 @@ class AttackSettings:
     prior_code_swaps: int = 0
     prior_latent_refine: bool = True
     prior_pixel_lr: float | None = None
+    consensus_restarts: int = 1
+    consensus_steps: int = 0
     adam_smoothing: float = 0.0
     adam_smoothing_steps: int = 0
 
@@ -261,6 +271,13 @@ class AttackSettings:
                                                 or not self.prior_pixel_steps):
             raise AttackSettingsError("Expected `prior_pixel_lr` None or > 0, and None without "
                                       f"`prior_pixel_steps`; got {self.prior_pixel_lr}")
+        if self.consensus_restarts < 1 or self.consensus_steps < 0 or (
+                self.consensus_restarts > 1 and (self.restarts > 1 or self.attack != "unrolled")
+        ) or (self.consensus_steps and self.consensus_restarts == 1):
+            raise AttackSettingsError(
+                "Expected `consensus_restarts` >= 1 (above 1 only for the unrolled attack, with "
+                "`restarts` 1) and `consensus_steps` >= 0, 0 without a consensus; got "
+                f"{self.consensus_restarts}, {self.consensus_steps} (restarts {self.restarts})")
         if self.prior_code_swaps < 0 or (self.prior_code_swaps and self.public_prior == "none"):
             raise AttackSettingsError("Expected `prior_code_swaps` >= 0, and 0 without "
                                       f"`public_prior`; got {self.prior_code_swaps}")
@@ -288,6 +305,18 @@ class AttackSettings:
     def effective_optimizer(self) -> str:
         """The optimizer that actually runs (GRNN's generator has its own)."""
         return self.grnn_optimizer if self.attack == "grnn" else self.optimizer
+
+    @property
+    def planned_steps(self) -> int:
+        """The optimizer steps the settings plan in all: every restart's and consensus run's
+        `iterations`, and the consensus's own steps.
+
+        Example:
+            >>> AttackSettings(attack="unrolled", iterations=10, consensus_restarts=2,
+            ...                consensus_steps=5).planned_steps
+            25
+        """
+        return self.iterations * self.restarts * self.consensus_restarts + self.consensus_steps
 
     @property
     def effective_lr(self) -> float:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import epoch_copies
+from attacks import consensus, epoch_copies
 from attacks.label_counts import labels_from_counts
 from attacks.label_counts_rlu import estimate_label_counts
 from attacks.label_refinement import refine_labels
@@ -107,6 +107,9 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     Raises:
         CapabilityError: `settings.public_init` without labelled public images, or
             `settings.public_prior` without public images."""
+    if settings.consensus_restarts > 1:
+        return _consensus(observation, settings, seed=seed, deadline=deadline,
+                          other_rounds=other_rounds, public=public)
     counts = estimate_label_counts(observation, settings.label_counts, seed=seed)
     phases = min(settings.label_phases, settings.iterations) if settings.learn_labels else 1
     if _uses_copies(observation, settings):
@@ -183,6 +186,55 @@ def unrolled(observation: Observation, settings: AttackSettings, *, seed: int,
     reconstruction.loss_history = history
     reconstruction.seconds = time.monotonic() - started
     return reconstruction
+
+
+def _consensus(observation: Observation, settings: AttackSettings, *, seed: int,
+               deadline: float | None, other_rounds: Sequence[Observation],
+               public: PublicData | None) -> Reconstruction:
+    """`settings.consensus_restarts` runs of `unrolled` (seeds seed, seed + 1, ...) merged by
+    `attacks.consensus.aligned_mean`, then `settings.consensus_steps` free-pixel steps from the
+    merge, labels held at the lowest-loss run's (not refined again). A run that does not end ok
+    (time budget, failure) is returned as it is."""
+    started = time.monotonic()
+    single = settings.with_(consensus_restarts=1, consensus_steps=0)
+    runs = []
+    for k in range(settings.consensus_restarts):
+        run = unrolled(observation, single, seed=seed + k, deadline=deadline,
+                       other_rounds=other_rounds, public=public)
+        if run.status != Status.OK:
+            run.seconds = time.monotonic() - started
+            return run
+        runs.append(run)
+    anchor = consensus.anchor_run(runs)
+    merged = consensus.aligned_mean(runs)
+    history = [value for run in runs for value in run.loss_history]
+    if not settings.consensus_steps:
+        return replace(anchor, inputs=merged, loss_history=history,
+                       matching_loss=_loss_of(observation, single, anchor.labels, merged,
+                                              other_rounds),
+                       seconds=time.monotonic() - started,
+                       message=f"consensus of {len(runs)} runs; {anchor.message}")
+    pixels = single.with_(iterations=settings.consensus_steps, public_prior="none",
+                          prior_pixel_steps=0, prior_pixel_lr=None, prior_latent_refine=True,
+                          prior_anchor_weight=0.0, prior_code_swaps=0, warm_steps=0,
+                          adam_smoothing=0.0, adam_smoothing_steps=0, learn_labels=False)
+    side = dummy_side(observation)
+    start = merged if merged.shape[-1] == side else resize(merged, side)
+    reconstruction, _, _ = _match(observation, pixels, anchor.labels, seed=seed, start=start,
+                                  deadline=deadline, other_rounds=other_rounds)
+    reconstruction.loss_history = history + reconstruction.loss_history
+    reconstruction.seconds = time.monotonic() - started
+    reconstruction.message = (f"consensus of {len(runs)} runs, {settings.consensus_steps} "
+                              f"steps from their mean; {anchor.message}")
+    return reconstruction
+
+
+def _loss_of(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
+             images: torch.Tensor, other_rounds: Sequence[Observation]) -> float:
+    """The joint matching loss of model-input `images` with hard `labels` (no graph kept)."""
+    distance = rounds_distance([observation, *other_rounds], settings)
+    with torch.enable_grad():
+        return float(distance(as_model_input(images, settings), labels, False).detach())
 
 
 def replay_loss(observation: Observation, settings: AttackSettings, labels: torch.Tensor,

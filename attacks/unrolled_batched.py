@@ -71,12 +71,13 @@ def supports(settings: AttackSettings) -> bool:
     """Whether this engine runs the settings: the unrolled attack with Adam, or L-BFGS with fixed
     steps (no line search, no projection between steps), as the batched DLG engine; without
     per-epoch copies (`epoch_prior` > 0 runs one reply at a time, attacks/unrolled.py), a
-    learning-rate schedule, a plateau stop, a public-data start or prior, warm steps or a
-    smoothed Adam replay (one at a time too)."""
+    learning-rate schedule, a plateau stop, a public-data start or prior, warm steps, a
+    smoothed Adam replay or a consensus of restarts (one at a time too)."""
     return settings.attack == "unrolled" and settings.epoch_prior == 0 and (
         settings.lr_schedule == "constant" and settings.plateau_window == 0
         and not settings.public_init and settings.public_prior == "none"
-        and settings.warm_steps == 0 and settings.adam_smoothing == 0) and (
+        and settings.warm_steps == 0 and settings.adam_smoothing == 0
+        and settings.consensus_restarts == 1) and (
         settings.optimizer == "adam"
         or not (settings.line_search or settings.lbfgs_projection))
 

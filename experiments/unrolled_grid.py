@@ -380,6 +380,11 @@ def main() -> None:
     parser.add_argument("--prior-pixel-lr", type=float, default=None,
                         help="method unrolled-public-prior: the pixel steps' learning rate "
                              "(default: the attack's, 0.1; AttackSettings)")
+    parser.add_argument("--consensus-restarts", type=int, default=1,
+                        help="the unrolled methods run this many times and merge the runs by "
+                             "consensus (attacks/consensus.py; AttackSettings)")
+    parser.add_argument("--consensus-steps", type=int, default=0,
+                        help="free-pixel steps from the consensus (AttackSettings)")
     parser.add_argument("--prior-anchor-weight", type=float, default=0.0,
                         help="method unrolled-public-prior: the pixel steps keep the codes and "
                              "add this weight x |pixels - decoder(codes)|^2 (AttackSettings)")
@@ -422,6 +427,8 @@ def main() -> None:
                                prior_anchor_weight=args.prior_anchor_weight,
                                prior_code_swaps=args.prior_code_swaps,
                                prior_pixel_lr=args.prior_pixel_lr,
+                               consensus_restarts=args.consensus_restarts,
+                               consensus_steps=args.consensus_steps,
                                adam_smoothing=args.adam_smoothing,
                                adam_smoothing_steps=args.adam_smoothing_steps,
                                lr_schedule=args.lr_schedule, lr_final=args.lr_final)

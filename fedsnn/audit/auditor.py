@@ -107,7 +107,7 @@ class Auditor:
             "status": reconstruction.status.value, "message": reconstruction.message,
             "seconds": round(reconstruction.seconds, 2),
             "steps-done": len(reconstruction.loss_history),
-            "steps-planned": job.settings.iterations * job.settings.restarts,
+            "steps-planned": job.settings.planned_steps,
             "matching-loss": reconstruction.matching_loss,
             "batch-size": job.observation.batch_size,
             "exact-gradient": job.observation.exact_gradient,
