@@ -33,7 +33,7 @@ def aligned_mean(runs: Sequence[Reconstruction]) -> torch.Tensor:
         ...                    matching_loss=0.1)
         >>> b = Reconstruction("t", "unrolled", torch.tensor([[0.8], [0.2]]), torch.zeros(2),
         ...                    matching_loss=0.2)
-        >>> aligned_mean([a, b]).flatten().tolist()
+        >>> [round(v, 3) for v in aligned_mean([a, b]).flatten().tolist()]
         [0.1, 0.9]
     """
     anchor = anchor_run(runs).inputs
