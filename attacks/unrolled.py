@@ -194,7 +194,8 @@ def _consensus(observation: Observation, settings: AttackSettings, *, seed: int,
     """`settings.consensus_restarts` runs of `unrolled` (seeds seed, seed + 1, ...) merged by
     `attacks.consensus.aligned_mean`, then `settings.consensus_steps` free-pixel steps from the
     merge, labels held at the lowest-loss run's (not refined again). A run that does not end ok
-    (time budget, failure) is returned as it is."""
+    (time budget, failure) is returned as it is, the steps of the runs before it in its history
+    (an unfinished consensus counts every step it took)."""
     started = time.monotonic()
     single = settings.with_(consensus_restarts=1, consensus_steps=0)
     runs = []
@@ -202,6 +203,7 @@ def _consensus(observation: Observation, settings: AttackSettings, *, seed: int,
         run = unrolled(observation, single, seed=seed + k, deadline=deadline,
                        other_rounds=other_rounds, public=public)
         if run.status != Status.OK:
+            run.loss_history = [v for done in runs for v in done.loss_history] + run.loss_history
             run.seconds = time.monotonic() - started
             return run
         runs.append(run)

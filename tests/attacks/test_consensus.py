@@ -3,6 +3,8 @@ the runs aligned and averaged, then more free-pixel steps from the average."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -65,3 +67,24 @@ def test_steps_from_the_consensus_run_every_planned_step_and_lower_its_loss() ->
     assert resumed.loss_history[:20] == average.loss_history
     assert resumed.matching_loss < average.matching_loss
     assert resumed.labels.tolist() == average.labels.tolist()  # held at the anchor run's
+
+
+def test_an_unfinished_run_ends_the_consensus_with_every_step_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the second run times out, the consensus returns it (a lower bound, status kept) and
+    its history holds the first run's steps too."""
+    module = importlib.import_module("attacks.unrolled")  # the package exports a function of that name
+    original = module.unrolled
+
+    def second_times_out(observation, settings, *, seed, **kwargs):
+        run = original(observation, settings, seed=seed, **kwargs)
+        if settings.consensus_restarts == 1 and seed == 1:
+            run.status, run.loss_history = Status.TIMEOUT, run.loss_history[:4]
+        return run
+
+    monkeypatch.setattr(module, "unrolled", second_times_out)
+    settings = unrolled_preset(iterations=10, learn_labels=False, consensus_restarts=2,
+                               consensus_steps=5)
+    run = original(_reply(), settings, seed=0)
+    assert run.status == Status.TIMEOUT
+    assert len(run.loss_history) == 14
