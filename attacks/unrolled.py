@@ -212,8 +212,8 @@ def _consensus(observation: Observation, settings: AttackSettings, *, seed: int,
     history = [value for run in runs for value in run.loss_history]
     if not settings.consensus_steps:
         return replace(anchor, inputs=merged, loss_history=history,
-                       matching_loss=_loss_of(observation, single, anchor.labels, merged,
-                                              other_rounds),
+                       matching_loss=images_loss([observation, *other_rounds], single)(
+                           merged, anchor.labels),
                        seconds=time.monotonic() - started,
                        message=f"consensus of {len(runs)} runs; {anchor.message}")
     pixels = single.with_(iterations=settings.consensus_steps, public_prior="none",
@@ -231,12 +231,18 @@ def _consensus(observation: Observation, settings: AttackSettings, *, seed: int,
     return reconstruction
 
 
-def _loss_of(observation: Observation, settings: AttackSettings, labels: torch.Tensor,
-             images: torch.Tensor, other_rounds: Sequence[Observation]) -> float:
-    """The joint matching loss of model-input `images` with hard `labels` (no graph kept)."""
-    distance = rounds_distance([observation, *other_rounds], settings)
-    with torch.enable_grad():
-        return float(distance(as_model_input(images, settings), labels, False).detach())
+def images_loss(observations: Sequence[Observation], settings: AttackSettings
+                ) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """loss(images, labels): the matching loss of model-input images with hard labels against
+    every observed round (`rounds_distance`, built once; no graph kept: for merges that only
+    compare values)."""
+    distance = rounds_distance(observations, settings)
+
+    def loss(images: torch.Tensor, labels: torch.Tensor) -> float:
+        with torch.enable_grad():
+            return float(distance(as_model_input(images, settings), labels, False).detach())
+
+    return loss
 
 
 def replay_loss(observation: Observation, settings: AttackSettings, labels: torch.Tensor,

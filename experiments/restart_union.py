@@ -35,10 +35,9 @@ import torch
 from attacks.latent_prior import public_autoencoder
 from attacks.rate_decoder import PublicData
 from attacks.settings import unrolled_preset
-from attacks.spiking import as_model_input
 from attacks.threat_model import PUBLIC_DATA, ThreatModel
 from attacks.types import Observation, Reconstruction
-from attacks.unrolled import match_from, rounds_distance, unrolled
+from attacks.unrolled import images_loss, match_from, unrolled
 from experiments.unrolled_grid import LEARNING_RATES, client_reply, epochs_and_batch, later_rounds
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.chance import Truth, score_candidates
@@ -54,12 +53,7 @@ def merged_by_loss(observations: list[Observation], kept: Reconstruction, other:
     """The kept run with each sample in turn swapped for its MSE-assigned counterpart in the
     other run (image and label) when the matching loss (of every round observed) drops:
     (images, loss, swaps kept)."""
-    distance = rounds_distance(observations, settings)
-
-    def loss(images: torch.Tensor, labels: torch.Tensor) -> float:
-        with torch.enable_grad():
-            return float(distance(as_model_input(images, settings), labels, False).detach())
-
+    loss = images_loss(observations, settings)
     order = match_by_mse(other.inputs, kept.inputs)
     images, labels = kept.inputs.clone(), kept.labels.clone()
     current, swaps = loss(images, labels), 0
