@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import time
 import zlib
@@ -100,6 +101,15 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "unrolled-rounds-public-prior": public_prior,
             "learned-inverter": AttackSettings(attack="learned-inverter", time_budget_s=budget),
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
+
+
+def settings_id(settings: AttackSettings, rounds: int) -> str:
+    """A short digest of the settings a row was made with (its time budget aside) and the rounds
+    attacked jointly: rows of one method made with other settings (`--consensus-restarts`,
+    `--prior-pixel-lr`, `--rounds`, ...) are neither counted as done on resume nor pooled in one
+    table line."""
+    text = repr((settings.with_(time_budget_s=None), rounds))
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def epochs_and_batch(images: int, steps: int, design: str) -> tuple[int, int]:
@@ -216,6 +226,8 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
                                 "rounds": rounds if key in ROUNDS_METHODS else 1,
+                                "settings": settings_id(attack, rounds if key in ROUNDS_METHODS
+                                                        else 1),
                                 "wall-s": time.monotonic() - started,
                                 **{k: v for k, v in row.items()
                                    if k not in ("inferred-labels", "true-labels")}})
@@ -307,13 +319,19 @@ def table(rows: list[dict]) -> str:
     cells: dict[tuple, list[dict]] = {}
     for row in rows:
         cells.setdefault((row.get("dataset", "digits"), row["model"], row["images"], row["steps"],
-                          *design_of(row), row["optimizer"], row["method"]), []).append(row)
+                          *design_of(row), row["optimizer"], row["method"],
+                          row.get("settings", "")), []).append(row)
     lines = ["| data | model | N | steps | E × B | opt | attack | clients | identified (hits/images) "
              "| chance (strongest null) | p | judge ASR | PSNR | SSIM | histogram exact (clients) | "
              "classes exact | prior: histogram exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, model, images, steps, epochs, batch, optimizer, method), group in sorted(
-            cells.items()):
+    methods_settings: dict[str, set[str]] = {}
+    for key in cells:
+        methods_settings.setdefault(key[7], set()).add(key[8])
+    for (dataset, model, images, steps, epochs, batch, optimizer, method, made_with), group in \
+            sorted(cells.items()):
+        if len(methods_settings[method]) > 1:  # one method under several settings: say which
+            method = f"{method} [settings {made_with or 'unrecorded'}]"
         cell = (f"| {dataset.split('/')[-1]} | {model} | {images} | {steps} | {epochs} × {batch} "
                 f"| {optimizer} | {method} | {len(group)} |")
         summary = leakage_summary({"attacks": group})
@@ -413,7 +431,7 @@ def main() -> None:
     auditor = Auditor(data.train_x, data.train_y, judge.model, public_x=data.test_x,
                       public_y=data.test_y, native_size=data.native_size)
     done = {(r["model"], r["images"], r["steps"], design_of(r), r["optimizer"], r["client"],
-             r["method"]) for r in rows}
+             r["method"], r.get("settings")) for r in rows}
 
     def append(client_rows: list[dict]) -> None:  # each client's rows as soon as they exist
         with args.out.open("a") as handle:
@@ -440,8 +458,9 @@ def main() -> None:
                     design = epochs_and_batch(images, steps, args.design)
                     for client in range(args.first_client, args.clients):  # what it lacks
                         todo = [m for m in args.methods
-                                if (model, images, steps, design, optimizer, client,
-                                    METHODS[m]) not in done]
+                                if (model, images, steps, design, optimizer, client, METHODS[m],
+                                    settings_id(settings[m], args.rounds if m in ROUNDS_METHODS
+                                                else 1)) not in done]
                         if todo:
                             run_cell(model, images, steps, optimizer, clients=[client],
                                      settings=settings, auditor=auditor, data=data,

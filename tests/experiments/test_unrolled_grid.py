@@ -6,7 +6,8 @@ import torch
 from attacks import PublicData, Status
 from attacks.rate_decoder import CapabilityError
 from attacks.unrolled import rounds_distance
-from experiments.unrolled_grid import DESIGNS, attack_settings, epochs_and_batch, jointly, table
+from experiments.unrolled_grid import (DESIGNS, attack_settings, epochs_and_batch, jointly,
+                                      settings_id, table)
 from tests.attacks.test_joint_rounds import _rounds
 
 
@@ -42,6 +43,22 @@ def test_the_table_keeps_designs_apart_and_reads_older_rows_as_full_batch():
     assert "| 4 × 32 |" in full and "| 2 |" in full and "0.25 [" in full  # 16 of 64 pooled
     assert "| 1 × 8 |" in mini and "0.25 [" in mini  # 8 of 32
 
+
+def test_rows_made_with_other_settings_are_neither_done_nor_pooled_together():
+    """A resumed `--out` file that holds the same method under other settings (a consensus of
+    restarts, another number of rounds) must not count those clients as done, nor pool them."""
+    plain = attack_settings(iterations=3000, budget=600.0)["unrolled-rounds-public-prior"]
+    consensus = attack_settings(iterations=3000, budget=600.0, consensus_restarts=2,
+                                consensus_steps=500)["unrolled-rounds-public-prior"]
+    assert settings_id(plain, 3) != settings_id(consensus, 3)
+    assert settings_id(plain, 3) != settings_id(plain, 5)
+    assert settings_id(plain, 3) == settings_id(plain.with_(time_budget_s=60.0), 3)
+    rows = [_row(0, 10, settings=settings_id(plain, 3)), _row(1, 6, settings=settings_id(plain, 3)),
+            _row(0, 20, settings=settings_id(consensus, 3))]
+    lines = table(rows).splitlines()[2:]
+    assert len(lines) == 2
+    assert any(f"[settings {settings_id(consensus, 3)}]" in line and "| 1 |" in line
+               for line in lines)
 
 
 def test_the_rounds_method_with_the_decoder_prior_matches_every_round_and_needs_public_images():
