@@ -18,6 +18,8 @@ Example:
     python -m experiments.grid_nulls --draws 5
     python -m experiments.grid_nulls --dataset mnist:/work/shared/data/mnist \
         --grid runs/mnist-target-sgd.jsonl
+    python -m experiments.grid_nulls --dataset mnist:/work/shared/data/mnist \
+        --speed runs/mspeed-heldout.jsonl
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ def grid_cells(rows: Iterable[dict[str, Any]]) -> list[Cell]:
                           tuple(int(r["identified"]) for r in group),
                           f"{method}, E × B = {epochs} × {batch}", tuple(group)))
     return cells
+
+
+def speed_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`benchmarks/unrolled_speed.py` output rows as grid rows: its clients are the target
+    cell's (lenet, SGD, N = 32, 4 full-batch steps; `unrolled_grid.client_reply`), one method per
+    arm, so its held-out clients get their own nulls."""
+    return [{"dataset": row["dataset"], "model": "lenet", "images": row["images"], "steps": 4,
+             "epochs": 4, "local-batch": row["images"], "optimizer": "sgd",
+             "client": row["client"], "method": row["arm"], "identified": row["identified"]}
+            for row in rows]
 
 
 def cell_nulls(cell: Cell, data: Any, draws: int, predict: Predict | None = None
@@ -219,14 +231,19 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, nargs="+", default=[],
                         help="experiments.unrolled_grid outputs: their cells and clients instead "
                              "of the stored digits figures")
+    parser.add_argument("--speed", type=Path, nargs="+", default=[],
+                        help="benchmarks/unrolled_speed.py outputs, read as grid cells (one per "
+                             "arm)")
     parser.add_argument("--mnist", default="mnist:/work/shared/data/mnist",
                         help="the rate decoder's dataset ('' to leave it out; not with --grid)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.dataset, 28)
-    if args.grid:
-        rows = [json.loads(line) for path in args.grid
-                for line in path.read_text().splitlines() if line.strip()]
+    if args.grid or args.speed:
+        def read(paths: list[Path]) -> list[dict[str, Any]]:
+            return [json.loads(line) for path in paths
+                    for line in path.read_text().splitlines() if line.strip()]
+        rows = read(args.grid) + speed_rows(read(args.speed))
         other = {r["dataset"] for r in rows if r.get("dataset", "digits") != data.name}
         if other:
             raise SystemExit(f"--grid holds rows of {sorted(other)}, not of --dataset {data.name}")

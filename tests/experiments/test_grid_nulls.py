@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from experiments import grid_nulls
-from experiments.grid_nulls import cell_nulls, grid_cells
+from experiments.grid_nulls import cell_nulls, grid_cells, speed_rows
 from experiments.unrolled_grid import client_ids
 from fedsnn.core.data import load_dataset
 from fedsnn.core.data.base import ImageData
@@ -28,6 +28,17 @@ def test_a_grid_file_gives_its_own_clients_not_0_to_n():
     cells = grid_cells([_row(5, 3), _row(2, 1)])
     assert len(cells) == 1
     assert cells[0].clients == (2, 5) and cells[0].hits == (1, 3)
+
+
+def test_a_speed_benchmark_file_gives_one_cell_per_arm_on_the_target_cells_clients():
+    speed = [{"dataset": "digits", "client": c, "arm": arm, "images": 32, "identified": hits}
+             for c, arm, hits in ((10, "today", 3), (11, "today", 8), (10, "q1k", 7))]
+    cells = {cell.where.split(",")[0]: cell for cell in grid_cells(speed_rows(speed))}
+    assert cells["today"].clients == (10, 11) and cells["today"].hits == (3, 8)
+    assert cells["q1k"].clients == (10,)
+    # the benchmark's clients: the grid's target cell (unrolled_grid.client_reply's draw)
+    today = cells["today"]
+    assert (today.model, today.images, today.steps, today.optimizer) == ("lenet", 32, 4, "sgd")
 
 
 def test_the_nulls_score_the_images_of_the_clients_named():
