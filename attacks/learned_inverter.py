@@ -79,22 +79,32 @@ def row_features(delta: dict[str, torch.Tensor], training: LocalTraining,
 
 @dataclass
 class Inverter:
-    """The two learned maps: class rows -> image, class rows -> share of the client's samples;
-    and how many simulated client updates they were learned from."""
+    """The learned maps: class rows -> image, class rows -> share of the client's samples, and
+    optionally (`inverter_pairs`) class rows -> two images for a class seen at least twice; and
+    how many simulated client updates they were learned from."""
 
     decoder: Decoder
     counter: nn.Module
     simulated: int
+    pair_decoder: Decoder | None = None
 
     def invert(self, features: torch.Tensor, num_examples: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images [N, ...], labels [N]) for one client's class rows."""
+        """(images [N, ...], labels [N]) for one client's class rows: a class given k samples
+        gets its decoded image k times or, with the pair decoder and k >= 2, its two decoded
+        images then (k > 2) the single decoder's."""
         with torch.no_grad():
             shares = self.counter(features).squeeze(1).clamp(min=0).double()
             counts = round_to_total(shares / shares.sum().clamp(min=1e-12), num_examples)
             images = self.decoder(features)
+            pairs = None if self.pair_decoder is None else self.pair_decoder(features)
         labels = torch.repeat_interleave(torch.arange(len(counts)), counts.long())
-        return images[labels], labels
+        out = images[labels].clone()
+        if pairs is not None:
+            for c in torch.nonzero(counts >= 2).flatten().tolist():
+                first = int(torch.nonzero(labels == c)[0])
+                out[first:first + 2] = pairs[c]
+        return out, labels
 
 
 def simulated_rows(observation: Observation, public: PublicData, settings: AttackSettings,
@@ -118,6 +128,8 @@ def simulated_rows(observation: Observation, public: PublicData, settings: Attac
             break
         index = torch.randperm(len(public.images), generator=generator)[:n]
         x, y = public.images[index].float(), public.labels[index]
+        if settings.inverter_shift:
+            x = shifted(x, settings.inverter_shift, generator)
         order = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
         batches = epoch_batches(n, epochs=training.epochs, batch_size=training.batch_size,
                                 seed=order)
@@ -126,6 +138,16 @@ def simulated_rows(observation: Observation, public: PublicData, settings: Attac
         shares.append(torch.bincount(y, minlength=classes).float() / n)
         targets.append(class_members(x, y, classes))
     return torch.cat(features), torch.cat(shares), torch.cat(targets)
+
+
+def shifted(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Tensor:
+    """Each sample moved by its own random whole-pixel offset of at most `most` along each axis
+    (zeros come in): more distinct public samples for the inverter to learn from."""
+    height, width = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (most, most, most, most))
+    offsets = torch.randint(0, 2 * most + 1, (len(x), 2), generator=generator).tolist()
+    return torch.stack([padded[i, ..., top:top + height, left:left + width]
+                        for i, (top, left) in enumerate(offsets)])
 
 
 def class_members(x: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -147,6 +169,40 @@ def nearest_member_loss(images: torch.Tensor, members: torch.Tensor) -> torch.Te
     return errors.min(1).values.mean()
 
 
+def pair_loss(pairs: torch.Tensor, members: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the squared error of the two decoded images [B, 2, ...] to the best
+    two distinct members of the row's class (of its `counts` samples, at most MEMBERS): a row
+    mixing k >= 2 samples, decoded as two of them."""
+    errors = ((pairs[:, :, None] - members[:, None]) ** 2).flatten(3).mean(3)  # [B, 2, MEMBERS]
+    total = errors[:, 0, :, None] + errors[:, 1, None, :]  # [B, MEMBERS, MEMBERS]
+    index = torch.arange(members.shape[1])
+    usable = index[None] < counts.clamp(max=members.shape[1])[:, None]  # [B, MEMBERS]
+    allowed = usable[:, :, None] & usable[:, None, :] & (index[:, None] != index[None])[None]
+    return total.masked_fill(~allowed, float("inf")).flatten(1).min(1).values.mean()
+
+
+def train_pair_decoder(features: torch.Tensor, shares: torch.Tensor, targets: torch.Tensor,
+                       mean: torch.Tensor, std: torch.Tensor, settings: AttackSettings, *,
+                       training: LocalTraining, seed: int, generator: torch.Generator) -> Decoder:
+    """The pair decoder (`inverter_pairs`), fit by `pair_loss` on the rows of classes that hold
+    at least two samples of their simulated client."""
+    counts = (shares * training.num_examples).round()
+    several = counts >= 2
+    member_shape = tuple(targets.shape[1:])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        decoder = Decoder(mean, std, settings.decoder_hidden, (2, *member_shape[1:]))
+    # fit_mlp takes one target tensor: the members, flattened, and the count packed side by side
+    packed = torch.cat([targets[several].flatten(1), counts[several, None]], 1)
+
+    def loss(pairs: torch.Tensor, packed_rows: torch.Tensor) -> torch.Tensor:
+        members = packed_rows[:, :-1].view(-1, *member_shape)
+        return pair_loss(pairs, members, packed_rows[:, -1].long())
+
+    fit_mlp(decoder, features[several], packed, settings.decoder_epochs, generator, loss)
+    return decoder.eval()
+
+
 def train_inverter(observation: Observation, public: PublicData, settings: AttackSettings,
                    seed: int, deadline: float | None = None) -> Inverter:
     """Simulate, then fit the decoder on the classes present and the counter on every row. With
@@ -165,7 +221,12 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
             nearest_member_loss)
     fit_mlp(counter, features, shares[:, None], settings.decoder_epochs, generator)
     simulated = len(shares) // observation.model_spec.num_classes
-    return Inverter(decoder.eval(), counter.eval(), simulated)
+    pair_decoder = None
+    if settings.inverter_pairs:
+        pair_decoder = train_pair_decoder(features, shares, targets, mean, std, settings,
+                                          training=readable(observation), seed=seed,
+                                          generator=generator)
+    return Inverter(decoder.eval(), counter.eval(), simulated, pair_decoder)
 
 
 class Standardize(nn.Module):
@@ -191,7 +252,8 @@ def _key(observation: Observation, public: PublicData, settings: AttackSettings,
                      repr((training.optimizer, training.learning_rate, training.momentum,
                            training.epochs, training.batch_size, training.num_examples)),
                      repr((settings.decoder_epochs, settings.decoder_hidden,
-                           settings.inverter_clients)), str(seed)])
+                           settings.inverter_clients, settings.inverter_shift,
+                           settings.inverter_pairs)), str(seed)])
 
 
 class InverterCache(TrainedCache["Inverter"]):

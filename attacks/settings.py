@@ -90,6 +90,10 @@ class AttackSettings:
             inverter's decoder and counter too.
         inverter_clients: client updates the learned inverter simulates on public draws to learn
             from (attacks/learned_inverter.py).
+        inverter_shift: the learned inverter moves each public sample it simulates on by a
+            random offset of at most this many pixels (0: as drawn; opt-in, docs/results.md).
+        inverter_pairs: the learned inverter also learns to decode a class's row into two of its
+            samples, used where the class holds two or more (opt-in, docs/results.md).
         learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
             initialised on the label-count estimate, DLG's joint labels) and returns the argmax,
             refined sample by sample while the matching loss drops (attacks/label_refinement.py);
@@ -195,6 +199,8 @@ class AttackSettings:
     decoder_epochs: int = 40
     decoder_hidden: int = 1024
     inverter_clients: int = 2000
+    inverter_shift: int = 0
+    inverter_pairs: bool = False
     learn_labels: bool = False
     label_phases: int = 1
     epoch_prior: float = 0.0
@@ -290,6 +296,9 @@ class AttackSettings:
                 f"{self.adam_smoothing}, {self.adam_smoothing_steps}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
+        if self.inverter_shift < 0:
+            raise AttackSettingsError(
+                f"Expected `inverter_shift` to be >= 0 but got {self.inverter_shift}")
         if self.tv_weight < 0 or self.init_std < 0:
             raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
                                       f"{self.tv_weight} and {self.init_std}")

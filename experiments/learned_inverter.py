@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     n, steps = args.images, args.steps
     settings = AttackSettings(attack="learned-inverter", decoder_epochs=args.decoder_epochs,
                               decoder_hidden=args.decoder_hidden,
-                              inverter_clients=args.simulated)
+                              inverter_clients=args.simulated, inverter_shift=args.shift,
+                              inverter_pairs=args.pairs)
     rows = []
     noise = torch.Generator().manual_seed(12345)
     for client in range(args.first_client, args.first_client + args.clients):
@@ -106,6 +107,12 @@ def main() -> None:
     parser.add_argument("--simulated", type=int, default=2000)
     parser.add_argument("--decoder-epochs", type=int, default=40)
     parser.add_argument("--decoder-hidden", type=int, default=1024)
+    parser.add_argument("--shift", type=int, default=0,
+                        help="random shift of the public samples simulated on, in pixels "
+                             "(AttackSettings.inverter_shift)")
+    parser.add_argument("--pairs", action="store_true",
+                        help="decode a class seen twice or more as two images "
+                             "(AttackSettings.inverter_pairs)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)

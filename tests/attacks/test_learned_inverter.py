@@ -9,8 +9,9 @@ import dataclasses
 import pytest
 import torch
 
-from attacks import AttackSettings, CapabilityError, LocalTraining, PublicData, invert
-from attacks.learned_inverter import InverterCache
+from attacks import (AttackSettings, AttackSettingsError, CapabilityError, LocalTraining,
+                     PublicData, invert)
+from attacks.learned_inverter import Inverter, InverterCache, pair_loss, shifted
 from fedsnn.audit.observe import observe_update
 from fedsnn.core.data import load_dataset
 from fedsnn.core.models import ModelSpec, build_model
@@ -105,3 +106,61 @@ def test_a_spent_time_budget_is_a_timeout_that_says_how_much_was_learned(
     assert result.status.value == "timeout"
     assert "learned from 50 of 400 planned client updates" in result.message
     assert "time budget ran out" in result.message
+
+
+def test_shifts_move_each_public_sample_by_at_most_the_offset() -> None:
+    x = torch.zeros(50, 1, 28, 28)
+    x[:, 0, 13, 13] = 1.0
+    moved = shifted(x, 2, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and torch.equal(moved.sum((1, 2, 3)), x.sum((1, 2, 3)))
+    where = moved[:, 0].flatten(1).argmax(1)
+    rows, cols = where // 28, where % 28
+    assert int((rows - 13).abs().max()) <= 2 and int((cols - 13).abs().max()) <= 2
+    assert len(set(where.tolist())) > 5  # each sample has its own offset
+    with pytest.raises(AttackSettingsError, match="inverter_shift"):
+        AttackSettings(inverter_shift=-1)
+
+
+def test_the_pair_loss_takes_the_best_two_distinct_samples_the_class_holds() -> None:
+    members = torch.rand(3, 4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    counts = torch.tensor([2, 3, 4])
+    swapped = torch.stack([members[:, 1], members[:, 0]], 1)
+    assert float(pair_loss(swapped, members, counts)) == 0.0  # either order
+    twice = torch.stack([members[:, 0], members[:, 0]], 1)
+    assert float(pair_loss(twice, members, counts)) > 0  # one sample cannot be both
+    beyond = torch.stack([members[:2, 2], members[:2, 3]], 1)  # class 0 holds only 2 samples
+    assert float(pair_loss(beyond, members[:2], counts[:2])) > 0
+    assert float(pair_loss(beyond[1:], members[1:2], torch.tensor([4]))) == 0.0
+
+
+class _Fixed(torch.nn.Module):
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out
+
+
+def test_a_class_seen_twice_gets_the_pair_decoders_two_images() -> None:
+    # 3 classes with shares 0.5 / 0.25 / 0.25 of 4 samples: class 0 twice, classes 1 and 2 once
+    singles = torch.arange(3.0).view(3, 1, 1, 1)
+    pairs = torch.tensor([[10.0, 11.0], [20.0, 21.0], [30.0, 31.0]]).view(3, 2, 1, 1, 1)
+    counter = _Fixed(torch.tensor([[0.5], [0.25], [0.25]]))
+    inverter = Inverter(_Fixed(singles), counter, 10, pair_decoder=_Fixed(pairs))
+    images, labels = inverter.invert(torch.zeros(3, 5), 4)
+    assert labels.tolist() == [0, 0, 1, 2]
+    assert images.flatten().tolist() == [10.0, 11.0, 1.0, 2.0]
+    without = Inverter(_Fixed(singles), counter, 10)
+    assert without.invert(torch.zeros(3, 5), 4)[0].flatten().tolist() == [0.0, 0.0, 1.0, 2.0]
+
+
+def test_an_inverter_with_shifts_and_pairs_trains_and_inverts(
+        digits: tuple[PublicData, object]) -> None:
+    public, data = digits
+    observations, _ = _replies(data, "lenet", range(300, 301))
+    settings = FAST.with_(inverter_clients=60, decoder_epochs=2, inverter_shift=2,
+                          inverter_pairs=True)
+    [result] = invert(observations, settings, public=public)
+    assert result.status.value == "ok" and result.inputs.shape == (N, 1, 28, 28)
+    assert torch.isfinite(result.inputs).all()
