@@ -30,6 +30,7 @@ import torch
 
 from attacks import AttackSettings, LocalTraining, PublicData, Reconstruction, invert
 from fedsnn.audit.auditor import Auditor
+from fedsnn.audit.decision import Count, rate_test
 from fedsnn.audit.observe import observe_update
 from fedsnn.audit.queue import AuditJob
 from fedsnn.core.data import load_dataset
@@ -88,10 +89,21 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+NULLS = ("random public images", "noise images")
+
+
 def summary(rows: list[dict]) -> dict[str, dict]:
+    """Per arm, identified pooled over clients (client-clustered interval); for the attack also
+    the verdict's one-sided test against the stronger null (`rate_test`, Fisher's exact)."""
     trials = [r["images"] for r in rows]
-    return {name: clustered_rate_stat([r[name] for r in rows], trials)
-            for name in ("attack", "random public images", "noise images")}
+    out = {name: clustered_rate_stat([r[name] for r in rows], trials)
+           for name in ("attack", *NULLS)}
+
+    def count(name: str) -> Count:
+        return Count(sum(r[name] for r in rows), sum(trials))
+    test = rate_test("identified", count("attack"), {name: count(name) for name in NULLS})
+    out["attack"].update(p_value=test.p_value, strongest_null=test.strongest)
+    return out
 
 
 def main() -> None:
