@@ -126,7 +126,12 @@ def main() -> None:
                         help="decode a class seen twice or more as two images "
                              "(AttackSettings.inverter_pairs)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="print the summary of a stored --out file (no run)")
     args = parser.parse_args()
+    if args.summary is not None:
+        print(json.dumps(summary(json.loads(args.summary.read_text())["rows"]), indent=1))
+        return
     torch.set_num_threads(1)
     started = time.monotonic()
     rows = run(args)
