@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--simulated", type=int, default=2000)
     parser.add_argument("--decoder-epochs", type=int, default=40)
     parser.add_argument("--decoder-hidden", type=int, default=1024)
-    parser.add_argument("--shift", type=int, default=0,
+    parser.add_argument("--shift", type=int, default=AttackSettings().inverter_shift,
                         help="random shift of the public samples simulated on, in pixels "
                              "(AttackSettings.inverter_shift)")
     parser.add_argument("--pairs", action="store_true",

@@ -124,5 +124,6 @@ def federate_in_process(run: Callable[..., object], client_app: Handler,
             run(grid, config, load_dataset(config.dataset, config.image_size))
         except RunFailed as stop:
             print(f"  stopped: {stop}", flush=True)
-    (path,) = Path(run_config["output-dir"]).glob("*/results.json")
+    # the folder the run wrote to: a relative output-dir is taken from the home folder
+    (path,) = config.resolved_output_dir().glob("*/results.json")
     return path.parent

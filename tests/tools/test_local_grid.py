@@ -32,3 +32,22 @@ def test_a_second_thread_waits_for_the_first_identity_block_to_end() -> None:
     thread.join(10)
     assert not entered_early
     assert seen == [2]
+
+
+def test_a_relative_output_dir_is_found_where_the_run_wrote_it(tmp_path, monkeypatch) -> None:
+    # the run resolves a relative output-dir from the home folder (RunConfig.resolved_output_dir);
+    # the folder returned must be that one, whatever the working directory
+    from client_app import create_client_app
+    from fedsnn.tools.local_grid import federate_in_process
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config = {"dataset": "digits", "image-size": 8, "model": "lenet", "output-dir": "runs/rel"}
+
+    def run(_grid, run_config, _data) -> None:
+        folder = run_config.resolved_output_dir() / "20261207-lenet"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text("{}")
+
+    folder = federate_in_process(run, create_client_app(config), config, 1)
+    assert folder == tmp_path / "home" / "runs" / "rel" / "20261207-lenet"
