@@ -5,6 +5,9 @@ rate, epochs, batch size, `num-examples`). With public labelled images of the cl
 (capability public-data) it simulates client updates itself: it draws N public samples, runs the
 client's local training on them (`attacks.local_training.simulate_update`, the optimizer replayed
 exactly) and learns, from many such simulated updates, to map the update back to the images.
+Each public sample it simulates on is first moved by a random offset of up to
+`settings.inverter_shift` pixels (default 2), so the decoder sees more distinct samples than the
+public set holds (it memorises a small one; docs/results.md, "shifted public samples").
 
 What it reads: for every class c, the head's change ΔW[c] (lenet: the firing-rate map of the last
 spiking layer for lenet-snn, its activations for the ANN twin, summed over the local steps with
