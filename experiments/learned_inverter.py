@@ -25,6 +25,7 @@ import json
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -84,9 +85,30 @@ def run(args: argparse.Namespace) -> list[dict]:
             if name == "attack":
                 row.update(status=scored["status"], message=scored["message"],
                            psnr=scored.get("psnr"))
+        row.update(by_class(reconstruction, ids, data))
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def by_class(reconstruction: Reconstruction, ids: torch.Tensor, data: Any) -> dict[str, int]:
+    """A diagnostic that reads the truth (not the attack's score): per class present in the
+    client's batch and decoded, whether the first image decoded for it has one of the class's
+    samples as its nearest train-split image; split by classes seen once ("single") and two or
+    more times ("shared"), and whether the decoded histogram is exact."""
+    labels = data.train_y[ids]
+    true = torch.bincount(labels, minlength=int(data.train_y.max()) + 1)
+    decoded = torch.bincount(reconstruction.labels.clamp(min=0), minlength=len(true))
+    out = {"single-classes": 0, "single-found": 0, "shared-classes": 0, "shared-found": 0,
+           "histogram-exact": int(torch.equal(true, decoded[:len(true)]))}
+    pool = data.train_x.flatten(1)
+    for c in torch.nonzero((true > 0) & (decoded[:len(true)] > 0)).flatten().tolist():
+        image = reconstruction.inputs[reconstruction.labels == c][0].flatten()[None]
+        found = int(torch.cdist(image, pool).argmin()) in ids[labels == c].tolist()
+        kind = "single" if true[c] == 1 else "shared"
+        out[f"{kind}-classes"] += 1
+        out[f"{kind}-found"] += int(found)
+    return out
 
 
 NULLS = ("random public images", "noise images")
@@ -103,6 +125,9 @@ def summary(rows: list[dict]) -> dict[str, dict]:
         return Count(sum(r[name] for r in rows), sum(trials))
     test = rate_test("identified", count("attack"), {name: count(name) for name in NULLS})
     out["attack"].update(p_value=test.p_value, strongest_null=test.strongest)
+    if all("single-classes" in r for r in rows):  # the by-class diagnostic, pooled
+        out["by class (diagnostic)"] = {key: sum(r[key] for r in rows) for key in (
+            "single-classes", "single-found", "shared-classes", "shared-found", "histogram-exact")}
     return out
 
 
