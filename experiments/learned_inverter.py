@@ -98,11 +98,11 @@ def by_class(reconstruction: Reconstruction, ids: torch.Tensor, data: Any) -> di
     more times ("shared"), and whether the decoded histogram is exact."""
     labels = data.train_y[ids]
     true = torch.bincount(labels, minlength=int(data.train_y.max()) + 1)
-    decoded = torch.bincount(reconstruction.labels.clamp(min=0), minlength=len(true))
+    decoded = torch.bincount(reconstruction.labels.clamp(min=0), minlength=len(true))[:len(true)]
     out = {"single-classes": 0, "single-found": 0, "shared-classes": 0, "shared-found": 0,
-           "histogram-exact": int(torch.equal(true, decoded[:len(true)]))}
+           "histogram-exact": int(torch.equal(true, decoded))}
     pool = data.train_x.flatten(1)
-    for c in torch.nonzero((true > 0) & (decoded[:len(true)] > 0)).flatten().tolist():
+    for c in torch.nonzero((true > 0) & (decoded > 0)).flatten().tolist():
         image = reconstruction.inputs[reconstruction.labels == c][0].flatten()[None]
         found = int(torch.cdist(image, pool).argmin()) in ids[labels == c].tolist()
         kind = "single" if true[c] == 1 else "shared"

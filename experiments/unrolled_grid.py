@@ -103,12 +103,13 @@ def attack_settings(iterations: int, budget: float, tv_weight: float = 0.0,
             "approximation": AttackSettings(attack="idlg", iterations=50, time_budget_s=budget)}
 
 
-def settings_id(settings: AttackSettings, rounds: int) -> str:
-    """A short digest of the settings a row was made with (its time budget aside) and the rounds
-    attacked jointly: rows of one method made with other settings (`--consensus-restarts`,
-    `--prior-pixel-lr`, `--rounds`, ...) are neither counted as done on resume nor pooled in one
-    table line."""
-    text = repr((settings.with_(time_budget_s=None), rounds))
+def settings_id(settings: AttackSettings, method: str, rounds: int) -> str:
+    """A short digest of the settings a METHODS key's row was made with (its time budget aside)
+    and the rounds it attacked jointly (`rounds` for ROUNDS_METHODS, else 1): rows of one method
+    made with other settings (`--consensus-restarts`, `--prior-pixel-lr`, `--rounds`, ...) are
+    neither counted as done on resume nor pooled in one table line."""
+    joint = rounds if method in ROUNDS_METHODS else 1
+    text = repr((settings.with_(time_budget_s=None), joint))
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
@@ -226,8 +227,7 @@ def run_cell(model: str, images: int, steps: int, optimizer: str, *, clients: It
                                 "epochs": epochs, "local-batch": batch,
                                 "optimizer": optimizer, "client": client, "method": name,
                                 "rounds": rounds if key in ROUNDS_METHODS else 1,
-                                "settings": settings_id(attack, rounds if key in ROUNDS_METHODS
-                                                        else 1),
+                                "settings": settings_id(attack, key, rounds),
                                 "wall-s": time.monotonic() - started,
                                 **{k: v for k, v in row.items()
                                    if k not in ("inferred-labels", "true-labels")}})
@@ -325,9 +325,9 @@ def table(rows: list[dict]) -> str:
              "| chance (strongest null) | p | judge ASR | PSNR | SSIM | histogram exact (clients) | "
              "classes exact | prior: histogram exact |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    methods_settings: dict[str, set[str]] = {}
-    for key in cells:
-        methods_settings.setdefault(key[7], set()).add(key[8])
+    methods_settings: dict[str, set[str]] = {}  # each method's settings digests
+    for row in rows:
+        methods_settings.setdefault(row["method"], set()).add(row.get("settings", ""))
     for (dataset, model, images, steps, epochs, batch, optimizer, method, made_with), group in \
             sorted(cells.items()):
         if len(methods_settings[method]) > 1:  # one method under several settings: say which
@@ -459,8 +459,7 @@ def main() -> None:
                     for client in range(args.first_client, args.clients):  # what it lacks
                         todo = [m for m in args.methods
                                 if (model, images, steps, design, optimizer, client, METHODS[m],
-                                    settings_id(settings[m], args.rounds if m in ROUNDS_METHODS
-                                                else 1)) not in done]
+                                    settings_id(settings[m], m, args.rounds)) not in done]
                         if todo:
                             run_cell(model, images, steps, optimizer, clients=[client],
                                      settings=settings, auditor=auditor, data=data,

@@ -50,14 +50,17 @@ def test_rows_made_with_other_settings_are_neither_done_nor_pooled_together():
     plain = attack_settings(iterations=3000, budget=600.0)["unrolled-rounds-public-prior"]
     consensus = attack_settings(iterations=3000, budget=600.0, consensus_restarts=2,
                                 consensus_steps=500)["unrolled-rounds-public-prior"]
-    assert settings_id(plain, 3) != settings_id(consensus, 3)
-    assert settings_id(plain, 3) != settings_id(plain, 5)
-    assert settings_id(plain, 3) == settings_id(plain.with_(time_budget_s=60.0), 3)
-    rows = [_row(0, 10, settings=settings_id(plain, 3)), _row(1, 6, settings=settings_id(plain, 3)),
-            _row(0, 20, settings=settings_id(consensus, 3))]
+    method = "unrolled-rounds-public-prior"
+    assert settings_id(plain, method, 3) != settings_id(consensus, method, 3)
+    assert settings_id(plain, method, 3) != settings_id(plain, method, 5)
+    assert settings_id(plain, "unrolled", 3) == settings_id(plain, "unrolled", 5)  # one round
+    assert settings_id(plain, method, 3) == settings_id(plain.with_(time_budget_s=60.0), method, 3)
+    rows = [_row(0, 10, settings=settings_id(plain, method, 3)),
+            _row(1, 6, settings=settings_id(plain, method, 3)),
+            _row(0, 20, settings=settings_id(consensus, method, 3))]
     lines = table(rows).splitlines()[2:]
     assert len(lines) == 2
-    assert any(f"[settings {settings_id(consensus, 3)}]" in line and "| 1 |" in line
+    assert any(f"[settings {settings_id(consensus, method, 3)}]" in line and "| 1 |" in line
                for line in lines)
 
 
