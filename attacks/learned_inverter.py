@@ -131,6 +131,8 @@ def simulated_rows(observation: Observation, public: PublicData, settings: Attac
             break
         index = torch.randperm(len(public.images), generator=generator)[:n]
         x, y = public.images[index].float(), public.labels[index]
+        if settings.inverter_rotate:
+            x = rotated(x, settings.inverter_rotate, generator)
         if settings.inverter_shift:
             x = shifted(x, settings.inverter_shift, generator)
         order = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
@@ -151,6 +153,16 @@ def shifted(x: torch.Tensor, most: int, generator: torch.Generator) -> torch.Ten
     offsets = torch.randint(0, 2 * most + 1, (len(x), 2), generator=generator).tolist()
     return torch.stack([padded[i, ..., top:top + height, left:left + width]
                         for i, (top, left) in enumerate(offsets)])
+
+
+def rotated(x: torch.Tensor, most: float, generator: torch.Generator) -> torch.Tensor:
+    """Each sample [.., C, H, W] rotated about its centre by its own random angle of at most
+    `most` degrees either way (bilinear, zeros come in)."""
+    angles = (torch.rand(len(x), generator=generator) * 2 - 1) * math.radians(most)
+    cos, sin, zero = angles.cos(), angles.sin(), torch.zeros(len(x))
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid.to(x.dtype), align_corners=False)
 
 
 def class_members(x: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -256,7 +268,7 @@ def _key(observation: Observation, public: PublicData, settings: AttackSettings,
                            training.epochs, training.batch_size, training.num_examples)),
                      repr((settings.decoder_epochs, settings.decoder_hidden,
                            settings.inverter_clients, settings.inverter_shift,
-                           settings.inverter_pairs)), str(seed)])
+                           settings.inverter_rotate, settings.inverter_pairs)), str(seed)])
 
 
 class InverterCache(TrainedCache["Inverter"]):

@@ -95,6 +95,8 @@ class AttackSettings:
             fresh held-out clients it identified more at every cell measured (lenet-snn, MNIST,
             batch 8: 32.7 % vs 29.5 %; batch 32: 2.5 % vs 0.9 %; digits, batch 8: 31.9 % vs
             13.1 %; docs/results.md, "shifted public samples").
+        inverter_rotate: the learned inverter also rotates each public sample it simulates on by
+            a random angle of at most this many degrees (bilinear; 0: not rotated).
         inverter_pairs: the learned inverter also learns to decode a class's row into two of its
             samples, used where the class holds two or more (opt-in, docs/results.md).
         learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
@@ -203,6 +205,7 @@ class AttackSettings:
     decoder_hidden: int = 1024
     inverter_clients: int = 2000
     inverter_shift: int = 2
+    inverter_rotate: float = 0.0
     inverter_pairs: bool = False
     learn_labels: bool = False
     label_phases: int = 1
@@ -299,9 +302,10 @@ class AttackSettings:
                 f"{self.adam_smoothing}, {self.adam_smoothing_steps}")
         if self.epoch_prior < 0:
             raise AttackSettingsError(f"Expected `epoch_prior` to be >= 0 but got {self.epoch_prior}")
-        if self.inverter_shift < 0:
+        if self.inverter_shift < 0 or not 0 <= self.inverter_rotate <= 180:
             raise AttackSettingsError(
-                f"Expected `inverter_shift` to be >= 0 but got {self.inverter_shift}")
+                "Expected `inverter_shift` >= 0 and 0 <= `inverter_rotate` <= 180 but got "
+                f"{self.inverter_shift}, {self.inverter_rotate}")
         if self.tv_weight < 0 or self.init_std < 0:
             raise AttackSettingsError("Expected `tv_weight` and `init_std` to be >= 0 but got "
                                       f"{self.tv_weight} and {self.init_std}")

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     settings = AttackSettings(attack="learned-inverter", decoder_epochs=args.decoder_epochs,
                               decoder_hidden=args.decoder_hidden,
                               inverter_clients=args.simulated, inverter_shift=args.shift,
-                              inverter_pairs=args.pairs)
+                              inverter_rotate=args.rotate, inverter_pairs=args.pairs)
     rows = []
     noise = torch.Generator().manual_seed(12345)
     for client in range(args.first_client, args.first_client + args.clients):
@@ -147,6 +147,9 @@ def main() -> None:
     parser.add_argument("--shift", type=int, default=AttackSettings().inverter_shift,
                         help="random shift of the public samples simulated on, in pixels "
                              "(AttackSettings.inverter_shift)")
+    parser.add_argument("--rotate", type=float, default=AttackSettings().inverter_rotate,
+                        help="random rotation of the public samples simulated on, in degrees "
+                             "(AttackSettings.inverter_rotate)")
     parser.add_argument("--pairs", action="store_true",
                         help="decode a class seen twice or more as two images "
                              "(AttackSettings.inverter_pairs)")

@@ -11,7 +11,7 @@ import torch
 
 from attacks import (AttackSettings, AttackSettingsError, CapabilityError, LocalTraining,
                      PublicData, invert)
-from attacks.learned_inverter import Inverter, InverterCache, pair_loss, shifted
+from attacks.learned_inverter import Inverter, InverterCache, pair_loss, rotated, shifted
 from fedsnn.audit.observe import observe_update
 from fedsnn.core.data import load_dataset
 from fedsnn.core.models import ModelSpec, build_model
@@ -123,6 +123,25 @@ def test_shifts_move_each_public_sample_by_at_most_the_offset() -> None:
         AttackSettings(inverter_shift=-1)
 
 
+def test_rotations_turn_each_public_sample_by_at_most_the_angle() -> None:
+    x = torch.zeros(50, 1, 28, 28)
+    x[:, 0, 2:26, 13:15] = 1.0  # a vertical bar through the centre
+    turned = rotated(x, 30, torch.Generator().manual_seed(0))
+    assert turned.shape == x.shape
+    assert torch.allclose(turned.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.05)
+    # the bar's angle from its second moments: within 30 degrees, and each sample its own
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    mass = turned[:, 0]
+    dy, dx = ys - 13.5, xs - 13.5
+    sxy, syy = (mass * dx * dy).sum((1, 2)), (mass * dy * dy).sum((1, 2))
+    sxx = (mass * dx * dx).sum((1, 2))
+    tilt = torch.rad2deg(0.5 * torch.atan2(2 * sxy, syy - sxx)).abs()
+    assert float(tilt.max()) <= 31 and len(set(tilt.round().tolist())) > 10
+    assert torch.allclose(rotated(x, 1e-6, torch.Generator()), x, atol=1e-4)
+    with pytest.raises(AttackSettingsError, match="inverter_rotate"):
+        AttackSettings(inverter_rotate=-1)
+
+
 def test_the_pair_loss_takes_the_best_two_distinct_samples_the_class_holds() -> None:
     members = torch.rand(3, 4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     counts = torch.tensor([2, 3, 4])
@@ -162,7 +181,7 @@ def test_an_inverter_with_shifts_and_pairs_trains_and_inverts(
     public, data = digits
     observations, _ = _replies(data, "lenet", range(300, 301))
     settings = FAST.with_(inverter_clients=60, decoder_epochs=2, inverter_shift=2,
-                          inverter_pairs=True)
+                          inverter_rotate=10, inverter_pairs=True)
     [result] = invert(observations, settings, public=public)
     assert result.status.value == "ok" and result.inputs.shape == (N, 1, 28, 28)
     assert torch.isfinite(result.inputs).all()
