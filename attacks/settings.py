@@ -96,7 +96,8 @@ class AttackSettings:
             batch 8: 32.7 % vs 29.5 %; batch 32: 2.5 % vs 0.9 %; digits, batch 8: 31.9 % vs
             13.1 %; docs/results.md, "shifted public samples").
         inverter_rotate: the learned inverter also rotates each public sample it simulates on by
-            a random angle of at most this many degrees (bilinear; 0: not rotated).
+            a random angle of at most this many degrees (bilinear; 0: not rotated). Opt-in: 10
+            degrees gained nothing on development clients (docs/results.md, "rotations").
         inverter_pairs: the learned inverter also learns to decode a class's row into two of its
             samples, used where the class holds two or more (opt-in, docs/results.md).
         learn_labels: the unrolled attack also optimizes each dummy's soft label (logits
