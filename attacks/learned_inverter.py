@@ -7,7 +7,8 @@ client's local training on them (`attacks.local_training.simulate_update`, the o
 exactly) and learns, from many such simulated updates, to map the update back to the images.
 Each public sample it simulates on is first moved by a random offset of up to
 `settings.inverter_shift` pixels (default 2), so the decoder sees more distinct samples than the
-public set holds (it memorises a small one; docs/results.md, "shifted public samples").
+public set holds (it memorises a small one; docs/results.md, "shifted public samples"); opt-in,
+`settings.inverter_rotate` also turns it by a random angle, which gained nothing measured).
 
 What it reads: for every class c, the head's change ΔW[c] (lenet: the firing-rate map of the last
 spiking layer for lenet-snn, its activations for the ANN twin, summed over the local steps with
