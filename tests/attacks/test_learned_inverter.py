@@ -176,7 +176,7 @@ def test_a_class_seen_twice_gets_the_pair_decoders_two_images() -> None:
     assert without.invert(torch.zeros(3, 5), 4)[0].flatten().tolist() == [0.0, 0.0, 1.0, 2.0]
 
 
-def test_an_inverter_with_shifts_and_pairs_trains_and_inverts(
+def test_an_inverter_with_shifts_rotations_and_pairs_trains_and_inverts(
         digits: tuple[PublicData, object]) -> None:
     public, data = digits
     observations, _ = _replies(data, "lenet", range(300, 301))
