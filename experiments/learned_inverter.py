@@ -60,8 +60,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     noise = torch.Generator().manual_seed(12345)
     for client in range(args.first_client, args.first_client + args.clients):
-        generator = torch.Generator().manual_seed(zlib.crc32(f"client/{client}".encode()))
-        ids = torch.randperm(len(data.train_x), generator=generator)[:n]
+        ids = client_ids(client, n, len(data.train_x))
         trained = copy.deepcopy(net)
         train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps, batch_size=n,
                      lr=lr, optimizer=args.optimizer, seed=client)
@@ -73,9 +72,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         started = time.monotonic()
         [reconstruction] = invert([observation], settings, public=public)
         wall = time.monotonic() - started
-        guesses = {"random public images": public.images[torch.randperm(
-                       len(public.images), generator=noise)[:n]],
-                   "noise images": torch.rand(n, *public.images.shape[1:], generator=noise)}
+        guesses = null_guesses(public.images, n, noise)
         row = {"client": client, "images": n, "wall-s": round(wall, 1)}
         for name, rec in (("attack", reconstruction), *(
                 (g, Reconstruction("null", g, images, torch.full((n,), -1), 0.0))
@@ -89,6 +86,21 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def null_guesses(public_images: torch.Tensor, n: int, generator: torch.Generator
+                 ) -> dict[str, torch.Tensor]:
+    """The nulls' N images per client, by NULLS name: random public images and uniform noise."""
+    return {"random public images": public_images[torch.randperm(
+                len(public_images), generator=generator)[:n]],
+            "noise images": torch.rand(n, *public_images.shape[1:], generator=generator)}
+
+
+def client_ids(client: int, images: int, train_size: int) -> torch.Tensor:
+    """Client `client`'s `images` train-split indices (its own seeded draw), so that other
+    scripts (`experiments.readout_oracle`) score the very same images."""
+    generator = torch.Generator().manual_seed(zlib.crc32(f"client/{client}".encode()))
+    return torch.randperm(train_size, generator=generator)[:images]
 
 
 def by_class(reconstruction: Reconstruction, ids: torch.Tensor, data: Any) -> dict[str, int]:
