@@ -17,8 +17,11 @@ shows what its samples' sum keeps of any one of them. This bounds the row-by-row
 every attack: the other rows weigh the samples differently (by each sample's probability of
 their class), which a joint reading of the whole update could use.
 
-The clients are `experiments.learned_inverter`'s (`client_ids`): the same seeds give the same
-images, so the two can be compared client by client.
+The clients are `experiments.learned_inverter`'s (`client_ids`, the same global model and local
+training): the same seeds give the same images, so the two can be compared client by client.
+Each client's real rows are measured too (`row_values`): how much of each present class's row
+moved sign-like (by the full learning rate at every step), which is what a row would do if Adam
+kept only the sign of its gradient.
 
 Example:
     python -m experiments.readout_oracle --clients 40 --first-client 7000
@@ -27,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -35,14 +39,19 @@ import torch
 import torch.nn.functional as F
 
 from attacks import Reconstruction
+from attacks.idlg import last_linear_names
 from attacks.learned_inverter import nearest_member_loss, shifted
 from attacks.rate_decoder import Decoder, fit_mlp
 from attacks.readout import readout_features
-from experiments.learned_inverter import MNIST, by_class, client_ids, null_guesses, summary
+from experiments.learned_inverter import (LEARNING_RATES, MNIST, by_class, client_ids,
+                                          null_guesses, summary)
 from fedsnn.audit.chance import Truth, score_candidates
 from fedsnn.core.data import load_dataset
 from fedsnn.core.models import ModelSpec, build_model
+from fedsnn.core.training import train_epochs
 
+ADAM_LR = LEARNING_RATES["adam"]
+SATURATED = 0.9  # a row entry moved by at least this share of lr x steps counts as sign-like
 SHIFT = 2  # the inverter's default (AttackSettings.inverter_shift)
 PUBLIC_COPIES = 4  # shifted copies of each public sample the decoders learn from
 CHUNK = 256
@@ -115,6 +124,19 @@ def oracle_reading(model: torch.nn.Module, decoders: dict[int, Decoder], x: torc
     return Reconstruction("oracle", "readout-oracle", torch.cat(images), torch.cat(labels), 0.0)
 
 
+def row_values(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, seed: int
+               ) -> torch.Tensor:
+    """|ΔW[c]| / (lr × steps) of the head rows of the classes present, after the client's real
+    local training (full-batch Adam, as `experiments.learned_inverter` trains its clients): 1
+    where every step moved the weight by the full learning rate, as a sign-like update would."""
+    trained = copy.deepcopy(model)
+    train_epochs(trained, x, y, epochs=steps, batch_size=len(x), lr=ADAM_LR, optimizer="adam",
+                 seed=seed)
+    weight_name, _ = last_linear_names(model)
+    change = trained.state_dict()[weight_name] - model.state_dict()[weight_name]
+    return (change[y.unique()] / (ADAM_LR * steps)).abs().flatten()
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     data = load_dataset(args.dataset, 28)
     num_classes = data.num_classes
@@ -136,9 +158,20 @@ def run(args: argparse.Namespace) -> list[dict]:
             count = score_candidates(images, labels, truth).count("identified")
             row[name] = 0 if count is None else count.hits
         row.update(by_class(reading, ids, data))
+        values = row_values(model, x, y, args.steps, client)
+        row.update({"row-values": len(values), "row-saturated": int((values >= SATURATED).sum()),
+                    "row-median": round(float(values.median()), 4)})
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def row_summary(rows: list[dict]) -> dict[str, float]:
+    """The real rows' entries pooled over clients: the share moved sign-like (>= SATURATED of
+    lr x steps) and the mean of the clients' medians."""
+    return {"saturated share": sum(r["row-saturated"] for r in rows)
+            / max(sum(r["row-values"] for r in rows), 1),
+            "median (mean over clients)": sum(r["row-median"] for r in rows) / max(len(rows), 1)}
 
 
 def main() -> None:
@@ -146,6 +179,8 @@ def main() -> None:
     parser.add_argument("--dataset", default=MNIST)
     parser.add_argument("--model", default="lenet-snn")
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5,
+                        help="full-batch Adam steps of the clients' real training (row values)")
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--first-client", type=int, default=7000,
                         help="client seeds (experiments.learned_inverter's: the same images)")
@@ -160,7 +195,8 @@ def main() -> None:
     started = time.monotonic()
     rows = run(args)
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-              "summary": summary(rows), "wall-s": round(time.monotonic() - started, 1)}
+              "summary": {**summary(rows), "row values (real rows)": row_summary(rows)},
+              "wall-s": round(time.monotonic() - started, 1)}
     print(json.dumps(result["summary"], indent=1), f"wall {result['wall-s']} s")
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1))

@@ -3,7 +3,8 @@
 import torch
 
 from attacks.rate_decoder import Decoder
-from experiments.readout_oracle import class_sums, features_of, oracle_reading, with_class
+from experiments.readout_oracle import (class_sums, features_of, oracle_reading, row_values,
+                                        with_class)
 from fedsnn.core.models import ModelSpec, build_model
 
 CLASSES = 10
@@ -63,3 +64,16 @@ def test_the_decoders_learn_from_sums_of_same_class_samples():
         assert labels[picked[0]] == labels[picked[1]] and picked[0] != picked[1]
         assert torch.equal(row[:2], features[picked].sum(0))
         assert row[2 + int(labels[picked[0]])] == 1
+
+
+def test_after_one_adam_step_every_row_entry_moved_by_the_full_rate_or_not_at_all():
+    model = build_model(ModelSpec("lenet"), seed=0, dlg_init=True).train()
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 0, 5, 9])
+
+    values = row_values(model, x, y, steps=1, seed=0)
+
+    assert len(values) == 3 * 588  # the three classes present, lenet's 588 readout inputs
+    moved = values > 1e-3
+    assert moved.float().mean() > 0.5
+    assert torch.allclose(values[moved], torch.ones(int(moved.sum())), atol=1e-3)
