@@ -41,8 +41,7 @@ import torch.nn.functional as F
 from attacks import Reconstruction
 from attacks.idlg import last_linear_names
 from attacks.learned_inverter import nearest_member_loss, shifted
-from attacks.rate_decoder import Decoder, fit_mlp
-from attacks.readout import readout_features
+from attacks.rate_decoder import Decoder, fit_mlp, public_features
 from experiments.learned_inverter import (LEARNING_RATES, MNIST, by_class, client_ids,
                                           null_guesses, summary)
 from fedsnn.audit.chance import Truth, score_candidates
@@ -54,13 +53,6 @@ ADAM_LR = LEARNING_RATES["adam"]
 SATURATED = 0.9  # a row entry moved by at least this share of lr x steps counts as sign-like
 SHIFT = 2  # the inverter's default (AttackSettings.inverter_shift)
 PUBLIC_COPIES = 4  # shifted copies of each public sample the decoders learn from
-CHUNK = 256
-
-
-def features_of(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """[N, F] readout features (firing rates for a spiking model) of `images`, in chunks."""
-    return torch.cat([readout_features(model, images[i:i + CHUNK].float())
-                      for i in range(0, len(images), CHUNK)])
 
 
 def with_class(sums: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -91,7 +83,7 @@ def train_decoders(model: torch.nn.Module, public_x: torch.Tensor, public_y: tor
     images = torch.cat([shifted(public_x.float(), SHIFT, generator)
                         for _ in range(PUBLIC_COPIES)])
     labels = public_y.repeat(PUBLIC_COPIES)
-    features = features_of(model, images)
+    features = public_features(model, images)
     decoders = {}
     for k in range(1, args.max_k + 1):
         inputs, members = class_sums(features, labels, images, k, args.public_sets,
@@ -110,7 +102,7 @@ def oracle_reading(model: torch.nn.Module, decoders: dict[int, Decoder], x: torc
                    y: torch.Tensor, num_classes: int) -> Reconstruction:
     """A client's images as the oracle reads them: per class present, its samples' summed
     features decoded (by the decoder of its k, capped at the largest), the image given k times."""
-    features = features_of(model, x)
+    features = public_features(model, x)
     images, labels = [], []
     for c in y.unique().tolist():
         mine = y == c

@@ -2,9 +2,8 @@
 
 import torch
 
-from attacks.rate_decoder import Decoder
-from experiments.readout_oracle import (class_sums, features_of, oracle_reading, row_values,
-                                        with_class)
+from attacks.rate_decoder import Decoder, public_features
+from experiments.readout_oracle import class_sums, oracle_reading, row_values, with_class
 from fedsnn.core.models import ModelSpec, build_model
 
 CLASSES = 10
@@ -20,7 +19,7 @@ def test_a_class_seen_twice_is_its_summed_features_decoded_and_given_twice():
     model = build_model(ModelSpec("lenet-snn"), seed=0, dlg_init=True).train()
     x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([3, 7, 3, 1, 1])
-    features = features_of(model, x)
+    features = public_features(model, x)
     decoders = {1: _decoder(features.shape[1], 1), 2: _decoder(features.shape[1], 2)}
 
     reading = oracle_reading(model, decoders, x, y, CLASSES)
@@ -39,7 +38,7 @@ def test_a_class_seen_more_often_than_the_largest_decoder_uses_the_largest():
     model = build_model(ModelSpec("lenet-snn"), seed=0, dlg_init=True).train()
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([4, 4, 4])
-    features = features_of(model, x)
+    features = public_features(model, x)
     decoders = {1: _decoder(features.shape[1], 1), 2: _decoder(features.shape[1], 2)}
 
     reading = oracle_reading(model, decoders, x, y, CLASSES)
