@@ -27,7 +27,9 @@ and the result is a TIMEOUT that says how many updates the inverter learned from
 Sees: the Observation (global state, the update `delta`, `training`) and the public images with
 their labels. One inverter per (global model, train config, public set, settings) serves every
 client of a round (`InverterCache`). Its cost: `inverter_clients` simulated local trainings plus
-two small MLP fits (lenet-snn, N = 8, 5 Adam steps, 2,000 clients: about a minute on one core).
+two MLP fits, the decoder `settings.inverter_hidden` wide (lenet-snn, N = 8, 5 Adam steps, 2,000
+clients: a few minutes on one core; 2,048 wide about 1.5x the time of 1,024, docs/results.md,
+"a wider decoder").
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ def train_pair_decoder(features: torch.Tensor, shares: torch.Tensor, targets: to
     member_shape = tuple(targets.shape[1:])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        decoder = Decoder(mean, std, settings.decoder_hidden, (2, *member_shape[1:]))
+        decoder = Decoder(mean, std, settings.inverter_hidden, (2, *member_shape[1:]))
     # fit_mlp takes one target tensor: the members, flattened, and the count packed side by side
     packed = torch.cat([targets[several].flatten(1), counts[several, None]], 1)
 
@@ -231,7 +233,7 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
     mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        decoder = Decoder(mean, std, settings.decoder_hidden, tuple(targets.shape[2:]))
+        decoder = Decoder(mean, std, settings.inverter_hidden, tuple(targets.shape[2:]))
         counter = nn.Sequential(Standardize(mean, std), nn.Linear(len(mean), 256), nn.ReLU(),
                                 nn.Linear(256, 1), nn.Softplus())
     generator = torch.Generator().manual_seed(seed)
@@ -269,7 +271,7 @@ def _key(observation: Observation, public: PublicData, settings: AttackSettings,
     return "/".join([hasher.hexdigest(), repr(observation.model_spec), public.fingerprint,
                      repr((training.optimizer, training.learning_rate, training.momentum,
                            training.epochs, training.batch_size, training.num_examples)),
-                     repr((settings.decoder_epochs, settings.decoder_hidden,
+                     repr((settings.decoder_epochs, settings.inverter_hidden,
                            settings.inverter_clients, settings.inverter_shift,
                            settings.inverter_rotate, settings.inverter_pairs)), str(seed)])
 

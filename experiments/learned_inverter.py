@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     lr = LEARNING_RATES[args.optimizer]
     n, steps = args.images, args.steps
     settings = AttackSettings(attack="learned-inverter", decoder_epochs=args.decoder_epochs,
-                              decoder_hidden=args.decoder_hidden,
+                              inverter_hidden=args.decoder_hidden,
                               inverter_clients=args.simulated, inverter_shift=args.shift,
                               inverter_rotate=args.rotate, inverter_pairs=args.pairs)
     rows = []
@@ -155,7 +155,9 @@ def main() -> None:
                         help="client seeds start here (0-99 were used for tuning)")
     parser.add_argument("--simulated", type=int, default=2000)
     parser.add_argument("--decoder-epochs", type=int, default=40)
-    parser.add_argument("--decoder-hidden", type=int, default=1024)
+    parser.add_argument("--decoder-hidden", type=int, default=AttackSettings().inverter_hidden,
+                        help="the inverter's decoder width (AttackSettings.inverter_hidden; "
+                             "1024 before 2026-12-07)")
     parser.add_argument("--shift", type=int, default=AttackSettings().inverter_shift,
                         help="random shift of the public samples simulated on, in pixels "
                              "(AttackSettings.inverter_shift)")

@@ -20,7 +20,7 @@ from fedsnn.core.training import train_epochs
 # a small inverter; without the default's shifted samples, which need the full-size one (at this
 # size they lose: 1 of 24 identified with them, 5 without; docs/results.md, "shifted public samples")
 FAST = AttackSettings(attack="learned-inverter", inverter_clients=300, decoder_epochs=30,
-                      decoder_hidden=256, inverter_shift=0)
+                      inverter_hidden=256, inverter_shift=0)
 N, STEPS, LR = 4, 5, 0.003
 
 
