@@ -1,4 +1,4 @@
-"""How far a row-by-row reading of the head can go: each class's readout features, read exactly.
+"""How far a class-by-class reading of the head can go: each class's readout features, exactly.
 
 The learned inverter (attacks/learned_inverter.py) reads a FedAvg reply class by class: the
 head's row for class c becomes one image. This experiment gives that design its best case, a
@@ -13,7 +13,7 @@ inverter gives its decoded image. Scored as every attack (optimal assignment, id
 original is the image's nearest neighbour in the train split), beside the same nulls.
 
 So a class seen once is read as well as a batch-1 gradient allows; a class seen k >= 2 times
-shows what its samples' sum keeps of any one of them. This bounds the row-by-row design, not
+shows what its samples' sum keeps of any one of them. This bounds the class-by-class design, not
 every attack: the other rows weigh the samples differently (by each sample's probability of
 their class), which a joint reading of the whole update could use.
 

@@ -77,6 +77,16 @@ def test_one_inverter_per_round(digits: tuple[PublicData, object]) -> None:
     assert cache.trained == 1
 
 
+def test_the_decoder_is_as_wide_as_inverter_hidden_not_the_rate_decoders_width(
+        digits: tuple[PublicData, object]) -> None:
+    public, data = digits
+    observations, _ = _replies(data, "lenet", range(1))
+    small = FAST.with_(inverter_clients=20, decoder_epochs=1, inverter_hidden=48,
+                       decoder_hidden=32)
+    inverter = InverterCache().get(observations[0], public, small, seed=0)
+    assert inverter.decoder.net[0].out_features == 48
+
+
 def test_identifies_more_than_random_public_images(digits: tuple[PublicData, object]) -> None:
     # a small inverter (300 simulated updates) on lenet-snn, 6 clients of 4 digits: 5 of 24
     # identified where random public images identify none (at scale: experiments/learned_inverter)
