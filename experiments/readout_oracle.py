@@ -13,9 +13,10 @@ inverter gives its decoded image. Scored as every attack (optimal assignment, id
 original is the image's nearest neighbour in the train split), beside the same nulls.
 
 So a class seen once is read as well as a batch-1 gradient allows; a class seen k >= 2 times
-shows what its samples' sum keeps of any one of them. This bounds the class-by-class design, not
-every attack: the other rows weigh the samples differently (by each sample's probability of
-their class), which a joint reading of the whole update could use.
+shows what its samples' sum keeps of any one of them. The figure grows with the decoder's
+width (docs/results.md), so it is a best case for a given decoder, not a ceiling; nor does it
+speak for every attack: the other rows weigh the samples differently (by each sample's
+probability of their class), which a joint reading of the whole update could use.
 
 The clients are `experiments.learned_inverter`'s (`client_ids`, the same global model and local
 training): the same seeds give the same images, so the two can be compared client by client.
