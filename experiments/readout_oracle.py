@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attacks import Reconstruction
+from attacks import AttackSettings, Reconstruction
 from attacks.idlg import last_linear_names
 from attacks.learned_inverter import nearest_member_loss, shifted
 from attacks.rate_decoder import Decoder, fit_mlp, public_features
@@ -52,7 +52,7 @@ from fedsnn.core.training import train_epochs
 
 ADAM_LR = LEARNING_RATES["adam"]
 SATURATED = 0.9  # a row entry moved by at least this share of lr x steps counts as sign-like
-SHIFT = 2  # the inverter's default (AttackSettings.inverter_shift)
+SHIFT = AttackSettings().inverter_shift  # the public samples moved as the inverter's are (2)
 PUBLIC_COPIES = 4  # shifted copies of each public sample the decoders learn from
 
 
