@@ -15,8 +15,10 @@ spiking layer for lenet-snn, its activations for the ANN twin, summed over the l
 the sign of each sample's error), the bias change Δb[c], the whole bias change and which class c
 is. Under Adam the row of a class that occurs once in the batch is close to a copy of that
 sample's readout features (graded: about 30 % of its entries move by the full learning rate at
-every step), which an MLP decodes well; a class that occurs k times gives a mix of k samples,
-decoded as one image (trained towards the nearest of them: `nearest_member_loss`). Even the
+every step); a class that occurs k times gives a mix of k samples, decoded as one image (trained
+towards the nearest of them: `nearest_member_loss`). Where the head reads a flattened feature
+map (lenet's 12 × 7 × 7), the decoder lays the row back out as that map and decodes it with
+convolutions (`settings.inverter_decoder` "conv", attacks/map_decoder.py); elsewhere an MLP. Even the
 exact sum of k >= 2 samples' features identifies one of them for only 13-23 % of such classes
 (`experiments.readout_oracle`).
 A second small model learns the class histogram from the same rows (N × the predicted shares,
@@ -28,9 +30,9 @@ and the result is a TIMEOUT that says how many updates the inverter learned from
 Sees: the Observation (global state, the update `delta`, `training`) and the public images with
 their labels. One inverter per (global model, train config, public set, settings) serves every
 client of a round (`InverterCache`). Its cost: `inverter_clients` simulated local trainings plus
-two MLP fits, the decoder `settings.inverter_hidden` wide (lenet-snn, N = 8, 5 Adam steps, 2,000
-clients: a few minutes on one core; 2,048 wide about 1.5x the time of 1,024, docs/results.md,
-"a wider decoder").
+two fits of `inverter_epochs` epochs (lenet-snn, N = 8, 5 Adam steps, the defaults: 12,000
+updates simulated in about 5 minutes and the conv decoder fit in about 13 on one core; the
+simulated rows and their target images take about 1.8 GB; docs/results.md, "a conv decoder").
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from torch import nn
 
 from attacks.idlg import last_linear_names
 from attacks.local_training import simulate_update
+from attacks.map_decoder import MapDecoder, readout_map_shape
 from attacks.matching import cosine_distance
 from attacks.rate_decoder import CapabilityError, Decoder, PublicData, fit_mlp
 from attacks.settings import AttackSettings
@@ -92,7 +95,7 @@ class Inverter:
     optionally (`inverter_pairs`) class rows -> two images for a class seen at least twice; and
     how many simulated client updates they were learned from."""
 
-    decoder: Decoder
+    decoder: Decoder | MapDecoder
     counter: nn.Module
     simulated: int
     pair_decoder: Decoder | None = None
@@ -220,7 +223,7 @@ def train_pair_decoder(features: torch.Tensor, shares: torch.Tensor, targets: to
         members = packed_rows[:, :-1].view(-1, *member_shape)
         return pair_loss(pairs, members, packed_rows[:, -1].long())
 
-    fit_mlp(decoder, features[several], packed, settings.decoder_epochs, generator, loss)
+    fit_mlp(decoder, features[several], packed, settings.inverter_epochs, generator, loss)
     return decoder.eval()
 
 
@@ -234,13 +237,13 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
     mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        decoder = Decoder(mean, std, settings.inverter_hidden, tuple(targets.shape[2:]))
+        decoder = image_decoder(observation, mean, std, settings, tuple(targets.shape[2:]))
         counter = nn.Sequential(Standardize(mean, std), nn.Linear(len(mean), 256), nn.ReLU(),
                                 nn.Linear(256, 1), nn.Softplus())
     generator = torch.Generator().manual_seed(seed)
-    fit_mlp(decoder, features[present], targets[present], settings.decoder_epochs, generator,
+    fit_mlp(decoder, features[present], targets[present], settings.inverter_epochs, generator,
             nearest_member_loss)
-    fit_mlp(counter, features, shares[:, None], settings.decoder_epochs, generator)
+    fit_mlp(counter, features, shares[:, None], settings.inverter_epochs, generator)
     simulated = len(shares) // observation.model_spec.num_classes
     pair_decoder = None
     if settings.inverter_pairs:
@@ -248,6 +251,17 @@ def train_inverter(observation: Observation, public: PublicData, settings: Attac
                                           training=readable(observation), seed=seed,
                                           generator=generator)
     return Inverter(decoder.eval(), counter.eval(), simulated, pair_decoder)
+
+
+def image_decoder(observation: Observation, mean: torch.Tensor, std: torch.Tensor,
+                  settings: AttackSettings, shape: tuple[int, ...]) -> Decoder | MapDecoder:
+    """The untrained row -> image decoder `settings.inverter_decoder` names (the MLP where the
+    conv decoder is asked for and the head reads no feature map)."""
+    if settings.inverter_decoder == "conv":
+        map_shape = readout_map_shape(build_model(observation.model_spec), shape)
+        if map_shape is not None:
+            return MapDecoder(mean, std, map_shape, shape)
+    return Decoder(mean, std, settings.inverter_hidden, shape)
 
 
 class Standardize(nn.Module):
@@ -272,8 +286,9 @@ def _key(observation: Observation, public: PublicData, settings: AttackSettings,
     return "/".join([hasher.hexdigest(), repr(observation.model_spec), public.fingerprint,
                      repr((training.optimizer, training.learning_rate, training.momentum,
                            training.epochs, training.batch_size, training.num_examples)),
-                     repr((settings.decoder_epochs, settings.inverter_hidden,
-                           settings.inverter_clients, settings.inverter_shift,
+                     repr((settings.inverter_epochs, settings.inverter_hidden,
+                           settings.inverter_decoder, settings.inverter_clients,
+                           settings.inverter_shift,
                            settings.inverter_rotate, settings.inverter_pairs)), str(seed)])
 
 

@@ -21,6 +21,7 @@ THRESHOLD_MODES = ("none", "post", "in")
 RATE_MODES = ("expected", "sample")
 SMOOTH_KEEPS = ("last", "real-loss")
 LABEL_COUNTS = ("dimitrov", "rlu", "uniform")
+INVERTER_DECODERS = ("mlp", "conv")
 LR_SCHEDULES = ("constant", "cosine")
 # the unrolled attack's dummies: free pixels, or a public-trained decoder's outputs
 PUBLIC_PRIORS = ("none", "decoder")
@@ -86,14 +87,21 @@ class AttackSettings:
             "real-loss" (the stage whose result matches the observed gradient best on the real,
             hard victim; on spiking MLPs it prefers sharper, worse reconstructions).
         decoder_epochs, decoder_hidden: the rate-decoder attack's MLP (features -> hidden ->
-            hidden -> pixels) and its training epochs over the public images; the epochs serve
-            the learned inverter's decoder and counter too.
-        inverter_clients: client updates the learned inverter simulates on public draws to learn
-            from (attacks/learned_inverter.py).
-        inverter_hidden: the width of the learned inverter's decoder (row -> hidden -> hidden ->
-            pixels). 2048 since 2026-12-07 (1024 before, shared with the rate decoder): on fresh
+            hidden -> pixels) and its training epochs over the public images.
+        inverter_clients, inverter_epochs: client updates the learned inverter simulates on
+            public draws to learn from, and its decoder's and counter's training epochs over
+            their rows (attacks/learned_inverter.py). 12,000 and 20 since 2026-12-08 (2,000 and
+            the rate decoder's 40 before): more simulated updates read more images, for the same
+            fitting time (docs/results.md, "a conv decoder").
+        inverter_hidden: the width of the learned inverter's MLP decoder (row -> hidden -> hidden
+            -> pixels; `inverter_decoder` "mlp", and the pair decoder). 2048 since 2026-12-07 (1024 before, shared with the rate decoder): on fresh
             held-out clients it identified more (lenet-snn, MNIST, batch 8: 36.2 % vs 32.2 %;
             docs/results.md, "a wider decoder").
+        inverter_decoder: the learned inverter's image decoder: "conv" (the row laid out as
+            the feature map the head reads, then convolutions and upsamplings,
+            attacks/map_decoder.py; the MLP where the head reads no map, as in lenet5), the
+            default since 2026-12-08, or "mlp" (row -> hidden -> hidden -> pixels,
+            `inverter_hidden` wide; docs/results.md, "a conv decoder").
         inverter_shift: the learned inverter moves each public sample it simulates on by a
             random offset of at most this many pixels (0: as drawn). 2 since 2026-12-07: on
             fresh held-out clients it identified more at every cell measured (lenet-snn, MNIST,
@@ -208,8 +216,10 @@ class AttackSettings:
     rate_mode: str = "expected"
     decoder_epochs: int = 40
     decoder_hidden: int = 1024
-    inverter_clients: int = 2000
+    inverter_clients: int = 12000
+    inverter_epochs: int = 20
     inverter_hidden: int = 2048
+    inverter_decoder: str = "conv"
     inverter_shift: int = 2
     inverter_rotate: float = 0.0
     inverter_pairs: bool = False
@@ -247,13 +257,15 @@ class AttackSettings:
                                       ("smooth_keep", self.smooth_keep, SMOOTH_KEEPS),
                                       ("label_counts", self.label_counts, LABEL_COUNTS),
                                       ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
-                                      ("public_prior", self.public_prior, PUBLIC_PRIORS)):
+                                      ("public_prior", self.public_prior, PUBLIC_PRIORS),
+                                      ("inverter_decoder", self.inverter_decoder,
+                                       INVERTER_DECODERS)):
             if value not in accepted:
                 raise AttackSettingsError(
                     f"Expected `{name}` to be one of {list(accepted)} but got {value!r}")
         for name in ("iterations", "restarts", "lbfgs_max_eval", "grnn_noise_dim", "smooth_stages",
                      "label_phases", "decoder_epochs", "decoder_hidden", "inverter_clients",
-                     "inverter_hidden"):
+                     "inverter_epochs", "inverter_hidden"):
             if int(getattr(self, name)) < 1:
                 raise AttackSettingsError(f"Expected `{name}` to be >= 1 but got {getattr(self, name)}")
         if not 0 < self.smooth_k_start <= self.smooth_k_end:

@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
     lr = LEARNING_RATES[args.optimizer]
     n, steps = args.images, args.steps
-    settings = AttackSettings(attack="learned-inverter", decoder_epochs=args.decoder_epochs,
+    settings = AttackSettings(attack="learned-inverter", inverter_epochs=args.decoder_epochs,
                               inverter_hidden=args.decoder_hidden,
+                              inverter_decoder=args.decoder,
                               inverter_clients=args.simulated, inverter_shift=args.shift,
                               inverter_rotate=args.rotate, inverter_pairs=args.pairs)
     rows = []
@@ -153,11 +154,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--first-client", type=int, default=1000,
                         help="client seeds start here (0-99 were used for tuning)")
-    parser.add_argument("--simulated", type=int, default=2000)
-    parser.add_argument("--decoder-epochs", type=int, default=40)
+    parser.add_argument("--simulated", type=int, default=AttackSettings().inverter_clients,
+                        help="client updates simulated to learn from "
+                             "(AttackSettings.inverter_clients; 2000 before 2026-12-08)")
+    parser.add_argument("--decoder-epochs", type=int, default=AttackSettings().inverter_epochs,
+                        help="the inverter's training epochs (AttackSettings.inverter_epochs; "
+                             "40 before 2026-12-08)")
     parser.add_argument("--decoder-hidden", type=int, default=AttackSettings().inverter_hidden,
                         help="the inverter's decoder width (AttackSettings.inverter_hidden; "
                              "1024 before 2026-12-07)")
+    parser.add_argument("--decoder", choices=("mlp", "conv"),
+                        default=AttackSettings().inverter_decoder,
+                        help="the inverter's image decoder (AttackSettings.inverter_decoder; "
+                             "mlp before 2026-12-08)")
     parser.add_argument("--shift", type=int, default=AttackSettings().inverter_shift,
                         help="random shift of the public samples simulated on, in pixels "
                              "(AttackSettings.inverter_shift)")
