@@ -18,9 +18,9 @@ sample's readout features (graded: about 30 % of its entries move by the full le
 every step); a class that occurs k times gives a mix of k samples, decoded as one image (trained
 towards the nearest of them: `nearest_member_loss`). Where the head reads a flattened feature
 map (lenet's 12 × 7 × 7), the decoder lays the row back out as that map and decodes it with
-convolutions (`settings.inverter_decoder` "conv", attacks/map_decoder.py); elsewhere an MLP. Even the
-exact sum of k >= 2 samples' features identifies one of them for only 13-23 % of such classes
-(`experiments.readout_oracle`).
+convolutions (`settings.inverter_decoder` "conv", attacks/map_decoder.py); elsewhere an MLP.
+Even the exact sum of k >= 2 samples' features identifies one of them for only 13-23 % of such
+classes (`experiments.readout_oracle`).
 A second small model learns the class histogram from the same rows (N × the predicted shares,
 rounded to integers that sum to N); each class gets its decoded image once per sample the
 histogram gives it, so a class seen k times yields at most one of its k images.

@@ -5,7 +5,7 @@ last conv layer, each entry tied to a patch of the image. A head row laid back o
 and decoded by convolutions and upsamplings keeps this locality, which an MLP over the flat row
 has to learn from data: on the learned inverter's development clients the conv decoder read more
 images than the 2,048-wide MLP from the same simulated updates (docs/results.md, "A conv decoder
-for the learned inverter").
+and more simulated updates for the learned inverter").
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ class MapDecoder(nn.Module):
         channels, height, width = map_shape
         self.extras = nn.Linear(len(mean), GLOBAL_CHANNELS * height * width)
         layers: list[nn.Module] = [*_conv(channels + GLOBAL_CHANNELS, WIDTH), *_conv(WIDTH, WIDTH)]
-        size, wide = height, WIDTH
+        wide = WIDTH
         for _ in range(max(0, math.ceil(math.log2(shape[-2] / height)))):
             layers += [nn.ConvTranspose2d(wide, wide // 2, 4, stride=2, padding=1),
                        nn.BatchNorm2d(wide // 2), nn.ReLU(), *_conv(wide // 2, wide // 2)]
-            size, wide = size * 2, wide // 2
+            wide //= 2
         layers.append(nn.Conv2d(wide, shape[0], 3, padding=1))
         self.net = nn.Sequential(*layers)
 

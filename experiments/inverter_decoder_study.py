@@ -11,7 +11,8 @@ a class's decoded image is found when its nearest train-split image is one of th
 samples (the by-class diagnostic of `experiments.learned_inverter`).
 
 Example:
-    python -m experiments.inverter_decoder_study simulate --simulated 2000 --seed 0 --out runs/rows-0.pt
+    python -m experiments.inverter_decoder_study simulate --simulated 2000 --seed 0 \
+        --out runs/rows-0.pt
     python -m experiments.inverter_decoder_study fit --rows runs/rows-0.pt --decoder conv
 """
 
