@@ -19,38 +19,20 @@ Example:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from attacks import AttackSettings, LocalTraining, PublicData, Reconstruction
+from attacks import AttackSettings, PublicData, Reconstruction
 from attacks.idlg import last_linear_names
 from attacks.learned_inverter import (image_decoder, nearest_member_loss, row_features,
                                       simulated_rows)
 from attacks.rate_decoder import fit_mlp
-from attacks.types import Observation
-from experiments.learned_inverter import MNIST, by_class, client_ids
-from fedsnn.audit.observe import observe_update
+from experiments.learned_inverter import MNIST, by_class, client_reply
 from fedsnn.core.data import load_dataset
 from fedsnn.core.models import ModelSpec, build_model
-from fedsnn.core.training import train_epochs
-
-IMAGES, STEPS, LR = 8, 5, 0.003
-
-
-def client_observation(client: int, data: object, spec: ModelSpec, net: torch.nn.Module,
-                       sent: dict[str, torch.Tensor]) -> tuple[Observation, torch.Tensor]:
-    """Client `client`'s FedAvg reply as the server observes it, and its train-split indices."""
-    ids = client_ids(client, IMAGES, len(data.train_x))
-    trained = copy.deepcopy(net)
-    train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=STEPS, batch_size=IMAGES,
-                 lr=LR, optimizer="adam", seed=client)
-    training = LocalTraining("fedavg", "adam", LR, 0.0, STEPS, IMAGES, IMAGES)
-    return observe_update(f"client-{client}", spec, sent, trained.state_dict(), lr=LR,
-                          steps=STEPS, batch_size=IMAGES, training=training), ids
 
 
 def simulate(args: argparse.Namespace) -> None:
@@ -58,11 +40,11 @@ def simulate(args: argparse.Namespace) -> None:
     public = PublicData(data.test_x, "test", labels=data.test_y)
     spec = ModelSpec("lenet-snn")
     net = build_model(spec, seed=0, dlg_init=True)
-    sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
     weight, bias = last_linear_names(build_model(spec))
     real, truth, first = [], [], None
     for client in range(args.first_client, args.first_client + max(1, args.clients)):
-        observation, ids = client_observation(client, data, spec, net, sent)
+        observation, ids = client_reply(client, data, spec, net, images=8, steps=5,
+                                        optimizer="adam")
         first = first or observation
         assert observation.delta is not None and observation.training is not None
         real.append(row_features(observation.delta, observation.training, weight, bias))

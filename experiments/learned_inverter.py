@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from attacks import AttackSettings, LocalTraining, PublicData, Reconstruction, invert
+from attacks import (AttackSettings, LocalTraining, Observation, PublicData, Reconstruction,
+                     invert)
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.decision import Count, rate_test
 from fedsnn.audit.observe import observe_update
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> list[dict]:
     auditor = Auditor(data.train_x, data.train_y)
     spec = ModelSpec(args.model)
     net = build_model(spec, seed=0, dlg_init=True)
-    sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    lr = LEARNING_RATES[args.optimizer]
     n, steps = args.images, args.steps
     settings = AttackSettings(attack="learned-inverter", inverter_epochs=args.decoder_epochs,
                               inverter_hidden=args.decoder_hidden,
@@ -61,13 +60,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     noise = torch.Generator().manual_seed(12345)
     for client in range(args.first_client, args.first_client + args.clients):
-        ids = client_ids(client, n, len(data.train_x))
-        trained = copy.deepcopy(net)
-        train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps, batch_size=n,
-                     lr=lr, optimizer=args.optimizer, seed=client)
-        training = LocalTraining("fedavg", args.optimizer, lr, 0.0, steps, n, n)
-        observation = observe_update(f"client-{client}", spec, sent, trained.state_dict(), lr=lr,
-                                     steps=steps, batch_size=n, training=training)
+        observation, ids = client_reply(client, data, spec, net, images=n, steps=steps,
+                                        optimizer=args.optimizer)
         truth = ids.tolist()
         auditor.ground_truth = lambda _round, _partition: truth
         started = time.monotonic()
@@ -87,6 +81,22 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def client_reply(client: int, data: Any, spec: ModelSpec, net: torch.nn.Module, *, images: int,
+                 steps: int, optimizer: str) -> tuple[Observation, torch.Tensor]:
+    """Client `client`'s FedAvg reply to the global model `net` as the server observes it (its
+    own `images` train-split images, `steps` full-batch epochs of the real client code), and
+    those images' indices."""
+    lr = LEARNING_RATES[optimizer]
+    ids = client_ids(client, images, len(data.train_x))
+    trained = copy.deepcopy(net)
+    train_epochs(trained, data.train_x[ids], data.train_y[ids], epochs=steps, batch_size=images,
+                 lr=lr, optimizer=optimizer, seed=client)
+    training = LocalTraining("fedavg", optimizer, lr, 0.0, steps, images, images)
+    sent = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return observe_update(f"client-{client}", spec, sent, trained.state_dict(), lr=lr,
+                          steps=steps, batch_size=images, training=training), ids
 
 
 def null_guesses(public_images: torch.Tensor, n: int, generator: torch.Generator
