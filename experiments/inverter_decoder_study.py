@@ -30,6 +30,7 @@ from attacks.idlg import last_linear_names
 from attacks.learned_inverter import (image_decoder, nearest_member_loss, row_features,
                                       simulated_rows)
 from attacks.rate_decoder import fit_mlp
+from attacks.settings import INVERTER_DECODERS
 from experiments.learned_inverter import MNIST, by_class, client_reply
 from fedsnn.core.data import load_dataset
 from fedsnn.core.models import ModelSpec, build_model
@@ -110,7 +111,7 @@ def main() -> None:
     fitting = commands.add_parser("fit")
     fitting.add_argument("--rows", type=Path, nargs="+", required=True,
                          help="stored simulations; the real clients are the first one's")
-    fitting.add_argument("--decoder", choices=("mlp", "conv"), default="conv")
+    fitting.add_argument("--decoder", choices=INVERTER_DECODERS, default="conv")
     fitting.add_argument("--hidden", type=int, default=2048)
     fitting.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()

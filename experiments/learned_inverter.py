@@ -31,6 +31,7 @@ import torch
 
 from attacks import (AttackSettings, LocalTraining, Observation, PublicData, Reconstruction,
                      invert)
+from attacks.settings import INVERTER_DECODERS
 from fedsnn.audit.auditor import Auditor
 from fedsnn.audit.decision import Count, rate_test
 from fedsnn.audit.observe import observe_update
@@ -173,7 +174,7 @@ def main() -> None:
     parser.add_argument("--decoder-hidden", type=int, default=AttackSettings().inverter_hidden,
                         help="the inverter's decoder width (AttackSettings.inverter_hidden; "
                              "1024 before 2026-12-07)")
-    parser.add_argument("--decoder", choices=("mlp", "conv"),
+    parser.add_argument("--decoder", choices=INVERTER_DECODERS,
                         default=AttackSettings().inverter_decoder,
                         help="the inverter's image decoder (AttackSettings.inverter_decoder; "
                              "mlp before 2026-12-08)")
